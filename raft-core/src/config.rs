@@ -1,0 +1,164 @@
+//! Protocol settings, checked when they are built.
+
+use thiserror::Error;
+
+use crate::types::NodeId;
+
+/// Settings of one node's protocol state machine. All durations are in ticks: the caller decides
+/// how long a tick lasts (the node runtime uses 10 ms by default).
+///
+/// ```
+/// use raft_core::Config;
+/// let config = Config::new(1).with_election_timeout_ticks(20).validated()?;
+/// assert_eq!(config.election_timeout_ticks, 20);
+/// # Ok::<(), raft_core::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id. Must not be 0.
+    pub id: NodeId,
+    /// The base election timeout T: a follower that hears nothing from a leader for a random
+    /// number of ticks in `[T, 2T)` starts an election. Also the check-quorum period.
+    pub election_timeout_ticks: u32,
+    /// How often a leader sends heartbeats. Must be below the election timeout.
+    pub heartbeat_interval_ticks: u32,
+    /// Ask for pre-votes before raising the term (Raft thesis §9.6), so that a node returning from
+    /// a partition does not depose a healthy leader.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within an election timeout steps down, and a
+    /// follower that hears from a leader ignores vote requests for an election timeout.
+    pub check_quorum: bool,
+    /// At most this many entries in one AppendEntries.
+    pub max_entries_per_message: usize,
+    /// At most about this many bytes of entries in one AppendEntries (one entry is always sent,
+    /// however large).
+    pub max_bytes_per_message: usize,
+    /// At most this many AppendEntries in flight to one follower (pipelining window).
+    pub max_inflight_messages: usize,
+    /// At most this many bytes of entries in flight to one follower.
+    pub max_inflight_bytes: usize,
+    /// The largest command a proposal may carry.
+    pub max_entry_bytes: usize,
+    /// The seed of the generator that randomizes election timeouts. Give every node its own.
+    pub seed: u64,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// Node id 0 is reserved for "nobody".
+    #[error("node id must not be 0")]
+    ZeroNodeId,
+    /// The election timeout is zero.
+    #[error("election_timeout_ticks must be at least 1")]
+    ZeroElectionTimeout,
+    /// The heartbeat interval is zero.
+    #[error("heartbeat_interval_ticks must be at least 1")]
+    ZeroHeartbeatInterval,
+    /// Heartbeats would not arrive before followers time out.
+    #[error(
+        "heartbeat_interval_ticks ({heartbeat}) must be below election_timeout_ticks ({election}) \
+         so that followers hear from the leader before they time out"
+    )]
+    HeartbeatNotBelowElectionTimeout {
+        /// The configured heartbeat interval.
+        heartbeat: u32,
+        /// The configured election timeout.
+        election: u32,
+    },
+    /// A size limit is zero, which would stop replication.
+    #[error("{name} must be greater than 0")]
+    ZeroLimit {
+        /// The setting's name.
+        name: &'static str,
+    },
+}
+
+impl Config {
+    /// Default settings for node `id`: T = 15 ticks, heartbeat every 3 ticks, pre-vote and
+    /// check-quorum on, 256 entries or 1 MiB per message, 32 messages or 16 MiB in flight,
+    /// commands of at most 8 MiB.
+    pub fn new(id: NodeId) -> Self {
+        Config {
+            id,
+            election_timeout_ticks: 15,
+            heartbeat_interval_ticks: 3,
+            pre_vote: true,
+            check_quorum: true,
+            max_entries_per_message: 256,
+            max_bytes_per_message: 1 << 20,
+            max_inflight_messages: 32,
+            max_inflight_bytes: 16 << 20,
+            max_entry_bytes: 8 << 20,
+            seed: id,
+        }
+    }
+
+    /// Sets the base election timeout T.
+    pub fn with_election_timeout_ticks(mut self, ticks: u32) -> Self {
+        self.election_timeout_ticks = ticks;
+        self
+    }
+
+    /// Sets the heartbeat interval.
+    pub fn with_heartbeat_interval_ticks(mut self, ticks: u32) -> Self {
+        self.heartbeat_interval_ticks = ticks;
+        self
+    }
+
+    /// Turns pre-vote on or off.
+    pub fn with_pre_vote(mut self, on: bool) -> Self {
+        self.pre_vote = on;
+        self
+    }
+
+    /// Turns check-quorum on or off.
+    pub fn with_check_quorum(mut self, on: bool) -> Self {
+        self.check_quorum = on;
+        self
+    }
+
+    /// Sets the seed of the election-timeout generator.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks that the settings can work, returning them unchanged if they can.
+    pub fn validated(self) -> Result<Self, ConfigError> {
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks that the settings can work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if self.election_timeout_ticks == 0 {
+            return Err(ConfigError::ZeroElectionTimeout);
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return Err(ConfigError::ZeroHeartbeatInterval);
+        }
+        if self.heartbeat_interval_ticks >= self.election_timeout_ticks {
+            return Err(ConfigError::HeartbeatNotBelowElectionTimeout {
+                heartbeat: self.heartbeat_interval_ticks,
+                election: self.election_timeout_ticks,
+            });
+        }
+        let limits = [
+            ("max_entries_per_message", self.max_entries_per_message),
+            ("max_bytes_per_message", self.max_bytes_per_message),
+            ("max_inflight_messages", self.max_inflight_messages),
+            ("max_inflight_bytes", self.max_inflight_bytes),
+            ("max_entry_bytes", self.max_entry_bytes),
+        ];
+        for (name, value) in limits {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit { name });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,468 @@
+//! [`RaftCore`]: the node's protocol state, its inputs and its role transitions.
+//!
+//! The rules themselves live beside this file, one concern each: `election.rs` (timeouts, pre-vote,
+//! votes), `replication.rs` (AppendEntries, heartbeats, flow control) and `commit.rs` (quorum
+//! commit). This file holds the state they share and the entry points the caller uses.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use tracing::{debug, info};
+
+use crate::config::Config;
+use crate::error::{InitError, ProposeError, StepError};
+use crate::log::RaftLog;
+use crate::membership::Membership;
+use crate::message::{Message, MessageBody};
+use crate::progress::{Progress, ReplicationState};
+use crate::ready::Ready;
+use crate::rng::SeededRng;
+use crate::types::{Entry, HardState, Index, NodeId, Role, SoftState, Term};
+
+/// What a node had persisted when it stopped, to restart from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoredState {
+    /// The saved hard state.
+    pub hard_state: HardState,
+    /// The saved log, consecutive from index 1.
+    pub entries: Vec<Entry>,
+    /// The index the state machine has already applied (0 for a state machine that starts empty).
+    pub applied: Index,
+}
+
+/// A snapshot of a node's state for observers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: Index,
+    /// Its applied index (acknowledged by the caller).
+    pub applied_index: Index,
+    /// The index of its last log entry, durable or not.
+    pub last_log_index: Index,
+    /// The index up to which its log is durable.
+    pub persisted_index: Index,
+}
+
+/// The leader's view of one follower, for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The highest index known to match on the follower.
+    pub match_index: Index,
+    /// The next index the leader will send.
+    pub next_index: Index,
+    /// Probing or pipelining.
+    pub state: ReplicationState,
+    /// AppendEntries sent and not yet acknowledged.
+    pub inflight_messages: usize,
+}
+
+/// One node's Raft protocol state machine.
+///
+/// It performs no I/O and reads no clock: the caller feeds it [`tick`](Self::tick)s, peer
+/// messages ([`step`](Self::step)) and proposals ([`propose`](Self::propose)), collects the
+/// resulting work with [`ready`](Self::ready), and reports back what it made durable
+/// ([`on_persisted`](Self::on_persisted)) and applied ([`on_applied`](Self::on_applied)). The
+/// same inputs in the same order always give the same outputs.
+///
+/// ```
+/// use raft_core::{Config, Membership, RaftCore, Role};
+///
+/// // A one-node cluster elects itself and commits a proposal.
+/// let mut node = RaftCore::new(Config::new(1), Membership::voters([1])?)?;
+/// while node.role() != Role::Leader {
+///     node.tick();
+/// }
+/// let index = node.propose("hello".into())?;
+/// let mut applied = Vec::new();
+/// while applied.last().map(|e: &raft_core::Entry| e.index) != Some(index) {
+///     let ready = node.ready();
+///     // ... write ready.entries and ready.hard_state durably, then:
+///     if let Some((index, term)) = ready.persisted_up_to() {
+///         node.on_persisted(index, term);
+///     }
+///     applied.extend(ready.committed_entries);
+/// }
+/// node.on_applied(index);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct RaftCore {
+    pub(crate) config: Config,
+    pub(crate) term: Term,
+    pub(crate) voted_for: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    pub(crate) membership: Membership,
+    pub(crate) rng: SeededRng,
+    /// Ticks since the election timer was reset (followers and candidates), or since the last
+    /// check-quorum round (leaders).
+    pub(crate) election_elapsed: u32,
+    /// The timeout drawn from `[T, 2T)` at the last reset.
+    pub(crate) randomized_election_timeout: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    /// Votes received in the current (pre-)election.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Per-follower replication state, while leader.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) messages_after_persist: Vec<Message>,
+    last_hard_state: HardState,
+    last_soft_state: SoftState,
+}
+
+impl RaftCore {
+    /// A node of a new cluster: empty log, term 0.
+    pub fn new(config: Config, membership: Membership) -> Result<Self, InitError> {
+        Self::restore(config, membership, RestoredState::default())
+    }
+
+    /// A node restarting from what it had persisted.
+    pub fn restore(config: Config, membership: Membership, state: RestoredState) -> Result<Self, InitError> {
+        config.validate()?;
+        membership.validate()?;
+        check_stored_log(&state)?;
+        let hard_state = state.hard_state;
+        let log = RaftLog::restore(state.entries, hard_state.commit, state.applied);
+        let mut core = RaftCore {
+            rng: SeededRng::new(config.seed),
+            config,
+            term: hard_state.term,
+            voted_for: hard_state.voted_for,
+            role: Role::Follower,
+            leader: None,
+            log,
+            membership,
+            election_elapsed: 0,
+            randomized_election_timeout: 0,
+            heartbeat_elapsed: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            messages: Vec::new(),
+            messages_after_persist: Vec::new(),
+            last_hard_state: hard_state,
+            last_soft_state: SoftState {
+                role: Role::Follower,
+                leader: None,
+                term: hard_state.term,
+            },
+        };
+        core.last_hard_state.commit = core.log.committed;
+        core.reset_election_timer();
+        Ok(core)
+    }
+
+    // ---- inputs -------------------------------------------------------------------------------
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    /// Processes a message from a peer.
+    pub fn step(&mut self, message: Message) -> Result<(), StepError> {
+        if message.to != self.id() {
+            return Err(StepError::WrongRecipient {
+                to: message.to,
+                local: self.id(),
+            });
+        }
+        if !self.membership.contains(message.from) {
+            return Err(StepError::UnknownSender { from: message.from });
+        }
+        if !self.observe_term(&message) {
+            return Ok(());
+        }
+        match message.body {
+            MessageBody::RequestVote(request) => self.handle_vote_request(message.from, message.term, request),
+            MessageBody::RequestVoteResponse(response) => {
+                self.handle_vote_response(message.from, message.term, response)
+            }
+            MessageBody::AppendEntries(request) => self.handle_append_entries(message.from, request),
+            MessageBody::AppendEntriesResponse(response) => {
+                self.handle_append_entries_response(message.from, response)
+            }
+            MessageBody::Heartbeat(heartbeat) => self.handle_heartbeat(message.from, heartbeat),
+            MessageBody::HeartbeatResponse(_) => self.handle_heartbeat_response(message.from),
+        }
+        Ok(())
+    }
+
+    /// Proposes a command. On the leader it is appended to the log and its index returned; it is
+    /// committed once a quorum stores it, and then handed out in [`Ready::committed_entries`].
+    /// Whether *this* command ends up at that index is only known when the entry there is applied:
+    /// compare its term with [`term`](Self::term) at the time of the proposal.
+    pub fn propose(&mut self, command: Bytes) -> Result<Index, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if command.len() > self.config.max_entry_bytes {
+            return Err(ProposeError::EntryTooLarge {
+                size: command.len(),
+                max: self.config.max_entry_bytes,
+            });
+        }
+        let index = self.log.last_index() + 1;
+        self.log.push(Entry::command(self.term, index, command));
+        Ok(index)
+    }
+
+    /// Collects the work produced since the last call. See [`Ready`] for what to do with it.
+    pub fn ready(&mut self) -> Ready {
+        if self.role == Role::Leader {
+            self.flush_replication();
+        }
+        let hard_state = self.hard_state();
+        let soft_state = self.soft_state();
+        let ready = Ready {
+            soft_state: (soft_state != self.last_soft_state).then_some(soft_state),
+            messages: std::mem::take(&mut self.messages),
+            entries: self.log.take_unstable(),
+            hard_state: (hard_state != self.last_hard_state).then_some(hard_state),
+            messages_after_persist: std::mem::take(&mut self.messages_after_persist),
+            committed_entries: self.log.take_committed(),
+        };
+        self.last_hard_state = hard_state;
+        self.last_soft_state = soft_state;
+        ready
+    }
+
+    /// Reports that the entries up to `index`, whose entry has `term`, are durable (see
+    /// [`Ready::persisted_up_to`]). Reports about entries that were since replaced are ignored.
+    pub fn on_persisted(&mut self, index: Index, term: Term) {
+        if self.log.on_persisted(index, term) && self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    /// Reports that the state machine applied the committed entries up to `index`.
+    pub fn on_applied(&mut self, index: Index) {
+        self.log.on_applied(index);
+    }
+
+    // ---- observers ----------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The configuration in force.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The entry at `index`, if the log holds it.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// The state that must be durable: term, vote and commit index.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+            commit: self.log.committed,
+        }
+    }
+
+    /// Role, leader and term.
+    pub fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role,
+            leader: self.leader,
+            term: self.term,
+        }
+    }
+
+    /// Everything an observer may want in one value.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id(),
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+            commit_index: self.log.committed,
+            applied_index: self.log.applied,
+            last_log_index: self.log.last_index(),
+            persisted_index: self.log.persisted,
+        }
+    }
+
+    /// The leader's view of `follower`; `None` when not leader or not a follower.
+    pub fn follower_progress(&self, follower: NodeId) -> Option<FollowerProgress> {
+        self.progress.get(&follower).map(|p| FollowerProgress {
+            match_index: p.match_index,
+            next_index: p.next_index,
+            state: p.state,
+            inflight_messages: p.inflight_messages(),
+        })
+    }
+
+    // ---- shared machinery -----------------------------------------------------------------------
+
+    /// Applies the term rules every message obeys (Raft paper §5.1): adopt a higher term and step
+    /// down; answer a stale one so its sender catches up. Returns whether to process the message.
+    fn observe_term(&mut self, message: &Message) -> bool {
+        use MessageBody::*;
+        if message.term > self.term {
+            match &message.body {
+                // A pre-vote changes nobody's term; a granted pre-vote echoes the proposed term.
+                RequestVote(r) if r.pre_vote => return true,
+                RequestVoteResponse(r) if r.pre_vote && r.granted => return true,
+                RequestVote(_) if self.config.check_quorum && self.leader_recently_heard() => {
+                    debug!(
+                        node = self.id(),
+                        from = message.from,
+                        term = message.term,
+                        "ignoring vote request: the leader was heard within the election timeout"
+                    );
+                    return false;
+                }
+                AppendEntries(_) | Heartbeat(_) => self.become_follower(message.term, Some(message.from)),
+                _ => self.become_follower(message.term, None),
+            }
+            return true;
+        }
+        if message.term < self.term {
+            match &message.body {
+                AppendEntries(_) | Heartbeat(_) => {
+                    // A deposed leader: our higher term in the answer makes it step down.
+                    self.send(message.from, MessageBody::HeartbeatResponse(crate::message::HeartbeatResponse));
+                }
+                RequestVote(r) => {
+                    let pre_vote = r.pre_vote;
+                    self.send(
+                        message.from,
+                        MessageBody::RequestVoteResponse(crate::message::RequestVoteResponse {
+                            pre_vote,
+                            granted: false,
+                        }),
+                    );
+                }
+                _ => {}
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Queues a message in this term, routed by whether it may leave before persistence.
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_with_term(to, self.term, body);
+    }
+
+    pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let from_leader = matches!(body, MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_));
+        let message = Message {
+            from: self.id(),
+            to,
+            term,
+            body,
+        };
+        if from_leader {
+            self.messages.push(message);
+        } else {
+            self.messages_after_persist.push(message);
+        }
+    }
+
+    /// The other members, in id order.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        let me = self.id();
+        self.membership.members().filter(|id| *id != me).collect()
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let t = self.config.election_timeout_ticks;
+        self.randomized_election_timeout = self.rng.in_range(t, 2 * t);
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        if self.role != Role::Follower || self.leader != leader {
+            debug!(node = self.id(), term, ?leader, "becoming follower");
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.progress.clear();
+        self.reset_election_timer();
+    }
+
+    pub(crate) fn become_leader(&mut self) {
+        debug_assert_eq!(self.role, Role::Candidate);
+        info!(node = self.id(), term = self.term, "became leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.votes.clear();
+        self.heartbeat_elapsed = 0;
+        self.election_elapsed = 0;
+        let next = self.log.last_index() + 1;
+        self.progress = self.peers().into_iter().map(|id| (id, Progress::new(next))).collect();
+        // A blank entry of the new term lets the leader commit what earlier terms left
+        // (Raft paper §5.4.2 and §8).
+        self.log.push(Entry::blank(self.term, next));
+    }
+}
+
+fn check_stored_log(state: &RestoredState) -> Result<(), InitError> {
+    let mut expected = 1;
+    let mut previous_term = 0;
+    for entry in &state.entries {
+        if entry.index != expected {
+            return Err(InitError::LogNotContiguous {
+                expected,
+                found: entry.index,
+            });
+        }
+        if entry.term < previous_term || entry.term > state.hard_state.term {
+            return Err(InitError::LogTermOutOfOrder {
+                index: entry.index,
+                term: entry.term,
+                hard_term: state.hard_state.term,
+            });
+        }
+        previous_term = entry.term;
+        expected += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The node's view of the replicated log, and the indexes that move along it.
+//!
+//! The core keeps the uncompacted log in memory (entries hold `Bytes`, so handing them to storage,
+//! to peers and to the state machine copies no payload). Along the log move four indexes, always in
+//! this order: `applied <= applying <= committed`, and `persisted <= last_index`:
+//!
+//! * `persisted`: entries up to here are durable on this node (acknowledged by the caller);
+//! * `committed`: entries up to here are stored on a quorum and will never change;
+//! * `applying`: entries up to here were handed to the caller to apply;
+//! * `applied`: entries up to here were applied to the state machine (acknowledged).
+//!
+//! Entries from `unstable_from` on have not been handed to the caller for persistence yet.
+
+use std::collections::VecDeque;
+
+use crate::types::{Entry, Index, Term};
+
+#[derive(Debug)]
+pub(crate) struct RaftLog {
+    /// Entries after `base_index`, consecutive.
+    entries: VecDeque<Entry>,
+    /// The index just before the first entry held (0 for a log that starts at 1).
+    base_index: Index,
+    /// The term of the entry at `base_index` (0 for the empty prefix).
+    base_term: Term,
+    pub(crate) committed: Index,
+    pub(crate) persisted: Index,
+    pub(crate) applying: Index,
+    pub(crate) applied: Index,
+    unstable_from: Index,
+}
+
+impl RaftLog {
+    /// A log restored from storage: every entry given is durable.
+    pub(crate) fn restore(entries: Vec<Entry>, committed: Index, applied: Index) -> Self {
+        let base_index = entries.first().map_or(0, |e| e.index - 1);
+        let last = base_index + entries.len() as Index;
+        let committed = committed.min(last);
+        let applied = applied.min(committed);
+        RaftLog {
+            entries: entries.into(),
+            base_index,
+            base_term: 0,
+            committed,
+            persisted: last,
+            applying: applied,
+            applied,
+            unstable_from: last + 1,
+        }
+    }
+
+    pub(crate) fn first_index(&self) -> Index {
+        self.base_index + 1
+    }
+
+    pub(crate) fn last_index(&self) -> Index {
+        self.base_index + self.entries.len() as Index
+    }
+
+    pub(crate) fn last_term(&self) -> Term {
+        self.entries.back().map_or(self.base_term, |e| e.term)
+    }
+
+    /// The term of the entry at `index`, or `None` when the log does not hold it.
+    pub(crate) fn term(&self, index: Index) -> Option<Term> {
+        if index == self.base_index {
+            return Some(self.base_term);
+        }
+        self.entry(index).map(|e| e.term)
+    }
+
+    pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
+        if index <= self.base_index {
+            return None;
+        }
+        self.entries.get((index - self.base_index - 1) as usize)
+    }
+
+    /// Whether a log ending at (`last_term`, `last_index`) is at least as up to date as this one
+    /// (Raft paper §5.4.1: compare last terms, then lengths).
+    pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
+        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
+    }
+
+    /// Entries from `from` on, at most `max_entries` and about `max_bytes` (at least one entry).
+    pub(crate) fn entries_from(&self, from: Index, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let mut index = from;
+        while let Some(entry) = self.entry(index) {
+            if batch.len() >= max_entries || (!batch.is_empty() && bytes + entry.size_bytes() > max_bytes) {
+                break;
+            }
+            bytes += entry.size_bytes();
+            batch.push(entry.clone());
+            index += 1;
+        }
+        batch
+    }
+
+    /// The first index of the run of entries that share the term of the entry at `index`.
+    pub(crate) fn first_index_of_term_at(&self, index: Index) -> Index {
+        let Some(term) = self.term(index) else {
+            return index;
+        };
+        let mut first = index;
+        while first > self.first_index() && self.term(first - 1) == Some(term) {
+            first -= 1;
+        }
+        first
+    }
+
+    /// The last index at or below `at_most` whose entry has term `term`.
+    pub(crate) fn last_index_of_term(&self, term: Term, at_most: Index) -> Option<Index> {
+        let mut index = at_most.min(self.last_index());
+        while index >= self.first_index() {
+            match self.term(index) {
+                Some(t) if t == term => return Some(index),
+                Some(t) if t < term => return None,
+                _ => index -= 1,
+            }
+        }
+        None
+    }
+
+    /// Appends entries that follow the leader's log, keeping those already present and truncating
+    /// from the first conflicting one. Returns the index of the last entry of `entries` (or `after`
+    /// when empty). The caller has checked that the entry at `after` matches the leader's.
+    pub(crate) fn append_after(&mut self, after: Index, entries: Vec<Entry>) -> Index {
+        let last_new = after + entries.len() as Index;
+        let mut new_entries = entries.into_iter().peekable();
+        // Skip entries already present with the same term (log matching: same index and term
+        // means same entry and same prefix).
+        while let Some(entry) = new_entries.peek() {
+            match self.term(entry.index) {
+                Some(term) if term == entry.term => {
+                    new_entries.next();
+                }
+                _ => break,
+            }
+        }
+        let Some(first_new) = new_entries.peek().map(|e| e.index) else {
+            return last_new;
+        };
+        if first_new <= self.last_index() {
+            debug_assert!(first_new > self.committed, "truncating committed entry {first_new}");
+            self.truncate_from(first_new);
+        }
+        self.entries.extend(new_entries);
+        last_new
+    }
+
+    /// Appends one entry at the end (the leader's own proposals).
+    pub(crate) fn push(&mut self, entry: Entry) {
+        debug_assert_eq!(entry.index, self.last_index() + 1);
+        self.entries.push_back(entry);
+    }
+
+    fn truncate_from(&mut self, index: Index) {
+        let keep = (index - self.base_index - 1) as usize;
+        self.entries.truncate(keep);
+        self.unstable_from = self.unstable_from.min(index);
+        self.persisted = self.persisted.min(index - 1);
+    }
+
+    /// Entries not yet handed out for persistence; marks them handed out.
+    pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
+        let from = self.unstable_from;
+        let batch: Vec<Entry> = self.entries_from(from, usize::MAX, usize::MAX);
+        self.unstable_from = self.last_index() + 1;
+        batch
+    }
+
+    /// The caller reports the entries up to `index` (whose entry has `term`) durable. Reports that
+    /// refer to entries since replaced are ignored.
+    pub(crate) fn on_persisted(&mut self, index: Index, term: Term) -> bool {
+        if index <= self.persisted || index >= self.unstable_from || self.term(index) != Some(term) {
+            return false;
+        }
+        self.persisted = index;
+        true
+    }
+
+    /// Committed, durable entries not yet handed out for applying; marks them handed out.
+    pub(crate) fn take_committed(&mut self) -> Vec<Entry> {
+        let upto = self.committed.min(self.persisted);
+        if upto <= self.applying {
+            return Vec::new();
+        }
+        let count = (upto - self.applying) as usize;
+        let batch = self.entries_from(self.applying + 1, count, usize::MAX);
+        self.applying = upto;
+        batch
+    }
+
+    pub(crate) fn on_applied(&mut self, index: Index) {
+        if index > self.applied && index <= self.applying {
+            self.applied = index;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(terms: &[Term]) -> RaftLog {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Entry::blank(*t, i as Index + 1))
+            .collect();
+        RaftLog::restore(entries, 0, 0)
+    }
+
+    #[test]
+    fn append_after_keeps_matching_entries_and_truncates_conflicts() {
+        let mut log = log_of(&[1, 1, 2, 2]);
+        let last = log.append_after(2, vec![Entry::blank(2, 3), Entry::blank(3, 4), Entry::blank(3, 5)]);
+        assert_eq!(last, 5);
+        assert_eq!(log.term(3), Some(2));
+        assert_eq!(log.term(4), Some(3));
+        assert_eq!(log.persisted, 3);
+        assert_eq!(log.take_unstable().len(), 2);
+    }
+
+    #[test]
+    fn stale_append_does_not_truncate() {
+        let mut log = log_of(&[1, 1, 2, 2]);
+        assert_eq!(log.append_after(1, vec![Entry::blank(1, 2)]), 2);
+        assert_eq!(log.last_index(), 4);
+    }
+
+    #[test]
+    fn term_lookups() {
+        let log = log_of(&[1, 1, 3, 3, 3, 5]);
+        assert_eq!(log.first_index_of_term_at(5), 3);
+        assert_eq!(log.last_index_of_term(3, 6), Some(5));
+        assert_eq!(log.last_index_of_term(2, 6), None);
+        assert_eq!(log.term(0), Some(0));
+        assert_eq!(log.term(7), None);
+    }
+
+    #[test]
+    fn persist_reports_for_replaced_entries_are_ignored() {
+        let mut log = log_of(&[1]);
+        log.push(Entry::blank(1, 2));
+        assert_eq!(log.take_unstable().len(), 1);
+        log.append_after(1, vec![Entry::blank(2, 2)]);
+        assert!(!log.on_persisted(2, 1));
+        assert_eq!(log.take_unstable().len(), 1);
+        assert!(log.on_persisted(2, 2));
+        assert_eq!(log.persisted, 2);
+    }
+}

@@ -1,0 +1,117 @@
+//! The messages nodes exchange (Raft paper Figure 2, plus pre-vote and heartbeats).
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Index, NodeId, Term};
+
+/// A message from one node to another. Every message carries the sender's term, which is how
+/// terms spread through the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The recipient.
+    pub to: NodeId,
+    /// The sender's term; for a pre-vote request, the term the sender would campaign in.
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The kinds of message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// A candidate (or pre-candidate) asks for a vote.
+    RequestVote(RequestVote),
+    /// The answer to [`MessageBody::RequestVote`].
+    RequestVoteResponse(RequestVoteResponse),
+    /// The leader replicates entries.
+    AppendEntries(AppendEntries),
+    /// The answer to [`MessageBody::AppendEntries`].
+    AppendEntriesResponse(AppendEntriesResponse),
+    /// The leader asserts its leadership and spreads the commit index without touching the log.
+    Heartbeat(Heartbeat),
+    /// The answer to [`MessageBody::Heartbeat`].
+    HeartbeatResponse(HeartbeatResponse),
+}
+
+impl MessageBody {
+    /// A short name for logs and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::RequestVote(r) if r.pre_vote => "PreVote",
+            MessageBody::RequestVote(_) => "RequestVote",
+            MessageBody::RequestVoteResponse(r) if r.pre_vote => "PreVoteResponse",
+            MessageBody::RequestVoteResponse(_) => "RequestVoteResponse",
+            MessageBody::AppendEntries(_) => "AppendEntries",
+            MessageBody::AppendEntriesResponse(_) => "AppendEntriesResponse",
+            MessageBody::Heartbeat(_) => "Heartbeat",
+            MessageBody::HeartbeatResponse(_) => "HeartbeatResponse",
+        }
+    }
+}
+
+/// A request for a vote (or, with `pre_vote`, a question whether a vote would be granted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVote {
+    /// True for a pre-vote: the receiver changes no state and the sender's term stays as it is.
+    pub pre_vote: bool,
+    /// The index of the candidate's last log entry.
+    pub last_log_index: Index,
+    /// The term of the candidate's last log entry.
+    pub last_log_term: Term,
+}
+
+/// The answer to a vote request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVoteResponse {
+    /// True when this answers a pre-vote.
+    pub pre_vote: bool,
+    /// Whether the vote is granted.
+    pub granted: bool,
+}
+
+/// Entries for a follower to append after `prev_log_index`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendEntries {
+    /// The index of the entry just before `entries`.
+    pub prev_log_index: Index,
+    /// The term of the entry at `prev_log_index`.
+    pub prev_log_term: Term,
+    /// The entries to append, consecutive from `prev_log_index + 1`; empty for a probe.
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub leader_commit: Index,
+}
+
+/// The answer to [`AppendEntries`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendEntriesResponse {
+    /// The follower's log matches the leader's up to `match_index`, durably.
+    Success {
+        /// The highest index known to match the leader's log.
+        match_index: Index,
+    },
+    /// The follower has no entry matching `prev_log_index`/`prev_log_term`.
+    Conflict {
+        /// The `prev_log_index` of the rejected request, so the leader can ignore stale answers.
+        rejected_index: Index,
+        /// Where the leader should look next (Raft paper §5.3, "back up by term"): the first index
+        /// of `conflict_term` in the follower's log, or the follower's last index + 1 when its log
+        /// is too short.
+        conflict_index: Index,
+        /// The term of the follower's entry at `rejected_index`, or `None` when it has none.
+        conflict_term: Option<Term>,
+    },
+}
+
+/// The leader is alive; `commit` is the highest index the follower may consider committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The leader's commit index, capped at what the follower is known to hold.
+    pub commit: Index,
+}
+
+/// The answer to a [`Heartbeat`]: the follower still follows the sender in this term.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse;

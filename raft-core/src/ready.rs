@@ -1,0 +1,59 @@
+//! The batch of work the core hands to its caller.
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, Index, SoftState, Term};
+
+/// Everything the core asks its caller to do since the last call to
+/// [`RaftCore::ready`](crate::RaftCore::ready).
+///
+/// The caller must, in this order of dependency:
+///
+/// 1. send `messages` at once (they are the leader's AppendEntries and heartbeats, which may go
+///    before the leader's own write is durable, Raft thesis §10.2.1);
+/// 2. durably write `entries` (which replace any stored entries from `entries[0].index` on) and
+///    `hard_state`, then report [`RaftCore::on_persisted`](crate::RaftCore::on_persisted) with
+///    [`Ready::persisted_up_to`];
+/// 3. only after that write is durable, send `messages_after_persist` (votes and acknowledgements
+///    that promise the write happened). Batches must be persisted in the order they were handed
+///    out, and their after-persist messages sent in that order too;
+/// 4. apply `committed_entries` to the state machine in order, then report
+///    [`RaftCore::on_applied`](crate::RaftCore::on_applied).
+///
+/// Applying may run alongside persisting: committed entries are always already durable here.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// The role, leader or term changed to this.
+    pub soft_state: Option<SoftState>,
+    /// Messages that may be sent now.
+    pub messages: Vec<Message>,
+    /// Entries to append durably; they replace stored entries from their first index on.
+    pub entries: Vec<Entry>,
+    /// Hard state to save durably, when it changed.
+    pub hard_state: Option<HardState>,
+    /// Messages to send once `entries` and `hard_state` (and those of earlier batches) are durable.
+    pub messages_after_persist: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed_entries: Vec<Entry>,
+}
+
+impl Ready {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.soft_state.is_none()
+            && self.messages.is_empty()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+            && self.messages_after_persist.is_empty()
+            && self.committed_entries.is_empty()
+    }
+
+    /// Whether this batch has anything to write durably.
+    pub fn needs_persist(&self) -> bool {
+        !self.entries.is_empty() || self.hard_state.is_some()
+    }
+
+    /// The (index, term) of the last entry to persist, to report back once written.
+    pub fn persisted_up_to(&self) -> Option<(Index, Term)> {
+        self.entries.last().map(|e| (e.index, e.term))
+    }
+}

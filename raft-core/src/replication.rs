@@ -1,0 +1,230 @@
+//! Log replication (Raft paper §5.3): AppendEntries on both sides, heartbeats, and flow control.
+//!
+//! The leader keeps a [`Progress`](crate::progress::Progress) per follower. A follower whose
+//! position is unknown is *probed*: one AppendEntries at a time, and each rejection carries a
+//! conflict hint so the leader backs up a whole term per round trip instead of one entry. Once a
+//! probe succeeds the follower is *replicated to*: AppendEntries are pipelined up to a window of
+//! messages and bytes. A heartbeat carries no entries and never fails a log check, so it cannot
+//! knock a pipelining follower back into probing; it spreads the commit index and, with its
+//! answer, keeps check-quorum informed.
+
+use tracing::{debug, warn};
+
+use crate::core::RaftCore;
+use crate::message::{AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody};
+use crate::progress::ReplicationState;
+use crate::types::{Index, NodeId, Role};
+
+impl RaftCore {
+    // ---- leader side ----------------------------------------------------------------------------
+
+    /// Sends each follower what it is missing, as far as its flow-control window allows.
+    pub(crate) fn flush_replication(&mut self) {
+        let followers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for follower in followers {
+            while self.send_append(follower) {}
+        }
+    }
+
+    /// Sends one AppendEntries to `follower` if its window allows. A probing follower gets one
+    /// (possibly empty) to learn where its log stands; a replicating one only gets messages that
+    /// carry entries. Returns whether a message went out and another may follow.
+    pub(crate) fn send_append(&mut self, follower: NodeId) -> bool {
+        let config = &self.config;
+        let Some(progress) = self.progress.get_mut(&follower) else {
+            return false;
+        };
+        if !progress.can_send(config.max_inflight_messages, config.max_inflight_bytes) {
+            return false;
+        }
+        let prev_log_index = progress.next_index - 1;
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            warn!(follower, prev_log_index, "no term for the follower's previous index");
+            return false;
+        };
+        let entries = self.log.entries_from(
+            progress.next_index,
+            config.max_entries_per_message,
+            config.max_bytes_per_message,
+        );
+        let probing = progress.state == ReplicationState::Probe;
+        if entries.is_empty() && !probing {
+            return false;
+        }
+        let bytes = entries.iter().map(|e| e.size_bytes()).sum();
+        let last_index = prev_log_index + entries.len() as Index;
+        progress.on_sent(last_index, entries.len(), bytes);
+        let more = progress.state == ReplicationState::Replicate && !entries.is_empty();
+        let request = AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.log.committed,
+        };
+        self.send(follower, MessageBody::AppendEntries(request));
+        more
+    }
+
+    /// Sends heartbeats, re-probes followers whose probe went unanswered, and restarts replication
+    /// to followers that acknowledged nothing for a whole heartbeat interval while entries were in
+    /// flight (a lost AppendEntries would otherwise stall a pipelining follower).
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let last_index = self.log.last_index();
+        let committed = self.log.committed;
+        let followers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for follower in followers {
+            let Some(progress) = self.progress.get_mut(&follower) else {
+                continue;
+            };
+            match progress.state {
+                ReplicationState::Probe => progress.probe_sent = false,
+                ReplicationState::Replicate => {
+                    let stalled = progress.match_index < last_index
+                        && progress.inflight_messages() > 0
+                        && progress.match_index == progress.match_at_last_heartbeat;
+                    if stalled {
+                        debug!(follower, match_index = progress.match_index, "replication stalled; probing");
+                        let next = progress.match_index + 1;
+                        progress.become_probe(next);
+                    }
+                }
+            }
+            progress.match_at_last_heartbeat = progress.match_index;
+            // Never claim more is committed than the follower is known to hold.
+            let commit = committed.min(progress.match_index);
+            self.send(follower, MessageBody::Heartbeat(Heartbeat { commit }));
+        }
+    }
+
+    /// A follower answered an AppendEntries.
+    pub(crate) fn handle_append_entries_response(&mut self, follower: NodeId, response: AppendEntriesResponse) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(progress) = self.progress.get_mut(&follower) else {
+            return;
+        };
+        progress.recent_active = true;
+        match response {
+            AppendEntriesResponse::Success { match_index } => {
+                if match_index > self.log.last_index() {
+                    warn!(follower, match_index, "follower claims entries this leader never sent");
+                    return;
+                }
+                if progress.on_match(match_index) {
+                    self.maybe_commit();
+                }
+            }
+            AppendEntriesResponse::Conflict {
+                rejected_index,
+                conflict_index,
+                conflict_term,
+            } => {
+                let stale = match progress.state {
+                    ReplicationState::Probe => rejected_index + 1 != progress.next_index,
+                    ReplicationState::Replicate => rejected_index <= progress.match_index,
+                };
+                if stale {
+                    return;
+                }
+                // Back up by term (Raft paper §5.3): skip the follower's whole conflicting term, or
+                // to just after our last entry of that term, which must match.
+                let next = match conflict_term.and_then(|t| self.log.last_index_of_term(t, rejected_index)) {
+                    Some(index) => index + 1,
+                    None => conflict_index,
+                };
+                let next = next.min(rejected_index).max(1);
+                debug!(follower, rejected_index, next, "follower log mismatch; probing");
+                progress.become_probe(next);
+                self.send_append(follower);
+            }
+        }
+    }
+
+    /// A follower answered a heartbeat.
+    pub(crate) fn handle_heartbeat_response(&mut self, follower: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(&follower) {
+            progress.recent_active = true;
+        }
+    }
+
+    // ---- follower side --------------------------------------------------------------------------
+
+    /// Accepts the current leader's authority: a candidate of the same term steps down.
+    fn follow(&mut self, leader: NodeId) {
+        if self.role == Role::Leader {
+            // Two leaders in one term would break election safety; refuse to act on it.
+            warn!(node = self.id(), other = leader, term = self.term, "another leader in my term");
+            debug_assert!(false, "two leaders in term {}", self.term);
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(leader) {
+            self.become_follower(self.term, Some(leader));
+        }
+        self.election_elapsed = 0;
+    }
+
+    /// Appends the leader's entries if our log matches at `prev_log_index`.
+    pub(crate) fn handle_append_entries(&mut self, leader: NodeId, mut request: AppendEntries) {
+        self.follow(leader);
+        if self.role == Role::Leader {
+            return;
+        }
+        // Entries up to our commit index are already in place and can never differ.
+        let committed = self.log.committed;
+        if request.prev_log_index < committed {
+            let skip = (committed - request.prev_log_index) as usize;
+            if skip >= request.entries.len() {
+                self.send(
+                    leader,
+                    MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index: committed }),
+                );
+                return;
+            }
+            request.entries.drain(..skip);
+            request.prev_log_index = committed;
+            request.prev_log_term = self.log.term(committed).unwrap_or_default();
+        }
+        let prev = request.prev_log_index;
+        if self.log.term(prev) != Some(request.prev_log_term) {
+            let (conflict_index, conflict_term) = match self.log.term(prev) {
+                None => (self.log.last_index() + 1, None),
+                Some(term) => (self.log.first_index_of_term_at(prev), Some(term)),
+            };
+            debug!(node = self.id(), prev, conflict_index, ?conflict_term, "rejecting AppendEntries");
+            let response = AppendEntriesResponse::Conflict {
+                rejected_index: prev,
+                conflict_index,
+                conflict_term,
+            };
+            self.send(leader, MessageBody::AppendEntriesResponse(response));
+            return;
+        }
+        let last_new = self.log.append_after(prev, request.entries);
+        // Only what is known to match the leader may be marked committed.
+        let commit = request.leader_commit.min(last_new);
+        if commit > self.log.committed {
+            self.log.committed = commit;
+        }
+        self.send(
+            leader,
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index: last_new }),
+        );
+    }
+
+    /// Learns the commit index from the leader's heartbeat.
+    pub(crate) fn handle_heartbeat(&mut self, leader: NodeId, heartbeat: Heartbeat) {
+        self.follow(leader);
+        if self.role == Role::Leader {
+            return;
+        }
+        let commit = heartbeat.commit.min(self.log.last_index());
+        if commit > self.log.committed {
+            self.log.committed = commit;
+        }
+        self.send(leader, MessageBody::HeartbeatResponse(HeartbeatResponse));
+    }
+}

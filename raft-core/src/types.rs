@@ -1,0 +1,115 @@
+//! The vocabulary shared by every crate: node ids, terms, log indexes, entries and hard state.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one member of a cluster. Ids are chosen by the operator and never reused.
+pub type NodeId = u64;
+
+/// A Raft term: a logical clock that rises with every election. Term 0 precedes all elections.
+pub type Term = u64;
+
+/// A position in the replicated log. The first entry has index 1; index 0 means "before the log".
+pub type Index = u64;
+
+/// What an entry carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// An empty entry. A new leader appends one to commit the entries of earlier terms
+    /// (Raft paper §5.4.2, §8).
+    Blank,
+    /// A command for the user's state machine, opaque to Raft.
+    Command(Bytes),
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The term of the leader that created the entry.
+    pub term: Term,
+    /// The entry's position in the log.
+    pub index: Index,
+    /// What the entry carries.
+    pub payload: EntryPayload,
+}
+
+impl Entry {
+    /// Fixed cost charged per entry when sizing messages, on top of the payload.
+    pub const OVERHEAD_BYTES: usize = 24;
+
+    /// Creates a command entry.
+    pub fn command(term: Term, index: Index, data: impl Into<Bytes>) -> Self {
+        Entry {
+            term,
+            index,
+            payload: EntryPayload::Command(data.into()),
+        }
+    }
+
+    /// Creates a blank (no-op) entry.
+    pub fn blank(term: Term, index: Index) -> Self {
+        Entry {
+            term,
+            index,
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// The approximate size of the entry on the wire, used for flow control and batching.
+    pub fn size_bytes(&self) -> usize {
+        let payload = match &self.payload {
+            EntryPayload::Blank => 0,
+            EntryPayload::Command(data) => data.len(),
+        };
+        payload + Self::OVERHEAD_BYTES
+    }
+}
+
+/// The state every node must persist before it answers a message that depends on it
+/// (Raft paper Figure 2, "Persistent state on all servers").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: Term,
+    /// The candidate this node voted for in `term`, if any.
+    pub voted_for: Option<NodeId>,
+    /// The highest index known to be committed. Persisting it is not required for safety; it
+    /// lets a restarted node apply its committed log without waiting for a leader.
+    pub commit: Index,
+}
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Follows a leader and votes in elections.
+    Follower,
+    /// Asks for pre-votes without raising its term (Raft thesis §9.6).
+    PreCandidate,
+    /// Asks for votes in a new term.
+    Candidate,
+    /// Replicates the log and decides what is committed.
+    Leader,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The volatile part of a node's state that observers care about: who it is and whom it follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftState {
+    /// The node's role.
+    pub role: Role,
+    /// The leader of the current term, if known.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: Term,
+}
