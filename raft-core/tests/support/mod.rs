@@ -1,0 +1,193 @@
+//! A synchronous harness for rule tests: several cores, a message queue between them, and storage
+//! that acknowledges every write at once unless told to hold it.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use raft_core::{Config, Entry, HardState, Index, Membership, Message, NodeId, RaftCore, Ready, RestoredState, Role};
+
+/// Settings used by the rule tests: T = 10 ticks, heartbeat every 2.
+pub fn config(id: NodeId) -> Config {
+    Config::new(id)
+        .with_election_timeout_ticks(10)
+        .with_heartbeat_interval_ticks(2)
+        .with_seed(id * 7919)
+}
+
+pub struct Net {
+    pub nodes: BTreeMap<NodeId, RaftCore>,
+    /// Messages in flight, delivered in order.
+    pub queue: VecDeque<Message>,
+    /// Nodes whose messages (both ways) are dropped.
+    pub isolated: BTreeSet<NodeId>,
+    /// What each node persisted.
+    pub stored: BTreeMap<NodeId, (HardState, Vec<Entry>)>,
+    /// What each node applied.
+    pub applied: BTreeMap<NodeId, Vec<Entry>>,
+}
+
+impl Net {
+    pub fn new(size: u64) -> Self {
+        Self::with_config(size, config)
+    }
+
+    pub fn with_config(size: u64, make: impl Fn(NodeId) -> Config) -> Self {
+        let ids: Vec<NodeId> = (1..=size).collect();
+        let membership = Membership::voters(ids.clone()).unwrap();
+        let nodes = ids
+            .iter()
+            .map(|id| (*id, RaftCore::new(make(*id), membership.clone()).unwrap()))
+            .collect();
+        Net {
+            nodes,
+            queue: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            stored: ids.iter().map(|id| (*id, (HardState::default(), Vec::new()))).collect(),
+            applied: ids.iter().map(|id| (*id, Vec::new())).collect(),
+        }
+    }
+
+    /// Builds a node from a stored log, as after a restart.
+    pub fn with_logs(logs: &[(NodeId, Vec<Entry>, HardState)]) -> Self {
+        let ids: Vec<NodeId> = logs.iter().map(|(id, _, _)| *id).collect();
+        let membership = Membership::voters(ids.clone()).unwrap();
+        let mut net = Net::new(0u64.max(ids.len() as u64));
+        net.nodes.clear();
+        for (id, entries, hard_state) in logs {
+            let restored = RestoredState {
+                hard_state: *hard_state,
+                entries: entries.clone(),
+                applied: 0,
+            };
+            net.nodes
+                .insert(*id, RaftCore::restore(config(*id), membership.clone(), restored).unwrap());
+            net.stored.insert(*id, (*hard_state, entries.clone()));
+        }
+        net
+    }
+
+    pub fn node(&mut self, id: NodeId) -> &mut RaftCore {
+        self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Collects a node's ready, persists it at once, queues its messages and records applies.
+    pub fn process(&mut self, id: NodeId) -> Ready {
+        let ready = self.node(id).ready();
+        self.persist(id, &ready);
+        self.enqueue(&ready);
+        ready
+    }
+
+    pub fn persist(&mut self, id: NodeId, ready: &Ready) {
+        let stored = self.stored.get_mut(&id).unwrap();
+        if let Some(first) = ready.entries.first() {
+            stored.1.retain(|e| e.index < first.index);
+            stored.1.extend(ready.entries.iter().cloned());
+        }
+        if let Some(hs) = ready.hard_state {
+            stored.0 = hs;
+        }
+        if let Some((index, term)) = ready.persisted_up_to() {
+            self.node(id).on_persisted(index, term);
+        }
+        let applied = self.applied.get_mut(&id).unwrap();
+        applied.extend(ready.committed_entries.iter().cloned());
+        if let Some(last) = ready.committed_entries.last() {
+            let index = last.index;
+            self.node(id).on_applied(index);
+        }
+    }
+
+    pub fn enqueue(&mut self, ready: &Ready) {
+        self.queue.extend(ready.messages.iter().cloned());
+        self.queue.extend(ready.messages_after_persist.iter().cloned());
+    }
+
+    /// Processes every node once.
+    pub fn process_all(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.process(id);
+        }
+    }
+
+    /// Delivers messages until none are left.
+    pub fn settle(&mut self) {
+        self.process_all();
+        let mut rounds = 0;
+        while let Some(message) = self.queue.pop_front() {
+            rounds += 1;
+            assert!(rounds < 100_000, "the network never settled");
+            if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
+                continue;
+            }
+            let to = message.to;
+            if let Some(node) = self.nodes.get_mut(&to) {
+                node.step(message).unwrap();
+                self.process(to);
+            }
+        }
+    }
+
+    pub fn tick(&mut self, id: NodeId, ticks: u32) {
+        for _ in 0..ticks {
+            self.node(id).tick();
+        }
+    }
+
+    /// Ticks every node once and settles, `ticks` times.
+    pub fn tick_all(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for id in ids {
+                self.node(id).tick();
+            }
+            self.settle();
+        }
+    }
+
+    /// Makes `id` leader: ticks it alone until it campaigns, then settles.
+    pub fn elect(&mut self, id: NodeId) {
+        for _ in 0..100 {
+            self.node(id).tick();
+            if self.node(id).role() != Role::Follower {
+                break;
+            }
+        }
+        self.settle();
+        assert_eq!(self.node(id).role(), Role::Leader, "node {id} did not win");
+    }
+
+    pub fn leaders(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.role() == Role::Leader)
+            .map(|n| n.id())
+            .collect()
+    }
+
+    pub fn log_terms(&self, id: NodeId) -> Vec<u64> {
+        self.stored[&id].1.iter().map(|e| e.term).collect()
+    }
+
+    pub fn applied_indexes(&self, id: NodeId) -> Vec<Index> {
+        self.applied[&id].iter().map(|e| e.index).collect()
+    }
+}
+
+/// A log of blank entries with the given terms, from index 1.
+pub fn entries(terms: &[u64]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Entry::command(*t, i as u64 + 1, format!("e{}-t{}", i + 1, t)))
+        .collect()
+}
+
+pub fn hard(term: u64) -> HardState {
+    HardState {
+        term,
+        voted_for: None,
+        commit: 0,
+    }
+}
