@@ -124,4 +124,11 @@ pub trait Transport: Send + Sync + 'static {
 pub trait Inbox: Send + 'static {
     /// The next message, or `None` once the transport is shut down.
     async fn recv(&mut self) -> Option<Message>;
+
+    /// A message that has already arrived, without waiting. The node uses it to process every
+    /// message at hand before it collects the resulting work, which batches writes and sends. The
+    /// default never has one ready.
+    fn try_recv(&mut self) -> Option<Message> {
+        None
+    }
 }
