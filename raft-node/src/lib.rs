@@ -1,1 +1,49 @@
-//! placeholder
+//! The tokio runtime that drives `raft-core`.
+//!
+//! A [`RaftNode`] ticks the protocol core on a timer, persists through a [`LogStorage`], sends
+//! through a [`Transport`], applies committed commands to the user's [`StateMachine`], and answers
+//! proposals with the state machine's response. Backends are chosen with cargo features: `mem`
+//! (default) brings the in-memory storage and transport and [`MemCluster`], a whole cluster in one
+//! process.
+//!
+//! [`KvStateMachine`] is a replicated key-value store built on it, used by the tests, the
+//! benchmarks and the `raft-kv` demo.
+//!
+//! [`LogStorage`]: raft_core::LogStorage
+//! [`Transport`]: raft_core::Transport
+//! [`StateMachine`]: raft_core::StateMachine
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let mut cluster = MemCluster::start(3, ClusterOptions::default()).await?;
+//! let leader = cluster.wait_for_leader(Duration::from_secs(5)).await?;
+//! cluster.kv(KvCommand::Put { key: "x".into(), value: "1".into() }).await?;
+//!
+//! cluster.kill(leader);
+//! cluster.wait_for_leader(Duration::from_secs(5)).await?;
+//! let read = cluster.kv(KvCommand::Get { key: "x".into() }).await?;
+//! assert_eq!(read, KvResponse::Value(Some("1".into())));
+//! cluster.shutdown().await;
+//! # Ok::<(), raft_node::ClusterError>(())
+//! # }).unwrap();
+//! ```
+
+#[cfg(feature = "mem")]
+mod cluster;
+mod config;
+mod error;
+mod kv;
+mod node;
+
+#[cfg(feature = "mem")]
+pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
+pub use crate::config::NodeConfig;
+pub use crate::error::{ProposeError, StartError};
+pub use crate::kv::{DecodeError, KvCommand, KvResponse, KvStateMachine};
+pub use crate::node::{NodeStatus, RaftNode, RunState};
+pub use raft_core;

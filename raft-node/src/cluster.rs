@@ -1,0 +1,297 @@
+//! [`MemCluster`]: a whole cluster in one process, on the in-memory backends.
+//!
+//! It is what the scenario tests, the demo and the benchmarks run on: every node has a
+//! [`MemStorage`] that outlives it (so a node can be killed and restarted from what it persisted),
+//! a [`KvStateMachine`], and a link to one shared [`MemNetwork`] whose faults the caller controls.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_core::{Entry, HardState, Membership, MembershipError, NodeId, Role};
+use raft_net_mem::MemNetwork;
+use raft_storage_mem::MemStorage;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::config::NodeConfig;
+use crate::error::{ProposeError, StartError};
+use crate::kv::{KvCommand, KvResponse, KvStateMachine};
+use crate::node::RaftNode;
+
+/// Settings of a [`MemCluster`].
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Seed of the network's faults; each node's election seed is derived from it.
+    pub seed: u64,
+    /// Applied to each node's default [`NodeConfig`].
+    pub tick_interval: Duration,
+    /// How long [`MemCluster::propose`] keeps retrying.
+    pub propose_timeout: Duration,
+    /// Applied to each node's protocol settings.
+    pub configure: fn(&mut raft_core::Config),
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            seed: 1,
+            tick_interval: Duration::from_millis(10),
+            propose_timeout: Duration::from_secs(10),
+            configure: |_| {},
+        }
+    }
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// A node did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The membership is invalid.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// No leader emerged in time.
+    #[error("no leader within {0:?}")]
+    NoLeader(Duration),
+    /// The proposal failed for good or timed out.
+    #[error("proposal failed: {0}")]
+    Propose(#[from] ProposeError),
+    /// The node id is not part of the cluster, or is not running.
+    #[error("node {0} is not running")]
+    NotRunning(NodeId),
+    /// The reply could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] crate::kv::DecodeError),
+}
+
+struct Member {
+    storage: MemStorage,
+    state_machine: KvStateMachine,
+    node: Option<RaftNode>,
+}
+
+/// A cluster of [`RaftNode`]s over in-memory storage and network.
+///
+/// ```
+/// use raft_node::{ClusterOptions, KvCommand, MemCluster};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let cluster = MemCluster::start(3, ClusterOptions::default()).await?;
+/// let leader = cluster.wait_for_leader(Duration::from_secs(5)).await?;
+/// cluster.kv(KvCommand::Put { key: "a".into(), value: "1".into() }).await?;
+/// println!("leader is node {leader}");
+/// cluster.shutdown().await;
+/// # Ok::<(), raft_node::ClusterError>(())
+/// # }).unwrap();
+/// ```
+pub struct MemCluster {
+    network: MemNetwork,
+    membership: Membership,
+    options: ClusterOptions,
+    members: BTreeMap<NodeId, Member>,
+}
+
+impl MemCluster {
+    /// Starts nodes `1..=size` with empty storage.
+    pub async fn start(size: u64, options: ClusterOptions) -> Result<Self, ClusterError> {
+        let storages = (1..=size).map(|id| (id, MemStorage::new())).collect();
+        Self::start_with_storage(storages, options).await
+    }
+
+    /// Starts one node per given storage (which may hold a log already, to set up a scenario).
+    pub async fn start_with_storage(
+        storages: BTreeMap<NodeId, MemStorage>,
+        options: ClusterOptions,
+    ) -> Result<Self, ClusterError> {
+        let membership = Membership::voters(storages.keys().copied())?;
+        let mut cluster = MemCluster {
+            network: MemNetwork::new(options.seed),
+            membership,
+            options,
+            members: BTreeMap::new(),
+        };
+        for (id, storage) in storages {
+            cluster.members.insert(
+                id,
+                Member {
+                    storage,
+                    state_machine: KvStateMachine::new(),
+                    node: None,
+                },
+            );
+            cluster.restart(id).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// A storage that already holds `entries` and `hard_state`, for [`start_with_storage`](Self::start_with_storage).
+    pub fn storage_with(hard_state: HardState, entries: Vec<Entry>) -> MemStorage {
+        MemStorage::with_state(hard_state, entries)
+    }
+
+    fn node_config(&self, id: NodeId) -> NodeConfig {
+        let mut config = NodeConfig::new(id)
+            .with_tick_interval(self.options.tick_interval)
+            .with_propose_timeout(self.options.propose_timeout);
+        config.core.seed = self.options.seed.wrapping_mul(0x9E37_79B9).wrapping_add(id);
+        (self.options.configure)(&mut config.core);
+        config
+    }
+
+    /// The shared network, to inject faults.
+    pub fn network(&self) -> &MemNetwork {
+        &self.network
+    }
+
+    /// The ids of all members, running or not.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.members.keys().copied().collect()
+    }
+
+    /// The running node `id`.
+    pub fn node(&self, id: NodeId) -> Option<&RaftNode> {
+        self.members.get(&id).and_then(|m| m.node.as_ref())
+    }
+
+    /// The running nodes.
+    pub fn running(&self) -> impl Iterator<Item = &RaftNode> {
+        self.members.values().filter_map(|m| m.node.as_ref())
+    }
+
+    /// Node `id`'s storage (it survives the node).
+    pub fn storage(&self, id: NodeId) -> Option<&MemStorage> {
+        self.members.get(&id).map(|m| &m.storage)
+    }
+
+    /// Node `id`'s replica of the key-value data.
+    pub fn replica(&self, id: NodeId) -> Option<BTreeMap<String, String>> {
+        self.members.get(&id).map(|m| m.state_machine.contents())
+    }
+
+    /// Stops node `id` at once, as a crash: it stops sending and receiving.
+    pub fn kill(&mut self, id: NodeId) {
+        if let Some(member) = self.members.get_mut(&id) {
+            if let Some(node) = member.node.take() {
+                node.abort();
+            }
+        }
+        self.network.unregister(id);
+    }
+
+    /// Starts node `id` again from its storage, with a fresh state machine that replays the log.
+    pub async fn restart(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        self.kill(id);
+        let config = self.node_config(id);
+        let membership = self.membership.clone();
+        let (transport, inbox) = self.network.register(id);
+        let member = self.members.get_mut(&id).ok_or(ClusterError::NotRunning(id))?;
+        member.state_machine = KvStateMachine::new();
+        let node = RaftNode::start(
+            config,
+            membership,
+            member.storage.clone(),
+            transport,
+            inbox,
+            member.state_machine.clone(),
+        )
+        .await?;
+        member.node = Some(node);
+        Ok(())
+    }
+
+    /// The leaders among running nodes, as (id, term).
+    pub fn leaders(&self) -> Vec<(NodeId, u64)> {
+        self.running()
+            .map(|n| n.status())
+            .filter(|s| s.role == Role::Leader)
+            .map(|s| (s.id, s.term))
+            .collect()
+    }
+
+    /// Waits until one running node leads in the highest term any running node has seen, and a
+    /// majority of the running nodes follow it in that term.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.stable_leader() {
+                return Ok(leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::NoLeader(timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn stable_leader(&self) -> Option<NodeId> {
+        let statuses: Vec<_> = self.running().map(|n| n.status()).collect();
+        let max_term = statuses.iter().map(|s| s.term).max()?;
+        let leader = statuses
+            .iter()
+            .find(|s| s.role == Role::Leader && s.term == max_term)?
+            .id;
+        let followers = statuses
+            .iter()
+            .filter(|s| s.term == max_term && s.leader == Some(leader))
+            .count();
+        (followers > self.members.len() / 2).then_some(leader)
+    }
+
+    /// Proposes `command` to the leader, following leader hints and retrying until it is applied
+    /// or the cluster's propose timeout passes. A retry after a timeout may apply the command
+    /// twice; exactly-once needs client sessions.
+    pub async fn propose(&self, command: Bytes) -> Result<Bytes, ClusterError> {
+        let deadline = Instant::now() + self.options.propose_timeout;
+        let mut target = self.stable_leader().or_else(|| self.ids().first().copied());
+        loop {
+            let attempt = match target.and_then(|id| self.node(id)) {
+                Some(node) => node.propose(command.clone()).await,
+                None => Err(ProposeError::NotLeader { leader_hint: None }),
+            };
+            let hint = match attempt {
+                Ok(reply) => return Ok(reply),
+                Err(ProposeError::NotLeader { leader_hint }) => leader_hint,
+                // Another leader's entry took its place: certainly not applied, so retry.
+                Err(ProposeError::Dropped) => None,
+                Err(error) => return Err(error.into()),
+            };
+            if Instant::now() >= deadline {
+                return Err(ProposeError::NotLeader { leader_hint: hint }.into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            target = hint.filter(|id| self.node(*id).is_some()).or_else(|| self.stable_leader());
+        }
+    }
+
+    /// Runs a key-value command through [`propose`](Self::propose).
+    pub async fn kv(&self, command: KvCommand) -> Result<KvResponse, ClusterError> {
+        let reply = self.propose(command.encode()).await?;
+        Ok(KvResponse::decode(&reply)?)
+    }
+
+    /// Waits until every running node has applied at least `index`.
+    pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.running().all(|n| n.status().applied_index >= index) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops every node gracefully.
+    pub async fn shutdown(mut self) {
+        for member in self.members.values_mut() {
+            if let Some(node) = member.node.take() {
+                node.shutdown().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! A replicated key-value store: the example state machine that the tests, the benchmarks and the
+//! demo use.
+//!
+//! Commands are encoded with postcard. Every operation goes through the log, including `Get`, so
+//! reads are linearizable (a cheaper read path arrives with ReadIndex).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use raft_core::{Index, StateMachine, StateMachineError};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// An operation on the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvCommand {
+    /// Reads a key.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Sets a key.
+    Put {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+    },
+    /// Removes a key.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Appends to a key's value (an absent key counts as empty).
+    Append {
+        /// The key.
+        key: String,
+        /// What to append.
+        value: String,
+    },
+    /// Sets a key to `new` only if its value is `expected` (`None`: absent). `new: None` deletes.
+    CompareAndSwap {
+        /// The key.
+        key: String,
+        /// The value the key must have.
+        expected: Option<String>,
+        /// The value to set.
+        new: Option<String>,
+    },
+}
+
+/// The store's answer to a [`KvCommand`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvResponse {
+    /// The value read (`Get`) or the value after an `Append`.
+    Value(Option<String>),
+    /// The value before a `Put` or `Delete`.
+    Previous(Option<String>),
+    /// Whether a `CompareAndSwap` swapped, and the value the key has afterwards.
+    Swapped {
+        /// True when the comparison held and the value was set.
+        swapped: bool,
+        /// The key's value after the operation.
+        current: Option<String>,
+    },
+    /// The command could not be decoded; nothing changed. Every replica answers the same.
+    Invalid(String),
+}
+
+/// A value that could not be decoded.
+#[derive(Debug, Error)]
+#[error("cannot decode key-value message: {0}")]
+pub struct DecodeError(#[from] postcard::Error);
+
+impl KvCommand {
+    /// Encodes the command for [`RaftNode::propose`](crate::RaftNode::propose).
+    pub fn encode(&self) -> Bytes {
+        // Encoding a plain enum of strings into a Vec cannot fail.
+        postcard::to_allocvec(self).map(Bytes::from).unwrap_or_default()
+    }
+
+    /// Decodes a command.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+
+    /// The key the command touches.
+    pub fn key(&self) -> &str {
+        match self {
+            KvCommand::Get { key }
+            | KvCommand::Put { key, .. }
+            | KvCommand::Delete { key }
+            | KvCommand::Append { key, .. }
+            | KvCommand::CompareAndSwap { key, .. } => key,
+        }
+    }
+}
+
+impl KvResponse {
+    /// Encodes the response.
+    pub fn encode(&self) -> Bytes {
+        postcard::to_allocvec(self).map(Bytes::from).unwrap_or_default()
+    }
+
+    /// Decodes a response returned by [`RaftNode::propose`](crate::RaftNode::propose).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
+#[derive(Debug, Default)]
+struct KvState {
+    data: BTreeMap<String, String>,
+    applied: Index,
+}
+
+/// The key-value state machine. Clones share the same data, so a test can read a replica's state
+/// while the node owns the state machine.
+///
+/// ```
+/// use raft_node::{KvCommand, KvResponse, KvStateMachine};
+/// use raft_core::StateMachine;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let mut kv = KvStateMachine::new();
+/// let put = KvCommand::Put { key: "a".into(), value: "1".into() };
+/// kv.apply(1, put.encode()).await?;
+/// assert_eq!(kv.get("a"), Some("1".to_string()));
+/// # Ok::<(), raft_core::StateMachineError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct KvStateMachine {
+    state: Arc<Mutex<KvState>>,
+}
+
+impl KvStateMachine {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, KvState> {
+        // Updates are single assignments; a poisoned lock still holds consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value of `key` on this replica (a local read: it may be stale).
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.lock().data.get(key).cloned()
+    }
+
+    /// A copy of this replica's data.
+    pub fn contents(&self) -> BTreeMap<String, String> {
+        self.lock().data.clone()
+    }
+
+    /// Executes a command against the data.
+    fn execute(data: &mut BTreeMap<String, String>, command: KvCommand) -> KvResponse {
+        match command {
+            KvCommand::Get { key } => KvResponse::Value(data.get(&key).cloned()),
+            KvCommand::Put { key, value } => KvResponse::Previous(data.insert(key, value)),
+            KvCommand::Delete { key } => KvResponse::Previous(data.remove(&key)),
+            KvCommand::Append { key, value } => {
+                let current = data.entry(key).or_default();
+                current.push_str(&value);
+                KvResponse::Value(Some(current.clone()))
+            }
+            KvCommand::CompareAndSwap { key, expected, new } => {
+                let current = data.get(&key).cloned();
+                if current == expected {
+                    match &new {
+                        Some(value) => data.insert(key, value.clone()),
+                        None => data.remove(&key),
+                    };
+                    KvResponse::Swapped {
+                        swapped: true,
+                        current: new,
+                    }
+                } else {
+                    KvResponse::Swapped { swapped: false, current }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StateMachine for KvStateMachine {
+    async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
+        let mut state = self.lock();
+        let response = match KvCommand::decode(&command) {
+            Ok(command) => Self::execute(&mut state.data, command),
+            Err(error) => KvResponse::Invalid(error.to_string()),
+        };
+        state.applied = index;
+        Ok(response.encode())
+    }
+
+    fn applied_index(&self) -> Index {
+        self.lock().applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(data: &mut BTreeMap<String, String>, command: KvCommand) -> KvResponse {
+        KvStateMachine::execute(data, command)
+    }
+
+    #[test]
+    fn operations_follow_their_definitions() {
+        let mut d = BTreeMap::new();
+        let k = || "k".to_string();
+        assert_eq!(run(&mut d, KvCommand::Get { key: k() }), KvResponse::Value(None));
+        assert_eq!(
+            run(&mut d, KvCommand::Append { key: k(), value: "a".into() }),
+            KvResponse::Value(Some("a".into()))
+        );
+        assert_eq!(
+            run(&mut d, KvCommand::Put { key: k(), value: "b".into() }),
+            KvResponse::Previous(Some("a".into()))
+        );
+        let cas = |expected: Option<&str>, new: &str| KvCommand::CompareAndSwap {
+            key: "k".into(),
+            expected: expected.map(str::to_string),
+            new: Some(new.to_string()),
+        };
+        assert_eq!(
+            run(&mut d, cas(Some("x"), "c")),
+            KvResponse::Swapped {
+                swapped: false,
+                current: Some("b".into())
+            }
+        );
+        assert_eq!(
+            run(&mut d, cas(Some("b"), "c")),
+            KvResponse::Swapped {
+                swapped: true,
+                current: Some("c".into())
+            }
+        );
+        assert_eq!(
+            run(&mut d, KvCommand::Delete { key: k() }),
+            KvResponse::Previous(Some("c".into()))
+        );
+        assert!(d.is_empty());
+    }
+
+    #[tokio::test]
+    async fn malformed_command_changes_nothing_and_says_so() {
+        let mut kv = KvStateMachine::new();
+        let reply = kv.apply(1, Bytes::from_static(&[0xff, 0xff, 0xff])).await.unwrap();
+        assert!(matches!(KvResponse::decode(&reply).unwrap(), KvResponse::Invalid(_)));
+        assert!(kv.contents().is_empty());
+        assert_eq!(kv.applied_index(), 1);
+    }
+}

@@ -1,0 +1,578 @@
+//! [`RaftNode`]: one Raft node running on tokio.
+//!
+//! Three tasks make a node, connected by channels:
+//!
+//! ```text
+//!            requests, peer messages, ticks
+//!                        │
+//!                 ┌──────▼──────┐  messages (leader AppendEntries, heartbeats) ──► transport
+//!                 │ event loop  │
+//!                 │ (RaftCore)  │── persist jobs ──► ┌──────────────┐ ── after-persist messages ──► transport
+//!                 │             │◄── persisted ───── │ persist task │    (votes, acknowledgements)
+//!                 │             │                    └──────────────┘
+//!                 │             │── apply jobs ────► ┌──────────────┐ ── results ──► proposers
+//!                 │             │◄── applied ─────── │  apply task  │
+//!                 └─────────────┘                    └──────────────┘
+//! ```
+//!
+//! The event loop never waits for storage or the state machine: while one write is being made
+//! durable it keeps accepting messages and proposals, and the persist task writes everything
+//! queued meanwhile in one call (group commit). The leader sends AppendEntries before its own write
+//! is durable, so its fsync runs in parallel with the followers'.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_core::{
+    Entry, EntryPayload, Inbox, Index, LogStorage, LogWrite, Membership, Message, NodeId, RaftCore, Ready,
+    RestoredState, Role, StateMachine, StateMachineError, StorageError, Term, Transport,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, error, info, trace, warn};
+
+use crate::config::NodeConfig;
+use crate::error::{ProposeError, StartError};
+
+/// Whether the node is running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Processing inputs.
+    Running,
+    /// Shut down on request.
+    Stopped,
+    /// Stopped because storage or the state machine failed; the text says how.
+    Failed(String),
+}
+
+/// What a node reports about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: Index,
+    /// The index its state machine has applied.
+    pub applied_index: Index,
+    /// Its last log index.
+    pub last_log_index: Index,
+    /// Whether it runs.
+    pub state: RunState,
+}
+
+impl NodeStatus {
+    fn of(core: &RaftCore, state: RunState) -> Self {
+        let status = core.status();
+        NodeStatus {
+            id: status.id,
+            role: status.role,
+            term: status.term,
+            leader: status.leader,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            last_log_index: status.last_log_index,
+            state,
+        }
+    }
+}
+
+enum Request {
+    Propose {
+        command: Bytes,
+        reply: oneshot::Sender<Result<Bytes, ProposeError>>,
+    },
+    Shutdown,
+}
+
+/// A write for the persist task, and what to do once it is durable.
+struct PersistJob {
+    write: LogWrite,
+    /// (index, term) of the last entry written, reported back to the core.
+    persisted: Option<(Index, Term)>,
+    /// Messages that may leave only once the write is durable.
+    messages: Vec<Message>,
+}
+
+enum ApplyJob {
+    /// A proposal accepted at `index` in `term` waits for its result.
+    Await {
+        index: Index,
+        term: Term,
+        reply: oneshot::Sender<Result<Bytes, ProposeError>>,
+    },
+    /// Committed entries to apply, in order.
+    Apply(Vec<Entry>),
+}
+
+/// A running Raft node: the protocol core driven by a tick timer, wired to a storage, a transport
+/// and a state machine.
+///
+/// ```
+/// use raft_core::Membership;
+/// use raft_net_mem::MemNetwork;
+/// use raft_node::{KvCommand, KvResponse, KvStateMachine, NodeConfig, RaftNode};
+/// use raft_storage_mem::MemStorage;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let network = MemNetwork::new(7);
+/// let (transport, inbox) = network.register(1);
+/// let node = RaftNode::start(
+///     NodeConfig::new(1),
+///     Membership::voters([1])?,
+///     MemStorage::new(),
+///     transport,
+///     inbox,
+///     KvStateMachine::new(),
+/// )
+/// .await?;
+/// node.wait_for_leader(std::time::Duration::from_secs(5)).await;
+/// let put = KvCommand::Put { key: "k".into(), value: "v".into() };
+/// let reply = node.propose(put.encode()).await?;
+/// assert_eq!(KvResponse::decode(&reply)?, KvResponse::Previous(None));
+/// node.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct RaftNode {
+    id: NodeId,
+    requests: mpsc::Sender<Request>,
+    status: watch::Receiver<NodeStatus>,
+    propose_timeout: Duration,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl RaftNode {
+    /// Restores the node from `storage` and starts it. The state machine says how far it has
+    /// already applied; the node applies the committed log from there.
+    pub async fn start<S, T, I, M>(
+        config: NodeConfig,
+        membership: Membership,
+        mut storage: S,
+        transport: T,
+        inbox: I,
+        state_machine: M,
+    ) -> Result<RaftNode, StartError>
+    where
+        S: LogStorage,
+        T: Transport,
+        I: Inbox,
+        M: StateMachine,
+    {
+        let stored = storage.load().await?;
+        let restored = RestoredState {
+            hard_state: stored.hard_state,
+            entries: stored.entries,
+            applied: state_machine.applied_index(),
+        };
+        let core = RaftCore::restore(config.core.clone(), membership, restored)?;
+        let id = core.id();
+        info!(
+            node = id,
+            term = core.term(),
+            last_log_index = core.status().last_log_index,
+            "node starting"
+        );
+
+        let transport = Arc::new(transport);
+        let (persist_tx, persist_rx) = mpsc::unbounded_channel();
+        let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+        let (request_tx, request_rx) = mpsc::channel(config.request_queue.max(1));
+        let (status_tx, status_rx) = watch::channel(NodeStatus::of(&core, RunState::Running));
+
+        let persist_task = tokio::spawn(persist_loop(storage, transport.clone(), persist_rx, persisted_tx));
+        let apply_task = tokio::spawn(apply_loop(state_machine, apply_rx, applied_tx));
+        let event_loop = EventLoop {
+            core,
+            transport,
+            inbox,
+            requests: request_rx,
+            persist_jobs: persist_tx,
+            persisted: persisted_rx,
+            apply_jobs: apply_tx,
+            applied: applied_rx,
+            status: status_tx,
+            tick_interval: config.tick_interval,
+        };
+        let main_task = tokio::spawn(event_loop.run());
+        Ok(RaftNode {
+            id,
+            requests: request_tx,
+            status: status_rx,
+            propose_timeout: config.propose_timeout,
+            tasks: Mutex::new(vec![main_task, persist_task, apply_task]),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Proposes a command and waits until it is applied, returning the state machine's response.
+    /// See [`ProposeError`] for which failures leave the outcome open.
+    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Bytes, ProposeError> {
+        let (reply, result) = oneshot::channel();
+        let request = Request::Propose {
+            command: command.into(),
+            reply,
+        };
+        if self.requests.send(request).await.is_err() {
+            // The loop is gone: the request was never seen, so nothing was proposed, but callers
+            // cannot tell that apart from a stop mid-flight; report the stop.
+            return Err(ProposeError::Stopped);
+        }
+        match tokio::time::timeout(self.propose_timeout, result).await {
+            Err(_) => Err(ProposeError::Timeout),
+            Ok(Err(_)) => Err(ProposeError::Stopped),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// The node's current status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until this node knows a leader (itself or another), up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let mut status = self.status.clone();
+        let known = tokio::time::timeout(timeout, status.wait_for(|s| s.leader.is_some())).await;
+        match known {
+            Ok(Ok(s)) => s.leader,
+            _ => None,
+        }
+    }
+
+    /// Stops the node after the writes already handed to storage are done, and waits for it.
+    pub async fn shutdown(&self) {
+        // A full queue or a stopped loop both end in the loop stopping; nothing to report.
+        let _ = self.requests.send(Request::Shutdown).await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the node at once, as a crash would: queued writes are not made.
+    pub fn abort(&self) {
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for RaftNode {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+enum Event {
+    Tick,
+    Message(Message),
+    Request(Request),
+    Persisted(Result<Vec<(Index, Term)>, StorageError>),
+    Applied(Result<Index, StateMachineError>),
+    Shutdown,
+}
+
+/// How many inputs the loop takes in before it collects the resulting work.
+const MAX_INPUTS_PER_ROUND: usize = 1024;
+
+struct EventLoop<T, I> {
+    core: RaftCore,
+    transport: Arc<T>,
+    inbox: I,
+    requests: mpsc::Receiver<Request>,
+    persist_jobs: mpsc::UnboundedSender<PersistJob>,
+    persisted: mpsc::UnboundedReceiver<Result<Vec<(Index, Term)>, StorageError>>,
+    apply_jobs: mpsc::UnboundedSender<ApplyJob>,
+    applied: mpsc::UnboundedReceiver<Result<Index, StateMachineError>>,
+    status: watch::Sender<NodeStatus>,
+    tick_interval: Duration,
+}
+
+impl<T: Transport, I: Inbox> EventLoop<T, I> {
+    async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let final_state = loop {
+            let event = tokio::select! {
+                biased;
+                Some(done) = self.persisted.recv() => Event::Persisted(done),
+                Some(done) = self.applied.recv() => Event::Applied(done),
+                request = self.requests.recv() => request.map_or(Event::Shutdown, Event::Request),
+                Some(message) = self.inbox.recv() => Event::Message(message),
+                _ = ticker.tick() => Event::Tick,
+            };
+            if let Some(stop) = self.handle(event) {
+                break stop;
+            }
+            if let Some(stop) = self.drain_ready_inputs() {
+                break stop;
+            }
+            let ready = self.core.ready();
+            self.dispatch(ready);
+            self.publish_status(RunState::Running);
+        };
+        info!(node = self.core.id(), state = ?final_state, "node stopping");
+        self.publish_status(final_state);
+    }
+
+    /// Takes in everything that has already arrived, so that one round of work covers it all.
+    fn drain_ready_inputs(&mut self) -> Option<RunState> {
+        for _ in 0..MAX_INPUTS_PER_ROUND {
+            let event = if let Ok(done) = self.persisted.try_recv() {
+                Event::Persisted(done)
+            } else if let Ok(done) = self.applied.try_recv() {
+                Event::Applied(done)
+            } else if let Ok(request) = self.requests.try_recv() {
+                Event::Request(request)
+            } else if let Some(message) = self.inbox.try_recv() {
+                Event::Message(message)
+            } else {
+                return None;
+            };
+            if let Some(stop) = self.handle(event) {
+                return Some(stop);
+            }
+        }
+        None
+    }
+
+    /// Feeds one input to the core. Returns the state to stop in, if the node must stop.
+    fn handle(&mut self, event: Event) -> Option<RunState> {
+        match event {
+            Event::Tick => self.core.tick(),
+            Event::Message(message) => {
+                trace!(node = self.core.id(), from = message.from, kind = message.body.kind(), "received");
+                if let Err(error) = self.core.step(message) {
+                    warn!(node = self.core.id(), %error, "message refused");
+                }
+            }
+            Event::Request(Request::Propose { command, reply }) => match self.core.propose(command) {
+                Ok(index) => {
+                    let term = self.core.term();
+                    // The apply task receives this before the entry can be committed.
+                    let _ = self.apply_jobs.send(ApplyJob::Await { index, term, reply });
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Event::Request(Request::Shutdown) | Event::Shutdown => return Some(RunState::Stopped),
+            Event::Persisted(Ok(acknowledged)) => {
+                for (index, term) in acknowledged {
+                    self.core.on_persisted(index, term);
+                }
+            }
+            Event::Persisted(Err(error)) => {
+                error!(node = self.core.id(), %error, "storage failed; stopping without acknowledging");
+                return Some(RunState::Failed(format!("storage failed: {error}")));
+            }
+            Event::Applied(Ok(index)) => self.core.on_applied(index),
+            Event::Applied(Err(error)) => {
+                error!(node = self.core.id(), %error, "state machine failed; stopping");
+                return Some(RunState::Failed(format!("state machine failed: {error}")));
+            }
+        }
+        None
+    }
+
+    /// Hands the core's work to the transport, the persist task and the apply task.
+    fn dispatch(&mut self, ready: Ready) {
+        if ready.is_empty() {
+            return;
+        }
+        if let Some(soft) = ready.soft_state {
+            debug!(node = self.core.id(), role = %soft.role, term = soft.term, leader = ?soft.leader, "role changed");
+        }
+        let persisted = ready.persisted_up_to();
+        for message in ready.messages {
+            send(&*self.transport, message);
+        }
+        if ready.hard_state.is_some() || !ready.entries.is_empty() || !ready.messages_after_persist.is_empty() {
+            let job = PersistJob {
+                write: LogWrite {
+                    entries: ready.entries,
+                    hard_state: ready.hard_state,
+                },
+                persisted,
+                messages: ready.messages_after_persist,
+            };
+            // If the persist task is gone it reported why; the loop stops on that report.
+            let _ = self.persist_jobs.send(job);
+        }
+        if !ready.committed_entries.is_empty() {
+            let _ = self.apply_jobs.send(ApplyJob::Apply(ready.committed_entries));
+        }
+    }
+
+    fn publish_status(&self, state: RunState) {
+        let status = NodeStatus::of(&self.core, state);
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                false
+            } else {
+                *current = status;
+                true
+            }
+        });
+    }
+}
+
+fn send<T: Transport>(transport: &T, message: Message) {
+    let (to, kind) = (message.to, message.body.kind());
+    if let Err(error) = transport.send(message) {
+        debug!(to, kind, %error, "message not sent");
+    }
+}
+
+/// Makes writes durable in order, many at a time, then releases the messages that waited on them.
+async fn persist_loop<S: LogStorage, T: Transport>(
+    mut storage: S,
+    transport: Arc<T>,
+    mut jobs: mpsc::UnboundedReceiver<PersistJob>,
+    done: mpsc::UnboundedSender<Result<Vec<(Index, Term)>, StorageError>>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        let write = merge_writes(&mut batch);
+        if !write.is_empty() {
+            if let Err(error) = storage.persist(write).await {
+                let _ = done.send(Err(error));
+                return;
+            }
+        }
+        let mut acknowledged = Vec::new();
+        for job in batch {
+            for message in job.messages {
+                send(&*transport, message);
+            }
+            acknowledged.extend(job.persisted);
+        }
+        if done.send(Ok(acknowledged)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Merges consecutive writes into one (group commit). A later write's entries replace an earlier
+/// write's from their first index on, exactly as storage would apply them one after the other.
+fn merge_writes(batch: &mut [PersistJob]) -> LogWrite {
+    let mut merged = LogWrite::default();
+    for job in batch.iter_mut() {
+        let entries = std::mem::take(&mut job.write.entries);
+        if let Some(first) = entries.first() {
+            merged.entries.retain(|e| e.index < first.index);
+            merged.entries.extend(entries);
+        }
+        if job.write.hard_state.is_some() {
+            merged.hard_state = job.write.hard_state;
+        }
+    }
+    merged
+}
+
+/// Applies committed entries in order and answers the proposals waiting for them.
+async fn apply_loop<M: StateMachine>(
+    mut state_machine: M,
+    mut jobs: mpsc::UnboundedReceiver<ApplyJob>,
+    done: mpsc::UnboundedSender<Result<Index, StateMachineError>>,
+) {
+    let mut waiters: BTreeMap<Index, (Term, oneshot::Sender<Result<Bytes, ProposeError>>)> = BTreeMap::new();
+    while let Some(job) = jobs.recv().await {
+        let entries = match job {
+            ApplyJob::Await { index, term, reply } => {
+                waiters.insert(index, (term, reply));
+                continue;
+            }
+            ApplyJob::Apply(entries) => entries,
+        };
+        let mut last = 0;
+        for entry in entries {
+            let response = match entry.payload {
+                EntryPayload::Blank => Bytes::new(),
+                EntryPayload::Command(command) => match state_machine.apply(entry.index, command).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        let _ = done.send(Err(error));
+                        return;
+                    }
+                },
+            };
+            // Proposals at or below this index are decided: ours if the term matches, otherwise
+            // another leader's entry took the place.
+            while let Some(waiter) = waiters.first_entry() {
+                if *waiter.key() > entry.index {
+                    break;
+                }
+                let index = *waiter.key();
+                let (term, reply) = waiter.remove();
+                let result = if index == entry.index && term == entry.term {
+                    Ok(response.clone())
+                } else {
+                    Err(ProposeError::Dropped)
+                };
+                let _ = reply.send(result);
+            }
+            last = entry.index;
+        }
+        if done.send(Ok(last)).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(entries: Vec<Entry>, term: Option<Term>) -> PersistJob {
+        PersistJob {
+            write: LogWrite {
+                entries,
+                hard_state: term.map(|term| raft_core::HardState {
+                    term,
+                    voted_for: None,
+                    commit: 0,
+                }),
+            },
+            persisted: None,
+            messages: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn merged_writes_apply_later_truncations_and_the_last_hard_state() {
+        let mut batch = vec![
+            job(vec![Entry::blank(1, 1), Entry::blank(1, 2), Entry::blank(1, 3)], Some(1)),
+            job(vec![Entry::blank(2, 2)], Some(2)),
+            job(vec![Entry::blank(2, 3)], None),
+        ];
+        let merged = merge_writes(&mut batch);
+        let terms: Vec<(Index, Term)> = merged.entries.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(terms, vec![(1, 1), (2, 2), (3, 2)]);
+        assert_eq!(merged.hard_state.map(|h| h.term), Some(2));
+    }
+}
