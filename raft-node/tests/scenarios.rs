@@ -1,0 +1,349 @@
+//! Scenario tests: whole clusters of `RaftNode`s over `raft-net-mem`, each telling one story.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use raft_core::{Entry, EntryPayload, HardState, NodeId, Role};
+use raft_net_mem::Faults;
+use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError};
+
+const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn put(key: &str, value: &str) -> KvCommand {
+    KvCommand::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn options(seed: u64) -> ClusterOptions {
+    ClusterOptions {
+        seed,
+        ..ClusterOptions::default()
+    }
+}
+
+/// Every node's durable log.
+fn logs(cluster: &MemCluster) -> BTreeMap<NodeId, Vec<Entry>> {
+    cluster
+        .ids()
+        .into_iter()
+        .map(|id| (id, cluster.storage(id).unwrap().durable_entries()))
+        .collect()
+}
+
+/// Waits until every running node has applied the leader's last index, and returns that index.
+async fn converge(cluster: &MemCluster) -> u64 {
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    // A write through the leader makes sure its term's entries are committed everywhere.
+    cluster.kv(put("__sync", "1")).await.unwrap();
+    let last = cluster.node(leader).unwrap().status().last_log_index;
+    assert!(cluster.wait_for_applied(last, LEADER_TIMEOUT).await, "replicas did not catch up");
+    last
+}
+
+/// Asserts that all nodes hold the same log up to `upto`.
+fn assert_logs_match(cluster: &MemCluster, upto: u64) {
+    let logs = logs(cluster);
+    let (first_id, first) = logs.iter().next().unwrap();
+    for (id, log) in &logs {
+        assert!(log.len() as u64 >= upto, "node {id} has only {} entries", log.len());
+        assert_eq!(
+            log[..upto as usize],
+            first[..upto as usize],
+            "logs of nodes {id} and {first_id} differ"
+        );
+    }
+}
+
+/// Samples the cluster for `duration` and asserts that no term ever has two leaders.
+async fn assert_single_leader_per_term(cluster: &MemCluster, duration: Duration) {
+    let mut leader_of_term: BTreeMap<u64, NodeId> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < deadline {
+        for (id, term) in cluster.leaders() {
+            let first = *leader_of_term.entry(term).or_insert(id);
+            assert_eq!(first, id, "two leaders in term {term}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn elect_exactly_one_leader(size: u64) {
+    let cluster = MemCluster::start(size, options(size)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    assert_single_leader_per_term(&cluster, Duration::from_millis(500)).await;
+    let statuses: Vec<_> = cluster.running().map(|n| n.status()).collect();
+    assert_eq!(statuses.iter().filter(|s| s.role == Role::Leader).count(), 1);
+    assert!(statuses.iter().all(|s| s.leader == Some(leader)), "{statuses:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_exactly_one_leader() {
+    elect_exactly_one_leader(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_elect_exactly_one_leader() {
+    elect_exactly_one_leader(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_the_cluster_keeps_committing() {
+    let mut cluster = MemCluster::start(3, options(11)).await.unwrap();
+    let first = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    for i in 0..10 {
+        cluster.kv(put(&format!("k{i}"), "before")).await.unwrap();
+    }
+    cluster.kill(first);
+    let second = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    assert_ne!(first, second);
+    for i in 10..20 {
+        cluster.kv(put(&format!("k{i}"), "after")).await.unwrap();
+    }
+    for i in 0..20 {
+        let read = cluster.kv(KvCommand::Get { key: format!("k{i}") }).await.unwrap();
+        let expected = if i < 10 { "before" } else { "after" };
+        assert_eq!(read, KvResponse::Value(Some(expected.into())), "key k{i}");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_heal() {
+    let mut options = options(5);
+    options.propose_timeout = Duration::from_secs(20);
+    let cluster = MemCluster::start(5, options).await.unwrap();
+    let old_leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    cluster.kv(put("base", "committed")).await.unwrap();
+    let base_commit = cluster.node(old_leader).unwrap().status().commit_index;
+
+    // {old leader, one follower} | {the other three}.
+    let ids = cluster.ids();
+    let buddy = *ids.iter().find(|id| **id != old_leader).unwrap();
+    let minority = [old_leader, buddy];
+    let majority: Vec<NodeId> = ids.iter().copied().filter(|id| !minority.contains(id)).collect();
+    cluster.network().partition(&[&minority, &majority]);
+
+    // Writes to the old leader cannot commit (issued together, before check-quorum deposes it).
+    let node = cluster.node(old_leader).unwrap();
+    let write = |i: usize| {
+        let proposal = node.propose(put(&format!("minority{i}"), "lost").encode());
+        tokio::time::timeout(Duration::from_millis(300), proposal)
+    };
+    let (a, b, c) = tokio::join!(write(0), write(1), write(2));
+    for outcome in [a, b, c] {
+        assert!(
+            !matches!(outcome, Ok(Ok(_))),
+            "a write without a majority must not succeed: {outcome:?}"
+        );
+    }
+    let old = cluster.node(old_leader).unwrap().status();
+    assert!(old.last_log_index > base_commit + 2, "the old leader appended the writes");
+    assert_eq!(old.commit_index, base_commit, "but could not commit them");
+    let stranded: BTreeSet<(u64, u64)> = cluster
+        .storage(old_leader)
+        .unwrap()
+        .durable_entries()
+        .iter()
+        .filter(|e| e.index > base_commit)
+        .map(|e| (e.index, e.term))
+        .collect();
+    assert!(!stranded.is_empty());
+
+    // The majority elects a leader among itself and commits.
+    let deadline = tokio::time::Instant::now() + LEADER_TIMEOUT;
+    let new_leader = loop {
+        let found = cluster
+            .leaders()
+            .into_iter()
+            .filter(|(id, term)| majority.contains(id) && *term > old.term)
+            .map(|(id, _)| id)
+            .next();
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the majority elected no leader");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    for i in 0..5 {
+        let reply = cluster
+            .node(new_leader)
+            .unwrap()
+            .propose(put(&format!("majority{i}"), "kept").encode())
+            .await
+            .unwrap();
+        assert_eq!(KvResponse::decode(&reply).unwrap(), KvResponse::Previous(None));
+    }
+
+    // After the heal the minority's entries are gone and every log matches.
+    cluster.network().heal();
+    let last = converge(&cluster).await;
+    assert_logs_match(&cluster, last);
+    for log in logs(&cluster).values() {
+        for entry in log {
+            assert!(
+                !stranded.contains(&(entry.index, entry.term)),
+                "uncommitted minority entry {} (term {}) survived",
+                entry.index,
+                entry.term
+            );
+        }
+    }
+    for id in cluster.ids() {
+        let replica = cluster.replica(id).unwrap();
+        assert!(replica.keys().all(|k| !k.starts_with("minority")), "node {id}: {replica:?}");
+        assert_eq!(replica.get("base").map(String::as_str), Some("committed"));
+        assert!((0..5).all(|i| replica.contains_key(&format!("majority{i}"))));
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_rejoins_with_its_term_vote_and_log_intact() {
+    let mut cluster = MemCluster::start(3, options(21)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    for i in 0..10 {
+        cluster.kv(put(&format!("k{i}"), "v")).await.unwrap();
+    }
+    let follower = *cluster.ids().iter().find(|id| **id != leader).unwrap();
+    assert!(cluster.wait_for_applied(11, LEADER_TIMEOUT).await);
+    let saved_hard_state = cluster.storage(follower).unwrap().hard_state();
+    let saved_log = cluster.storage(follower).unwrap().durable_entries();
+
+    cluster.kill(follower);
+    for i in 10..15 {
+        cluster.kv(put(&format!("k{i}"), "v")).await.unwrap();
+    }
+    // Restart it cut off from its peers: what it shows comes from its own storage.
+    cluster.network().isolate(follower);
+    cluster.restart(follower).await.unwrap();
+    let status = cluster.node(follower).unwrap().status();
+    assert_eq!(status.term, saved_hard_state.term);
+    assert_eq!(status.last_log_index, saved_log.last().unwrap().index);
+    assert_eq!(cluster.storage(follower).unwrap().hard_state().voted_for, saved_hard_state.voted_for);
+    // It replays its committed log into a fresh state machine.
+    let deadline = tokio::time::Instant::now() + LEADER_TIMEOUT;
+    while cluster.node(follower).unwrap().status().applied_index < saved_hard_state.commit {
+        assert!(tokio::time::Instant::now() < deadline, "committed log was not replayed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(cluster.replica(follower).unwrap().len(), saved_hard_state.commit as usize - 1);
+
+    // Back on the network it catches up with what it missed.
+    cluster.network().heal();
+    let last = converge(&cluster).await;
+    assert_logs_match(&cluster, last);
+    assert_eq!(cluster.replica(follower), cluster.replica(leader));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_with_a_divergent_log_is_repaired() {
+    let command = |term: u64, index: u64, text: &str| Entry::command(term, index, put(text, "x").encode());
+    let agreed = vec![Entry::blank(1, 1), Entry::blank(3, 2), command(3, 3, "agreed")];
+    let divergent = vec![
+        Entry::blank(1, 1),
+        command(2, 2, "divergent-a"),
+        command(2, 3, "divergent-b"),
+        command(2, 4, "divergent-c"),
+    ];
+    let hard = |term| HardState {
+        term,
+        voted_for: None,
+        commit: 1,
+    };
+    let storages = [
+        (1, MemCluster::storage_with(hard(3), agreed.clone())),
+        (2, MemCluster::storage_with(hard(3), agreed.clone())),
+        (3, MemCluster::storage_with(hard(2), divergent)),
+    ]
+    .into_iter()
+    .collect();
+    let cluster = MemCluster::start_with_storage(storages, options(31)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    assert_ne!(leader, 3, "a node with a stale log cannot win");
+    let last = converge(&cluster).await;
+    assert_logs_match(&cluster, last);
+    let repaired = cluster.storage(3).unwrap().durable_entries();
+    assert_eq!(repaired[..3], agreed[..]);
+    assert!(repaired.iter().all(|e| e.term != 2), "the divergent entries are gone");
+    let replica = cluster.replica(3).unwrap();
+    assert!(replica.contains_key("agreed"));
+    assert!(!replica.keys().any(|k| k.starts_with("divergent")));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_isolated_for_a_long_time_does_not_disrupt_the_leader_when_it_returns() {
+    let cluster = MemCluster::start(3, options(41)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    let term = cluster.node(leader).unwrap().status().term;
+    let loner = *cluster.ids().iter().find(|id| **id != leader).unwrap();
+    cluster.network().isolate(loner);
+    // More than ten election timeouts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        cluster.node(loner).unwrap().status().term,
+        term,
+        "pre-vote keeps the loner's term"
+    );
+    cluster.kv(put("during", "isolation")).await.unwrap();
+    cluster.network().heal();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = cluster.node(leader).unwrap().status();
+    assert_eq!((status.role, status.term), (Role::Leader, term), "the leader was not disrupted");
+    let last = converge(&cluster).await;
+    assert_logs_match(&cluster, last);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_commit_exactly_once_despite_loss_duplication_and_reordering() {
+    let mut options = options(51);
+    options.propose_timeout = Duration::from_secs(30);
+    let cluster = MemCluster::start(3, options).await.unwrap();
+    cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    cluster.network().set_faults(Faults {
+        drop_probability: 0.1,
+        duplicate_probability: 0.1,
+        delay: (Duration::ZERO, Duration::from_millis(5)),
+    });
+    let mut tokens = Vec::new();
+    for i in 0..40 {
+        let token = format!("<{i}>");
+        let append = KvCommand::Append {
+            key: "log".into(),
+            value: token.clone(),
+        };
+        // A proposal that reached the leader is never retried here, so each token is proposed
+        // once; only NotLeader (nothing proposed) and Dropped (certainly not applied) retry.
+        cluster.kv(append).await.unwrap();
+        tokens.push(token);
+    }
+    cluster.network().set_faults(Faults::none());
+    let last = converge(&cluster).await;
+    assert_logs_match(&cluster, last);
+    for id in cluster.ids() {
+        let value = cluster.replica(id).unwrap().get("log").cloned().unwrap();
+        assert_eq!(value, tokens.concat(), "node {id} applied each append once, in order");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposal_to_a_follower_is_refused_with_a_leader_hint() {
+    let cluster = MemCluster::start(3, options(61)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    let follower = *cluster.ids().iter().find(|id| **id != leader).unwrap();
+    let refused = cluster.node(follower).unwrap().propose(put("a", "b").encode()).await;
+    assert_eq!(refused, Err(ProposeError::NotLeader { leader_hint: Some(leader) }));
+    cluster.shutdown().await;
+}
+
+#[test]
+fn blank_entries_are_not_commands() {
+    assert_eq!(Entry::blank(1, 1).payload, EntryPayload::Blank);
+}
