@@ -186,7 +186,9 @@ impl RaftCore {
             return Ok(());
         }
         match message.body {
-            MessageBody::RequestVote(request) => self.handle_vote_request(message.from, message.term, request),
+            MessageBody::RequestVote(request) => {
+                self.handle_vote_request(message.from, message.term, request)
+            }
             MessageBody::RequestVoteResponse(response) => {
                 self.handle_vote_response(message.from, message.term, response)
             }
@@ -362,7 +364,10 @@ impl RaftCore {
             match &message.body {
                 AppendEntries(_) | Heartbeat(_) => {
                     // A deposed leader: our higher term in the answer makes it step down.
-                    self.send(message.from, MessageBody::HeartbeatResponse(crate::message::HeartbeatResponse));
+                    self.send(
+                        message.from,
+                        MessageBody::HeartbeatResponse(crate::message::HeartbeatResponse),
+                    );
                 }
                 RequestVote(r) => {
                     let pre_vote = r.pre_vote;
@@ -437,7 +442,11 @@ impl RaftCore {
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
         let next = self.log.last_index() + 1;
-        self.progress = self.peers().into_iter().map(|id| (id, Progress::new(next))).collect();
+        self.progress = self
+            .peers()
+            .into_iter()
+            .map(|id| (id, Progress::new(next)))
+            .collect();
         // A blank entry of the new term lets the leader commit what earlier terms left
         // (Raft paper §5.4.2 and §8).
         self.log.push(Entry::blank(self.term, next));
@@ -445,9 +454,8 @@ impl RaftCore {
 }
 
 fn check_stored_log(state: &RestoredState) -> Result<(), InitError> {
-    let mut expected = 1;
     let mut previous_term = 0;
-    for entry in &state.entries {
+    for (expected, entry) in (1..).zip(state.entries.iter()) {
         if entry.index != expected {
             return Err(InitError::LogNotContiguous {
                 expected,
@@ -462,7 +470,6 @@ fn check_stored_log(state: &RestoredState) -> Result<(), InitError> {
             });
         }
         previous_term = entry.term;
-        expected += 1;
     }
     Ok(())
 }

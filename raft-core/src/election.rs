@@ -102,7 +102,11 @@ impl RaftCore {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
         };
-        let voters: Vec<NodeId> = self.peers().into_iter().filter(|id| self.membership.is_voter(*id)).collect();
+        let voters: Vec<NodeId> = self
+            .peers()
+            .into_iter()
+            .filter(|id| self.membership.is_voter(*id))
+            .collect();
         for voter in voters {
             self.send_with_term(voter, campaign_term, MessageBody::RequestVote(request.clone()));
         }
@@ -130,21 +134,31 @@ impl RaftCore {
 
     /// Answers a (pre-)vote request whose term is not below ours.
     pub(crate) fn handle_vote_request(&mut self, candidate: NodeId, term: Term, request: RequestVote) {
-        let log_ok = self.log.is_up_to_date(request.last_log_index, request.last_log_term);
+        let log_ok = self
+            .log
+            .is_up_to_date(request.last_log_index, request.last_log_term);
         let voter = self.membership.is_voter(self.id());
         let granted = if request.pre_vote {
             // Would we vote in `term`? Only if it is a new term, no leader is alive, and the log is
             // up to date. Nothing changes here.
             voter && term > self.term && !self.leader_recently_heard() && log_ok
         } else {
-            let can_vote = self.voted_for == Some(candidate) || (self.voted_for.is_none() && self.leader.is_none());
+            let can_vote =
+                self.voted_for == Some(candidate) || (self.voted_for.is_none() && self.leader.is_none());
             voter && can_vote && log_ok
         };
         if granted && !request.pre_vote {
             self.voted_for = Some(candidate);
             self.reset_election_timer();
         }
-        debug!(node = self.id(), candidate, term, pre_vote = request.pre_vote, granted, "vote request");
+        debug!(
+            node = self.id(),
+            candidate,
+            term,
+            pre_vote = request.pre_vote,
+            granted,
+            "vote request"
+        );
         // A granted pre-vote answers in the proposed term; a refusal carries ours.
         let answer_term = if granted { term } else { self.term };
         self.send_with_term(

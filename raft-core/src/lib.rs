@@ -65,6 +65,7 @@ pub use crate::message::{
 pub use crate::progress::ReplicationState;
 pub use crate::ready::Ready;
 pub use crate::storage::{
-    Inbox, LogStorage, LogWrite, StateMachine, StateMachineError, StorageError, StoredLog, Transport, TransportError,
+    Inbox, LogStorage, LogWrite, StateMachine, StateMachineError, StorageError, StoredLog, Transport,
+    TransportError,
 };
 pub use crate::types::{Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};

@@ -143,7 +143,10 @@ impl RaftLog {
             return last_new;
         };
         if first_new <= self.last_index() {
-            debug_assert!(first_new > self.committed, "truncating committed entry {first_new}");
+            debug_assert!(
+                first_new > self.committed,
+                "truncating committed entry {first_new}"
+            );
             self.truncate_from(first_new);
         }
         self.entries.extend(new_entries);
@@ -216,7 +219,10 @@ mod tests {
     #[test]
     fn append_after_keeps_matching_entries_and_truncates_conflicts() {
         let mut log = log_of(&[1, 1, 2, 2]);
-        let last = log.append_after(2, vec![Entry::blank(2, 3), Entry::blank(3, 4), Entry::blank(3, 5)]);
+        let last = log.append_after(
+            2,
+            vec![Entry::blank(2, 3), Entry::blank(3, 4), Entry::blank(3, 5)],
+        );
         assert_eq!(last, 5);
         assert_eq!(log.term(3), Some(2));
         assert_eq!(log.term(4), Some(3));

@@ -39,7 +39,10 @@ impl RaftCore {
         }
         let prev_log_index = progress.next_index - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
-            warn!(follower, prev_log_index, "no term for the follower's previous index");
+            warn!(
+                follower,
+                prev_log_index, "no term for the follower's previous index"
+            );
             return false;
         };
         let entries = self.log.entries_from(
@@ -83,7 +86,11 @@ impl RaftCore {
                         && progress.inflight_messages() > 0
                         && progress.match_index == progress.match_at_last_heartbeat;
                     if stalled {
-                        debug!(follower, match_index = progress.match_index, "replication stalled; probing");
+                        debug!(
+                            follower,
+                            match_index = progress.match_index,
+                            "replication stalled; probing"
+                        );
                         let next = progress.match_index + 1;
                         progress.become_probe(next);
                     }
@@ -97,7 +104,11 @@ impl RaftCore {
     }
 
     /// A follower answered an AppendEntries.
-    pub(crate) fn handle_append_entries_response(&mut self, follower: NodeId, response: AppendEntriesResponse) {
+    pub(crate) fn handle_append_entries_response(
+        &mut self,
+        follower: NodeId,
+        response: AppendEntriesResponse,
+    ) {
         if self.role != Role::Leader {
             return;
         }
@@ -108,7 +119,10 @@ impl RaftCore {
         match response {
             AppendEntriesResponse::Success { match_index } => {
                 if match_index > self.log.last_index() {
-                    warn!(follower, match_index, "follower claims entries this leader never sent");
+                    warn!(
+                        follower,
+                        match_index, "follower claims entries this leader never sent"
+                    );
                     return;
                 }
                 if progress.on_match(match_index) {
@@ -157,7 +171,12 @@ impl RaftCore {
     fn follow(&mut self, leader: NodeId) {
         if self.role == Role::Leader {
             // Two leaders in one term would break election safety; refuse to act on it.
-            warn!(node = self.id(), other = leader, term = self.term, "another leader in my term");
+            warn!(
+                node = self.id(),
+                other = leader,
+                term = self.term,
+                "another leader in my term"
+            );
             debug_assert!(false, "two leaders in term {}", self.term);
             return;
         }
@@ -180,7 +199,9 @@ impl RaftCore {
             if skip >= request.entries.len() {
                 self.send(
                     leader,
-                    MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index: committed }),
+                    MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success {
+                        match_index: committed,
+                    }),
                 );
                 return;
             }
@@ -194,7 +215,13 @@ impl RaftCore {
                 None => (self.log.last_index() + 1, None),
                 Some(term) => (self.log.first_index_of_term_at(prev), Some(term)),
             };
-            debug!(node = self.id(), prev, conflict_index, ?conflict_term, "rejecting AppendEntries");
+            debug!(
+                node = self.id(),
+                prev,
+                conflict_index,
+                ?conflict_term,
+                "rejecting AppendEntries"
+            );
             let response = AppendEntriesResponse::Conflict {
                 rejected_index: prev,
                 conflict_index,
@@ -211,7 +238,9 @@ impl RaftCore {
         }
         self.send(
             leader,
-            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success { match_index: last_new }),
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Success {
+                match_index: last_new,
+            }),
         );
     }
 

@@ -5,9 +5,9 @@
 mod support;
 
 use raft_core::{
-    AppendEntries, AppendEntriesResponse, Config, ConfigError, Entry, Heartbeat, HeartbeatResponse, Membership,
-    Message, MessageBody, NodeId, ProposeError, RaftCore, ReplicationState, RequestVote, RequestVoteResponse,
-    RestoredState, Role, StepError,
+    AppendEntries, AppendEntriesResponse, Config, ConfigError, Entry, Heartbeat, HeartbeatResponse,
+    Membership, Message, MessageBody, NodeId, ProposeError, RaftCore, ReplicationState, RequestVote,
+    RequestVoteResponse, RestoredState, Role, StepError,
 };
 use support::{config, entries, hard, Net};
 
@@ -33,7 +33,14 @@ fn pre_vote_request(from: NodeId, to: NodeId, term: u64, last_log_index: u64, la
     message(from, to, term, body)
 }
 
-fn append(from: NodeId, to: NodeId, term: u64, prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Message {
+fn append(
+    from: NodeId,
+    to: NodeId,
+    term: u64,
+    prev: (u64, u64),
+    entries: Vec<Entry>,
+    commit: u64,
+) -> Message {
     let body = MessageBody::AppendEntries(AppendEntries {
         prev_log_index: prev.0,
         prev_log_term: prev.1,
@@ -114,7 +121,11 @@ fn election_timeout_is_randomized_between_t_and_2t() {
 
 #[test]
 fn candidate_increments_term_and_votes_for_itself() {
-    let mut node = RaftCore::new(config(1).with_pre_vote(false), Membership::voters([1, 2, 3]).unwrap()).unwrap();
+    let mut node = RaftCore::new(
+        config(1).with_pre_vote(false),
+        Membership::voters([1, 2, 3]).unwrap(),
+    )
+    .unwrap();
     ticks_until_campaign(&mut node);
     assert_eq!(node.role(), Role::Candidate);
     assert_eq!(node.term(), 1);
@@ -123,12 +134,19 @@ fn candidate_increments_term_and_votes_for_itself() {
 
 #[test]
 fn vote_requests_are_sent_only_after_term_and_vote_are_persisted() {
-    let mut node = RaftCore::new(config(1).with_pre_vote(false), Membership::voters([1, 2, 3]).unwrap()).unwrap();
+    let mut node = RaftCore::new(
+        config(1).with_pre_vote(false),
+        Membership::voters([1, 2, 3]).unwrap(),
+    )
+    .unwrap();
     ticks_until_campaign(&mut node);
     let ready = node.ready();
     let hs = ready.hard_state.expect("the new term and vote must be saved");
     assert_eq!((hs.term, hs.voted_for), (1, Some(1)));
-    assert!(ready.messages.is_empty(), "nothing may leave before the vote is durable");
+    assert!(
+        ready.messages.is_empty(),
+        "nothing may leave before the vote is durable"
+    );
     assert_eq!(ready.messages_after_persist.len(), 2);
 }
 
@@ -202,7 +220,11 @@ fn candidate_without_a_majority_does_not_become_leader() {
 
 #[test]
 fn candidate_steps_down_on_append_entries_from_a_leader_of_its_term() {
-    let mut node = RaftCore::new(config(1).with_pre_vote(false), Membership::voters([1, 2, 3]).unwrap()).unwrap();
+    let mut node = RaftCore::new(
+        config(1).with_pre_vote(false),
+        Membership::voters([1, 2, 3]).unwrap(),
+    )
+    .unwrap();
     ticks_until_campaign(&mut node);
     assert_eq!(node.role(), Role::Candidate);
     node.step(append(2, 1, 1, (0, 0), vec![], 0)).unwrap();
@@ -245,9 +267,13 @@ fn leader_steps_down_on_a_higher_term() {
 #[test]
 fn message_with_a_stale_term_is_rejected_with_the_current_term() {
     let mut node = restored(1, &[1], 5);
-    node.step(append(2, 1, 3, (1, 1), entries(&[1, 3])[1..].to_vec(), 0)).unwrap();
+    node.step(append(2, 1, 3, (1, 1), entries(&[1, 3])[1..].to_vec(), 0))
+        .unwrap();
     let ready = node.ready();
-    assert!(ready.entries.is_empty(), "a stale leader's entries must not be appended");
+    assert!(
+        ready.entries.is_empty(),
+        "a stale leader's entries must not be appended"
+    );
     let answer = &ready.messages_after_persist[0];
     assert_eq!((answer.to, answer.term), (2, 5));
 }
@@ -277,7 +303,10 @@ fn pre_vote_does_not_raise_the_term_or_record_a_vote() {
     let ready = candidate.ready();
     assert!(ready.hard_state.is_none(), "a pre-vote changes nothing durable");
     let request = &ready.messages_after_persist[0];
-    assert_eq!(request.term, 2, "the pre-vote names the term it would campaign in");
+    assert_eq!(
+        request.term, 2,
+        "the pre-vote names the term it would campaign in"
+    );
 
     let mut voter = restored(2, &[1], 1);
     voter.step(request.clone()).unwrap();
@@ -324,7 +353,11 @@ fn partitioned_node_with_pre_vote_does_not_disrupt_the_leader_when_it_returns() 
     let term = net.node(1).term();
     net.isolated.insert(3);
     net.tick_all(200);
-    assert_eq!(net.node(3).term(), term, "pre-vote keeps the isolated node's term");
+    assert_eq!(
+        net.node(3).term(),
+        term,
+        "pre-vote keeps the isolated node's term"
+    );
     net.isolated.clear();
     net.tick_all(50);
     assert_eq!(net.leaders(), vec![1]);
@@ -424,9 +457,14 @@ fn follower_rejects_append_when_prev_log_index_is_beyond_its_log() {
 fn follower_truncates_a_conflicting_suffix() {
     let mut node = restored(1, &[1, 1, 2, 2], 3);
     let leader_log = entries(&[1, 1, 3]);
-    node.step(append(2, 1, 3, (2, 1), leader_log[2..].to_vec(), 0)).unwrap();
+    node.step(append(2, 1, 3, (2, 1), leader_log[2..].to_vec(), 0))
+        .unwrap();
     let ready = node.ready();
-    assert_eq!(ready.entries, leader_log[2..].to_vec(), "storage replaces from index 3");
+    assert_eq!(
+        ready.entries,
+        leader_log[2..].to_vec(),
+        "storage replaces from index 3"
+    );
     assert!(node.entry(4).is_none(), "the conflicting suffix is gone");
     assert_eq!(node.entry(3).unwrap().term, 3);
     assert_eq!(
@@ -438,10 +476,15 @@ fn follower_truncates_a_conflicting_suffix() {
 #[test]
 fn follower_keeps_its_log_when_an_append_is_stale_or_duplicated() {
     let mut node = restored(1, &[1, 1, 1, 1], 1);
-    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 0)).unwrap();
+    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 0))
+        .unwrap();
     let ready = node.ready();
     assert!(ready.entries.is_empty(), "nothing new to write");
-    assert_eq!(node.entry(4).unwrap().term, 1, "later entries survive a stale append");
+    assert_eq!(
+        node.entry(4).unwrap().term,
+        1,
+        "later entries survive a stale append"
+    );
     assert_eq!(
         append_answers(&ready),
         vec![AppendEntriesResponse::Success { match_index: 2 }]
@@ -451,10 +494,14 @@ fn follower_keeps_its_log_when_an_append_is_stale_or_duplicated() {
 #[test]
 fn follower_acknowledges_entries_only_after_they_are_persisted() {
     let mut node = restored(1, &[1], 1);
-    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 0)).unwrap();
+    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 0))
+        .unwrap();
     let ready = node.ready();
     assert_eq!(ready.entries.len(), 1);
-    assert!(ready.messages.is_empty(), "no acknowledgement may leave before the write");
+    assert!(
+        ready.messages.is_empty(),
+        "no acknowledgement may leave before the write"
+    );
     assert_eq!(append_answers(&ready).len(), 1);
 }
 
@@ -472,7 +519,10 @@ fn leader_backs_up_a_whole_term_per_rejection() {
     net.tick_all(2);
     assert_eq!(net.log_terms(2)[..10], leader_log, "the follower is repaired");
     let rejections = count_rejections(&leader_log, &follower_log);
-    assert!(rejections <= 3, "{rejections} rejections; expected at most one per conflicting term");
+    assert!(
+        rejections <= 3,
+        "{rejections} rejections; expected at most one per conflicting term"
+    );
 }
 
 /// Replays the repair of a follower step by step and counts the rejections it takes.
@@ -487,7 +537,10 @@ fn count_rejections(leader_log: &[u64], follower_log: &[u64]) -> usize {
     net.tick(1, 2);
     net.process_all();
     while let Some(m) = net.queue.pop_front() {
-        if matches!(m.body, MessageBody::AppendEntriesResponse(AppendEntriesResponse::Conflict { .. })) {
+        if matches!(
+            m.body,
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse::Conflict { .. })
+        ) {
             rejections += 1;
         }
         let to = m.to;
@@ -523,7 +576,10 @@ fn leader_pipelines_up_to_max_inflight_messages() {
     });
     net.elect(1);
     net.tick_all(1);
-    assert_eq!(net.node(1).follower_progress(2).unwrap().state, ReplicationState::Replicate);
+    assert_eq!(
+        net.node(1).follower_progress(2).unwrap().state,
+        ReplicationState::Replicate
+    );
     for i in 0..10 {
         net.node(1).propose(format!("cmd{i}").into()).unwrap();
     }
@@ -539,11 +595,17 @@ fn probing_follower_receives_one_append_at_a_time() {
     net.isolated.insert(3);
     net.settle();
     assert_eq!(net.node(1).role(), Role::Leader);
-    assert_eq!(net.node(1).follower_progress(3).unwrap().state, ReplicationState::Probe);
+    assert_eq!(
+        net.node(1).follower_progress(3).unwrap().state,
+        ReplicationState::Probe
+    );
     for i in 0..5 {
         net.node(1).propose(format!("cmd{i}").into()).unwrap();
         let ready = net.node(1).ready();
-        assert!(appends_to(&ready, 3).is_empty(), "the unanswered probe holds further messages");
+        assert!(
+            appends_to(&ready, 3).is_empty(),
+            "the unanswered probe holds further messages"
+        );
     }
 }
 
@@ -612,7 +674,10 @@ fn entry_is_committed_once_stored_on_a_majority() {
     net.isolated.insert(3);
     let index = net.node(1).propose("y".into()).unwrap();
     net.settle();
-    assert!(net.node(1).status().commit_index < index, "two of five is no majority");
+    assert!(
+        net.node(1).status().commit_index < index,
+        "two of five is no majority"
+    );
 }
 
 #[test]
@@ -639,7 +704,10 @@ fn leader_only_commits_entries_of_its_own_term_by_counting_replicas() {
     // Deliver one message at a time until node 2 stores entry 2 (of term 2).
     net.process_all();
     while net.node(1).follower_progress(2).map_or(0, |p| p.match_index) < 2 {
-        let m = net.queue.pop_front().expect("messages until entry 2 is replicated");
+        let m = net
+            .queue
+            .pop_front()
+            .expect("messages until entry 2 is replicated");
         if net.isolated.contains(&m.to) || net.isolated.contains(&m.from) {
             continue;
         }
@@ -684,7 +752,10 @@ fn leader_counts_its_own_entry_only_after_it_is_durable() {
         }
     }
     assert_eq!(net.node(1).follower_progress(2).unwrap().match_index, index);
-    assert!(net.node(1).status().commit_index < index, "the leader's own copy is not durable yet");
+    assert!(
+        net.node(1).status().commit_index < index,
+        "the leader's own copy is not durable yet"
+    );
     let term = net.node(1).term();
     net.node(1).on_persisted(index, term);
     assert_eq!(net.node(1).status().commit_index, index);
@@ -705,7 +776,8 @@ fn follower_learns_the_commit_index_from_the_leader() {
 #[test]
 fn follower_commit_index_never_exceeds_its_last_matching_entry() {
     let mut node = restored(1, &[1], 1);
-    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 10)).unwrap();
+    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 10))
+        .unwrap();
     assert_eq!(node.status().commit_index, 2);
     node.step(message(2, 1, 1, MessageBody::Heartbeat(Heartbeat { commit: 50 })))
         .unwrap();
@@ -715,7 +787,8 @@ fn follower_commit_index_never_exceeds_its_last_matching_entry() {
 #[test]
 fn follower_applies_committed_entries_only_once_they_are_durable() {
     let mut node = restored(1, &[1], 1);
-    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 2)).unwrap();
+    node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 2))
+        .unwrap();
     let ready = node.ready();
     assert_eq!(ready.committed_entries.len(), 1, "only entry 1 was durable");
     node.on_persisted(2, 1);
@@ -766,7 +839,10 @@ fn oversized_proposal_is_refused() {
 fn messages_for_another_node_or_from_a_stranger_are_refused() {
     let mut node = restored(1, &[1], 1);
     let wrong_to = vote_request(2, 9, 2, 1, 1);
-    assert_eq!(node.step(wrong_to), Err(StepError::WrongRecipient { to: 9, local: 1 }));
+    assert_eq!(
+        node.step(wrong_to),
+        Err(StepError::WrongRecipient { to: 9, local: 1 })
+    );
     let stranger = vote_request(9, 1, 2, 1, 1);
     assert_eq!(node.step(stranger), Err(StepError::UnknownSender { from: 9 }));
     assert_eq!(node.term(), 1);
@@ -813,7 +889,13 @@ fn restore_refuses_a_log_with_a_gap() {
         applied: 0,
     };
     let err = RaftCore::restore(config(1), Membership::voters([1]).unwrap(), state).unwrap_err();
-    assert!(matches!(err, raft_core::InitError::LogNotContiguous { expected: 2, found: 3 }));
+    assert!(matches!(
+        err,
+        raft_core::InitError::LogNotContiguous {
+            expected: 2,
+            found: 3
+        }
+    ));
 }
 
 #[test]

@@ -262,7 +262,9 @@ impl MemCluster {
                 return Err(ProposeError::NotLeader { leader_hint: hint }.into());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-            target = hint.filter(|id| self.node(*id).is_some()).or_else(|| self.stable_leader());
+            target = hint
+                .filter(|id| self.node(*id).is_some())
+                .or_else(|| self.stable_leader());
         }
     }
 

@@ -179,7 +179,10 @@ impl KvStateMachine {
                         current: new,
                     }
                 } else {
-                    KvResponse::Swapped { swapped: false, current }
+                    KvResponse::Swapped {
+                        swapped: false,
+                        current,
+                    }
                 }
             }
         }
@@ -217,11 +220,23 @@ mod tests {
         let k = || "k".to_string();
         assert_eq!(run(&mut d, KvCommand::Get { key: k() }), KvResponse::Value(None));
         assert_eq!(
-            run(&mut d, KvCommand::Append { key: k(), value: "a".into() }),
+            run(
+                &mut d,
+                KvCommand::Append {
+                    key: k(),
+                    value: "a".into()
+                }
+            ),
             KvResponse::Value(Some("a".into()))
         );
         assert_eq!(
-            run(&mut d, KvCommand::Put { key: k(), value: "b".into() }),
+            run(
+                &mut d,
+                KvCommand::Put {
+                    key: k(),
+                    value: "b".into()
+                }
+            ),
             KvResponse::Previous(Some("a".into()))
         );
         let cas = |expected: Option<&str>, new: &str| KvCommand::CompareAndSwap {
@@ -253,8 +268,14 @@ mod tests {
     #[tokio::test]
     async fn malformed_command_changes_nothing_and_says_so() {
         let mut kv = KvStateMachine::new();
-        let reply = kv.apply(1, Bytes::from_static(&[0xff, 0xff, 0xff])).await.unwrap();
-        assert!(matches!(KvResponse::decode(&reply).unwrap(), KvResponse::Invalid(_)));
+        let reply = kv
+            .apply(1, Bytes::from_static(&[0xff, 0xff, 0xff]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            KvResponse::decode(&reply).unwrap(),
+            KvResponse::Invalid(_)
+        ));
         assert!(kv.contents().is_empty());
         assert_eq!(kv.applied_index(), 1);
     }

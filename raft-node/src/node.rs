@@ -362,7 +362,12 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         match event {
             Event::Tick => self.core.tick(),
             Event::Message(message) => {
-                trace!(node = self.core.id(), from = message.from, kind = message.body.kind(), "received");
+                trace!(
+                    node = self.core.id(),
+                    from = message.from,
+                    kind = message.body.kind(),
+                    "received"
+                );
                 if let Err(error) = self.core.step(message) {
                     warn!(node = self.core.id(), %error, "message refused");
                 }
@@ -408,7 +413,8 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         for message in ready.messages {
             send(&*self.transport, message);
         }
-        if ready.hard_state.is_some() || !ready.entries.is_empty() || !ready.messages_after_persist.is_empty() {
+        if ready.hard_state.is_some() || !ready.entries.is_empty() || !ready.messages_after_persist.is_empty()
+        {
             let job = PersistJob {
                 write: LogWrite {
                     entries: ready.entries,
@@ -566,7 +572,10 @@ mod tests {
     #[test]
     fn merged_writes_apply_later_truncations_and_the_last_hard_state() {
         let mut batch = vec![
-            job(vec![Entry::blank(1, 1), Entry::blank(1, 2), Entry::blank(1, 3)], Some(1)),
+            job(
+                vec![Entry::blank(1, 1), Entry::blank(1, 2), Entry::blank(1, 3)],
+                Some(1),
+            ),
             job(vec![Entry::blank(2, 2)], Some(2)),
             job(vec![Entry::blank(2, 3)], None),
         ];

@@ -39,7 +39,10 @@ async fn converge(cluster: &MemCluster) -> u64 {
     // A write through the leader makes sure its term's entries are committed everywhere.
     cluster.kv(put("__sync", "1")).await.unwrap();
     let last = cluster.node(leader).unwrap().status().last_log_index;
-    assert!(cluster.wait_for_applied(last, LEADER_TIMEOUT).await, "replicas did not catch up");
+    assert!(
+        cluster.wait_for_applied(last, LEADER_TIMEOUT).await,
+        "replicas did not catch up"
+    );
     last
 }
 
@@ -48,7 +51,11 @@ fn assert_logs_match(cluster: &MemCluster, upto: u64) {
     let logs = logs(cluster);
     let (first_id, first) = logs.iter().next().unwrap();
     for (id, log) in &logs {
-        assert!(log.len() as u64 >= upto, "node {id} has only {} entries", log.len());
+        assert!(
+            log.len() as u64 >= upto,
+            "node {id} has only {} entries",
+            log.len()
+        );
         assert_eq!(
             log[..upto as usize],
             first[..upto as usize],
@@ -141,7 +148,10 @@ async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_hea
         );
     }
     let old = cluster.node(old_leader).unwrap().status();
-    assert!(old.last_log_index > base_commit + 2, "the old leader appended the writes");
+    assert!(
+        old.last_log_index > base_commit + 2,
+        "the old leader appended the writes"
+    );
     assert_eq!(old.commit_index, base_commit, "but could not commit them");
     let stranded: BTreeSet<(u64, u64)> = cluster
         .storage(old_leader)
@@ -165,7 +175,10 @@ async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_hea
         if let Some(id) = found {
             break id;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the majority elected no leader");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the majority elected no leader"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     for i in 0..5 {
@@ -194,7 +207,10 @@ async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_hea
     }
     for id in cluster.ids() {
         let replica = cluster.replica(id).unwrap();
-        assert!(replica.keys().all(|k| !k.starts_with("minority")), "node {id}: {replica:?}");
+        assert!(
+            replica.keys().all(|k| !k.starts_with("minority")),
+            "node {id}: {replica:?}"
+        );
         assert_eq!(replica.get("base").map(String::as_str), Some("committed"));
         assert!((0..5).all(|i| replica.contains_key(&format!("majority{i}"))));
     }
@@ -223,14 +239,23 @@ async fn restarted_node_rejoins_with_its_term_vote_and_log_intact() {
     let status = cluster.node(follower).unwrap().status();
     assert_eq!(status.term, saved_hard_state.term);
     assert_eq!(status.last_log_index, saved_log.last().unwrap().index);
-    assert_eq!(cluster.storage(follower).unwrap().hard_state().voted_for, saved_hard_state.voted_for);
+    assert_eq!(
+        cluster.storage(follower).unwrap().hard_state().voted_for,
+        saved_hard_state.voted_for
+    );
     // It replays its committed log into a fresh state machine.
     let deadline = tokio::time::Instant::now() + LEADER_TIMEOUT;
     while cluster.node(follower).unwrap().status().applied_index < saved_hard_state.commit {
-        assert!(tokio::time::Instant::now() < deadline, "committed log was not replayed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed log was not replayed"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(cluster.replica(follower).unwrap().len(), saved_hard_state.commit as usize - 1);
+    assert_eq!(
+        cluster.replica(follower).unwrap().len(),
+        saved_hard_state.commit as usize - 1
+    );
 
     // Back on the network it catches up with what it missed.
     cluster.network().heal();
@@ -262,14 +287,19 @@ async fn follower_with_a_divergent_log_is_repaired() {
     ]
     .into_iter()
     .collect();
-    let cluster = MemCluster::start_with_storage(storages, options(31)).await.unwrap();
+    let cluster = MemCluster::start_with_storage(storages, options(31))
+        .await
+        .unwrap();
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     assert_ne!(leader, 3, "a node with a stale log cannot win");
     let last = converge(&cluster).await;
     assert_logs_match(&cluster, last);
     let repaired = cluster.storage(3).unwrap().durable_entries();
     assert_eq!(repaired[..3], agreed[..]);
-    assert!(repaired.iter().all(|e| e.term != 2), "the divergent entries are gone");
+    assert!(
+        repaired.iter().all(|e| e.term != 2),
+        "the divergent entries are gone"
+    );
     let replica = cluster.replica(3).unwrap();
     assert!(replica.contains_key("agreed"));
     assert!(!replica.keys().any(|k| k.starts_with("divergent")));
@@ -294,7 +324,11 @@ async fn node_isolated_for_a_long_time_does_not_disrupt_the_leader_when_it_retur
     cluster.network().heal();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let status = cluster.node(leader).unwrap().status();
-    assert_eq!((status.role, status.term), (Role::Leader, term), "the leader was not disrupted");
+    assert_eq!(
+        (status.role, status.term),
+        (Role::Leader, term),
+        "the leader was not disrupted"
+    );
     let last = converge(&cluster).await;
     assert_logs_match(&cluster, last);
     cluster.shutdown().await;
@@ -328,7 +362,11 @@ async fn writes_commit_exactly_once_despite_loss_duplication_and_reordering() {
     assert_logs_match(&cluster, last);
     for id in cluster.ids() {
         let value = cluster.replica(id).unwrap().get("log").cloned().unwrap();
-        assert_eq!(value, tokens.concat(), "node {id} applied each append once, in order");
+        assert_eq!(
+            value,
+            tokens.concat(),
+            "node {id} applied each append once, in order"
+        );
     }
     cluster.shutdown().await;
 }
@@ -338,8 +376,17 @@ async fn proposal_to_a_follower_is_refused_with_a_leader_hint() {
     let cluster = MemCluster::start(3, options(61)).await.unwrap();
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     let follower = *cluster.ids().iter().find(|id| **id != leader).unwrap();
-    let refused = cluster.node(follower).unwrap().propose(put("a", "b").encode()).await;
-    assert_eq!(refused, Err(ProposeError::NotLeader { leader_hint: Some(leader) }));
+    let refused = cluster
+        .node(follower)
+        .unwrap()
+        .propose(put("a", "b").encode())
+        .await;
+    assert_eq!(
+        refused,
+        Err(ProposeError::NotLeader {
+            leader_hint: Some(leader)
+        })
+    );
     cluster.shutdown().await;
 }
 

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use raft_core::{Config, Entry, HardState, Index, Membership, Message, NodeId, RaftCore, Ready, RestoredState, Role};
+use raft_core::{
+    Config, Entry, HardState, Index, Membership, Message, NodeId, RaftCore, Ready, RestoredState, Role,
+};
 
 /// Settings used by the rule tests: T = 10 ticks, heartbeat every 2.
 pub fn config(id: NodeId) -> Config {
@@ -42,7 +44,10 @@ impl Net {
             nodes,
             queue: VecDeque::new(),
             isolated: BTreeSet::new(),
-            stored: ids.iter().map(|id| (*id, (HardState::default(), Vec::new()))).collect(),
+            stored: ids
+                .iter()
+                .map(|id| (*id, (HardState::default(), Vec::new())))
+                .collect(),
             applied: ids.iter().map(|id| (*id, Vec::new())).collect(),
         }
     }
@@ -51,7 +56,7 @@ impl Net {
     pub fn with_logs(logs: &[(NodeId, Vec<Entry>, HardState)]) -> Self {
         let ids: Vec<NodeId> = logs.iter().map(|(id, _, _)| *id).collect();
         let membership = Membership::voters(ids.clone()).unwrap();
-        let mut net = Net::new(0u64.max(ids.len() as u64));
+        let mut net = Net::new(ids.len() as u64);
         net.nodes.clear();
         for (id, entries, hard_state) in logs {
             let restored = RestoredState {
@@ -59,8 +64,10 @@ impl Net {
                 entries: entries.clone(),
                 applied: 0,
             };
-            net.nodes
-                .insert(*id, RaftCore::restore(config(*id), membership.clone(), restored).unwrap());
+            net.nodes.insert(
+                *id,
+                RaftCore::restore(config(*id), membership.clone(), restored).unwrap(),
+            );
             net.stored.insert(*id, (*hard_state, entries.clone()));
         }
         net
