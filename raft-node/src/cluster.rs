@@ -205,7 +205,7 @@ impl MemCluster {
     /// The leaders among running nodes, as (id, term).
     pub fn leaders(&self) -> Vec<(NodeId, u64)> {
         self.running()
-            .map(|n| n.status())
+            .map(|n| n.status().raft)
             .filter(|s| s.role == Role::Leader)
             .map(|s| (s.id, s.term))
             .collect()
@@ -227,7 +227,7 @@ impl MemCluster {
     }
 
     fn stable_leader(&self) -> Option<NodeId> {
-        let statuses: Vec<_> = self.running().map(|n| n.status()).collect();
+        let statuses: Vec<_> = self.running().map(|n| n.status().raft).collect();
         let max_term = statuses.iter().map(|s| s.term).max()?;
         let leader = statuses
             .iter()
@@ -278,7 +278,7 @@ impl MemCluster {
     pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.running().all(|n| n.status().applied_index >= index) {
+            if self.running().all(|n| n.status().raft.applied_index >= index) {
                 return true;
             }
             if Instant::now() >= deadline {

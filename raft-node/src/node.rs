@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft_core::{
     Entry, EntryPayload, Inbox, Index, LogStorage, LogWrite, Membership, Message, NodeId, RaftCore, Ready,
-    RestoredState, Role, StateMachine, StateMachineError, StorageError, Term, Transport,
+    RestoredState, StateMachine, StateMachineError, Status, StorageError, Term, Transport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -48,38 +48,19 @@ pub enum RunState {
     Failed(String),
 }
 
-/// What a node reports about itself.
+/// What a node reports about itself: the protocol's view and whether the runtime runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStatus {
-    /// The node.
-    pub id: NodeId,
-    /// Its role.
-    pub role: Role,
-    /// Its current term.
-    pub term: Term,
-    /// The leader it knows of.
-    pub leader: Option<NodeId>,
-    /// Its commit index.
-    pub commit_index: Index,
-    /// The index its state machine has applied.
-    pub applied_index: Index,
-    /// Its last log index.
-    pub last_log_index: Index,
-    /// Whether it runs.
+    /// Role, term, leader and the log's indexes, as the protocol core sees them.
+    pub raft: Status,
+    /// Whether the node runs.
     pub state: RunState,
 }
 
 impl NodeStatus {
     fn of(core: &RaftCore, state: RunState) -> Self {
-        let status = core.status();
         NodeStatus {
-            id: status.id,
-            role: status.role,
-            term: status.term,
-            leader: status.leader,
-            commit_index: status.commit_index,
-            applied_index: status.applied_index,
-            last_log_index: status.last_log_index,
+            raft: core.status(),
             state,
         }
     }
@@ -253,9 +234,9 @@ impl RaftNode {
     /// Waits until this node knows a leader (itself or another), up to `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
         let mut status = self.status.clone();
-        let known = tokio::time::timeout(timeout, status.wait_for(|s| s.leader.is_some())).await;
+        let known = tokio::time::timeout(timeout, status.wait_for(|s| s.raft.leader.is_some())).await;
         match known {
-            Ok(Ok(s)) => s.leader,
+            Ok(Ok(s)) => s.raft.leader,
             _ => None,
         }
     }

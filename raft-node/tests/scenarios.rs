@@ -38,7 +38,7 @@ async fn converge(cluster: &MemCluster) -> u64 {
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     // A write through the leader makes sure its term's entries are committed everywhere.
     cluster.kv(put("__sync", "1")).await.unwrap();
-    let last = cluster.node(leader).unwrap().status().last_log_index;
+    let last = cluster.node(leader).unwrap().status().raft.last_log_index;
     assert!(
         cluster.wait_for_applied(last, LEADER_TIMEOUT).await,
         "replicas did not catch up"
@@ -81,7 +81,7 @@ async fn elect_exactly_one_leader(size: u64) {
     let cluster = MemCluster::start(size, options(size)).await.unwrap();
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     assert_single_leader_per_term(&cluster, Duration::from_millis(500)).await;
-    let statuses: Vec<_> = cluster.running().map(|n| n.status()).collect();
+    let statuses: Vec<_> = cluster.running().map(|n| n.status().raft).collect();
     assert_eq!(statuses.iter().filter(|s| s.role == Role::Leader).count(), 1);
     assert!(statuses.iter().all(|s| s.leader == Some(leader)), "{statuses:?}");
     cluster.shutdown().await;
@@ -125,7 +125,7 @@ async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_hea
     let cluster = MemCluster::start(5, options).await.unwrap();
     let old_leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     cluster.kv(put("base", "committed")).await.unwrap();
-    let base_commit = cluster.node(old_leader).unwrap().status().commit_index;
+    let base_commit = cluster.node(old_leader).unwrap().status().raft.commit_index;
 
     // {old leader, one follower} | {the other three}.
     let ids = cluster.ids();
@@ -147,7 +147,7 @@ async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_hea
             "a write without a majority must not succeed: {outcome:?}"
         );
     }
-    let old = cluster.node(old_leader).unwrap().status();
+    let old = cluster.node(old_leader).unwrap().status().raft;
     assert!(
         old.last_log_index > base_commit + 2,
         "the old leader appended the writes"
@@ -236,7 +236,7 @@ async fn restarted_node_rejoins_with_its_term_vote_and_log_intact() {
     // Restart it cut off from its peers: what it shows comes from its own storage.
     cluster.network().isolate(follower);
     cluster.restart(follower).await.unwrap();
-    let status = cluster.node(follower).unwrap().status();
+    let status = cluster.node(follower).unwrap().status().raft;
     assert_eq!(status.term, saved_hard_state.term);
     assert_eq!(status.last_log_index, saved_log.last().unwrap().index);
     assert_eq!(
@@ -245,7 +245,7 @@ async fn restarted_node_rejoins_with_its_term_vote_and_log_intact() {
     );
     // It replays its committed log into a fresh state machine.
     let deadline = tokio::time::Instant::now() + LEADER_TIMEOUT;
-    while cluster.node(follower).unwrap().status().applied_index < saved_hard_state.commit {
+    while cluster.node(follower).unwrap().status().raft.applied_index < saved_hard_state.commit {
         assert!(
             tokio::time::Instant::now() < deadline,
             "committed log was not replayed"
@@ -310,20 +310,20 @@ async fn follower_with_a_divergent_log_is_repaired() {
 async fn node_isolated_for_a_long_time_does_not_disrupt_the_leader_when_it_returns() {
     let cluster = MemCluster::start(3, options(41)).await.unwrap();
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
-    let term = cluster.node(leader).unwrap().status().term;
+    let term = cluster.node(leader).unwrap().status().raft.term;
     let loner = *cluster.ids().iter().find(|id| **id != leader).unwrap();
     cluster.network().isolate(loner);
     // More than ten election timeouts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        cluster.node(loner).unwrap().status().term,
+        cluster.node(loner).unwrap().status().raft.term,
         term,
         "pre-vote keeps the loner's term"
     );
     cluster.kv(put("during", "isolation")).await.unwrap();
     cluster.network().heal();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let status = cluster.node(leader).unwrap().status();
+    let status = cluster.node(leader).unwrap().status().raft;
     assert_eq!(
         (status.role, status.term),
         (Role::Leader, term),

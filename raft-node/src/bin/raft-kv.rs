@@ -66,7 +66,10 @@ async fn demo(nodes: u64, keys: usize, seed: u64) -> Result<(), String> {
     };
     let mut cluster = MemCluster::start(nodes, options).await.map_err(fail)?;
     let leader = cluster.wait_for_leader(TIMEOUT).await.map_err(fail)?;
-    let term = cluster.node(leader).map(|n| n.status().term).unwrap_or_default();
+    let term = cluster
+        .node(leader)
+        .map(|n| n.status().raft.term)
+        .unwrap_or_default();
     println!(
         "leader elected: node {leader} (term {term}) after {:?}",
         started.elapsed()
@@ -80,7 +83,7 @@ async fn demo(nodes: u64, keys: usize, seed: u64) -> Result<(), String> {
     }
     let commit = cluster
         .node(leader)
-        .map(|n| n.status().commit_index)
+        .map(|n| n.status().raft.commit_index)
         .unwrap_or_default();
     println!("wrote {keys} keys through node {leader}; commit index {commit}");
 
@@ -90,7 +93,7 @@ async fn demo(nodes: u64, keys: usize, seed: u64) -> Result<(), String> {
     let new_leader = cluster.wait_for_leader(TIMEOUT).await.map_err(fail)?;
     let new_term = cluster
         .node(new_leader)
-        .map(|n| n.status().term)
+        .map(|n| n.status().raft.term)
         .unwrap_or_default();
     println!(
         "new leader: node {new_leader} (term {new_term}), elected {:?} after the kill",
@@ -123,7 +126,7 @@ async fn demo(nodes: u64, keys: usize, seed: u64) -> Result<(), String> {
     put(&cluster, "after-restart", "yes").await?;
     let last = cluster
         .node(new_leader)
-        .map(|n| n.status().last_log_index)
+        .map(|n| n.status().raft.last_log_index)
         .unwrap_or_default();
     if !cluster.wait_for_applied(last, TIMEOUT).await {
         return Err("the restarted node did not catch up".into());
