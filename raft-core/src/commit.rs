@@ -21,7 +21,9 @@ impl RaftCore {
                 progress.get(&id).map_or(0, |p| p.match_index)
             }
         });
-        if quorum_index <= self.log.committed || self.log.term(quorum_index) != Some(self.term) {
+        let own_term = self.log.term(quorum_index) == Some(self.term)
+            || self.planted(crate::planted::PlantedBug::CountPreviousTermTowardCommit);
+        if quorum_index <= self.log.committed || !own_term {
             return false;
         }
         self.log.committed = quorum_index;

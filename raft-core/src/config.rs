@@ -39,8 +39,14 @@ pub struct Config {
     pub max_inflight_bytes: usize,
     /// The largest command a proposal may carry.
     pub max_entry_bytes: usize,
+    /// A leader refuses new proposals while this many entries of its log are not yet committed
+    /// (backpressure: a leader cannot run unboundedly ahead of its followers).
+    pub max_uncommitted_entries: usize,
     /// The seed of the generator that randomizes election timeouts. Give every node its own.
     pub seed: u64,
+    /// A deliberate protocol bug to switch on, for proving that the simulator catches it.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<crate::planted::PlantedBug>,
 }
 
 /// A setting that cannot work.
@@ -77,7 +83,7 @@ pub enum ConfigError {
 impl Config {
     /// Default settings for node `id`: T = 15 ticks, heartbeat every 3 ticks, pre-vote and
     /// check-quorum on, 256 entries or 1 MiB per message, 32 messages or 16 MiB in flight,
-    /// commands of at most 8 MiB.
+    /// commands of at most 8 MiB, at most 16,384 uncommitted entries.
     pub fn new(id: NodeId) -> Self {
         Config {
             id,
@@ -90,7 +96,10 @@ impl Config {
             max_inflight_messages: 32,
             max_inflight_bytes: 16 << 20,
             max_entry_bytes: 8 << 20,
+            max_uncommitted_entries: 16_384,
             seed: id,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 
@@ -153,6 +162,7 @@ impl Config {
             ("max_inflight_messages", self.max_inflight_messages),
             ("max_inflight_bytes", self.max_inflight_bytes),
             ("max_entry_bytes", self.max_entry_bytes),
+            ("max_uncommitted_entries", self.max_uncommitted_entries),
         ];
         for (name, value) in limits {
             if value == 0 {

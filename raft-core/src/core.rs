@@ -218,6 +218,13 @@ impl RaftCore {
                 max: self.config.max_entry_bytes,
             });
         }
+        let uncommitted = (self.log.last_index() - self.log.committed) as usize;
+        if uncommitted >= self.config.max_uncommitted_entries {
+            return Err(ProposeError::TooManyUncommitted {
+                uncommitted,
+                max: self.config.max_uncommitted_entries,
+            });
+        }
         let index = self.log.last_index() + 1;
         self.log.push(Entry::command(self.term, index, command));
         Ok(index)
@@ -337,6 +344,20 @@ impl RaftCore {
 
     // ---- shared machinery -----------------------------------------------------------------------
 
+    /// Whether `bug` is switched on (only ever true in builds with the `planted-bugs` feature).
+    #[inline]
+    pub(crate) fn planted(&self, bug: crate::planted::PlantedBug) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.config.planted_bug == Some(bug)
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            let _ = bug;
+            false
+        }
+    }
+
     /// Applies the term rules every message obeys (Raft paper §5.1): adopt a higher term and step
     /// down; answer a stale one so its sender catches up. Returns whether to process the message.
     fn observe_term(&mut self, message: &Message) -> bool {
@@ -392,7 +413,10 @@ impl RaftCore {
     }
 
     pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
-        let from_leader = matches!(body, MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_));
+        let early_ack = matches!(body, MessageBody::AppendEntriesResponse(_))
+            && self.planted(crate::planted::PlantedBug::AcknowledgeBeforePersist);
+        let from_leader =
+            matches!(body, MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_)) || early_ack;
         let message = Message {
             from: self.id(),
             to,

@@ -12,6 +12,7 @@ use tracing::{debug, info};
 use crate::core::RaftCore;
 use crate::membership::VoteResult;
 use crate::message::{MessageBody, RequestVote, RequestVoteResponse};
+use crate::planted::PlantedBug;
 use crate::types::{NodeId, Role, Term};
 
 impl RaftCore {
@@ -27,6 +28,7 @@ impl RaftCore {
     pub(crate) fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
+        self.detect_stalled_pipelines();
         if self.election_elapsed >= self.config.election_timeout_ticks {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {
@@ -134,17 +136,17 @@ impl RaftCore {
 
     /// Answers a (pre-)vote request whose term is not below ours.
     pub(crate) fn handle_vote_request(&mut self, candidate: NodeId, term: Term, request: RequestVote) {
-        let log_ok = self
-            .log
-            .is_up_to_date(request.last_log_index, request.last_log_term);
+        let log_ok = self.log.is_up_to_date(request.last_log_index, request.last_log_term)
+            || self.planted(PlantedBug::SkipUpToDateLogCheck);
         let voter = self.membership.is_voter(self.id());
         let granted = if request.pre_vote {
             // Would we vote in `term`? Only if it is a new term, no leader is alive, and the log is
             // up to date. Nothing changes here.
             voter && term > self.term && !self.leader_recently_heard() && log_ok
         } else {
-            let can_vote =
-                self.voted_for == Some(candidate) || (self.voted_for.is_none() && self.leader.is_none());
+            let can_vote = self.voted_for == Some(candidate)
+                || (self.voted_for.is_none() && self.leader.is_none())
+                || self.planted(PlantedBug::GrantSecondVoteInTerm);
             voter && can_vote && log_ok
         };
         if granted && !request.pre_vote {

@@ -34,6 +34,15 @@ pub enum ProposeError {
         /// The leader of the current term, if known.
         leader_hint: Option<NodeId>,
     },
+    /// Too many entries are waiting to commit (`Config::max_uncommitted_entries`); retry once the
+    /// cluster catches up.
+    #[error("{uncommitted} entries are not committed yet (limit {max}); retry later")]
+    TooManyUncommitted {
+        /// Entries appended but not committed.
+        uncommitted: usize,
+        /// The configured limit.
+        max: usize,
+    },
     /// The command exceeds `Config::max_entry_bytes`.
     #[error("command of {size} bytes exceeds the limit of {max} bytes")]
     EntryTooLarge {

@@ -47,6 +47,7 @@ mod error;
 mod log;
 mod membership;
 mod message;
+mod planted;
 mod progress;
 mod ready;
 mod replication;
@@ -62,8 +63,10 @@ pub use crate::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, Message, MessageBody, RequestVote,
     RequestVoteResponse,
 };
+pub use crate::planted::PlantedBug;
 pub use crate::progress::ReplicationState;
 pub use crate::ready::Ready;
+pub use crate::rng::SeededRng;
 pub use crate::storage::{
     Inbox, LogStorage, LogWrite, StateMachine, StateMachineError, StorageError, StoredLog, Transport,
     TransportError,

@@ -29,8 +29,9 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// The follower answered since the last check-quorum round.
     pub(crate) recent_active: bool,
-    /// `match_index` when the last heartbeat went out, to detect a stalled pipeline.
-    pub(crate) match_at_last_heartbeat: Index,
+    /// Leader ticks since the follower last acknowledged progress while entries were in flight;
+    /// a pipeline that stays silent this long has lost a message.
+    pub(crate) ticks_without_ack: u32,
     inflight: Inflight,
 }
 
@@ -49,7 +50,7 @@ impl Progress {
             state: ReplicationState::Probe,
             probe_sent: false,
             recent_active: false,
-            match_at_last_heartbeat: 0,
+            ticks_without_ack: 0,
             inflight: Inflight::default(),
         }
     }
@@ -85,6 +86,7 @@ impl Progress {
         }
         let advanced = index > self.match_index;
         self.match_index = index;
+        self.ticks_without_ack = 0;
         while let Some(&(last, bytes)) = self.inflight.messages.front() {
             if last > index {
                 break;
@@ -104,6 +106,7 @@ impl Progress {
         self.state = ReplicationState::Probe;
         self.next_index = next_index.max(self.match_index + 1);
         self.probe_sent = false;
+        self.ticks_without_ack = 0;
         self.inflight = Inflight::default();
     }
 

@@ -68,38 +68,43 @@ impl RaftCore {
         more
     }
 
-    /// Sends heartbeats, re-probes followers whose probe went unanswered, and restarts replication
-    /// to followers that acknowledged nothing for a whole heartbeat interval while entries were in
-    /// flight (a lost AppendEntries would otherwise stall a pipelining follower).
+    /// Sends heartbeats, and lets a probe that went unanswered be sent again.
     pub(crate) fn broadcast_heartbeat(&mut self) {
-        let last_index = self.log.last_index();
         let committed = self.log.committed;
         let followers: Vec<NodeId> = self.progress.keys().copied().collect();
         for follower in followers {
             let Some(progress) = self.progress.get_mut(&follower) else {
                 continue;
             };
-            match progress.state {
-                ReplicationState::Probe => progress.probe_sent = false,
-                ReplicationState::Replicate => {
-                    let stalled = progress.match_index < last_index
-                        && progress.inflight_messages() > 0
-                        && progress.match_index == progress.match_at_last_heartbeat;
-                    if stalled {
-                        debug!(
-                            follower,
-                            match_index = progress.match_index,
-                            "replication stalled; probing"
-                        );
-                        let next = progress.match_index + 1;
-                        progress.become_probe(next);
-                    }
-                }
+            if progress.state == ReplicationState::Probe {
+                progress.probe_sent = false;
             }
-            progress.match_at_last_heartbeat = progress.match_index;
             // Never claim more is committed than the follower is known to hold.
             let commit = committed.min(progress.match_index);
             self.send(follower, MessageBody::Heartbeat(Heartbeat { commit }));
+        }
+    }
+
+    /// Restarts replication to followers whose pipeline acknowledged nothing for a whole election
+    /// timeout while entries were in flight: a message was lost, and every later one is waiting
+    /// behind the gap. Slow links and disks that still answer within the timeout are left alone.
+    pub(crate) fn detect_stalled_pipelines(&mut self) {
+        let limit = self.config.election_timeout_ticks;
+        let last_index = self.log.last_index();
+        for (follower, progress) in self.progress.iter_mut() {
+            let waiting = progress.state == ReplicationState::Replicate
+                && progress.inflight_messages() > 0
+                && progress.match_index < last_index;
+            if !waiting {
+                progress.ticks_without_ack = 0;
+                continue;
+            }
+            progress.ticks_without_ack += 1;
+            if progress.ticks_without_ack >= limit {
+                debug!(follower, match_index = progress.match_index, "replication stalled; probing");
+                let next = progress.match_index + 1;
+                progress.become_probe(next);
+            }
         }
     }
 
@@ -148,9 +153,24 @@ impl RaftCore {
                     None => conflict_index,
                 };
                 let next = next.min(rejected_index).max(1);
+                if rejected_index <= progress.match_index {
+                    warn!(
+                        follower,
+                        rejected_index,
+                        match_index = progress.match_index,
+                        "follower rejected entries it had acknowledged: its storage lost durable writes"
+                    );
+                }
                 debug!(follower, rejected_index, next, "follower log mismatch; probing");
+                let previous_next = progress.next_index;
                 progress.become_probe(next);
-                self.send_append(follower);
+                if progress.next_index < previous_next {
+                    self.send_append(follower);
+                } else {
+                    // The search did not move (a duplicate, or a follower that lost what it
+                    // acknowledged): probe again at the next heartbeat rather than ping-pong.
+                    progress.probe_sent = true;
+                }
             }
         }
     }

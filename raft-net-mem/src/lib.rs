@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use raft_core::{Inbox, Message, NodeId, Transport, TransportError};
+use raft_core::{Inbox, Message, NodeId, SeededRng, Transport, TransportError};
 use tokio::sync::mpsc;
 use tracing::trace;
 
@@ -76,23 +76,13 @@ struct Router {
     isolated: BTreeSet<NodeId>,
     /// Blocked directed links (from, to).
     cuts: BTreeSet<(NodeId, NodeId)>,
-    rng: u64,
+    rng: SeededRng,
     stats: NetworkStats,
 }
 
 impl Router {
-    /// SplitMix64, as in raft-core: a stream fixed by its definition.
-    fn next_u64(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn chance(&mut self, probability: f64) -> bool {
-        let uniform = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        probability > 0.0 && uniform < probability
+        probability > 0.0 && self.rng.chance(probability)
     }
 
     fn delay(&mut self) -> Duration {
@@ -101,7 +91,7 @@ impl Router {
             return low;
         }
         let span = (high - low).as_nanos() as u64;
-        low + Duration::from_nanos(self.next_u64() % (span + 1))
+        low + Duration::from_nanos(self.rng.below(span + 1))
     }
 
     fn blocked(&self, from: NodeId, to: NodeId) -> bool {
@@ -124,7 +114,7 @@ impl MemNetwork {
                 faults: Faults::none(),
                 isolated: BTreeSet::new(),
                 cuts: BTreeSet::new(),
-                rng: seed,
+                rng: SeededRng::new(seed),
                 stats: NetworkStats::default(),
             })),
         }

@@ -23,6 +23,14 @@ pub enum ProposeError {
         /// The limit.
         max: usize,
     },
+    /// The leader has too many uncommitted entries; nothing was proposed. Retry after a pause.
+    #[error("the leader has {uncommitted} uncommitted entries (limit {max}); nothing was proposed")]
+    Busy {
+        /// Entries waiting to commit.
+        uncommitted: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Leadership changed and another entry took this command's place in the log: the command
     /// was certainly not applied.
     #[error("leadership changed before the command committed; it was not applied")]
@@ -40,6 +48,9 @@ impl From<raft_core::ProposeError> for ProposeError {
         match error {
             raft_core::ProposeError::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
             raft_core::ProposeError::EntryTooLarge { size, max } => ProposeError::TooLarge { size, max },
+            raft_core::ProposeError::TooManyUncommitted { uncommitted, max } => {
+                ProposeError::Busy { uncommitted, max }
+            }
         }
     }
 }

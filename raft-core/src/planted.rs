@@ -1,0 +1,39 @@
+//! Known bugs that can be switched on to prove the simulator finds them.
+//!
+//! The switch exists only when the crate is built with the `planted-bugs` feature, and even then
+//! every bug is off unless [`Config::planted_bug`](crate::Config) names it. Production builds
+//! compile none of this: [`RaftCore::planted`](crate::RaftCore) is a constant `false` there.
+
+/// A deliberate violation of one protocol rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlantedBug {
+    /// Commit entries of earlier terms by counting replicas (violates Raft paper Figure 8).
+    CountPreviousTermTowardCommit,
+    /// Grant a second vote in a term already voted in.
+    GrantSecondVoteInTerm,
+    /// Acknowledge appended entries before they are durable.
+    AcknowledgeBeforePersist,
+    /// Grant votes without checking that the candidate's log is up to date.
+    SkipUpToDateLogCheck,
+}
+
+impl PlantedBug {
+    /// Every planted bug.
+    pub const ALL: [PlantedBug; 4] = [
+        PlantedBug::CountPreviousTermTowardCommit,
+        PlantedBug::GrantSecondVoteInTerm,
+        PlantedBug::AcknowledgeBeforePersist,
+        PlantedBug::SkipUpToDateLogCheck,
+    ];
+}
+
+impl std::str::FromStr for PlantedBug {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|bug| format!("{bug:?}").eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("unknown planted bug {name:?}; known: {:?}", Self::ALL))
+    }
+}

@@ -1,0 +1,630 @@
+//! The simulated world: one seed drives every choice, and the invariants are checked after every
+//! step.
+//!
+//! A step is the smallest unit of simulated time. In each step, in this order: faults may strike
+//! (during the chaos phase), crashed nodes due back restart, writes due become durable (and
+//! release the messages that waited on them), messages due are delivered, nodes whose clock is due
+//! tick, a proposal may arrive, every running node's `Ready` is carried out, and the invariants
+//! are checked. Nothing depends on wall-clock time or on iteration order of a hash map, so a
+//! seed replays exactly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+use raft_core::{Config, Membership, NodeId, Role, SeededRng, SoftState};
+
+use crate::invariants::{self, Observer, Violation};
+use crate::network::{Network, SendOutcome};
+use crate::node::{PendingWrite, SimNode};
+use crate::options::SimOptions;
+use crate::trace::{summarize, Event, Trace};
+
+/// Counters of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Steps simulated.
+    pub steps: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Messages lost (random drop, partition, or recipient down).
+    pub lost: u64,
+    /// Extra copies sent.
+    pub duplicated: u64,
+    /// Proposals accepted by a leader.
+    pub proposals: u64,
+    /// Highest commit index reached.
+    pub committed: u64,
+    /// Times a node became leader.
+    pub elections: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Writes lost in crashes.
+    pub lost_writes: u64,
+    /// Partition events (isolate, split, cut).
+    pub partitions: u64,
+    /// Steps from the end of the faults to the first new commit.
+    pub recovery_steps: u64,
+}
+
+/// The successful end of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// The settings the seed produced.
+    pub nodes: u64,
+    /// What happened.
+    pub stats: SimStats,
+}
+
+/// A run that broke an invariant: the seed replays it exactly.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    /// The seed that reproduces the failure.
+    pub seed: u64,
+    /// The step at which the invariant broke.
+    pub step: u64,
+    /// What broke.
+    pub violation: Violation,
+    /// The last events before the failure.
+    pub trace: Vec<String>,
+    /// Each node's state when it failed.
+    pub nodes: Vec<String>,
+    /// The settings of the run.
+    pub options: SimOptions,
+}
+
+impl fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "simulation seed {} failed at step {}: {}", self.seed, self.step, self.violation)?;
+        writeln!(
+            f,
+            "replay: RAFT_SIM_SEED={} cargo test -p raft-sim --test simulation, or \
+             cargo run -p raft-sim -- --seed {}{}",
+            self.seed,
+            self.seed,
+            self.options
+                .planted_bug
+                .map(|b| format!(" --bug {b:?}"))
+                .unwrap_or_default()
+        )?;
+        writeln!(f, "options: {:?}", self.options)?;
+        writeln!(f, "nodes:")?;
+        for line in &self.nodes {
+            writeln!(f, "  {line}")?;
+        }
+        writeln!(f, "last {} events:", self.trace.len())?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SimFailure {}
+
+/// Runs the simulation of `seed` with the settings the seed chooses.
+///
+/// ```
+/// let report = raft_sim::run_seed(7).expect("no invariant breaks");
+/// assert!(report.stats.committed > 0);
+/// ```
+pub fn run_seed(seed: u64) -> Result<SimReport, SimFailure> {
+    Simulation::new(seed, SimOptions::for_seed(seed)).run()
+}
+
+/// One simulated cluster.
+pub struct Simulation {
+    seed: u64,
+    options: SimOptions,
+    rng: SeededRng,
+    now: u64,
+    membership: Membership,
+    nodes: BTreeMap<NodeId, SimNode>,
+    network: Network,
+    observer: Observer,
+    trace: Trace,
+    stats: SimStats,
+    soft_states: BTreeMap<NodeId, SoftState>,
+    proposal_counter: u64,
+    /// In the calm phase: the entry (index, term) whose commit proves liveness.
+    liveness_marker: Option<(NodeId, u64, u64)>,
+    /// The step by which liveness must be shown (set when the faults stop).
+    liveness_deadline: u64,
+}
+
+impl Simulation {
+    /// A cluster of `options.nodes` fresh nodes.
+    pub fn new(seed: u64, options: SimOptions) -> Self {
+        let mut rng = SeededRng::new(seed);
+        let ids: Vec<NodeId> = (1..=options.nodes).collect();
+        let membership = Membership::voters(ids.clone()).unwrap_or_default();
+        let mut nodes = BTreeMap::new();
+        for id in ids {
+            let mut config = Config::new(id)
+                .with_election_timeout_ticks(options.election_ticks)
+                .with_heartbeat_interval_ticks(options.heartbeat_ticks)
+                .with_pre_vote(options.pre_vote)
+                .with_check_quorum(options.check_quorum)
+                .with_seed(rng.next_u64());
+            config.max_entries_per_message = options.max_entries_per_message;
+            config.max_inflight_messages = options.max_inflight_messages;
+            config.max_uncommitted_entries = options.max_uncommitted_entries;
+            config.planted_bug = options.planted_bug;
+            let skew = options.tick_skew;
+            let period = options.tick_period - skew + rng.below(2 * skew + 1);
+            nodes.insert(id, SimNode::new(id, config, &membership, period));
+        }
+        let network = Network::new(
+            options.drop_probability,
+            options.duplicate_probability,
+            options.max_delay,
+        );
+        Simulation {
+            seed,
+            options,
+            rng,
+            now: 0,
+            membership,
+            nodes,
+            network,
+            observer: Observer::default(),
+            trace: Trace::new(400),
+            stats: SimStats::default(),
+            soft_states: BTreeMap::new(),
+            proposal_counter: 0,
+            liveness_marker: None,
+            liveness_deadline: u64::MAX,
+        }
+    }
+
+    /// Runs the chaos phase, then the calm phase until the cluster commits a new entry.
+    pub fn run(mut self) -> Result<SimReport, SimFailure> {
+        while self.now < self.liveness_deadline {
+            match self.step() {
+                Ok(true) => {
+                    self.stats.steps = self.now;
+                    self.stats.recovery_steps = self.now - self.options.chaos_steps;
+                    return Ok(SimReport {
+                        seed: self.seed,
+                        nodes: self.options.nodes,
+                        stats: self.stats,
+                    });
+                }
+                Ok(false) => {}
+                Err(violation) => return Err(self.failure(violation)),
+            }
+        }
+        let steps = self.liveness_deadline - self.options.chaos_steps;
+        Err(self.failure(Violation::Liveness { steps }))
+    }
+
+    fn failure(&self, violation: Violation) -> SimFailure {
+        SimFailure {
+            seed: self.seed,
+            step: self.now,
+            violation,
+            trace: self.trace.lines(),
+            nodes: self.describe_nodes(),
+            options: self.options.clone(),
+        }
+    }
+
+    fn describe_nodes(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for node in self.nodes.values() {
+            let Some(core) = &node.core else {
+                lines.push(format!("node {}: down, disk last index {}", node.id, node.disk.mirror.len()));
+                continue;
+            };
+            let s = core.status();
+            lines.push(format!(
+                "node {}: {} term {} leader {:?} commit {} applied {} persisted {} last {} pending writes {}",
+                s.id,
+                s.role,
+                s.term,
+                s.leader,
+                s.commit_index,
+                s.applied_index,
+                s.persisted_index,
+                s.last_log_index,
+                node.pending.len()
+            ));
+            for peer in self.nodes.keys() {
+                if let Some(p) = core.follower_progress(*peer) {
+                    lines.push(format!("    follower {peer}: {p:?}"));
+                }
+            }
+        }
+        lines
+    }
+
+    /// One step of simulated time. Returns whether liveness has been shown (calm phase only).
+    fn step(&mut self) -> Result<bool, Violation> {
+        self.now += 1;
+        let chaos = self.now < self.options.chaos_steps;
+        if self.now == self.options.chaos_steps {
+            self.calm_down()?;
+        }
+        if chaos {
+            self.inject_faults();
+        }
+        self.restart_due_nodes()?;
+        self.complete_writes()?;
+        self.deliver_messages()?;
+        self.tick_nodes();
+        if chaos && self.rng.chance(self.options.propose_probability) {
+            self.propose_somewhere();
+        }
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in &ids {
+            self.carry_out_ready(*id)?;
+        }
+        self.check_invariants()?;
+        Ok(!chaos && self.liveness_shown())
+    }
+
+    fn inject_faults(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        if self.rng.chance(self.options.crash_probability) {
+            let up: Vec<NodeId> = ids.iter().copied().filter(|id| self.nodes[id].is_up()).collect();
+            if !up.is_empty() {
+                let victim = up[self.rng.below(up.len() as u64) as usize];
+                let back_at = self.now + 1 + self.rng.below(self.options.max_down_steps);
+                if let Some(node) = self.nodes.get_mut(&victim) {
+                    let lost = node.pending.len();
+                    node.crash(back_at);
+                    self.stats.crashes += 1;
+                    self.stats.lost_writes += lost as u64;
+                    self.trace.record(
+                        self.now,
+                        Event::Crash {
+                            node: victim,
+                            lost_writes: lost,
+                        },
+                    );
+                }
+            }
+        }
+        if self.rng.chance(self.options.partition_probability) {
+            self.stats.partitions += 1;
+            match self.rng.below(4) {
+                0 => {
+                    // Prefer isolating the leader: that is where the interesting cases are.
+                    let leader = self.leader();
+                    let victim = match leader {
+                        Some(l) if self.rng.chance(0.6) => l,
+                        _ => ids[self.rng.below(ids.len() as u64) as usize],
+                    };
+                    self.network.isolate(victim, &ids);
+                    self.trace.record(self.now, Event::Isolate { node: victim });
+                }
+                1 => {
+                    let mut group = 0u64;
+                    for id in &ids {
+                        if self.rng.chance(0.5) {
+                            group |= 1 << (id - 1);
+                        }
+                    }
+                    for a in &ids {
+                        for b in &ids {
+                            let side = |id: &NodeId| group & (1 << (id - 1)) != 0;
+                            if side(a) != side(b) {
+                                self.network.block(*a, *b);
+                            }
+                        }
+                    }
+                    self.trace.record(self.now, Event::Split { group });
+                }
+                2 => {
+                    let from = ids[self.rng.below(ids.len() as u64) as usize];
+                    let to = ids[self.rng.below(ids.len() as u64) as usize];
+                    if from != to {
+                        self.network.block(from, to);
+                        self.trace.record(self.now, Event::Cut { from, to });
+                    }
+                }
+                _ => {
+                    self.network.heal();
+                    self.trace.record(self.now, Event::Heal);
+                }
+            }
+        }
+    }
+
+    /// Faults stop: the network heals and stops losing messages, and crashed nodes come back.
+    fn calm_down(&mut self) -> Result<(), Violation> {
+        self.trace.record(self.now, Event::Calm);
+        self.liveness_deadline = self.now + self.liveness_allowance();
+        self.network.heal();
+        self.network.drop_probability = 0.0;
+        self.network.duplicate_probability = 0.0;
+        for node in self.nodes.values_mut() {
+            if !node.is_up() {
+                node.restart_at = Some(self.now);
+            }
+        }
+        Ok(())
+    }
+
+    fn restart_due_nodes(&mut self) -> Result<(), Violation> {
+        let now = self.now;
+        for node in self.nodes.values_mut() {
+            if node.restart_at.is_some_and(|at| at <= now) {
+                node.restart(&self.membership)
+                    .map_err(|error| Violation::Unexpected { node: node.id, error })?;
+                let (term, last_index) = node
+                    .core
+                    .as_ref()
+                    .map_or((0, 0), |c| (c.term(), c.status().last_log_index));
+                node.next_tick = now + node.tick_period;
+                self.soft_states.remove(&node.id);
+                self.trace.record(
+                    now,
+                    Event::Restart {
+                        node: node.id,
+                        term,
+                        last_index,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_writes(&mut self) -> Result<(), Violation> {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let Some(node) = self.nodes.get_mut(&id) else { continue };
+            let done: Vec<PendingWrite> = node.complete_writes(self.now);
+            for write in done {
+                let hard_state = self.nodes[&id].disk.hard_state;
+                invariants::check_durable_state(&mut self.observer, id, hard_state)?;
+                self.trace.record(
+                    self.now,
+                    Event::Durable {
+                        node: id,
+                        last_index: write.persisted.map(|(i, _)| i),
+                        term: hard_state.term,
+                    },
+                );
+                for message in write.messages {
+                    self.send(message);
+                }
+                if let (Some((index, term)), Some(core)) = (write.persisted, self.core_mut(id)) {
+                    core.on_persisted(index, term);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver_messages(&mut self) -> Result<(), Violation> {
+        for message in self.network.due(self.now) {
+            let (kind, detail) = summarize(&message);
+            let (from, to, term) = (message.from, message.to, message.term);
+            let why = if self.network.is_blocked(from, to) {
+                Some("partition")
+            } else if !self.nodes.get(&to).is_some_and(SimNode::is_up) {
+                Some("recipient down")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.stats.lost += 1;
+                self.trace.record(self.now, Event::Lost { from, to, kind, why });
+                continue;
+            }
+            self.stats.delivered += 1;
+            self.trace.record(
+                self.now,
+                Event::Deliver {
+                    from,
+                    to,
+                    term,
+                    kind,
+                    detail,
+                },
+            );
+            if let Some(core) = self.core_mut(to) {
+                core.step(message).map_err(|e| Violation::Unexpected {
+                    node: to,
+                    error: format!("refused a message: {e}"),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick_nodes(&mut self) {
+        let now = self.now;
+        for node in self.nodes.values_mut() {
+            if node.next_tick <= now {
+                node.next_tick = now + node.tick_period;
+                if let Some(core) = node.core.as_mut() {
+                    core.tick();
+                }
+            }
+        }
+    }
+
+    fn propose_somewhere(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let target = ids[self.rng.below(ids.len() as u64) as usize];
+        self.proposal_counter += 1;
+        let command = Bytes::from(format!("s{}-p{}", self.seed, self.proposal_counter));
+        if let Some(core) = self.core_mut(target) {
+            if let Ok(index) = core.propose(command) {
+                let term = core.term();
+                self.stats.proposals += 1;
+                self.trace.record(
+                    self.now,
+                    Event::Propose {
+                        node: target,
+                        index,
+                        term,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Carries out one node's `Ready`: send, queue the write, apply what is committed.
+    fn carry_out_ready(&mut self, id: NodeId) -> Result<(), Violation> {
+        let Some(ready) = self.core_mut(id).map(|core| core.ready()) else {
+            return Ok(());
+        };
+        if let Some(soft) = ready.soft_state {
+            let previous = self.soft_states.insert(id, soft);
+            if previous.map(|p| (p.role, p.term)) != Some((soft.role, soft.term)) {
+                self.trace.record(
+                    self.now,
+                    Event::Role {
+                        node: id,
+                        role: soft.role,
+                        term: soft.term,
+                    },
+                );
+                if soft.role == Role::Leader {
+                    self.stats.elections += 1;
+                }
+            }
+        }
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.mirror.write(&ready.entries);
+        }
+        let persisted = ready.persisted_up_to();
+        let write_needed = ready.needs_persist() || !ready.messages_after_persist.is_empty();
+        for message in ready.messages {
+            self.send(message);
+        }
+        if write_needed {
+            let delay = 1 + self.rng.below(self.options.max_disk_delay);
+            let now = self.now;
+            if let Some(node) = self.nodes.get_mut(&id) {
+                let after = node.pending.back().map_or(0, |w| w.durable_at);
+                node.pending.push_back(PendingWrite {
+                    write: raft_core::LogWrite {
+                        entries: ready.entries,
+                        hard_state: ready.hard_state,
+                    },
+                    persisted,
+                    messages: ready.messages_after_persist,
+                    durable_at: after.max(now + delay),
+                });
+            }
+        }
+        if let Some(node) = self.nodes.get(&id) {
+            invariants::check_committed_prefix(&mut self.observer, node)?;
+        }
+        let mut last_applied = None;
+        for entry in &ready.committed_entries {
+            let Some(node) = self.nodes.get_mut(&id) else { break };
+            invariants::check_applied_entry(&self.observer, node, entry)?;
+            node.applied = entry.index;
+            last_applied = Some(entry.index);
+        }
+        if let Some(index) = last_applied {
+            self.stats.committed = self.stats.committed.max(index);
+            if let Some(core) = self.core_mut(id) {
+                core.on_applied(index);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, message: raft_core::Message) {
+        let (kind, _) = summarize(&message);
+        let (from, to) = (message.from, message.to);
+        match self.network.send(message, self.now, &mut self.rng) {
+            SendOutcome::Queued => {}
+            SendOutcome::Duplicated => self.stats.duplicated += 1,
+            SendOutcome::Dropped => {
+                self.stats.lost += 1;
+                self.trace.record(
+                    self.now,
+                    Event::Lost {
+                        from,
+                        to,
+                        kind,
+                        why: "dropped",
+                    },
+                );
+            }
+        }
+    }
+
+    fn check_invariants(&mut self) -> Result<(), Violation> {
+        for node in self.nodes.values_mut() {
+            invariants::check_running_state(node)?;
+        }
+        for node in self.nodes.values() {
+            invariants::check_election_safety(&mut self.observer, node)?;
+            invariants::check_leader_append_only(&mut self.observer, node)?;
+            invariants::check_leader_completeness(&self.observer, node)?;
+            invariants::check_committed_prefix(&mut self.observer, node)?;
+        }
+        let nodes: Vec<&SimNode> = self.nodes.values().collect();
+        invariants::check_log_matching(&nodes)
+    }
+
+    /// How long the calm phase may take: a fixed allowance for elections, plus the time the
+    /// configured pipeline needs to replicate the entries outstanding when the faults stopped
+    /// (a new entry commits only after them).
+    fn liveness_allowance(&self) -> u64 {
+        let logs = self.nodes.values().map(|n| n.disk.mirror.len().max(n.mirror.len()));
+        let longest = logs.max().unwrap_or(0);
+        let committed = self.observer.committed.len();
+        let backlog = longest.saturating_sub(committed);
+        let o = &self.options;
+        let round_trip = 2 * o.max_delay + o.max_disk_delay + 2 * o.tick_period;
+        let per_round = (o.max_entries_per_message * o.max_inflight_messages) as u64;
+        o.liveness_steps + backlog * round_trip.div_ceil(per_round) * 2
+    }
+
+    /// In the calm phase: proposes a marker on the leader and reports whether it committed.
+    fn liveness_shown(&mut self) -> bool {
+        if let Some((leader, index, term)) = self.liveness_marker {
+            let committed = self.nodes.get(&leader).and_then(|n| n.core.as_ref()).is_some_and(|c| {
+                c.status().commit_index >= index && c.entry(index).is_some_and(|e| e.term == term)
+            });
+            if committed {
+                return true;
+            }
+            let still_leading = self
+                .nodes
+                .get(&leader)
+                .and_then(|n| n.core.as_ref())
+                .is_some_and(|c| c.role() == Role::Leader && c.term() == term);
+            if still_leading {
+                return false;
+            }
+            self.liveness_marker = None;
+        }
+        if let Some(leader) = self.leader() {
+            let command = Bytes::from(format!("s{}-liveness", self.seed));
+            if let Some(core) = self.core_mut(leader) {
+                if let Ok(index) = core.propose(command) {
+                    let term = core.term();
+                    self.liveness_marker = Some((leader, index, term));
+                }
+            }
+        }
+        false
+    }
+
+    /// The running leader of the highest term, if any.
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.core.as_ref())
+            .filter(|c| c.role() == Role::Leader)
+            .max_by_key(|c| c.term())
+            .map(|c| c.id())
+    }
+
+    fn core_mut(&mut self, id: NodeId) -> Option<&mut raft_core::RaftCore> {
+        self.nodes.get_mut(&id).and_then(|n| n.core.as_mut())
+    }
+}

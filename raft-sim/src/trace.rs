@@ -1,0 +1,199 @@
+//! The last events of a run, kept compact and formatted only when a run fails.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use raft_core::{Index, Message, MessageBody, NodeId, Role, Term};
+
+/// One thing that happened in the simulated world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A message reached its recipient.
+    Deliver {
+        /// Sender.
+        from: NodeId,
+        /// Recipient.
+        to: NodeId,
+        /// The message's term.
+        term: Term,
+        /// The message kind.
+        kind: &'static str,
+        /// Kind-specific summary (see [`summarize`]).
+        detail: (u64, u64),
+    },
+    /// A message was lost: dropped at random, blocked by a partition, or its recipient was down.
+    Lost {
+        /// Sender.
+        from: NodeId,
+        /// Recipient.
+        to: NodeId,
+        /// The message kind.
+        kind: &'static str,
+        /// Why.
+        why: &'static str,
+    },
+    /// A node's role, leader or term changed.
+    Role {
+        /// The node.
+        node: NodeId,
+        /// Its new role.
+        role: Role,
+        /// Its term.
+        term: Term,
+    },
+    /// A leader accepted a proposal.
+    Propose {
+        /// The leader.
+        node: NodeId,
+        /// The entry's index.
+        index: Index,
+        /// The entry's term.
+        term: Term,
+    },
+    /// A write became durable.
+    Durable {
+        /// The node.
+        node: NodeId,
+        /// The last entry written, if any.
+        last_index: Option<Index>,
+        /// The durable term.
+        term: Term,
+    },
+    /// A node's commit index advanced.
+    Commit {
+        /// The node.
+        node: NodeId,
+        /// Its new commit index.
+        index: Index,
+    },
+    /// A node crashed; `lost_writes` writes were not yet durable.
+    Crash {
+        /// The node.
+        node: NodeId,
+        /// Writes lost.
+        lost_writes: usize,
+    },
+    /// A node restarted from its disk.
+    Restart {
+        /// The node.
+        node: NodeId,
+        /// Its restored term.
+        term: Term,
+        /// Its restored last log index.
+        last_index: Index,
+    },
+    /// All links of a node were cut.
+    Isolate {
+        /// The node.
+        node: NodeId,
+    },
+    /// The cluster was split; bit i of `group` set means node i+1 is on the first side.
+    Split {
+        /// The first side, as a bit set.
+        group: u64,
+    },
+    /// One direction of a link was cut.
+    Cut {
+        /// Sender side.
+        from: NodeId,
+        /// Receiver side.
+        to: NodeId,
+    },
+    /// Every partition healed.
+    Heal,
+    /// Faults stopped; the liveness phase began.
+    Calm,
+}
+
+/// A message's kind and two numbers that say the most about it: AppendEntries (prev index,
+/// entries), its response (match or rejected index, 1 on success), votes (last log index and
+/// term; granted), heartbeats (commit).
+pub fn summarize(message: &Message) -> (&'static str, (u64, u64)) {
+    let detail = match &message.body {
+        MessageBody::AppendEntries(a) => (a.prev_log_index, a.entries.len() as u64),
+        MessageBody::AppendEntriesResponse(raft_core::AppendEntriesResponse::Success { match_index }) => {
+            (*match_index, 1)
+        }
+        MessageBody::AppendEntriesResponse(raft_core::AppendEntriesResponse::Conflict {
+            rejected_index,
+            conflict_index,
+            ..
+        }) => (*rejected_index, *conflict_index),
+        MessageBody::RequestVote(r) => (r.last_log_index, r.last_log_term),
+        MessageBody::RequestVoteResponse(r) => (u64::from(r.granted), 0),
+        MessageBody::Heartbeat(h) => (h.commit, 0),
+        MessageBody::HeartbeatResponse(_) => (0, 0),
+    };
+    (message.body.kind(), detail)
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Event::Deliver {
+                from,
+                to,
+                term,
+                kind,
+                detail: (a, b),
+            } => {
+                write!(f, "{from} -> {to} {kind} t{term}")?;
+                match kind {
+                    "AppendEntries" => write!(f, " prev={a} entries={b}"),
+                    "AppendEntriesResponse" if b == 1 => write!(f, " success match={a}"),
+                    "AppendEntriesResponse" => write!(f, " conflict rejected={a} hint={b}"),
+                    "RequestVote" | "PreVote" => write!(f, " last_index={a} last_term={b}"),
+                    "RequestVoteResponse" | "PreVoteResponse" => write!(f, " granted={}", a == 1),
+                    "Heartbeat" => write!(f, " commit={a}"),
+                    _ => Ok(()),
+                }
+            }
+            Event::Lost { from, to, kind, why } => write!(f, "{from} -> {to} {kind} lost ({why})"),
+            Event::Role { node, role, term } => write!(f, "node {node} is {role} in term {term}"),
+            Event::Propose { node, index, term } => write!(f, "node {node} appended proposal {index} (t{term})"),
+            Event::Durable { node, last_index, term } => {
+                write!(f, "node {node} write durable: last_index={last_index:?} term={term}")
+            }
+            Event::Commit { node, index } => write!(f, "node {node} commit index {index}"),
+            Event::Crash { node, lost_writes } => write!(f, "node {node} CRASHED, {lost_writes} unsynced writes lost"),
+            Event::Restart { node, term, last_index } => {
+                write!(f, "node {node} restarted with term {term}, last index {last_index}")
+            }
+            Event::Isolate { node } => write!(f, "node {node} isolated"),
+            Event::Split { group } => write!(f, "split: nodes {group:#b} (bit i = node i+1) vs the rest"),
+            Event::Cut { from, to } => write!(f, "link {from} -> {to} cut"),
+            Event::Heal => write!(f, "network healed"),
+            Event::Calm => write!(f, "faults stop; the cluster must elect and commit"),
+        }
+    }
+}
+
+/// A ring buffer of the last events.
+#[derive(Debug)]
+pub(crate) struct Trace {
+    events: VecDeque<(u64, Event)>,
+    capacity: usize,
+}
+
+impl Trace {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Trace {
+            events: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    pub(crate) fn record(&mut self, step: u64, event: Event) {
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back((step, event));
+    }
+
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .map(|(step, event)| format!("step {step:>6}: {event}"))
+            .collect()
+    }
+}
