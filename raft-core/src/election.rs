@@ -136,7 +136,9 @@ impl RaftCore {
 
     /// Answers a (pre-)vote request whose term is not below ours.
     pub(crate) fn handle_vote_request(&mut self, candidate: NodeId, term: Term, request: RequestVote) {
-        let log_ok = self.log.is_up_to_date(request.last_log_index, request.last_log_term)
+        let log_ok = self
+            .log
+            .is_up_to_date(request.last_log_index, request.last_log_term)
             || self.planted(PlantedBug::SkipUpToDateLogCheck);
         let voter = self.membership.is_voter(self.id());
         let granted = if request.pre_vote {

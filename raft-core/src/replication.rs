@@ -101,7 +101,11 @@ impl RaftCore {
             }
             progress.ticks_without_ack += 1;
             if progress.ticks_without_ack >= limit {
-                debug!(follower, match_index = progress.match_index, "replication stalled; probing");
+                debug!(
+                    follower,
+                    match_index = progress.match_index,
+                    "replication stalled; probing"
+                );
                 let next = progress.match_index + 1;
                 progress.become_probe(next);
             }

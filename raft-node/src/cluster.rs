@@ -5,6 +5,7 @@
 //! a [`KvStateMachine`], and a link to one shared [`MemNetwork`] whose faults the caller controls.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,10 +70,11 @@ pub enum ClusterError {
 struct Member {
     storage: MemStorage,
     state_machine: KvStateMachine,
-    node: Option<RaftNode>,
+    node: Option<Arc<RaftNode>>,
 }
 
-/// A cluster of [`RaftNode`]s over in-memory storage and network.
+/// A cluster of [`RaftNode`]s over in-memory storage and network. All methods take `&self`, so
+/// clients and a fault injector can share one cluster (in an `Arc`) while it runs.
 ///
 /// ```
 /// use raft_node::{ClusterOptions, KvCommand, MemCluster};
@@ -91,7 +93,7 @@ pub struct MemCluster {
     network: MemNetwork,
     membership: Membership,
     options: ClusterOptions,
-    members: BTreeMap<NodeId, Member>,
+    members: Mutex<BTreeMap<NodeId, Member>>,
 }
 
 impl MemCluster {
@@ -107,21 +109,25 @@ impl MemCluster {
         options: ClusterOptions,
     ) -> Result<Self, ClusterError> {
         let membership = Membership::voters(storages.keys().copied())?;
-        let mut cluster = MemCluster {
-            network: MemNetwork::new(options.seed),
-            membership,
-            options,
-            members: BTreeMap::new(),
-        };
-        for (id, storage) in storages {
-            cluster.members.insert(
-                id,
-                Member {
+        let ids: Vec<NodeId> = storages.keys().copied().collect();
+        let members = storages
+            .into_iter()
+            .map(|(id, storage)| {
+                let member = Member {
                     storage,
                     state_machine: KvStateMachine::new(),
                     node: None,
-                },
-            );
+                };
+                (id, member)
+            })
+            .collect();
+        let cluster = MemCluster {
+            network: MemNetwork::new(options.seed),
+            membership,
+            options,
+            members: Mutex::new(members),
+        };
+        for id in ids {
             cluster.restart(id).await?;
         }
         Ok(cluster)
@@ -130,6 +136,11 @@ impl MemCluster {
     /// A storage that already holds `entries` and `hard_state`, for [`start_with_storage`](Self::start_with_storage).
     pub fn storage_with(hard_state: HardState, entries: Vec<Entry>) -> MemStorage {
         MemStorage::with_state(hard_state, entries)
+    }
+
+    fn members(&self) -> MutexGuard<'_, BTreeMap<NodeId, Member>> {
+        // Every update under the lock is a single assignment; a poisoned lock holds valid data.
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn node_config(&self, id: NodeId) -> NodeConfig {
@@ -148,63 +159,62 @@ impl MemCluster {
 
     /// The ids of all members, running or not.
     pub fn ids(&self) -> Vec<NodeId> {
-        self.members.keys().copied().collect()
+        self.members().keys().copied().collect()
     }
 
     /// The running node `id`.
-    pub fn node(&self, id: NodeId) -> Option<&RaftNode> {
-        self.members.get(&id).and_then(|m| m.node.as_ref())
+    pub fn node(&self, id: NodeId) -> Option<Arc<RaftNode>> {
+        self.members().get(&id).and_then(|m| m.node.clone())
     }
 
     /// The running nodes.
-    pub fn running(&self) -> impl Iterator<Item = &RaftNode> {
-        self.members.values().filter_map(|m| m.node.as_ref())
+    pub fn running(&self) -> Vec<Arc<RaftNode>> {
+        self.members().values().filter_map(|m| m.node.clone()).collect()
     }
 
     /// Node `id`'s storage (it survives the node).
-    pub fn storage(&self, id: NodeId) -> Option<&MemStorage> {
-        self.members.get(&id).map(|m| &m.storage)
+    pub fn storage(&self, id: NodeId) -> Option<MemStorage> {
+        self.members().get(&id).map(|m| m.storage.clone())
     }
 
     /// Node `id`'s replica of the key-value data.
     pub fn replica(&self, id: NodeId) -> Option<BTreeMap<String, String>> {
-        self.members.get(&id).map(|m| m.state_machine.contents())
+        self.members().get(&id).map(|m| m.state_machine.contents())
     }
 
     /// Stops node `id` at once, as a crash: it stops sending and receiving.
-    pub fn kill(&mut self, id: NodeId) {
-        if let Some(member) = self.members.get_mut(&id) {
-            if let Some(node) = member.node.take() {
-                node.abort();
-            }
+    pub fn kill(&self, id: NodeId) {
+        let node = self.members().get_mut(&id).and_then(|m| m.node.take());
+        if let Some(node) = node {
+            node.abort();
         }
         self.network.unregister(id);
     }
 
     /// Starts node `id` again from its storage, with a fresh state machine that replays the log.
-    pub async fn restart(&mut self, id: NodeId) -> Result<(), ClusterError> {
+    pub async fn restart(&self, id: NodeId) -> Result<(), ClusterError> {
         self.kill(id);
         let config = self.node_config(id);
         let membership = self.membership.clone();
+        let state_machine = KvStateMachine::new();
+        let storage = {
+            let mut members = self.members();
+            let member = members.get_mut(&id).ok_or(ClusterError::NotRunning(id))?;
+            member.state_machine = state_machine.clone();
+            member.storage.clone()
+        };
         let (transport, inbox) = self.network.register(id);
-        let member = self.members.get_mut(&id).ok_or(ClusterError::NotRunning(id))?;
-        member.state_machine = KvStateMachine::new();
-        let node = RaftNode::start(
-            config,
-            membership,
-            member.storage.clone(),
-            transport,
-            inbox,
-            member.state_machine.clone(),
-        )
-        .await?;
-        member.node = Some(node);
+        let node = RaftNode::start(config, membership, storage, transport, inbox, state_machine).await?;
+        if let Some(member) = self.members().get_mut(&id) {
+            member.node = Some(Arc::new(node));
+        }
         Ok(())
     }
 
     /// The leaders among running nodes, as (id, term).
     pub fn leaders(&self) -> Vec<(NodeId, u64)> {
         self.running()
+            .iter()
             .map(|n| n.status().raft)
             .filter(|s| s.role == Role::Leader)
             .map(|s| (s.id, s.term))
@@ -227,7 +237,7 @@ impl MemCluster {
     }
 
     fn stable_leader(&self) -> Option<NodeId> {
-        let statuses: Vec<_> = self.running().map(|n| n.status().raft).collect();
+        let statuses: Vec<_> = self.running().iter().map(|n| n.status().raft).collect();
         let max_term = statuses.iter().map(|s| s.term).max()?;
         let leader = statuses
             .iter()
@@ -237,7 +247,7 @@ impl MemCluster {
             .iter()
             .filter(|s| s.term == max_term && s.leader == Some(leader))
             .count();
-        (followers > self.members.len() / 2).then_some(leader)
+        (followers > self.members().len() / 2).then_some(leader)
     }
 
     /// Proposes `command` to the leader, following leader hints and retrying until it is applied
@@ -247,7 +257,8 @@ impl MemCluster {
         let deadline = Instant::now() + self.options.propose_timeout;
         let mut target = self.stable_leader().or_else(|| self.ids().first().copied());
         loop {
-            let attempt = match target.and_then(|id| self.node(id)) {
+            let node = target.and_then(|id| self.node(id));
+            let attempt = match node {
                 Some(node) => node.propose(command.clone()).await,
                 None => Err(ProposeError::NotLeader { leader_hint: None }),
             };
@@ -278,7 +289,11 @@ impl MemCluster {
     pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.running().all(|n| n.status().raft.applied_index >= index) {
+            if self
+                .running()
+                .iter()
+                .all(|n| n.status().raft.applied_index >= index)
+            {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -289,11 +304,14 @@ impl MemCluster {
     }
 
     /// Stops every node gracefully.
-    pub async fn shutdown(mut self) {
-        for member in self.members.values_mut() {
-            if let Some(node) = member.node.take() {
-                node.shutdown().await;
-            }
+    pub async fn shutdown(self) {
+        let nodes: Vec<Arc<RaftNode>> = self
+            .members()
+            .values_mut()
+            .filter_map(|m| m.node.take())
+            .collect();
+        for node in nodes {
+            node.shutdown().await;
         }
     }
 }

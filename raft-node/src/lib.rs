@@ -20,7 +20,7 @@
 //! use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let mut cluster = MemCluster::start(3, ClusterOptions::default()).await?;
+//! let cluster = MemCluster::start(3, ClusterOptions::default()).await?;
 //! let leader = cluster.wait_for_leader(Duration::from_secs(5)).await?;
 //! cluster.kv(KvCommand::Put { key: "x".into(), value: "1".into() }).await?;
 //!

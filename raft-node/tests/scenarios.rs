@@ -81,7 +81,7 @@ async fn elect_exactly_one_leader(size: u64) {
     let cluster = MemCluster::start(size, options(size)).await.unwrap();
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     assert_single_leader_per_term(&cluster, Duration::from_millis(500)).await;
-    let statuses: Vec<_> = cluster.running().map(|n| n.status().raft).collect();
+    let statuses: Vec<_> = cluster.running().iter().map(|n| n.status().raft).collect();
     assert_eq!(statuses.iter().filter(|s| s.role == Role::Leader).count(), 1);
     assert!(statuses.iter().all(|s| s.leader == Some(leader)), "{statuses:?}");
     cluster.shutdown().await;
@@ -99,7 +99,7 @@ async fn five_nodes_elect_exactly_one_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_leader_is_replaced_and_the_cluster_keeps_committing() {
-    let mut cluster = MemCluster::start(3, options(11)).await.unwrap();
+    let cluster = MemCluster::start(3, options(11)).await.unwrap();
     let first = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     for i in 0..10 {
         cluster.kv(put(&format!("k{i}"), "before")).await.unwrap();
@@ -219,7 +219,7 @@ async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_hea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_rejoins_with_its_term_vote_and_log_intact() {
-    let mut cluster = MemCluster::start(3, options(21)).await.unwrap();
+    let cluster = MemCluster::start(3, options(21)).await.unwrap();
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
     for i in 0..10 {
         cluster.kv(put(&format!("k{i}"), "v")).await.unwrap();

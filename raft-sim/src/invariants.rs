@@ -180,7 +180,7 @@ pub(crate) fn check_leader_append_only(observer: &mut Observer, node: &SimNode) 
 /// identical in all entries up through that index (Raft §5.3). Checked between every pair of
 /// nodes, at the highest index where their terms agree.
 pub(crate) fn check_log_matching(nodes: &[&SimNode]) -> Result<(), Violation> {
-    fn log<'a>(n: &'a SimNode) -> &'a LogMirror {
+    fn log(n: &SimNode) -> &LogMirror {
         if n.is_up() {
             &n.mirror
         } else {
@@ -259,7 +259,11 @@ pub(crate) fn check_committed_prefix(observer: &mut Observer, node: &SimNode) ->
 /// **State machine safety**, second half: if a server has applied a log entry at a given index,
 /// no other server will ever apply a different log entry for the same index (Raft §5.4.3). Also
 /// checks that a node applies each index once, in order.
-pub(crate) fn check_applied_entry(observer: &Observer, node: &SimNode, entry: &Entry) -> Result<(), Violation> {
+pub(crate) fn check_applied_entry(
+    observer: &Observer,
+    node: &SimNode,
+    entry: &Entry,
+) -> Result<(), Violation> {
     let violation = |what| {
         Err(Violation::StateMachineSafety {
             node: node.id,
@@ -284,7 +288,11 @@ pub(crate) fn check_applied_entry(observer: &Observer, node: &SimNode, entry: &E
 
 /// **Monotonic durable state**: a node's durable term never decreases, its durable vote never
 /// changes within a term, and its durable commit index never decreases, across restarts.
-pub(crate) fn check_durable_state(observer: &mut Observer, node: NodeId, now: HardState) -> Result<(), Violation> {
+pub(crate) fn check_durable_state(
+    observer: &mut Observer,
+    node: NodeId,
+    now: HardState,
+) -> Result<(), Violation> {
     let violation = |what: String| Err(Violation::Monotonicity { node, what });
     if let Some(before) = observer.durable.get(&node) {
         if now.term < before.term {
@@ -297,7 +305,10 @@ pub(crate) fn check_durable_state(observer: &mut Observer, node: NodeId, now: Ha
             ));
         }
         if now.commit < before.commit {
-            return violation(format!("durable commit went from {} to {}", before.commit, now.commit));
+            return violation(format!(
+                "durable commit went from {} to {}",
+                before.commit, now.commit
+            ));
         }
     }
     observer.durable.insert(node, now);
@@ -321,7 +332,10 @@ pub(crate) fn check_running_state(node: &mut SimNode) -> Result<(), Violation> {
     if term < node.disk.hard_state.term {
         return Err(Violation::Monotonicity {
             node: node.id,
-            what: format!("running term {term} is below its durable term {}", node.disk.hard_state.term),
+            what: format!(
+                "running term {term} is below its durable term {}",
+                node.disk.hard_state.term
+            ),
         });
     }
     node.last_term = term;

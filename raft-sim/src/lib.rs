@@ -23,7 +23,9 @@
 //! println!("{:?}", report.stats);
 //! ```
 
+pub mod history;
 mod invariants;
+pub mod linearizability;
 mod log_mirror;
 mod network;
 mod node;
@@ -62,7 +64,7 @@ pub fn run_seeds(
                 match Simulation::new(seed, options).run() {
                     Ok(report) => reports.lock().unwrap_or_else(|e| e.into_inner()).push(report),
                     Err(failure) => {
-                        failures.lock().unwrap_or_else(|e| e.into_inner()).push(failure);
+                        failures.lock().unwrap_or_else(|e| e.into_inner()).push(*failure);
                         if stop_at_first {
                             stop.store(true, Ordering::Relaxed);
                         }

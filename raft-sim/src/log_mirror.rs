@@ -96,9 +96,17 @@ mod tests {
     #[test]
     fn chains_agree_exactly_on_identical_prefixes() {
         let mut a = LogMirror::default();
-        a.write(&[Entry::blank(1, 1), Entry::command(1, 2, "x"), Entry::command(2, 3, "y")]);
+        a.write(&[
+            Entry::blank(1, 1),
+            Entry::command(1, 2, "x"),
+            Entry::command(2, 3, "y"),
+        ]);
         let mut b = LogMirror::default();
-        b.write(&[Entry::blank(1, 1), Entry::command(1, 2, "x"), Entry::command(3, 3, "z")]);
+        b.write(&[
+            Entry::blank(1, 1),
+            Entry::command(1, 2, "x"),
+            Entry::command(3, 3, "z"),
+        ]);
         assert_eq!(a.chain(2), b.chain(2));
         assert_ne!(a.chain(3), b.chain(3));
         b.write(&[Entry::command(2, 3, "y")]);

@@ -13,7 +13,11 @@ use clap::Parser;
 use raft_sim::{run_seeds, PlantedBug, SimOptions, Simulation};
 
 #[derive(Parser)]
-#[command(name = "raft-sim", about = "Deterministic simulation of raft-core clusters", version)]
+#[command(
+    name = "raft-sim",
+    about = "Deterministic simulation of raft-core clusters",
+    version
+)]
 struct Cli {
     /// Replay exactly this seed.
     #[arg(long, conflicts_with = "seeds")]
@@ -50,7 +54,10 @@ fn main() -> ExitCode {
         let options = SimOptions::for_seed(seed).with_planted_bug(cli.bug);
         return match Simulation::new(seed, options).run() {
             Ok(report) => {
-                println!("seed {seed}: every invariant held ({} nodes): {:?}", report.nodes, report.stats);
+                println!(
+                    "seed {seed}: every invariant held ({} nodes): {:?}",
+                    report.nodes, report.stats
+                );
                 ExitCode::SUCCESS
             }
             Err(failure) => {

@@ -39,7 +39,11 @@ impl Network {
         if rng.chance(self.drop_probability) {
             return SendOutcome::Dropped;
         }
-        let copies = if rng.chance(self.duplicate_probability) { 2 } else { 1 };
+        let copies = if rng.chance(self.duplicate_probability) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let at = now + 1 + rng.below(self.max_delay.max(1));
             self.sequence += 1;

@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use raft_core::{Config, Entry, HardState, Index, LogWrite, Membership, Message, NodeId, RaftCore, RestoredState, Term};
+use raft_core::{
+    Config, Entry, HardState, Index, LogWrite, Membership, Message, NodeId, RaftCore, RestoredState, Term,
+};
 
 use crate::log_mirror::LogMirror;
 

@@ -77,7 +77,11 @@ pub struct SimFailure {
 
 impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "simulation seed {} failed at step {}: {}", self.seed, self.step, self.violation)?;
+        writeln!(
+            f,
+            "simulation seed {} failed at step {}: {}",
+            self.seed, self.step, self.violation
+        )?;
         writeln!(
             f,
             "replay: RAFT_SIM_SEED={} cargo test -p raft-sim --test simulation, or \
@@ -110,7 +114,7 @@ impl std::error::Error for SimFailure {}
 /// let report = raft_sim::run_seed(7).expect("no invariant breaks");
 /// assert!(report.stats.committed > 0);
 /// ```
-pub fn run_seed(seed: u64) -> Result<SimReport, SimFailure> {
+pub fn run_seed(seed: u64) -> Result<SimReport, Box<SimFailure>> {
     Simulation::new(seed, SimOptions::for_seed(seed)).run()
 }
 
@@ -180,7 +184,7 @@ impl Simulation {
     }
 
     /// Runs the chaos phase, then the calm phase until the cluster commits a new entry.
-    pub fn run(mut self) -> Result<SimReport, SimFailure> {
+    pub fn run(mut self) -> Result<SimReport, Box<SimFailure>> {
         while self.now < self.liveness_deadline {
             match self.step() {
                 Ok(true) => {
@@ -200,22 +204,26 @@ impl Simulation {
         Err(self.failure(Violation::Liveness { steps }))
     }
 
-    fn failure(&self, violation: Violation) -> SimFailure {
-        SimFailure {
+    fn failure(&self, violation: Violation) -> Box<SimFailure> {
+        Box::new(SimFailure {
             seed: self.seed,
             step: self.now,
             violation,
             trace: self.trace.lines(),
             nodes: self.describe_nodes(),
             options: self.options.clone(),
-        }
+        })
     }
 
     fn describe_nodes(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for node in self.nodes.values() {
             let Some(core) = &node.core else {
-                lines.push(format!("node {}: down, disk last index {}", node.id, node.disk.mirror.len()));
+                lines.push(format!(
+                    "node {}: down, disk last index {}",
+                    node.id,
+                    node.disk.mirror.len()
+                ));
                 continue;
             };
             let s = core.status();
@@ -376,7 +384,9 @@ impl Simulation {
     fn complete_writes(&mut self) -> Result<(), Violation> {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
-            let Some(node) = self.nodes.get_mut(&id) else { continue };
+            let Some(node) = self.nodes.get_mut(&id) else {
+                continue;
+            };
             let done: Vec<PendingWrite> = node.complete_writes(self.now);
             for write in done {
                 let hard_state = self.nodes[&id].disk.hard_state;
@@ -520,7 +530,9 @@ impl Simulation {
         }
         let mut last_applied = None;
         for entry in &ready.committed_entries {
-            let Some(node) = self.nodes.get_mut(&id) else { break };
+            let Some(node) = self.nodes.get_mut(&id) else {
+                break;
+            };
             invariants::check_applied_entry(&self.observer, node, entry)?;
             node.applied = entry.index;
             last_applied = Some(entry.index);
@@ -573,7 +585,10 @@ impl Simulation {
     /// configured pipeline needs to replicate the entries outstanding when the faults stopped
     /// (a new entry commits only after them).
     fn liveness_allowance(&self) -> u64 {
-        let logs = self.nodes.values().map(|n| n.disk.mirror.len().max(n.mirror.len()));
+        let logs = self
+            .nodes
+            .values()
+            .map(|n| n.disk.mirror.len().max(n.mirror.len()));
         let longest = logs.max().unwrap_or(0);
         let committed = self.observer.committed.len();
         let backlog = longest.saturating_sub(committed);
@@ -586,9 +601,13 @@ impl Simulation {
     /// In the calm phase: proposes a marker on the leader and reports whether it committed.
     fn liveness_shown(&mut self) -> bool {
         if let Some((leader, index, term)) = self.liveness_marker {
-            let committed = self.nodes.get(&leader).and_then(|n| n.core.as_ref()).is_some_and(|c| {
-                c.status().commit_index >= index && c.entry(index).is_some_and(|e| e.term == term)
-            });
+            let committed = self
+                .nodes
+                .get(&leader)
+                .and_then(|n| n.core.as_ref())
+                .is_some_and(|c| {
+                    c.status().commit_index >= index && c.entry(index).is_some_and(|e| e.term == term)
+                });
             if committed {
                 return true;
             }

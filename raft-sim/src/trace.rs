@@ -150,14 +150,32 @@ impl fmt::Display for Event {
             }
             Event::Lost { from, to, kind, why } => write!(f, "{from} -> {to} {kind} lost ({why})"),
             Event::Role { node, role, term } => write!(f, "node {node} is {role} in term {term}"),
-            Event::Propose { node, index, term } => write!(f, "node {node} appended proposal {index} (t{term})"),
-            Event::Durable { node, last_index, term } => {
-                write!(f, "node {node} write durable: last_index={last_index:?} term={term}")
+            Event::Propose { node, index, term } => {
+                write!(f, "node {node} appended proposal {index} (t{term})")
+            }
+            Event::Durable {
+                node,
+                last_index,
+                term,
+            } => {
+                write!(
+                    f,
+                    "node {node} write durable: last_index={last_index:?} term={term}"
+                )
             }
             Event::Commit { node, index } => write!(f, "node {node} commit index {index}"),
-            Event::Crash { node, lost_writes } => write!(f, "node {node} CRASHED, {lost_writes} unsynced writes lost"),
-            Event::Restart { node, term, last_index } => {
-                write!(f, "node {node} restarted with term {term}, last index {last_index}")
+            Event::Crash { node, lost_writes } => {
+                write!(f, "node {node} CRASHED, {lost_writes} unsynced writes lost")
+            }
+            Event::Restart {
+                node,
+                term,
+                last_index,
+            } => {
+                write!(
+                    f,
+                    "node {node} restarted with term {term}, last index {last_index}"
+                )
             }
             Event::Isolate { node } => write!(f, "node {node} isolated"),
             Event::Split { group } => write!(f, "split: nodes {group:#b} (bit i = node i+1) vs the rest"),

@@ -10,7 +10,10 @@ fn first_failure(bug: PlantedBug, limit: u64) -> (u64, String) {
     let first = failures
         .first()
         .unwrap_or_else(|| panic!("the simulator did not catch {bug:?} in {limit} seeds"));
-    println!("{bug:?}: caught at seed {} (step {}): {}", first.seed, first.step, first.violation);
+    println!(
+        "{bug:?}: caught at seed {} (step {}): {}",
+        first.seed, first.step, first.violation
+    );
     (first.seed, first.violation.to_string())
 }
 

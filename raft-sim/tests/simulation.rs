@@ -31,7 +31,10 @@ fn every_invariant_holds_at_every_step_for_many_seeds() {
         panic!("{} of the seeds failed: {seeds:?}\n\n{first}", failures.len());
     }
     assert_eq!(reports.len() as u64, seeds.end - seeds.start);
-    assert!(reports.iter().all(|r| r.stats.committed > 0), "every run commits something");
+    assert!(
+        reports.iter().all(|r| r.stats.committed > 0),
+        "every run commits something"
+    );
 }
 
 #[test]
@@ -43,7 +46,10 @@ fn a_seed_replays_exactly() {
     let options = || SimOptions::for_seed(1).with_planted_bug(Some(PlantedBug::GrantSecondVoteInTerm));
     let first = Simulation::new(1, options()).run().unwrap_err();
     let again = Simulation::new(1, options()).run().unwrap_err();
-    assert_eq!((first.step, &first.violation, &first.trace), (again.step, &again.violation, &again.trace));
+    assert_eq!(
+        (first.step, &first.violation, &first.trace),
+        (again.step, &again.violation, &again.trace)
+    );
 }
 
 #[test]

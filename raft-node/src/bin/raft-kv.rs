@@ -64,7 +64,7 @@ async fn demo(nodes: u64, keys: usize, seed: u64) -> Result<(), String> {
         seed,
         ..ClusterOptions::default()
     };
-    let mut cluster = MemCluster::start(nodes, options).await.map_err(fail)?;
+    let cluster = MemCluster::start(nodes, options).await.map_err(fail)?;
     let leader = cluster.wait_for_leader(TIMEOUT).await.map_err(fail)?;
     let term = cluster
         .node(leader)

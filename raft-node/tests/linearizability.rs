@@ -1,0 +1,330 @@
+//! Linearizability of the key-value service under faults.
+//!
+//! Concurrent clients drive a `MemCluster` with get, put, append and compare-and-swap over a few
+//! keys while a fault injector partitions the network, isolates the leader, kills and restarts
+//! nodes and drops messages. Every operation is recorded in the format of
+//! `shared/history-format.md`, the history is written to `target/histories/<name>.jsonl` (or
+//! `$RAFT_HISTORY_DIR`), and a Wing & Gong / Lowe checker judges it.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raft_core::{NodeId, SeededRng};
+use raft_net_mem::Faults;
+use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError};
+use raft_sim::history::{history_path, write_history, Command, Operation, Outcome};
+use raft_sim::linearizability::{check, Verdict};
+
+/// Which faults a run injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schedule {
+    /// Random splits of the cluster, healed now and then.
+    Partitions,
+    /// The leader is cut off, again and again.
+    LeaderIsolation,
+    /// Nodes are killed and restarted from their storage.
+    CrashRestart,
+    /// Messages are lost, duplicated and delayed.
+    MessageLoss,
+    /// All of the above.
+    Mixed,
+}
+
+struct Recorder {
+    start: Instant,
+    operations: Mutex<Vec<Operation>>,
+}
+
+impl Recorder {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+enum Attempt {
+    Done(KvResponse),
+    Failed,
+    Unknown,
+}
+
+/// Runs one command to completion: retries while it is certain that nothing took effect (not
+/// the leader, dropped, busy), and gives up as unknown once a proposal may have taken effect.
+async fn execute(
+    cluster: &MemCluster,
+    guess: &mut Option<NodeId>,
+    command: &KvCommand,
+    rng: &mut SeededRng,
+) -> Attempt {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let ids = cluster.ids();
+        let target = guess
+            .filter(|id| cluster.node(*id).is_some())
+            .unwrap_or_else(|| ids[rng.below(ids.len() as u64) as usize]);
+        let Some(node) = cluster.node(target) else {
+            *guess = None;
+            if Instant::now() > deadline {
+                return Attempt::Failed;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        match node.propose(command.encode()).await {
+            Ok(reply) => return Attempt::Done(KvResponse::decode(&reply).unwrap()),
+            Err(ProposeError::NotLeader { leader_hint }) => *guess = leader_hint,
+            Err(ProposeError::Dropped) | Err(ProposeError::Busy { .. }) => *guess = None,
+            Err(ProposeError::TooLarge { .. }) => return Attempt::Failed,
+            Err(ProposeError::Timeout) | Err(ProposeError::Stopped) => return Attempt::Unknown,
+        }
+        if Instant::now() > deadline {
+            return Attempt::Failed;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn client(
+    id: u64,
+    cluster: Arc<MemCluster>,
+    recorder: Arc<Recorder>,
+    seed: u64,
+    until: Instant,
+    keys: u64,
+) {
+    let mut rng = SeededRng::new(seed ^ (id << 32));
+    let mut guess = None;
+    let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut n = 0;
+    while Instant::now() < until {
+        n += 1;
+        let key = format!("k{}", rng.below(keys));
+        let value = format!("c{id}n{n};");
+        let roll = rng.below(100);
+        let (kv, mut command) = if roll < 40 {
+            (KvCommand::Get { key: key.clone() }, Command::Get { output: None })
+        } else if roll < 65 {
+            let kv = KvCommand::Put {
+                key: key.clone(),
+                value: value.clone(),
+            };
+            (kv, Command::Put { value })
+        } else if roll < 85 {
+            let kv = KvCommand::Append {
+                key: key.clone(),
+                value: value.clone(),
+            };
+            (kv, Command::Append { value })
+        } else {
+            let expected = last_seen.get(&key).cloned().flatten();
+            let kv = KvCommand::CompareAndSwap {
+                key: key.clone(),
+                expected: expected.clone(),
+                new: Some(value.clone()),
+            };
+            let command = Command::Cas {
+                expected,
+                value,
+                swapped: false,
+            };
+            (kv, command)
+        };
+        let call_ns = recorder.now();
+        let attempt = execute(&cluster, &mut guess, &kv, &mut rng).await;
+        let return_ns = recorder.now();
+        let outcome = match attempt {
+            Attempt::Done(response) => {
+                match (&mut command, response) {
+                    (Command::Get { output }, KvResponse::Value(v)) => {
+                        last_seen.insert(key.clone(), v.clone());
+                        *output = v;
+                    }
+                    (Command::Cas { swapped, .. }, KvResponse::Swapped { swapped: s, current }) => {
+                        *swapped = s;
+                        last_seen.insert(key.clone(), current);
+                    }
+                    (Command::Put { .. }, KvResponse::Previous(_))
+                    | (Command::Append { .. }, KvResponse::Value(_)) => {}
+                    (command, response) => panic!("response {response:?} does not answer {command:?}"),
+                }
+                Outcome::Ok
+            }
+            Attempt::Failed => Outcome::Failed,
+            Attempt::Unknown => Outcome::Unknown,
+        };
+        let operation = Operation {
+            client_id: id,
+            key,
+            command,
+            call_ns,
+            return_ns: (outcome != Outcome::Unknown).then_some(return_ns),
+            outcome,
+        };
+        recorder.operations.lock().unwrap().push(operation);
+    }
+}
+
+/// Injects the schedule's faults until `until`, then heals everything and restarts the dead.
+async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, until: Instant) -> usize {
+    let mut rng = SeededRng::new(seed.wrapping_mul(31));
+    let ids = cluster.ids();
+    let max_down = (ids.len() - 1) / 2;
+    let mut down: Vec<NodeId> = Vec::new();
+    let mut events = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(150 + rng.below(350))).await;
+        events += 1;
+        let kind = match schedule {
+            Schedule::Partitions => [0, 4][rng.below(2) as usize],
+            Schedule::LeaderIsolation => [1, 4][rng.below(2) as usize],
+            Schedule::CrashRestart => [2, 5][rng.below(2) as usize],
+            Schedule::MessageLoss => [3, 4][rng.below(2) as usize],
+            Schedule::Mixed => rng.below(6),
+        };
+        let network = cluster.network();
+        match kind {
+            0 => {
+                let side: Vec<NodeId> = ids.iter().copied().filter(|_| rng.chance(0.5)).collect();
+                let rest: Vec<NodeId> = ids.iter().copied().filter(|id| !side.contains(id)).collect();
+                network.heal();
+                network.partition(&[&side, &rest]);
+            }
+            1 => {
+                if let Some((leader, _)) = cluster.leaders().into_iter().max_by_key(|(_, term)| *term) {
+                    network.heal();
+                    network.isolate(leader);
+                }
+            }
+            2 if down.len() < max_down => {
+                let up: Vec<NodeId> = ids.iter().copied().filter(|id| !down.contains(id)).collect();
+                let victim = up[rng.below(up.len() as u64) as usize];
+                cluster.kill(victim);
+                down.push(victim);
+            }
+            3 => network.set_faults(Faults {
+                drop_probability: 0.05 + rng.below(15) as f64 / 100.0,
+                duplicate_probability: 0.05,
+                delay: (Duration::ZERO, Duration::from_millis(1 + rng.below(8))),
+            }),
+            4 => {
+                network.heal();
+                network.set_faults(Faults::none());
+            }
+            _ => {
+                if let Some(id) = down.pop() {
+                    cluster.restart(id).await.unwrap();
+                }
+            }
+        }
+    }
+    cluster.network().heal();
+    cluster.network().set_faults(Faults::none());
+    for id in down {
+        cluster.restart(id).await.unwrap();
+    }
+    events
+}
+
+async fn run_schedule(name: &str, schedule: Schedule, seed: u64, nodes: u64, clients: u64, seconds: u64) {
+    let options = ClusterOptions {
+        seed,
+        propose_timeout: Duration::from_millis(800),
+        ..ClusterOptions::default()
+    };
+    let cluster = Arc::new(MemCluster::start(nodes, options).await.unwrap());
+    cluster.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let recorder = Arc::new(Recorder {
+        start: Instant::now(),
+        operations: Mutex::new(Vec::new()),
+    });
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let faults = tokio::spawn(inject_faults(cluster.clone(), schedule, seed, until));
+    let mut tasks = Vec::new();
+    for id in 0..clients {
+        tasks.push(tokio::spawn(client(
+            id,
+            cluster.clone(),
+            recorder.clone(),
+            seed,
+            until,
+            20,
+        )));
+    }
+    let events = faults.await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let operations = std::mem::take(&mut *recorder.operations.lock().unwrap());
+    let path = history_path(&format!("{name}-{seed}"));
+    write_history(&path, &operations).unwrap();
+
+    let count = |outcome| operations.iter().filter(|o| o.outcome == outcome).count();
+    let (ok, failed, unknown) = (
+        count(Outcome::Ok),
+        count(Outcome::Failed),
+        count(Outcome::Unknown),
+    );
+    let started = Instant::now();
+    let verdict = check(&operations, 50_000_000);
+    println!(
+        "{name} (seed {seed}, {schedule:?}, {nodes} nodes, {clients} clients): {} operations \
+         ({ok} ok, {failed} failed, {unknown} unknown), {events} fault events, checked in {:.1?}: {verdict:?}; \
+         history at {}",
+        operations.len(),
+        started.elapsed(),
+        path.display()
+    );
+    match verdict {
+        Verdict::Linearizable => {}
+        Verdict::NotLinearizable { key, .. } => {
+            panic!(
+                "history is NOT linearizable on key {key}; kept at {}",
+                path.display()
+            )
+        }
+        Verdict::Inconclusive { key, steps } => {
+            panic!(
+                "check of key {key} gave up after {steps} steps; history kept at {}",
+                path.display()
+            )
+        }
+    }
+    assert!(
+        ok > 100,
+        "too few operations completed ({ok}) for the check to mean much"
+    );
+    let reads_with_values = operations
+        .iter()
+        .filter(|o| matches!(&o.command, Command::Get { output: Some(_) }) && o.outcome == Outcome::Ok)
+        .count();
+    assert!(reads_with_values > 10, "reads must observe writes");
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_history_is_linearizable_under_partitions() {
+    run_schedule("partitions", Schedule::Partitions, 1, 5, 6, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_history_is_linearizable_while_the_leader_is_isolated() {
+    run_schedule("leader-isolation", Schedule::LeaderIsolation, 2, 3, 6, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_history_is_linearizable_across_crashes_and_restarts() {
+    run_schedule("crash-restart", Schedule::CrashRestart, 3, 5, 6, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_history_is_linearizable_under_message_loss() {
+    run_schedule("message-loss", Schedule::MessageLoss, 4, 3, 6, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_history_is_linearizable_under_mixed_faults() {
+    run_schedule("mixed", Schedule::Mixed, 5, 5, 8, 5).await;
+}
