@@ -39,6 +39,11 @@ pub struct Config {
     pub max_inflight_bytes: usize,
     /// The largest command a proposal may carry.
     pub max_entry_bytes: usize,
+    /// Serve reads from a leader lease, without a round trip (off by default). Needs check-quorum.
+    pub lease_reads: bool,
+    /// The bound on clock drift between nodes, in ticks: a lease lasts the election timeout minus
+    /// this. Set it to cover how much faster any follower's clock may run than the leader's.
+    pub lease_clock_drift_ticks: u32,
     /// A leader refuses new proposals while this many entries of its log are not yet committed
     /// (backpressure: a leader cannot run unboundedly ahead of its followers).
     pub max_uncommitted_entries: usize,
@@ -72,6 +77,17 @@ pub enum ConfigError {
         /// The configured election timeout.
         election: u32,
     },
+    /// Lease reads rely on followers ignoring votes while they hear a leader.
+    #[error("lease_reads needs check_quorum: without it a lease does not stop other elections")]
+    LeaseNeedsCheckQuorum,
+    /// The drift bound leaves no lease at all.
+    #[error("lease_clock_drift_ticks ({drift}) must be below election_timeout_ticks ({election})")]
+    LeaseDriftTooLarge {
+        /// The configured drift bound.
+        drift: u32,
+        /// The configured election timeout.
+        election: u32,
+    },
     /// A size limit is zero, which would stop replication.
     #[error("{name} must be greater than 0")]
     ZeroLimit {
@@ -97,6 +113,8 @@ impl Config {
             max_inflight_bytes: 16 << 20,
             max_entry_bytes: 8 << 20,
             max_uncommitted_entries: 16_384,
+            lease_reads: false,
+            lease_clock_drift_ticks: 2,
             seed: id,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
@@ -118,6 +136,12 @@ impl Config {
     /// Turns pre-vote on or off.
     pub fn with_pre_vote(mut self, on: bool) -> Self {
         self.pre_vote = on;
+        self
+    }
+
+    /// Turns lease reads on or off (they need check-quorum).
+    pub fn with_lease_reads(mut self, on: bool) -> Self {
+        self.lease_reads = on;
         self
     }
 
@@ -153,6 +177,15 @@ impl Config {
         if self.heartbeat_interval_ticks >= self.election_timeout_ticks {
             return Err(ConfigError::HeartbeatNotBelowElectionTimeout {
                 heartbeat: self.heartbeat_interval_ticks,
+                election: self.election_timeout_ticks,
+            });
+        }
+        if self.lease_reads && !self.check_quorum {
+            return Err(ConfigError::LeaseNeedsCheckQuorum);
+        }
+        if self.lease_clock_drift_ticks >= self.election_timeout_ticks {
+            return Err(ConfigError::LeaseDriftTooLarge {
+                drift: self.lease_clock_drift_ticks,
                 election: self.election_timeout_ticks,
             });
         }

@@ -15,8 +15,10 @@ use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
 use crate::progress::{Progress, ReplicationState};
+use crate::read::ReadTracker;
 use crate::ready::Ready;
 use crate::rng::SeededRng;
+use crate::transfer::Transfer;
 use crate::types::{Entry, HardState, Index, NodeId, Role, SoftState, Term};
 
 /// What a node had persisted when it stopped, to restart from.
@@ -115,6 +117,10 @@ pub struct RaftCore {
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) messages: Vec<Message>,
     pub(crate) messages_after_persist: Vec<Message>,
+    /// Ticks since this core was created: the clock of leases.
+    pub(crate) ticks: u64,
+    pub(crate) reads: ReadTracker,
+    pub(crate) transfer: Option<Transfer>,
     last_hard_state: HardState,
     last_soft_state: SoftState,
 }
@@ -148,6 +154,9 @@ impl RaftCore {
             progress: BTreeMap::new(),
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
+            ticks: 0,
+            reads: ReadTracker::default(),
+            transfer: None,
             last_hard_state: hard_state,
             last_soft_state: SoftState {
                 role: Role::Follower,
@@ -164,6 +173,7 @@ impl RaftCore {
 
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
@@ -197,7 +207,12 @@ impl RaftCore {
                 self.handle_append_entries_response(message.from, response)
             }
             MessageBody::Heartbeat(heartbeat) => self.handle_heartbeat(message.from, heartbeat),
-            MessageBody::HeartbeatResponse(_) => self.handle_heartbeat_response(message.from),
+            MessageBody::HeartbeatResponse(response) => {
+                self.handle_heartbeat_response(message.from, response)
+            }
+            MessageBody::TimeoutNow => self.handle_timeout_now(message.from),
+            MessageBody::ReadIndexRequest(request) => self.handle_read_index_request(message.from, request),
+            MessageBody::ReadIndexResponse(response) => self.handle_read_index_response(response),
         }
         Ok(())
     }
@@ -210,6 +225,11 @@ impl RaftCore {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
+            });
+        }
+        if let Some(transfer) = self.transfer {
+            return Err(ProposeError::TransferInProgress {
+                target: transfer.target,
             });
         }
         if command.len() > self.config.max_entry_bytes {
@@ -233,6 +253,7 @@ impl RaftCore {
     /// Collects the work produced since the last call. See [`Ready`] for what to do with it.
     pub fn ready(&mut self) -> Ready {
         if self.role == Role::Leader {
+            self.flush_reads();
             self.flush_replication();
         }
         let hard_state = self.hard_state();
@@ -244,6 +265,8 @@ impl RaftCore {
             hard_state: (hard_state != self.last_hard_state).then_some(hard_state),
             messages_after_persist: std::mem::take(&mut self.messages_after_persist),
             committed_entries: self.log.take_committed(),
+            read_states: std::mem::take(&mut self.reads.ready),
+            read_failures: std::mem::take(&mut self.reads.failed),
         };
         self.last_hard_state = hard_state;
         self.last_soft_state = soft_state;
@@ -367,7 +390,7 @@ impl RaftCore {
                 // A pre-vote changes nobody's term; a granted pre-vote echoes the proposed term.
                 RequestVote(r) if r.pre_vote => return true,
                 RequestVoteResponse(r) if r.pre_vote && r.granted => return true,
-                RequestVote(_) if self.config.check_quorum && self.leader_recently_heard() => {
+                RequestVote(r) if !r.transfer && self.config.check_quorum && self.leader_recently_heard() => {
                     debug!(
                         node = self.id(),
                         from = message.from,
@@ -385,10 +408,8 @@ impl RaftCore {
             match &message.body {
                 AppendEntries(_) | Heartbeat(_) => {
                     // A deposed leader: our higher term in the answer makes it step down.
-                    self.send(
-                        message.from,
-                        MessageBody::HeartbeatResponse(crate::message::HeartbeatResponse),
-                    );
+                    let answer = crate::message::HeartbeatResponse { round: 0 };
+                    self.send(message.from, MessageBody::HeartbeatResponse(answer));
                 }
                 RequestVote(r) => {
                     let pre_vote = r.pre_vote;
@@ -399,6 +420,13 @@ impl RaftCore {
                             granted: false,
                         }),
                     );
+                }
+                ReadIndexRequest(r) => {
+                    let answer = crate::message::ReadIndexResponse {
+                        id: r.id,
+                        index: None,
+                    };
+                    self.send(message.from, MessageBody::ReadIndexResponse(answer));
                 }
                 _ => {}
             }
@@ -443,6 +471,10 @@ impl RaftCore {
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if self.role != Role::Follower || self.leader != leader || term > self.term {
+            self.fail_pending_reads();
+        }
+        self.transfer = None;
         if term > self.term {
             self.term = term;
             self.voted_for = None;
@@ -450,16 +482,24 @@ impl RaftCore {
         if self.role != Role::Follower || self.leader != leader {
             debug!(node = self.id(), term, ?leader, "becoming follower");
         }
+        // The election timer restarts only on hearing the current leader or granting a vote
+        // (Raft paper Figure 2), not on learning a higher term: otherwise candidates with stale
+        // logs, refused again and again, would keep the up-to-date nodes from ever campaigning.
+        // A leader's timer counted check-quorum rounds, so it starts afresh.
+        if self.role == Role::Leader {
+            self.reset_election_timer();
+        }
         self.role = Role::Follower;
         self.leader = leader;
         self.votes.clear();
         self.progress.clear();
-        self.reset_election_timer();
     }
 
     pub(crate) fn become_leader(&mut self) {
         debug_assert_eq!(self.role, Role::Candidate);
         info!(node = self.id(), term = self.term, "became leader");
+        self.fail_pending_reads();
+        self.transfer = None;
         self.role = Role::Leader;
         self.leader = Some(self.id());
         self.votes.clear();

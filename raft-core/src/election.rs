@@ -29,6 +29,7 @@ impl RaftCore {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         self.detect_stalled_pipelines();
+        self.tick_transfer();
         if self.election_elapsed >= self.config.election_timeout_ticks {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {
@@ -63,6 +64,11 @@ impl RaftCore {
     /// Whether this node heard from a live leader within the minimum election timeout. Such a node
     /// refuses pre-votes, and with check-quorum ignores vote requests (thesis §4.2.3).
     pub(crate) fn leader_recently_heard(&self) -> bool {
+        // With leases, a node that just started cannot know whether it heard a leader before it
+        // stopped: it acts as if it did for one election timeout, so no lease is cut short.
+        if self.config.lease_reads && self.ticks < u64::from(self.config.election_timeout_ticks) {
+            return true;
+        }
         match self.role {
             Role::Leader => true,
             _ => self.leader.is_some() && self.election_elapsed < self.config.election_timeout_ticks,
@@ -71,15 +77,12 @@ impl RaftCore {
 
     /// Starts a pre-election when pre-vote is on, otherwise an election.
     pub(crate) fn start_election(&mut self) {
-        if self.config.pre_vote {
-            self.campaign(true);
-        } else {
-            self.campaign(false);
-        }
+        self.campaign(self.config.pre_vote, false);
     }
 
-    /// Asks the voters for (pre-)votes.
-    pub(crate) fn campaign(&mut self, pre_vote: bool) {
+    /// Asks the voters for (pre-)votes; `transfer` marks an election the leader asked for.
+    pub(crate) fn campaign(&mut self, pre_vote: bool, transfer: bool) {
+        self.fail_pending_reads();
         let me = self.id();
         let campaign_term = if pre_vote {
             self.role = Role::PreCandidate;
@@ -101,6 +104,7 @@ impl RaftCore {
         }
         let request = RequestVote {
             pre_vote,
+            transfer,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
         };
@@ -119,7 +123,7 @@ impl RaftCore {
         match self.membership.vote_result(&self.votes) {
             VoteResult::Won => {
                 if self.role == Role::PreCandidate {
-                    self.campaign(false);
+                    self.campaign(false, false);
                 } else {
                     self.become_leader();
                 }

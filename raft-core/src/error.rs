@@ -34,6 +34,12 @@ pub enum ProposeError {
         /// The leader of the current term, if known.
         leader_hint: Option<NodeId>,
     },
+    /// A leadership transfer is under way; proposals resume when it ends.
+    #[error("leadership is being transferred to node {target}; retry on the new leader")]
+    TransferInProgress {
+        /// The node taking over.
+        target: NodeId,
+    },
     /// Too many entries are waiting to commit (`Config::max_uncommitted_entries`); retry once the
     /// cluster catches up.
     #[error("{uncommitted} entries are not committed yet (limit {max}); retry later")]

@@ -49,10 +49,12 @@ mod membership;
 mod message;
 mod planted;
 mod progress;
+mod read;
 mod ready;
 mod replication;
 mod rng;
 mod storage;
+mod transfer;
 mod types;
 
 pub use crate::config::{Config, ConfigError};
@@ -65,10 +67,12 @@ pub use crate::message::{
 };
 pub use crate::planted::PlantedBug;
 pub use crate::progress::ReplicationState;
+pub use crate::read::{ReadError, ReadId, ReadState};
 pub use crate::ready::Ready;
 pub use crate::rng::SeededRng;
 pub use crate::storage::{
     Inbox, LogStorage, LogWrite, StateMachine, StateMachineError, StorageError, StoredLog, Transport,
     TransportError,
 };
+pub use crate::transfer::TransferError;
 pub use crate::types::{Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};

@@ -33,6 +33,12 @@ pub enum MessageBody {
     Heartbeat(Heartbeat),
     /// The answer to [`MessageBody::Heartbeat`].
     HeartbeatResponse(HeartbeatResponse),
+    /// The leader tells a caught-up follower to campaign at once (leadership transfer).
+    TimeoutNow,
+    /// A follower asks the leader for a read index on behalf of one of its clients.
+    ReadIndexRequest(ReadIndexRequest),
+    /// The leader's answer to [`MessageBody::ReadIndexRequest`].
+    ReadIndexResponse(ReadIndexResponse),
 }
 
 impl MessageBody {
@@ -47,6 +53,9 @@ impl MessageBody {
             MessageBody::AppendEntriesResponse(_) => "AppendEntriesResponse",
             MessageBody::Heartbeat(_) => "Heartbeat",
             MessageBody::HeartbeatResponse(_) => "HeartbeatResponse",
+            MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::ReadIndexRequest(_) => "ReadIndexRequest",
+            MessageBody::ReadIndexResponse(_) => "ReadIndexResponse",
         }
     }
 }
@@ -56,6 +65,9 @@ impl MessageBody {
 pub struct RequestVote {
     /// True for a pre-vote: the receiver changes no state and the sender's term stays as it is.
     pub pre_vote: bool,
+    /// True when the leader asked for this election (leadership transfer): voters grant it even
+    /// though they heard from that leader recently.
+    pub transfer: bool,
     /// The index of the candidate's last log entry.
     pub last_log_index: Index,
     /// The term of the candidate's last log entry.
@@ -110,8 +122,30 @@ pub enum AppendEntriesResponse {
 pub struct Heartbeat {
     /// The leader's commit index, capped at what the follower is known to hold.
     pub commit: Index,
+    /// The leader's latest confirmation round: an answer proves the leader still led when it
+    /// started this round (ReadIndex and leases).
+    pub round: u64,
 }
 
 /// The answer to a [`Heartbeat`]: the follower still follows the sender in this term.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeartbeatResponse;
+pub struct HeartbeatResponse {
+    /// The round of the heartbeat answered.
+    pub round: u64,
+}
+
+/// A follower's request for a read index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexRequest {
+    /// The follower's id for the read.
+    pub id: u64,
+}
+
+/// The leader's answer to a [`ReadIndexRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexResponse {
+    /// The follower's id for the read.
+    pub id: u64,
+    /// The confirmed read index, or `None` when the node asked is not (or no longer) the leader.
+    pub index: Option<Index>,
+}

@@ -1,6 +1,7 @@
 //! The batch of work the core hands to its caller.
 
 use crate::message::Message;
+use crate::read::{ReadError, ReadId, ReadState};
 use crate::types::{Entry, HardState, Index, SoftState, Term};
 
 /// Everything the core asks its caller to do since the last call to
@@ -34,6 +35,10 @@ pub struct Ready {
     pub messages_after_persist: Vec<Message>,
     /// Committed entries to apply, in order.
     pub committed_entries: Vec<Entry>,
+    /// Reads that may be served once their index is applied.
+    pub read_states: Vec<ReadState>,
+    /// Reads that failed (leadership changed); the caller should retry them.
+    pub read_failures: Vec<(ReadId, ReadError)>,
 }
 
 impl Ready {
@@ -45,6 +50,8 @@ impl Ready {
             && self.hard_state.is_none()
             && self.messages_after_persist.is_empty()
             && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+            && self.read_failures.is_empty()
     }
 
     /// Whether this batch has anything to write durably.

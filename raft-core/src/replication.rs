@@ -70,18 +70,16 @@ impl RaftCore {
 
     /// Sends heartbeats, and lets a probe that went unanswered be sent again.
     pub(crate) fn broadcast_heartbeat(&mut self) {
-        let committed = self.log.committed;
+        let round = self.start_round();
         let followers: Vec<NodeId> = self.progress.keys().copied().collect();
         for follower in followers {
-            let Some(progress) = self.progress.get_mut(&follower) else {
-                continue;
-            };
-            if progress.state == ReplicationState::Probe {
-                progress.probe_sent = false;
+            if let Some(progress) = self.progress.get_mut(&follower) {
+                if progress.state == ReplicationState::Probe {
+                    progress.probe_sent = false;
+                }
             }
-            // Never claim more is committed than the follower is known to hold.
-            let commit = committed.min(progress.match_index);
-            self.send(follower, MessageBody::Heartbeat(Heartbeat { commit }));
+            let heartbeat = self.heartbeat_for(follower, round);
+            self.send(follower, MessageBody::Heartbeat(heartbeat));
         }
     }
 
@@ -137,6 +135,7 @@ impl RaftCore {
                 if progress.on_match(match_index) {
                     self.maybe_commit();
                 }
+                self.maybe_send_timeout_now(follower);
             }
             AppendEntriesResponse::Conflict {
                 rejected_index,
@@ -180,13 +179,14 @@ impl RaftCore {
     }
 
     /// A follower answered a heartbeat.
-    pub(crate) fn handle_heartbeat_response(&mut self, follower: NodeId) {
+    pub(crate) fn handle_heartbeat_response(&mut self, follower: NodeId, response: HeartbeatResponse) {
         if self.role != Role::Leader {
             return;
         }
         if let Some(progress) = self.progress.get_mut(&follower) {
             progress.recent_active = true;
         }
+        self.on_round_answered(follower, response.round);
     }
 
     // ---- follower side --------------------------------------------------------------------------
@@ -278,6 +278,9 @@ impl RaftCore {
         if commit > self.log.committed {
             self.log.committed = commit;
         }
-        self.send(leader, MessageBody::HeartbeatResponse(HeartbeatResponse));
+        let answer = HeartbeatResponse {
+            round: heartbeat.round,
+        };
+        self.send(leader, MessageBody::HeartbeatResponse(answer));
     }
 }

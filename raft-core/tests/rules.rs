@@ -18,6 +18,7 @@ fn message(from: NodeId, to: NodeId, term: u64, body: MessageBody) -> Message {
 fn vote_request(from: NodeId, to: NodeId, term: u64, last_log_index: u64, last_log_term: u64) -> Message {
     let body = MessageBody::RequestVote(RequestVote {
         pre_vote: false,
+        transfer: false,
         last_log_index,
         last_log_term,
     });
@@ -27,6 +28,7 @@ fn vote_request(from: NodeId, to: NodeId, term: u64, last_log_index: u64, last_l
 fn pre_vote_request(from: NodeId, to: NodeId, term: u64, last_log_index: u64, last_log_term: u64) -> Message {
     let body = MessageBody::RequestVote(RequestVote {
         pre_vote: true,
+        transfer: false,
         last_log_index,
         last_log_term,
     });
@@ -193,6 +195,44 @@ fn candidate_with_shorter_log_of_the_same_last_term_is_refused() {
 }
 
 #[test]
+fn refusing_a_stale_candidate_does_not_restart_the_election_timer() {
+    let mut node = RaftCore::new(
+        config(1).with_pre_vote(false),
+        Membership::voters([1, 2, 3]).unwrap(),
+    )
+    .unwrap();
+    let timeout = {
+        let mut probe = RaftCore::new(
+            config(1).with_pre_vote(false),
+            Membership::voters([1, 2, 3]).unwrap(),
+        )
+        .unwrap();
+        ticks_until_campaign(&mut probe)
+    };
+    let restored_log = entries(&[1, 1]);
+    let state = RestoredState {
+        hard_state: hard(1),
+        entries: restored_log,
+        applied: 0,
+    };
+    node = RaftCore::restore(node.config().clone(), node.membership().clone(), state).unwrap();
+    // Stale candidates raise the term every few ticks; each is refused.
+    for tick in 1..timeout {
+        node.tick();
+        if tick % 3 == 0 {
+            node.step(vote_request(2, 1, node.term() + 1, 0, 0)).unwrap();
+        }
+    }
+    assert_eq!(node.role(), Role::Follower);
+    node.tick();
+    assert_eq!(
+        node.role(),
+        Role::Candidate,
+        "the up-to-date node still times out and campaigns"
+    );
+}
+
+#[test]
 fn candidate_with_at_least_as_up_to_date_log_is_granted() {
     let mut node = restored(1, &[1, 2, 2], 2);
     node.step(vote_request(2, 1, 3, 3, 2)).unwrap();
@@ -258,7 +298,12 @@ fn leader_steps_down_on_a_higher_term() {
     let mut net = Net::new(3);
     net.elect(1);
     let term = net.node(1).term();
-    let higher = message(2, 1, term + 1, MessageBody::HeartbeatResponse(HeartbeatResponse));
+    let higher = message(
+        2,
+        1,
+        term + 1,
+        MessageBody::HeartbeatResponse(HeartbeatResponse { round: 0 }),
+    );
     net.node(1).step(higher).unwrap();
     assert_eq!(net.node(1).role(), Role::Follower);
     assert_eq!(net.node(1).term(), term + 1);
@@ -332,8 +377,13 @@ fn pre_candidate_with_a_quorum_of_pre_votes_starts_a_real_election() {
 #[test]
 fn pre_vote_is_refused_while_a_leader_is_heard() {
     let mut node = restored(1, &[1], 1);
-    node.step(message(2, 1, 1, MessageBody::Heartbeat(Heartbeat { commit: 0 })))
-        .unwrap();
+    node.step(message(
+        2,
+        1,
+        1,
+        MessageBody::Heartbeat(Heartbeat { commit: 0, round: 0 }),
+    ))
+    .unwrap();
     node.ready();
     node.step(pre_vote_request(3, 1, 2, 1, 1)).unwrap();
     assert_eq!(vote_answers(&node.ready()), vec![(3, 1, false)]);
@@ -403,8 +453,13 @@ fn leader_in_contact_with_a_quorum_stays_leader() {
 #[test]
 fn follower_ignores_vote_requests_while_its_leader_lease_holds() {
     let mut node = restored(1, &[1], 1);
-    node.step(message(2, 1, 1, MessageBody::Heartbeat(Heartbeat { commit: 0 })))
-        .unwrap();
+    node.step(message(
+        2,
+        1,
+        1,
+        MessageBody::Heartbeat(Heartbeat { commit: 0, round: 0 }),
+    ))
+    .unwrap();
     node.ready();
     node.step(vote_request(3, 1, 2, 5, 1)).unwrap();
     assert_eq!(node.term(), 1, "the lease keeps the term");
@@ -779,8 +834,13 @@ fn follower_commit_index_never_exceeds_its_last_matching_entry() {
     node.step(append(2, 1, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 10))
         .unwrap();
     assert_eq!(node.status().commit_index, 2);
-    node.step(message(2, 1, 1, MessageBody::Heartbeat(Heartbeat { commit: 50 })))
-        .unwrap();
+    node.step(message(
+        2,
+        1,
+        1,
+        MessageBody::Heartbeat(Heartbeat { commit: 50, round: 0 }),
+    ))
+    .unwrap();
     assert_eq!(node.status().commit_index, 2);
 }
 

@@ -21,7 +21,7 @@
 //! let network = MemNetwork::new(42);
 //! let (to_2, _inbox_1) = network.register(1);
 //! let (_to_1, mut inbox_2) = network.register(2);
-//! let heartbeat = Message { from: 1, to: 2, term: 1, body: MessageBody::Heartbeat(Heartbeat { commit: 0 }) };
+//! let heartbeat = Message { from: 1, to: 2, term: 1, body: MessageBody::Heartbeat(Heartbeat { commit: 0, round: 0 }) };
 //! to_2.send(heartbeat.clone())?;
 //! assert_eq!(inbox_2.recv().await, Some(heartbeat));
 //! # Ok::<(), raft_core::TransportError>(())
@@ -278,7 +278,7 @@ mod tests {
             from,
             to,
             term: 1,
-            body: MessageBody::Heartbeat(Heartbeat { commit }),
+            body: MessageBody::Heartbeat(Heartbeat { commit, round: 0 }),
         }
     }
 

@@ -67,6 +67,18 @@ pub enum Violation {
         /// What went backwards.
         what: String,
     },
+    /// A read was served at an index below an entry committed before the read was asked: it
+    /// could miss a write that had already completed (a stale read).
+    StaleRead {
+        /// The node that served it.
+        node: NodeId,
+        /// The read's id.
+        id: u64,
+        /// Its read index.
+        index: Index,
+        /// The commit index the cluster had reached when the read was asked.
+        committed_before: Index,
+    },
     /// After faults stopped, no leader committed a new entry within the bound.
     Liveness {
         /// Steps waited.
@@ -107,6 +119,16 @@ impl fmt::Display for Violation {
                 write!(f, "state machine safety: node {node} at index {index}: {what}")
             }
             Violation::Monotonicity { node, what } => write!(f, "monotonicity: node {node}: {what}"),
+            Violation::StaleRead {
+                node,
+                id,
+                index,
+                committed_before,
+            } => write!(
+                f,
+                "linearizable reads: node {node} served read {id} at index {index}, but index \
+                 {committed_before} was committed before the read was asked"
+            ),
             Violation::Liveness { steps } => write!(
                 f,
                 "liveness: no leader committed a new entry within {steps} steps after faults stopped"
@@ -282,6 +304,26 @@ pub(crate) fn check_applied_entry(
     };
     if extend_chain(before, entry_hash(entry)) != after {
         return violation("applied a different entry than another node committed");
+    }
+    Ok(())
+}
+
+/// **Linearizable reads**: a read (ReadIndex or lease) is served at an index no lower than every
+/// entry committed anywhere before the read was asked, so it reflects every write that completed
+/// before it started.
+pub(crate) fn check_read_freshness(
+    node: NodeId,
+    id: u64,
+    index: Index,
+    committed_before: Index,
+) -> Result<(), Violation> {
+    if index < committed_before {
+        return Err(Violation::StaleRead {
+            node,
+            id,
+            index,
+            committed_before,
+        });
     }
     Ok(())
 }

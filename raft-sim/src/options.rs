@@ -48,6 +48,12 @@ pub struct SimOptions {
     pub max_inflight_messages: usize,
     /// Backpressure: uncommitted entries a leader accepts.
     pub max_uncommitted_entries: usize,
+    /// Per-step probability of a read request to a random node.
+    pub read_probability: f64,
+    /// Lease reads on (only with check-quorum).
+    pub lease_reads: bool,
+    /// Per-step probability that the leader starts a leadership transfer.
+    pub transfer_probability: f64,
     /// A deliberate bug to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
 }
@@ -78,6 +84,9 @@ impl SimOptions {
             max_entries_per_message: 1 + rng.below(8) as usize,
             max_inflight_messages: 1 + rng.below(4) as usize,
             max_uncommitted_entries: pick(&mut rng, &[16.0, 64.0, 256.0]) as usize,
+            read_probability: pick(&mut rng, &[0.0, 0.05, 0.2]),
+            lease_reads: rng.chance(0.5),
+            transfer_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
             planted_bug: None,
         }
     }

@@ -136,6 +136,9 @@ pub struct Simulation {
     liveness_marker: Option<(NodeId, u64, u64)>,
     /// The step by which liveness must be shown (set when the faults stop).
     liveness_deadline: u64,
+    /// Reads asked and not yet served: id -> (node, commit index reached when asked).
+    reads: BTreeMap<u64, (NodeId, u64)>,
+    next_read: u64,
 }
 
 impl Simulation {
@@ -156,6 +159,13 @@ impl Simulation {
             config.max_inflight_messages = options.max_inflight_messages;
             config.max_uncommitted_entries = options.max_uncommitted_entries;
             config.planted_bug = options.planted_bug;
+            // A lease must outlast no follower's election timeout: cover the clock skew (periods
+            // differ by up to 2 x skew) plus one tick of rounding.
+            config.lease_reads = options.lease_reads && options.check_quorum;
+            let fastest = options.tick_period - options.tick_skew;
+            let slowest = options.tick_period + options.tick_skew;
+            let skew_ticks = u64::from(options.election_ticks) * (slowest - fastest);
+            config.lease_clock_drift_ticks = (skew_ticks.div_ceil(slowest) + 1) as u32;
             let skew = options.tick_skew;
             let period = options.tick_period - skew + rng.below(2 * skew + 1);
             nodes.insert(id, SimNode::new(id, config, &membership, period));
@@ -180,6 +190,8 @@ impl Simulation {
             proposal_counter: 0,
             liveness_marker: None,
             liveness_deadline: u64::MAX,
+            reads: BTreeMap::new(),
+            next_read: 0,
         }
     }
 
@@ -264,6 +276,12 @@ impl Simulation {
         self.tick_nodes();
         if chaos && self.rng.chance(self.options.propose_probability) {
             self.propose_somewhere();
+        }
+        if chaos && self.rng.chance(self.options.read_probability) {
+            self.read_somewhere();
+        }
+        if chaos && self.rng.chance(self.options.transfer_probability) {
+            self.transfer_leadership();
         }
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in &ids {
@@ -480,6 +498,51 @@ impl Simulation {
         }
     }
 
+    /// Asks a random node for a read: a lease read on the leader half the time (when leases are
+    /// on), otherwise ReadIndex.
+    fn read_somewhere(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let target = ids[self.rng.below(ids.len() as u64) as usize];
+        self.next_read += 1;
+        let id = self.next_read;
+        let committed_before = self.observer.committed.len();
+        let lease = self.rng.chance(0.5);
+        let Some(core) = self.core_mut(target) else { return };
+        let asked = if lease {
+            core.lease_read(id).is_ok()
+        } else {
+            core.read_index(id).is_ok()
+        };
+        if asked {
+            self.reads.insert(id, (target, committed_before));
+            self.trace.record(
+                self.now,
+                Event::Read {
+                    node: target,
+                    id,
+                    lease,
+                },
+            );
+        }
+    }
+
+    fn transfer_leadership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let ids: Vec<NodeId> = self.nodes.keys().copied().filter(|id| *id != leader).collect();
+        let target = ids[self.rng.below(ids.len() as u64) as usize];
+        if let Some(core) = self.core_mut(leader) {
+            if core.transfer_leadership(target).is_ok() {
+                self.trace.record(
+                    self.now,
+                    Event::Transfer {
+                        from: leader,
+                        to: target,
+                    },
+                );
+            }
+        }
+    }
+
     /// Carries out one node's `Ready`: send, queue the write, apply what is committed.
     fn carry_out_ready(&mut self, id: NodeId) -> Result<(), Violation> {
         let Some(ready) = self.core_mut(id).map(|core| core.ready()) else {
@@ -527,6 +590,23 @@ impl Simulation {
         }
         if let Some(node) = self.nodes.get(&id) {
             invariants::check_committed_prefix(&mut self.observer, node)?;
+        }
+        for read in &ready.read_states {
+            if let Some((asked_on, committed_before)) = self.reads.remove(&read.id) {
+                self.trace.record(
+                    self.now,
+                    Event::ReadReady {
+                        node: id,
+                        id: read.id,
+                        index: read.index,
+                    },
+                );
+                debug_assert_eq!(asked_on, id);
+                invariants::check_read_freshness(id, read.id, read.index, committed_before)?;
+            }
+        }
+        for (read, _) in &ready.read_failures {
+            self.reads.remove(read);
         }
         let mut last_applied = None;
         for entry in &ready.committed_entries {

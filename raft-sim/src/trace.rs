@@ -103,6 +103,31 @@ pub enum Event {
     Heal,
     /// Faults stopped; the liveness phase began.
     Calm,
+    /// A node was asked for a read.
+    Read {
+        /// The node asked.
+        node: NodeId,
+        /// The read's id.
+        id: u64,
+        /// Served from a lease (true) or by ReadIndex.
+        lease: bool,
+    },
+    /// A read became safe to serve at `index`.
+    ReadReady {
+        /// The node.
+        node: NodeId,
+        /// The read's id.
+        id: u64,
+        /// Its read index.
+        index: Index,
+    },
+    /// A leader started a leadership transfer.
+    Transfer {
+        /// The leader.
+        from: NodeId,
+        /// The target.
+        to: NodeId,
+    },
 }
 
 /// A message's kind and two numbers that say the most about it: AppendEntries (prev index,
@@ -122,7 +147,10 @@ pub fn summarize(message: &Message) -> (&'static str, (u64, u64)) {
         MessageBody::RequestVote(r) => (r.last_log_index, r.last_log_term),
         MessageBody::RequestVoteResponse(r) => (u64::from(r.granted), 0),
         MessageBody::Heartbeat(h) => (h.commit, 0),
-        MessageBody::HeartbeatResponse(_) => (0, 0),
+        MessageBody::HeartbeatResponse(r) => (r.round, 0),
+        MessageBody::TimeoutNow => (0, 0),
+        MessageBody::ReadIndexRequest(r) => (r.id, 0),
+        MessageBody::ReadIndexResponse(r) => (r.id, r.index.map_or(0, |i| i + 1)),
     };
     (message.body.kind(), detail)
 }
@@ -145,6 +173,9 @@ impl fmt::Display for Event {
                     "RequestVote" | "PreVote" => write!(f, " last_index={a} last_term={b}"),
                     "RequestVoteResponse" | "PreVoteResponse" => write!(f, " granted={}", a == 1),
                     "Heartbeat" => write!(f, " commit={a}"),
+                    "ReadIndexResponse" if b == 0 => write!(f, " read={a} refused"),
+                    "ReadIndexResponse" => write!(f, " read={a} index={}", b - 1),
+                    "ReadIndexRequest" => write!(f, " read={a}"),
                     _ => Ok(()),
                 }
             }
@@ -182,6 +213,15 @@ impl fmt::Display for Event {
             Event::Cut { from, to } => write!(f, "link {from} -> {to} cut"),
             Event::Heal => write!(f, "network healed"),
             Event::Calm => write!(f, "faults stop; the cluster must elect and commit"),
+            Event::Read { node, id, lease } => {
+                write!(
+                    f,
+                    "node {node} asked for read {id} ({})",
+                    if lease { "lease" } else { "ReadIndex" }
+                )
+            }
+            Event::ReadReady { node, id, index } => write!(f, "node {node} read {id} ready at index {index}"),
+            Event::Transfer { from, to } => write!(f, "leader {from} transfers leadership to {to}"),
         }
     }
 }
