@@ -266,7 +266,7 @@ impl RaftCore {
     /// instead of waiting for an answer that will not come.
     pub(crate) fn fail_pending_reads(&mut self) {
         let me = self.id();
-        let hint = self.leader;
+        let hint = self.leader.filter(|leader| *leader != me);
         let tracker = std::mem::take(&mut self.reads);
         let mut pending: Vec<PendingRead> = tracker.waiting_for_term_commit;
         pending.extend(tracker.unsent);

@@ -183,10 +183,37 @@ impl RaftCore {
         if self.role != Role::Leader {
             return;
         }
+        let last_index = self.log.last_index();
+        let mut behind = false;
         if let Some(progress) = self.progress.get_mut(&follower) {
             progress.recent_active = true;
+            behind = progress.state == ReplicationState::Replicate && progress.match_index < last_index;
+        }
+        if behind {
+            self.send_gap_probe(follower);
         }
         self.on_round_answered(follower, response.round);
+    }
+
+    /// Checks that a pipelining follower holds everything sent so far: an empty AppendEntries at
+    /// `next_index - 1`, outside the flow-control window. Behind the messages still in flight it
+    /// simply succeeds; if one of them was lost the follower rejects it, and the leader resends
+    /// from the follower's log end at once instead of waiting for the stall timeout.
+    fn send_gap_probe(&mut self, follower: NodeId) {
+        let Some(progress) = self.progress.get(&follower) else {
+            return;
+        };
+        let prev_log_index = progress.next_index - 1;
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            return;
+        };
+        let probe = AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries: Vec::new(),
+            leader_commit: self.log.committed.min(progress.match_index),
+        };
+        self.send(follower, MessageBody::AppendEntries(probe));
     }
 
     // ---- follower side --------------------------------------------------------------------------

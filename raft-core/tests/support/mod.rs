@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use raft_core::{
-    Config, Entry, HardState, Index, Membership, Message, NodeId, RaftCore, Ready, RestoredState, Role,
+    Config, Entry, HardState, Index, Membership, Message, NodeId, RaftCore, ReadError, ReadState, Ready,
+    RestoredState, Role,
 };
 
 /// Settings used by the rule tests: T = 10 ticks, heartbeat every 2.
@@ -26,6 +27,8 @@ pub struct Net {
     pub stored: BTreeMap<NodeId, (HardState, Vec<Entry>)>,
     /// What each node applied.
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// Reads each node reported safe, and reads that failed.
+    pub reads: BTreeMap<NodeId, (Vec<ReadState>, Vec<(u64, ReadError)>)>,
 }
 
 impl Net {
@@ -49,6 +52,7 @@ impl Net {
                 .map(|id| (*id, (HardState::default(), Vec::new())))
                 .collect(),
             applied: ids.iter().map(|id| (*id, Vec::new())).collect(),
+            reads: BTreeMap::new(),
         }
     }
 
@@ -97,6 +101,9 @@ impl Net {
         if let Some((index, term)) = ready.persisted_up_to() {
             self.node(id).on_persisted(index, term);
         }
+        let reads = self.reads.entry(id).or_default();
+        reads.0.extend(ready.read_states.iter().copied());
+        reads.1.extend(ready.read_failures.iter().cloned());
         let applied = self.applied.get_mut(&id).unwrap();
         applied.extend(ready.committed_entries.iter().cloned());
         if let Some(last) = ready.committed_entries.last() {
@@ -171,6 +178,14 @@ impl Net {
             .filter(|n| n.role() == Role::Leader)
             .map(|n| n.id())
             .collect()
+    }
+
+    pub fn read_states(&self, id: NodeId) -> Vec<ReadState> {
+        self.reads.get(&id).map(|r| r.0.clone()).unwrap_or_default()
+    }
+
+    pub fn read_failures(&self, id: NodeId) -> Vec<(u64, ReadError)> {
+        self.reads.get(&id).map(|r| r.1.clone()).unwrap_or_default()
     }
 
     pub fn log_terms(&self, id: NodeId) -> Vec<u64> {
