@@ -92,6 +92,10 @@ pub trait StateMachine: Send + 'static {
     /// Applies the committed command at `index` and returns the response for its proposer.
     async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError>;
 
+    /// Answers a read-only query against the current state. It must not change the state: the
+    /// node calls it once the read is safe (see the read consistency levels of the node API).
+    async fn query(&mut self, query: Bytes) -> Result<Bytes, StateMachineError>;
+
     /// The index of the last entry this state machine has applied (0 when it keeps no state across
     /// restarts). A restarted node applies the committed log from the entry after it.
     fn applied_index(&self) -> Index;

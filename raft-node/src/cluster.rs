@@ -16,9 +16,9 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::config::NodeConfig;
-use crate::error::{ProposeError, StartError};
+use crate::error::{ProposeError, ReadError, StartError};
 use crate::kv::{KvCommand, KvResponse, KvStateMachine};
-use crate::node::RaftNode;
+use crate::node::{RaftNode, ReadConsistency};
 
 /// Settings of a [`MemCluster`].
 #[derive(Clone, Debug)]
@@ -65,6 +65,12 @@ pub enum ClusterError {
     /// The reply could not be decoded.
     #[error(transparent)]
     Decode(#[from] crate::kv::DecodeError),
+    /// The read failed for good or timed out.
+    #[error("read failed: {0}")]
+    Read(#[from] ReadError),
+    /// The state machine answered something other than what was asked.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
 }
 
 struct Member {
@@ -267,6 +273,9 @@ impl MemCluster {
                 Err(ProposeError::NotLeader { leader_hint }) => leader_hint,
                 // Another leader's entry took its place: certainly not applied, so retry.
                 Err(ProposeError::Dropped) => None,
+                // Nothing was proposed: retry after a pause, on the new leader if known.
+                Err(ProposeError::Transferring { target }) => Some(target),
+                Err(ProposeError::Busy { .. }) => None,
                 Err(error) => return Err(error.into()),
             };
             if Instant::now() >= deadline {
@@ -283,6 +292,36 @@ impl MemCluster {
     pub async fn kv(&self, command: KvCommand) -> Result<KvResponse, ClusterError> {
         let reply = self.propose(command.encode()).await?;
         Ok(KvResponse::decode(&reply)?)
+    }
+
+    /// Reads `key` at the given consistency level through [`RaftNode::read`], retrying on another
+    /// node while no leader can confirm the read, until the cluster's propose timeout.
+    pub async fn get(&self, key: &str, consistency: ReadConsistency) -> Result<Option<String>, ClusterError> {
+        let query = KvCommand::Get { key: key.to_string() }.encode();
+        let deadline = Instant::now() + self.options.propose_timeout;
+        let mut target = self.stable_leader().or_else(|| self.ids().first().copied());
+        loop {
+            let node = target.and_then(|id| self.node(id));
+            let attempt = match node {
+                Some(node) => node.read(query.clone(), consistency).await,
+                None => Err(ReadError::NotLeader { leader_hint: None }),
+            };
+            let hint = match attempt {
+                Ok(reply) => match KvResponse::decode(&reply)? {
+                    KvResponse::Value(value) => return Ok(value),
+                    other => return Err(ClusterError::UnexpectedReply(format!("{other:?}"))),
+                },
+                Err(ReadError::NotLeader { leader_hint }) => leader_hint,
+                Err(error) => return Err(error.into()),
+            };
+            if Instant::now() >= deadline {
+                return Err(ReadError::NotLeader { leader_hint: hint }.into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            target = hint
+                .filter(|id| self.node(*id).is_some())
+                .or_else(|| self.stable_leader());
+        }
     }
 
     /// Waits until every running node has applied at least `index`.

@@ -31,6 +31,12 @@ pub enum ProposeError {
         /// The limit.
         max: usize,
     },
+    /// A leadership transfer is under way; nothing was proposed. Retry on the new leader.
+    #[error("leadership is moving to node {target}; nothing was proposed")]
+    Transferring {
+        /// The node taking over.
+        target: NodeId,
+    },
     /// Leadership changed and another entry took this command's place in the log: the command
     /// was certainly not applied.
     #[error("leadership changed before the command committed; it was not applied")]
@@ -48,11 +54,57 @@ impl From<raft_core::ProposeError> for ProposeError {
         match error {
             raft_core::ProposeError::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
             raft_core::ProposeError::EntryTooLarge { size, max } => ProposeError::TooLarge { size, max },
+            raft_core::ProposeError::TransferInProgress { target } => ProposeError::Transferring { target },
             raft_core::ProposeError::TooManyUncommitted { uncommitted, max } => {
                 ProposeError::Busy { uncommitted, max }
             }
         }
     }
+}
+
+/// Why a read has no answer. A read changes nothing, so it can always be retried.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReadError {
+    /// No leader could confirm the read: this node is not the leader and knows of none, or
+    /// leadership changed while the read waited. Retry, on `leader_hint` if known.
+    #[error("no leader confirmed the read (leader hint: {leader_hint:?}); retry")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// No answer within the timeout.
+    #[error("no answer within the timeout")]
+    Timeout,
+    /// The node stopped.
+    #[error("the node stopped")]
+    Stopped,
+}
+
+impl From<raft_core::ReadError> for ReadError {
+    fn from(error: raft_core::ReadError) -> Self {
+        match error {
+            raft_core::ReadError::NotLeader { leader_hint } => ReadError::NotLeader { leader_hint },
+            // The node falls back to ReadIndex when no lease is held, so this does not surface.
+            raft_core::ReadError::LeaseNotHeld => ReadError::NotLeader { leader_hint: None },
+        }
+    }
+}
+
+/// Why a leadership transfer did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransferError {
+    /// The transfer could not start.
+    #[error("transfer refused: {0}")]
+    Refused(#[from] raft_core::TransferError),
+    /// The target did not take over within two election timeouts.
+    #[error("node {target} did not take over in time")]
+    TimedOut {
+        /// The target.
+        target: NodeId,
+    },
+    /// The node stopped.
+    #[error("the node stopped")]
+    Stopped,
 }
 
 /// Why a node could not start.

@@ -35,7 +35,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::config::NodeConfig;
-use crate::error::{ProposeError, StartError};
+use crate::error::{ProposeError, ReadError, StartError, TransferError};
 
 /// Whether the node is running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,10 +66,38 @@ impl NodeStatus {
     }
 }
 
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Reflects every write completed before the read began (ReadIndex: one heartbeat round to a
+    /// quorum, shared by reads that arrive together). Works on any node: a follower asks the
+    /// leader for the read index and answers from its own state machine.
+    Linearizable,
+    /// Linearizable without a round trip while the leader holds its lease (`Config::lease_reads`);
+    /// relies on bounded clock drift. Falls back to ReadIndex when no lease is held.
+    Lease,
+    /// This node's current state, at once: may be stale, and never blocks.
+    Serializable,
+}
+
+type ReplyTo<T, E> = oneshot::Sender<Result<T, E>>;
+
+/// A read-only query and where its answer goes.
+type PendingQuery = (Bytes, ReplyTo<Bytes, ReadError>);
+
 enum Request {
     Propose {
         command: Bytes,
-        reply: oneshot::Sender<Result<Bytes, ProposeError>>,
+        reply: ReplyTo<Bytes, ProposeError>,
+    },
+    Read {
+        query: Bytes,
+        consistency: ReadConsistency,
+        reply: ReplyTo<Bytes, ReadError>,
+    },
+    Transfer {
+        target: NodeId,
+        reply: ReplyTo<(), raft_core::TransferError>,
     },
     Shutdown,
 }
@@ -92,6 +120,12 @@ enum ApplyJob {
     },
     /// Committed entries to apply, in order.
     Apply(Vec<Entry>),
+    /// A read to serve once `index` is applied.
+    Read {
+        index: Index,
+        query: Bytes,
+        reply: ReplyTo<Bytes, ReadError>,
+    },
 }
 
 /// A running Raft node: the protocol core driven by a tick timer, wired to a storage, a transport
@@ -129,6 +163,7 @@ pub struct RaftNode {
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<NodeStatus>,
     propose_timeout: Duration,
+    transfer_timeout: Duration,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -185,6 +220,8 @@ impl RaftNode {
             applied: applied_rx,
             status: status_tx,
             tick_interval: config.tick_interval,
+            next_read: 0,
+            pending_reads: BTreeMap::new(),
         };
         let main_task = tokio::spawn(event_loop.run());
         Ok(RaftNode {
@@ -192,6 +229,7 @@ impl RaftNode {
             requests: request_tx,
             status: status_rx,
             propose_timeout: config.propose_timeout,
+            transfer_timeout: config.election_timeout() * 2,
             tasks: Mutex::new(vec![main_task, persist_task, apply_task]),
         })
     }
@@ -218,6 +256,61 @@ impl RaftNode {
             Err(_) => Err(ProposeError::Timeout),
             Ok(Err(_)) => Err(ProposeError::Stopped),
             Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Runs a read-only `query` against the state machine at the given consistency level, without
+    /// writing to the log.
+    pub async fn read(
+        &self,
+        query: impl Into<Bytes>,
+        consistency: ReadConsistency,
+    ) -> Result<Bytes, ReadError> {
+        let (reply, result) = oneshot::channel();
+        let request = Request::Read {
+            query: query.into(),
+            consistency,
+            reply,
+        };
+        if self.requests.send(request).await.is_err() {
+            return Err(ReadError::Stopped);
+        }
+        match tokio::time::timeout(self.propose_timeout, result).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(_)) => Err(ReadError::Stopped),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Hands leadership to `target` and waits until this node sees it lead (at most two election
+    /// timeouts). Proposals to this node are refused while the transfer runs.
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), TransferError> {
+        let (reply, started) = oneshot::channel();
+        if self
+            .requests
+            .send(Request::Transfer { target, reply })
+            .await
+            .is_err()
+        {
+            return Err(TransferError::Stopped);
+        }
+        match started.await {
+            Err(_) => return Err(TransferError::Stopped),
+            Ok(Err(refused)) => return Err(refused.into()),
+            Ok(Ok(())) => {}
+        }
+        let mut status = self.status.clone();
+        let outcome = tokio::time::timeout(self.transfer_timeout, async {
+            let seen = status
+                .wait_for(|s| s.raft.leader == Some(target) || s.state != RunState::Running)
+                .await;
+            seen.map(|s| s.raft.leader == Some(target)).unwrap_or(false)
+        })
+        .await;
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TransferError::Stopped),
+            Err(_) => Err(TransferError::TimedOut { target }),
         }
     }
 
@@ -288,6 +381,9 @@ struct EventLoop<T, I> {
     applied: mpsc::UnboundedReceiver<Result<Index, StateMachineError>>,
     status: watch::Sender<NodeStatus>,
     tick_interval: Duration,
+    next_read: u64,
+    /// Reads waiting for the core to confirm a read index.
+    pending_reads: BTreeMap<u64, PendingQuery>,
 }
 
 impl<T: Transport, I: Inbox> EventLoop<T, I> {
@@ -363,6 +459,14 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     let _ = reply.send(Err(error.into()));
                 }
             },
+            Event::Request(Request::Read {
+                query,
+                consistency,
+                reply,
+            }) => self.start_read(query, consistency, reply),
+            Event::Request(Request::Transfer { target, reply }) => {
+                let _ = reply.send(self.core.transfer_leadership(target));
+            }
             Event::Request(Request::Shutdown) | Event::Shutdown => return Some(RunState::Stopped),
             Event::Persisted(Ok(acknowledged)) => {
                 for (index, term) in acknowledged {
@@ -380,6 +484,29 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             }
         }
         None
+    }
+
+    fn start_read(&mut self, query: Bytes, consistency: ReadConsistency, reply: ReplyTo<Bytes, ReadError>) {
+        if consistency == ReadConsistency::Serializable {
+            let _ = self.apply_jobs.send(ApplyJob::Read {
+                index: 0,
+                query,
+                reply,
+            });
+            return;
+        }
+        self.next_read += 1;
+        let id = self.next_read;
+        let lease = consistency == ReadConsistency::Lease && self.core.lease_read(id).is_ok();
+        let asked = if lease { Ok(()) } else { self.core.read_index(id) };
+        match asked {
+            Ok(()) => {
+                self.pending_reads.insert(id, (query, reply));
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error.into()));
+            }
+        }
     }
 
     /// Hands the core's work to the transport, the persist task and the apply task.
@@ -409,6 +536,22 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         }
         if !ready.committed_entries.is_empty() {
             let _ = self.apply_jobs.send(ApplyJob::Apply(ready.committed_entries));
+        }
+        // Reads go after the entries above, so the apply task sees them in order.
+        for state in ready.read_states {
+            if let Some((query, reply)) = self.pending_reads.remove(&state.id) {
+                let job = ApplyJob::Read {
+                    index: state.index,
+                    query,
+                    reply,
+                };
+                let _ = self.apply_jobs.send(job);
+            }
+        }
+        for (id, error) in ready.read_failures {
+            if let Some((_, reply)) = self.pending_reads.remove(&id) {
+                let _ = reply.send(Err(error.into()));
+            }
         }
     }
 
@@ -487,11 +630,23 @@ async fn apply_loop<M: StateMachine>(
     mut jobs: mpsc::UnboundedReceiver<ApplyJob>,
     done: mpsc::UnboundedSender<Result<Index, StateMachineError>>,
 ) {
-    let mut waiters: BTreeMap<Index, (Term, oneshot::Sender<Result<Bytes, ProposeError>>)> = BTreeMap::new();
+    let mut waiters: BTreeMap<Index, (Term, ReplyTo<Bytes, ProposeError>)> = BTreeMap::new();
+    let mut reads: BTreeMap<Index, Vec<PendingQuery>> = BTreeMap::new();
+    let mut applied = state_machine.applied_index();
     while let Some(job) = jobs.recv().await {
         let entries = match job {
             ApplyJob::Await { index, term, reply } => {
                 waiters.insert(index, (term, reply));
+                continue;
+            }
+            ApplyJob::Read { index, query, reply } => {
+                if index <= applied {
+                    if !serve_read(&mut state_machine, query, reply, &done).await {
+                        return;
+                    }
+                } else {
+                    reads.entry(index).or_default().push((query, reply));
+                }
                 continue;
             }
             ApplyJob::Apply(entries) => entries,
@@ -525,8 +680,39 @@ async fn apply_loop<M: StateMachine>(
             }
             last = entry.index;
         }
+        applied = applied.max(last);
+        // Reads whose index is now applied can be served.
+        while let Some(ready) = reads.first_entry() {
+            if *ready.key() > applied {
+                break;
+            }
+            for (query, reply) in ready.remove() {
+                if !serve_read(&mut state_machine, query, reply, &done).await {
+                    return;
+                }
+            }
+        }
         if done.send(Ok(last)).is_err() {
             return;
+        }
+    }
+}
+
+/// Answers one read from the state machine; returns false if the state machine failed.
+async fn serve_read<M: StateMachine>(
+    state_machine: &mut M,
+    query: Bytes,
+    reply: ReplyTo<Bytes, ReadError>,
+    done: &mpsc::UnboundedSender<Result<Index, StateMachineError>>,
+) -> bool {
+    match state_machine.query(query).await {
+        Ok(answer) => {
+            let _ = reply.send(Ok(answer));
+            true
+        }
+        Err(error) => {
+            let _ = done.send(Err(error));
+            false
         }
     }
 }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use raft_core::{NodeId, SeededRng};
 use raft_net_mem::Faults;
-use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError};
+use raft_node::{
+    ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError, ReadConsistency, ReadError,
+};
 use raft_sim::history::{history_path, write_history, Command, Operation, Outcome};
 use raft_sim::linearizability::{check, Verdict};
 
@@ -28,8 +30,40 @@ enum Schedule {
     CrashRestart,
     /// Messages are lost, duplicated and delayed.
     MessageLoss,
-    /// All of the above.
+    /// All of the above, plus leadership transfers.
     Mixed,
+}
+
+/// Reads a key through `RaftNode::read` on the guessed node (a follower forwards to the leader);
+/// retries only while no leader confirmed it, since a read changes nothing.
+async fn read(
+    cluster: &MemCluster,
+    guess: &mut Option<NodeId>,
+    key: &str,
+    consistency: ReadConsistency,
+    rng: &mut SeededRng,
+) -> Attempt {
+    let query = KvCommand::Get { key: key.to_string() }.encode();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let ids = cluster.ids();
+        let target = guess
+            .filter(|id| cluster.node(*id).is_some())
+            .unwrap_or_else(|| ids[rng.below(ids.len() as u64) as usize]);
+        if let Some(node) = cluster.node(target) {
+            match node.read(query.clone(), consistency).await {
+                Ok(reply) => return Attempt::Done(KvResponse::decode(&reply).unwrap()),
+                Err(ReadError::NotLeader { leader_hint }) => *guess = leader_hint,
+                Err(ReadError::Timeout) | Err(ReadError::Stopped) => return Attempt::Failed,
+            }
+        } else {
+            *guess = None;
+        }
+        if Instant::now() > deadline {
+            return Attempt::Failed;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 struct Recorder {
@@ -75,6 +109,7 @@ async fn execute(
             Ok(reply) => return Attempt::Done(KvResponse::decode(&reply).unwrap()),
             Err(ProposeError::NotLeader { leader_hint }) => *guess = leader_hint,
             Err(ProposeError::Dropped) | Err(ProposeError::Busy { .. }) => *guess = None,
+            Err(ProposeError::Transferring { target }) => *guess = Some(target),
             Err(ProposeError::TooLarge { .. }) => return Attempt::Failed,
             Err(ProposeError::Timeout) | Err(ProposeError::Stopped) => return Attempt::Unknown,
         }
@@ -91,8 +126,9 @@ async fn client(
     recorder: Arc<Recorder>,
     seed: u64,
     until: Instant,
-    keys: u64,
+    consistency: ReadConsistency,
 ) {
+    let keys = 20;
     let mut rng = SeededRng::new(seed ^ (id << 32));
     let mut guess = None;
     let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -131,7 +167,10 @@ async fn client(
             (kv, command)
         };
         let call_ns = recorder.now();
-        let attempt = execute(&cluster, &mut guess, &kv, &mut rng).await;
+        let attempt = match &kv {
+            KvCommand::Get { key } => read(&cluster, &mut guess, key, consistency, &mut rng).await,
+            _ => execute(&cluster, &mut guess, &kv, &mut rng).await,
+        };
         let return_ns = recorder.now();
         let outcome = match attempt {
             Attempt::Done(response) => {
@@ -180,7 +219,7 @@ async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, 
             Schedule::LeaderIsolation => [1, 4][rng.below(2) as usize],
             Schedule::CrashRestart => [2, 5][rng.below(2) as usize],
             Schedule::MessageLoss => [3, 4][rng.below(2) as usize],
-            Schedule::Mixed => rng.below(6),
+            Schedule::Mixed => rng.below(7),
         };
         let network = cluster.network();
         match kind {
@@ -211,9 +250,19 @@ async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, 
                 network.heal();
                 network.set_faults(Faults::none());
             }
-            _ => {
+            5 => {
                 if let Some(id) = down.pop() {
                     cluster.restart(id).await.unwrap();
+                }
+            }
+            _ => {
+                // Hand leadership to a random running node; a refusal or timeout is fine.
+                let up: Vec<NodeId> = ids.iter().copied().filter(|id| !down.contains(id)).collect();
+                let target = up[rng.below(up.len() as u64) as usize];
+                if let Some((leader, _)) = cluster.leaders().into_iter().max_by_key(|(_, term)| *term) {
+                    if let Some(node) = cluster.node(leader) {
+                        let _ = node.transfer_leadership(target).await;
+                    }
                 }
             }
         }
@@ -226,10 +275,34 @@ async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, 
     events
 }
 
-async fn run_schedule(name: &str, schedule: Schedule, seed: u64, nodes: u64, clients: u64, seconds: u64) {
+struct Run {
+    name: &'static str,
+    schedule: Schedule,
+    seed: u64,
+    nodes: u64,
+    clients: u64,
+    seconds: u64,
+    reads: ReadConsistency,
+}
+
+async fn run_schedule(run: Run) {
+    let Run {
+        name,
+        schedule,
+        seed,
+        nodes,
+        clients,
+        seconds,
+        reads,
+    } = run;
     let options = ClusterOptions {
         seed,
         propose_timeout: Duration::from_millis(800),
+        configure: if reads == ReadConsistency::Lease {
+            |config| config.lease_reads = true
+        } else {
+            |_| {}
+        },
         ..ClusterOptions::default()
     };
     let cluster = Arc::new(MemCluster::start(nodes, options).await.unwrap());
@@ -248,7 +321,7 @@ async fn run_schedule(name: &str, schedule: Schedule, seed: u64, nodes: u64, cli
             recorder.clone(),
             seed,
             until,
-            20,
+            reads,
         )));
     }
     let events = faults.await.unwrap();
@@ -268,7 +341,7 @@ async fn run_schedule(name: &str, schedule: Schedule, seed: u64, nodes: u64, cli
     let started = Instant::now();
     let verdict = check(&operations, 50_000_000);
     println!(
-        "{name} (seed {seed}, {schedule:?}, {nodes} nodes, {clients} clients): {} operations \
+        "{name} (seed {seed}, {schedule:?}, {reads:?} reads, {nodes} nodes, {clients} clients): {} operations \
          ({ok} ok, {failed} failed, {unknown} unknown), {events} fault events, checked in {:.1?}: {verdict:?}; \
          history at {}",
         operations.len(),
@@ -306,25 +379,84 @@ async fn run_schedule(name: &str, schedule: Schedule, seed: u64, nodes: u64, cli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_history_is_linearizable_under_partitions() {
-    run_schedule("partitions", Schedule::Partitions, 1, 5, 6, 4).await;
+    let run = Run {
+        name: "partitions",
+        schedule: Schedule::Partitions,
+        seed: 1,
+        nodes: 5,
+        clients: 6,
+        seconds: 4,
+        reads: ReadConsistency::Linearizable,
+    };
+    run_schedule(run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_history_is_linearizable_while_the_leader_is_isolated() {
-    run_schedule("leader-isolation", Schedule::LeaderIsolation, 2, 3, 6, 4).await;
+    let run = Run {
+        name: "leader-isolation",
+        schedule: Schedule::LeaderIsolation,
+        seed: 2,
+        nodes: 3,
+        clients: 6,
+        seconds: 4,
+        reads: ReadConsistency::Linearizable,
+    };
+    run_schedule(run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_history_is_linearizable_across_crashes_and_restarts() {
-    run_schedule("crash-restart", Schedule::CrashRestart, 3, 5, 6, 4).await;
+    let run = Run {
+        name: "crash-restart",
+        schedule: Schedule::CrashRestart,
+        seed: 3,
+        nodes: 5,
+        clients: 6,
+        seconds: 4,
+        reads: ReadConsistency::Linearizable,
+    };
+    run_schedule(run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_history_is_linearizable_under_message_loss() {
-    run_schedule("message-loss", Schedule::MessageLoss, 4, 3, 6, 4).await;
+    let run = Run {
+        name: "message-loss",
+        schedule: Schedule::MessageLoss,
+        seed: 4,
+        nodes: 3,
+        clients: 6,
+        seconds: 4,
+        reads: ReadConsistency::Linearizable,
+    };
+    run_schedule(run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_value_history_is_linearizable_under_mixed_faults() {
-    run_schedule("mixed", Schedule::Mixed, 5, 5, 8, 5).await;
+async fn key_value_history_is_linearizable_under_mixed_faults_and_transfers() {
+    let run = Run {
+        name: "mixed",
+        schedule: Schedule::Mixed,
+        seed: 5,
+        nodes: 5,
+        clients: 8,
+        seconds: 5,
+        reads: ReadConsistency::Linearizable,
+    };
+    run_schedule(run).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_reads_are_linearizable_under_mixed_faults_and_transfers() {
+    let run = Run {
+        name: "mixed-lease",
+        schedule: Schedule::Mixed,
+        seed: 6,
+        nodes: 3,
+        clients: 6,
+        seconds: 4,
+        reads: ReadConsistency::Lease,
+    };
+    run_schedule(run).await;
 }

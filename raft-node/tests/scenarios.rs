@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use raft_core::{Entry, EntryPayload, HardState, NodeId, Role};
 use raft_net_mem::Faults;
-use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError};
+use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError, ReadConsistency};
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -393,4 +393,118 @@ async fn proposal_to_a_follower_is_refused_with_a_leader_hint() {
 #[test]
 fn blank_entries_are_not_commands() {
     assert_eq!(Entry::blank(1, 1).payload, EntryPayload::Blank);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfer_hands_over_and_writes_continue() {
+    let cluster = MemCluster::start(3, options(71)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    cluster.kv(put("before", "1")).await.unwrap();
+    let target = *cluster.ids().iter().find(|id| **id != leader).unwrap();
+    let term = cluster.node(leader).unwrap().status().raft.term;
+    cluster
+        .node(leader)
+        .unwrap()
+        .transfer_leadership(target)
+        .await
+        .unwrap();
+    let new_leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    assert_eq!(new_leader, target);
+    assert_eq!(cluster.node(target).unwrap().status().raft.term, term + 1);
+    cluster.kv(put("after", "2")).await.unwrap();
+    for key in ["before", "after"] {
+        assert!(cluster
+            .get(key, ReadConsistency::Linearizable)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_issued_just_after_a_leader_change_never_returns_stale_data() {
+    for seed in 0..5 {
+        let cluster = MemCluster::start(3, options(80 + seed)).await.unwrap();
+        let old = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+        cluster.kv(put("k", "old")).await.unwrap();
+        cluster.kv(put("k", "new")).await.unwrap();
+        // Depose the leader and read at once from the others, racing the new election.
+        cluster.kill(old);
+        let others: Vec<NodeId> = cluster.ids().into_iter().filter(|id| *id != old).collect();
+        for id in &others {
+            let node = cluster.node(*id).unwrap();
+            let query = KvCommand::Get { key: "k".into() }.encode();
+            if let Ok(reply) = node.read(query, ReadConsistency::Linearizable).await {
+                assert_eq!(
+                    KvResponse::decode(&reply).unwrap(),
+                    KvResponse::Value(Some("new".into()))
+                );
+            }
+        }
+        assert_eq!(
+            cluster.get("k", ReadConsistency::Linearizable).await.unwrap(),
+            Some("new".into()),
+            "seed {seed}"
+        );
+        cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_consistency_level_sees_a_completed_write_on_the_leader() {
+    let mut options = options(91);
+    options.configure = |config| config.lease_reads = true;
+    let cluster = MemCluster::start(3, options).await.unwrap();
+    cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    cluster.kv(put("k", "v")).await.unwrap();
+    for consistency in [
+        ReadConsistency::Linearizable,
+        ReadConsistency::Lease,
+        ReadConsistency::Serializable,
+    ] {
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+        let node = cluster.node(leader).unwrap();
+        let reply = node
+            .read(KvCommand::Get { key: "k".into() }.encode(), consistency)
+            .await
+            .unwrap();
+        assert_eq!(
+            KvResponse::decode(&reply).unwrap(),
+            KvResponse::Value(Some("v".into())),
+            "{consistency:?}"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_read_on_a_cut_off_follower_may_be_stale_but_answers() {
+    let cluster = MemCluster::start(3, options(95)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    cluster.kv(put("k", "1")).await.unwrap();
+    let follower = *cluster.ids().iter().find(|id| **id != leader).unwrap();
+    assert!(
+        cluster
+            .wait_for_applied(
+                cluster.node(leader).unwrap().status().raft.last_log_index,
+                LEADER_TIMEOUT
+            )
+            .await
+    );
+    cluster.network().isolate(follower);
+    cluster.kv(put("k", "2")).await.unwrap();
+    let node = cluster.node(follower).unwrap();
+    let query = KvCommand::Get { key: "k".into() }.encode();
+    let stale = node
+        .read(query.clone(), ReadConsistency::Serializable)
+        .await
+        .unwrap();
+    assert_eq!(
+        KvResponse::decode(&stale).unwrap(),
+        KvResponse::Value(Some("1".into()))
+    );
+    // A linearizable read on the cut-off follower cannot be confirmed.
+    assert!(node.read(query, ReadConsistency::Linearizable).await.is_err());
+    cluster.shutdown().await;
 }
