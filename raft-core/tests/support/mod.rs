@@ -28,8 +28,11 @@ pub struct Net {
     /// What each node applied.
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
     /// Reads each node reported safe, and reads that failed.
-    pub reads: BTreeMap<NodeId, (Vec<ReadState>, Vec<(u64, ReadError)>)>,
+    pub reads: BTreeMap<NodeId, ReadOutcomes>,
 }
+
+/// The reads one node reported safe, and those that failed.
+pub type ReadOutcomes = (Vec<ReadState>, Vec<(u64, ReadError)>);
 
 impl Net {
     pub fn new(size: u64) -> Self {
