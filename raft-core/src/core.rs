@@ -17,6 +17,7 @@ use crate::message::{Message, MessageBody};
 use crate::progress::{Progress, ReplicationState};
 use crate::read::ReadTracker;
 use crate::ready::Ready;
+use crate::reconfiguration::ConfigHistory;
 use crate::rng::SeededRng;
 use crate::transfer::Transfer;
 use crate::types::{Entry, HardState, Index, NodeId, Role, SoftState, Term};
@@ -104,6 +105,8 @@ pub struct RaftCore {
     pub(crate) leader: Option<NodeId>,
     pub(crate) log: RaftLog,
     pub(crate) membership: Membership,
+    /// The configurations in the log; `membership` is the latest.
+    pub(crate) configs: ConfigHistory,
     pub(crate) rng: SeededRng,
     /// Ticks since the election timer was reset (followers and candidates), or since the last
     /// check-quorum round (leaders).
@@ -126,7 +129,9 @@ pub struct RaftCore {
 }
 
 impl RaftCore {
-    /// A node of a new cluster: empty log, term 0.
+    /// A node of a new cluster: empty log, term 0. `membership` is the bootstrap configuration,
+    /// the same on every founding node; a node that joins an existing cluster passes
+    /// `Membership::default()` and learns its configuration from the leader's log.
     pub fn new(config: Config, membership: Membership) -> Result<Self, InitError> {
         Self::restore(config, membership, RestoredState::default())
     }
@@ -134,9 +139,17 @@ impl RaftCore {
     /// A node restarting from what it had persisted.
     pub fn restore(config: Config, membership: Membership, state: RestoredState) -> Result<Self, InitError> {
         config.validate()?;
-        membership.validate()?;
+        if !membership.is_empty() {
+            membership.validate()?;
+        }
         check_stored_log(&state)?;
         let hard_state = state.hard_state;
+        let mut configs = ConfigHistory {
+            base: membership,
+            entries: Vec::new(),
+        };
+        configs.record(&state.entries);
+        let membership = configs.latest().clone();
         let log = RaftLog::restore(state.entries, hard_state.commit, state.applied);
         let mut core = RaftCore {
             rng: SeededRng::new(config.seed),
@@ -147,6 +160,7 @@ impl RaftCore {
             leader: None,
             log,
             membership,
+            configs,
             election_elapsed: 0,
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
@@ -188,9 +202,6 @@ impl RaftCore {
                 to: message.to,
                 local: self.id(),
             });
-        }
-        if !self.membership.contains(message.from) {
-            return Err(StepError::UnknownSender { from: message.from });
         }
         if !self.observe_term(&message) {
             return Ok(());
@@ -252,6 +263,9 @@ impl RaftCore {
 
     /// Collects the work produced since the last call. See [`Ready`] for what to do with it.
     pub fn ready(&mut self) -> Ready {
+        if self.role == Role::Leader {
+            self.advance_membership_change();
+        }
         if self.role == Role::Leader {
             self.flush_reads();
             self.flush_replication();

@@ -19,7 +19,7 @@ impl RaftCore {
     /// A follower's or candidate's tick: start an election when the timer runs out.
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_election_timeout && self.membership.is_voter(self.id()) {
+        if self.election_elapsed >= self.randomized_election_timeout && self.may_campaign() {
             self.start_election();
         }
     }
@@ -144,16 +144,18 @@ impl RaftCore {
             .log
             .is_up_to_date(request.last_log_index, request.last_log_term)
             || self.planted(PlantedBug::SkipUpToDateLogCheck);
-        let voter = self.membership.is_voter(self.id());
+        // Whether this node votes is the candidate's configuration's business, not ours: a node
+        // promoted to voter may not have the entry that says so yet. A learner's grant is simply
+        // not counted by a candidate whose configuration has it as a learner.
         let granted = if request.pre_vote {
             // Would we vote in `term`? Only if it is a new term, no leader is alive, and the log is
             // up to date. Nothing changes here.
-            voter && term > self.term && !self.leader_recently_heard() && log_ok
+            term > self.term && !self.leader_recently_heard() && log_ok
         } else {
             let can_vote = self.voted_for == Some(candidate)
                 || (self.voted_for.is_none() && self.leader.is_none())
                 || self.planted(PlantedBug::GrantSecondVoteInTerm);
-            voter && can_vote && log_ok
+            can_vote && log_ok
         };
         if granted && !request.pre_vote {
             self.voted_for = Some(candidate);

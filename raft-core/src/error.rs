@@ -17,12 +17,6 @@ pub enum StepError {
         /// This node.
         local: NodeId,
     },
-    /// The sender is not a member of the configuration this node knows.
-    #[error("message from node {from}, which is not a member of the cluster")]
-    UnknownSender {
-        /// The sender named in the message.
-        from: NodeId,
-    },
 }
 
 /// A proposal the core did not accept. Nothing was appended.

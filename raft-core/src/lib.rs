@@ -51,6 +51,7 @@ mod planted;
 mod progress;
 mod read;
 mod ready;
+mod reconfiguration;
 mod replication;
 mod rng;
 mod storage;
@@ -69,6 +70,7 @@ pub use crate::planted::PlantedBug;
 pub use crate::progress::ReplicationState;
 pub use crate::read::{ReadError, ReadId, ReadState};
 pub use crate::ready::Ready;
+pub use crate::reconfiguration::MembershipChangeError;
 pub use crate::rng::SeededRng;
 pub use crate::storage::{
     Inbox, LogStorage, LogWrite, StateMachine, StateMachineError, StorageError, StoredLog, Transport,

@@ -67,6 +67,17 @@ impl Membership {
         Ok(membership)
     }
 
+    /// Whether this is the empty configuration of a node that has not joined a cluster yet: it
+    /// never campaigns and learns its configuration from the leader's log.
+    pub fn is_empty(&self) -> bool {
+        self.voters.is_empty() && self.outgoing.is_none() && self.learners.is_empty()
+    }
+
+    /// Whether a joint configuration (C_old,new) is in force.
+    pub fn is_joint(&self) -> bool {
+        self.outgoing.is_some()
+    }
+
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), MembershipError> {
         if self.voters.is_empty() {

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use crate::core::RaftCore;
 use crate::message::{AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody};
 use crate::progress::ReplicationState;
-use crate::types::{Index, NodeId, Role};
+use crate::types::{Entry, EntryPayload, Index, NodeId, Role};
 
 impl RaftCore {
     // ---- leader side ----------------------------------------------------------------------------
@@ -281,7 +281,16 @@ impl RaftCore {
             self.send(leader, MessageBody::AppendEntriesResponse(response));
             return;
         }
+        let configs: Vec<Entry> = request
+            .entries
+            .iter()
+            .filter(|e| matches!(e.payload, EntryPayload::Membership(_)))
+            .cloned()
+            .collect();
         let last_new = self.log.append_after(prev, request.entries);
+        self.forget_truncated_configurations();
+        self.configs.record(&configs);
+        self.adopt_latest_configuration();
         // Only what is known to match the leader may be marked committed.
         let commit = request.leader_commit.min(last_new);
         if commit > self.log.committed {

@@ -114,7 +114,7 @@ impl RaftCore {
 
     /// The leader asked this node to campaign now.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.leader != Some(from) || !self.membership.is_voter(self.id()) || self.role == Role::Leader {
+        if self.leader != Some(from) || !self.may_campaign() || self.role == Role::Leader {
             return;
         }
         info!(

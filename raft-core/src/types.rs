@@ -20,6 +20,9 @@ pub enum EntryPayload {
     Blank,
     /// A command for the user's state machine, opaque to Raft.
     Command(Bytes),
+    /// A new cluster configuration. It takes effect on every node as soon as it is in the node's
+    /// log, committed or not (Raft thesis §4.1).
+    Membership(crate::membership::Membership),
 }
 
 /// One entry of the replicated log.
@@ -60,6 +63,9 @@ impl Entry {
         let payload = match &self.payload {
             EntryPayload::Blank => 0,
             EntryPayload::Command(data) => data.len(),
+            EntryPayload::Membership(m) => {
+                8 * (m.voters.len() + m.learners.len() + m.outgoing.as_ref().map_or(0, |o| o.len()))
+            }
         };
         payload + Self::OVERHEAD_BYTES
     }

@@ -896,16 +896,29 @@ fn oversized_proposal_is_refused() {
 }
 
 #[test]
-fn messages_for_another_node_or_from_a_stranger_are_refused() {
+fn message_for_another_node_is_refused() {
     let mut node = restored(1, &[1], 1);
     let wrong_to = vote_request(2, 9, 2, 1, 1);
     assert_eq!(
         node.step(wrong_to),
         Err(StepError::WrongRecipient { to: 9, local: 1 })
     );
-    let stranger = vote_request(9, 1, 2, 1, 1);
-    assert_eq!(node.step(stranger), Err(StepError::UnknownSender { from: 9 }));
     assert_eq!(node.term(), 1);
+}
+
+#[test]
+fn leader_outside_the_known_configuration_is_followed() {
+    // A lagging node must accept a leader added by a configuration it has not seen yet (Raft
+    // thesis §4.1); authenticating peers is the transport's job.
+    let mut node = restored(1, &[1], 1);
+    node.step(append(9, 1, 2, (1, 1), entries(&[1, 2])[1..].to_vec(), 0))
+        .unwrap();
+    assert_eq!(node.leader(), Some(9));
+    assert_eq!(node.term(), 2);
+    assert_eq!(
+        append_answers(&node.ready()),
+        vec![AppendEntriesResponse::Success { match_index: 2 }]
+    );
 }
 
 #[test]

@@ -654,7 +654,8 @@ async fn apply_loop<M: StateMachine>(
         let mut last = 0;
         for entry in entries {
             let response = match entry.payload {
-                EntryPayload::Blank => Bytes::new(),
+                // Configuration changes are Raft's own business, not the state machine's.
+                EntryPayload::Blank | EntryPayload::Membership(_) => Bytes::new(),
                 EntryPayload::Command(command) => match state_machine.apply(entry.index, command).await {
                     Ok(response) => response,
                     Err(error) => {

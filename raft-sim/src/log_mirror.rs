@@ -70,6 +70,21 @@ pub(crate) fn entry_hash(entry: &Entry) -> u64 {
     match &entry.payload {
         EntryPayload::Blank => fnv(h, b"blank"),
         EntryPayload::Command(data) => fnv(fnv(h, b"cmd"), data),
+        EntryPayload::Membership(m) => {
+            let mut h = fnv(h, b"config");
+            for id in m
+                .voters
+                .iter()
+                .chain([0u64].iter())
+                .chain(m.outgoing.iter().flatten())
+            {
+                h = fnv(h, &id.to_le_bytes());
+            }
+            for id in &m.learners {
+                h = fnv(fnv(h, b"l"), &id.to_le_bytes());
+            }
+            h
+        }
     }
 }
 

@@ -48,20 +48,29 @@ fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     Ok(start..end)
 }
 
+/// Prints a line, ignoring a closed pipe (as when the output goes to `head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(seed) = cli.seed {
         let options = SimOptions::for_seed(seed).with_planted_bug(cli.bug);
         return match Simulation::new(seed, options).run() {
             Ok(report) => {
-                println!(
+                say!(
                     "seed {seed}: every invariant held ({} nodes): {:?}",
-                    report.nodes, report.stats
+                    report.nodes,
+                    report.stats
                 );
                 ExitCode::SUCCESS
             }
             Err(failure) => {
-                println!("{failure}");
+                say!("{failure}");
                 ExitCode::FAILURE
             }
         };
@@ -71,7 +80,7 @@ fn main() -> ExitCode {
     let (reports, failures) = run_seeds(seeds.clone(), cli.bug, cli.threads, cli.stop_at_first);
     let elapsed = started.elapsed();
     let steps: u64 = reports.iter().map(|r| r.stats.steps).sum();
-    println!(
+    say!(
         "{} seeds in {:.1?} ({} passed, {} failed; {} steps simulated)",
         reports.len() + failures.len(),
         elapsed,
@@ -80,9 +89,9 @@ fn main() -> ExitCode {
         steps
     );
     if let Some(first) = failures.first() {
-        println!("\nfirst failure:\n{first}");
+        say!("\nfirst failure:\n{first}");
         let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
-        println!("failing seeds: {seeds:?}");
+        say!("failing seeds: {seeds:?}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -44,6 +44,8 @@ pub(crate) struct PendingWrite {
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
+    /// The configuration it was started with (bootstrap, or empty for a joiner).
+    pub(crate) initial: Membership,
     pub(crate) core: Option<RaftCore>,
     pub(crate) disk: Disk,
     pub(crate) pending: VecDeque<PendingWrite>,
@@ -65,6 +67,7 @@ impl SimNode {
         SimNode {
             id,
             config,
+            initial: membership.clone(),
             core,
             disk: Disk::default(),
             pending: VecDeque::new(),
@@ -91,7 +94,8 @@ impl SimNode {
     }
 
     /// Starts the node again from its disk.
-    pub(crate) fn restart(&mut self, membership: &Membership) -> Result<(), String> {
+    pub(crate) fn restart(&mut self) -> Result<(), String> {
+        let membership = &self.initial;
         let restored = RestoredState {
             hard_state: self.disk.hard_state,
             entries: self.disk.entries.clone(),

@@ -54,6 +54,10 @@ pub struct SimOptions {
     pub lease_reads: bool,
     /// Per-step probability that the leader starts a leadership transfer.
     pub transfer_probability: f64,
+    /// Extra nodes that start outside the cluster (empty configuration) and may be added.
+    pub spare_nodes: u64,
+    /// Per-step probability that the leader changes the voters and learners.
+    pub membership_change_probability: f64,
     /// A deliberate bug to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
 }
@@ -87,6 +91,8 @@ impl SimOptions {
             read_probability: pick(&mut rng, &[0.0, 0.05, 0.2]),
             lease_reads: rng.chance(0.5),
             transfer_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
+            spare_nodes: rng.below(3),
+            membership_change_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
             planted_bug: None,
         }
     }

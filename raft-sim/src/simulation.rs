@@ -124,7 +124,6 @@ pub struct Simulation {
     options: SimOptions,
     rng: SeededRng,
     now: u64,
-    membership: Membership,
     nodes: BTreeMap<NodeId, SimNode>,
     network: Network,
     observer: Observer,
@@ -145,10 +144,16 @@ impl Simulation {
     /// A cluster of `options.nodes` fresh nodes.
     pub fn new(seed: u64, options: SimOptions) -> Self {
         let mut rng = SeededRng::new(seed);
-        let ids: Vec<NodeId> = (1..=options.nodes).collect();
-        let membership = Membership::voters(ids.clone()).unwrap_or_default();
+        let ids: Vec<NodeId> = (1..=options.nodes + options.spare_nodes).collect();
+        let membership = Membership::voters(1..=options.nodes).unwrap_or_default();
         let mut nodes = BTreeMap::new();
         for id in ids {
+            // Spare nodes start outside the cluster and learn their configuration from a leader.
+            let initial = if id <= options.nodes {
+                membership.clone()
+            } else {
+                Membership::default()
+            };
             let mut config = Config::new(id)
                 .with_election_timeout_ticks(options.election_ticks)
                 .with_heartbeat_interval_ticks(options.heartbeat_ticks)
@@ -168,7 +173,7 @@ impl Simulation {
             config.lease_clock_drift_ticks = (skew_ticks.div_ceil(slowest) + 1) as u32;
             let skew = options.tick_skew;
             let period = options.tick_period - skew + rng.below(2 * skew + 1);
-            nodes.insert(id, SimNode::new(id, config, &membership, period));
+            nodes.insert(id, SimNode::new(id, config, &initial, period));
         }
         let network = Network::new(
             options.drop_probability,
@@ -180,7 +185,6 @@ impl Simulation {
             options,
             rng,
             now: 0,
-            membership,
             nodes,
             network,
             observer: Observer::default(),
@@ -240,7 +244,7 @@ impl Simulation {
             };
             let s = core.status();
             lines.push(format!(
-                "node {}: {} term {} leader {:?} commit {} applied {} persisted {} last {} pending writes {}",
+                "node {}: {} term {} leader {:?} commit {} applied {} persisted {} last {} pending writes {} config {:?}",
                 s.id,
                 s.role,
                 s.term,
@@ -249,7 +253,8 @@ impl Simulation {
                 s.applied_index,
                 s.persisted_index,
                 s.last_log_index,
-                node.pending.len()
+                node.pending.len(),
+                core.membership()
             ));
             for peer in self.nodes.keys() {
                 if let Some(p) = core.follower_progress(*peer) {
@@ -282,6 +287,13 @@ impl Simulation {
         }
         if chaos && self.rng.chance(self.options.transfer_probability) {
             self.transfer_leadership();
+        }
+        // Without pre-vote or check-quorum a removed server that never learns of its removal
+        // disrupts the cluster by design (Raft thesis §4.2.3); only test changes where a defence
+        // is on.
+        let defended = self.options.pre_vote || self.options.check_quorum;
+        if chaos && defended && self.rng.chance(self.options.membership_change_probability) {
+            self.change_membership();
         }
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in &ids {
@@ -378,7 +390,7 @@ impl Simulation {
         let now = self.now;
         for node in self.nodes.values_mut() {
             if node.restart_at.is_some_and(|at| at <= now) {
-                node.restart(&self.membership)
+                node.restart()
                     .map_err(|error| Violation::Unexpected { node: node.id, error })?;
                 let (term, last_index) = node
                     .core
@@ -526,6 +538,42 @@ impl Simulation {
         }
     }
 
+    /// The leader moves to a random configuration over all node ids: some voters, some learners.
+    fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let mut voters = std::collections::BTreeSet::new();
+        let mut learners = std::collections::BTreeSet::new();
+        for id in &ids {
+            match self.rng.below(4) {
+                0 => {
+                    learners.insert(*id);
+                }
+                1 => {}
+                _ => {
+                    voters.insert(*id);
+                }
+            }
+        }
+        if voters.is_empty() {
+            voters.insert(ids[self.rng.below(ids.len() as u64) as usize]);
+            learners.retain(|id| !voters.contains(id));
+        }
+        if let Some(core) = self.core_mut(leader) {
+            if let Ok(index) = core.change_membership(voters.clone(), learners.clone()) {
+                self.trace.record(
+                    self.now,
+                    Event::Reconfigure {
+                        leader,
+                        index,
+                        voters: bits(&voters),
+                        learners: bits(&learners),
+                    },
+                );
+            }
+        }
+    }
+
     fn transfer_leadership(&mut self) {
         let Some(leader) = self.leader() else { return };
         let ids: Vec<NodeId> = self.nodes.keys().copied().filter(|id| *id != leader).collect();
@@ -665,13 +713,16 @@ impl Simulation {
     /// configured pipeline needs to replicate the entries outstanding when the faults stopped
     /// (a new entry commits only after them).
     fn liveness_allowance(&self) -> u64 {
-        let logs = self
+        // A node may have to receive everything it lacks before a new entry can commit (after a
+        // membership change it may be a new voter), so the backlog is longest log minus shortest.
+        let logs: Vec<u64> = self
             .nodes
             .values()
-            .map(|n| n.disk.mirror.len().max(n.mirror.len()));
-        let longest = logs.max().unwrap_or(0);
-        let committed = self.observer.committed.len();
-        let backlog = longest.saturating_sub(committed);
+            .map(|n| n.disk.mirror.len().max(n.mirror.len()))
+            .collect();
+        let longest = logs.iter().copied().max().unwrap_or(0);
+        let shortest = logs.iter().copied().min().unwrap_or(0);
+        let backlog = longest - shortest;
         let o = &self.options;
         let round_trip = 2 * o.max_delay + o.max_disk_delay + 2 * o.tick_period;
         let per_round = (o.max_entries_per_message * o.max_inflight_messages) as u64;
@@ -726,4 +777,9 @@ impl Simulation {
     fn core_mut(&mut self, id: NodeId) -> Option<&mut raft_core::RaftCore> {
         self.nodes.get_mut(&id).and_then(|n| n.core.as_mut())
     }
+}
+
+/// A set of node ids as a bit set (bit i = node i + 1), for compact traces.
+fn bits(ids: &std::collections::BTreeSet<NodeId>) -> u64 {
+    ids.iter().fold(0, |acc, id| acc | (1 << (id - 1)))
 }

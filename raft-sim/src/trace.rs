@@ -121,6 +121,17 @@ pub enum Event {
         /// Its read index.
         index: Index,
     },
+    /// A leader started a membership change.
+    Reconfigure {
+        /// The leader.
+        leader: NodeId,
+        /// The index of the configuration entry.
+        index: Index,
+        /// The new voters (bit i = node i + 1).
+        voters: u64,
+        /// The new learners (bit i = node i + 1).
+        learners: u64,
+    },
     /// A leader started a leadership transfer.
     Transfer {
         /// The leader.
@@ -222,6 +233,15 @@ impl fmt::Display for Event {
             }
             Event::ReadReady { node, id, index } => write!(f, "node {node} read {id} ready at index {index}"),
             Event::Transfer { from, to } => write!(f, "leader {from} transfers leadership to {to}"),
+            Event::Reconfigure {
+                leader,
+                index,
+                voters,
+                learners,
+            } => write!(
+                f,
+                "leader {leader} changes membership at {index}: voters {voters:#b}, learners {learners:#b}"
+            ),
         }
     }
 }

@@ -19,7 +19,7 @@ fn first_failure(bug: PlantedBug, limit: u64) -> (u64, String) {
 
 #[test]
 fn simulator_catches_counting_previous_term_entries_toward_commit() {
-    first_failure(PlantedBug::CountPreviousTermTowardCommit, 3000);
+    first_failure(PlantedBug::CountPreviousTermTowardCommit, 5000);
 }
 
 #[test]

@@ -216,3 +216,14 @@ pub fn hard(term: u64) -> HardState {
         commit: 0,
     }
 }
+
+impl Net {
+    /// Adds node `id` outside the cluster (empty configuration), as an operator starts a node
+    /// before adding it.
+    pub fn add_joiner(&mut self, id: NodeId) {
+        let node = RaftCore::new(config(id), Membership::default()).unwrap();
+        self.nodes.insert(id, node);
+        self.stored.insert(id, (HardState::default(), Vec::new()));
+        self.applied.insert(id, Vec::new());
+    }
+}

@@ -1,0 +1,218 @@
+//! Membership changes by joint consensus (Raft thesis §4.3), and learners.
+//!
+//! A change from C_old to C_new goes through a joint configuration C_old,new in which every
+//! decision (election and commit) needs a majority of C_old *and* a majority of C_new. Each
+//! configuration takes effect on a node as soon as its entry is in that node's log; once the joint
+//! entry is committed the leader appends C_new by itself. A change that only adds or removes
+//! learners (non-voting members that receive the log) needs no joint phase. One change at a time,
+//! and only once the leader has committed an entry of its own term. A leader that is not a voter in
+//! C_new keeps leading until C_new is committed, then steps down.
+
+use std::collections::BTreeSet;
+
+use thiserror::Error;
+use tracing::info;
+
+use crate::core::RaftCore;
+use crate::membership::{Membership, MembershipError};
+use crate::progress::Progress;
+use crate::types::{Entry, EntryPayload, Index, NodeId, Role, Term};
+
+/// Why a membership change was refused. Nothing was appended.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MembershipChangeError {
+    /// Only the leader changes the configuration.
+    #[error("this node is not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// The leader has not committed an entry of its term yet; retry shortly.
+    #[error("the leader has not committed an entry of its own term yet; retry shortly")]
+    LeaderNotReady,
+    /// Another change is still in progress (not committed, or the joint phase not left yet).
+    #[error("a membership change is already in progress; wait until it completes")]
+    ChangeInProgress,
+    /// A leadership transfer is under way.
+    #[error("a leadership transfer is under way")]
+    TransferInProgress,
+    /// The requested configuration is invalid (no voters, node 0, a node both voter and learner).
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] MembershipError),
+    /// The requested configuration is the one in force.
+    #[error("the requested configuration is already in force")]
+    Unchanged,
+}
+
+/// The configurations in the in-memory log, oldest first, with the one in force before them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConfigHistory {
+    /// The configuration before any configuration entry in the log (bootstrap).
+    pub(crate) base: Membership,
+    /// (index, term, configuration) of each configuration entry in the log.
+    pub(crate) entries: Vec<(Index, Term, Membership)>,
+}
+
+impl ConfigHistory {
+    pub(crate) fn latest(&self) -> &Membership {
+        self.entries.last().map_or(&self.base, |(_, _, m)| m)
+    }
+
+    /// The index of the latest configuration entry, if any.
+    pub(crate) fn latest_index(&self) -> Option<Index> {
+        self.entries.last().map(|(i, _, _)| *i)
+    }
+
+    /// Records the configuration entries among `entries` (appended to the log).
+    pub(crate) fn record(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            if let EntryPayload::Membership(m) = &entry.payload {
+                self.entries.retain(|(i, _, _)| *i < entry.index);
+                self.entries.push((entry.index, entry.term, m.clone()));
+            }
+        }
+    }
+}
+
+impl RaftCore {
+    /// Changes the configuration to `voters` and `learners`. Changing the voters goes through a
+    /// joint configuration first; the leader leaves it by itself once it is committed. Returns the
+    /// index of the (first) configuration entry.
+    pub fn change_membership(
+        &mut self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<Index, MembershipChangeError> {
+        if self.role != Role::Leader {
+            return Err(MembershipChangeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(MembershipChangeError::TransferInProgress);
+        }
+        if !self.term_committed() {
+            return Err(MembershipChangeError::LeaderNotReady);
+        }
+        if self.change_pending() {
+            return Err(MembershipChangeError::ChangeInProgress);
+        }
+        let target = Membership {
+            voters,
+            outgoing: None,
+            learners,
+        };
+        target.validate()?;
+        let current = self.membership.clone();
+        if target == current {
+            return Err(MembershipChangeError::Unchanged);
+        }
+        let next = if target.voters == current.voters {
+            target
+        } else {
+            Membership {
+                outgoing: Some(current.voters.clone()),
+                ..target
+            }
+        };
+        info!(node = self.id(), term = self.term, ?next, "changing membership");
+        Ok(self.append_configuration(next))
+    }
+
+    /// Whether a change is still in progress: a configuration entry not yet committed, or a joint
+    /// configuration not yet left.
+    pub(crate) fn change_pending(&self) -> bool {
+        self.configs
+            .latest_index()
+            .is_some_and(|i| i > self.log.committed)
+            || self.membership.is_joint()
+    }
+
+    fn append_configuration(&mut self, membership: Membership) -> Index {
+        let index = self.log.last_index() + 1;
+        let entry = Entry {
+            term: self.term,
+            index,
+            payload: EntryPayload::Membership(membership),
+        };
+        self.configs.record(std::slice::from_ref(&entry));
+        self.log.push(entry);
+        self.adopt_latest_configuration();
+        index
+    }
+
+    /// Makes the latest configuration in the log the one in force, and fits the leader's
+    /// per-follower state to it.
+    pub(crate) fn adopt_latest_configuration(&mut self) {
+        let latest = self.configs.latest().clone();
+        if latest == self.membership {
+            return;
+        }
+        self.membership = latest;
+        if self.role == Role::Leader {
+            let me = self.id();
+            let next = self.log.last_index() + 1;
+            let members: Vec<NodeId> = self.membership.members().filter(|id| *id != me).collect();
+            self.progress.retain(|id, _| members.contains(id));
+            for id in members {
+                self.progress.entry(id).or_insert_with(|| Progress::new(next));
+            }
+        }
+    }
+
+    /// Whether this node may start elections: it votes in its latest configuration, or in the last
+    /// committed one. A node removed by a configuration that is not committed yet may still be
+    /// needed to elect a leader that finishes the change (Raft thesis §4.2.2).
+    pub(crate) fn may_campaign(&self) -> bool {
+        let me = self.id();
+        if self.membership.is_voter(me) {
+            return true;
+        }
+        let committed = self.log.committed;
+        let last_committed = self
+            .configs
+            .entries
+            .iter()
+            .rev()
+            .find(|(index, _, _)| *index <= committed)
+            .map_or(&self.configs.base, |(_, _, m)| m);
+        last_committed.is_voter(me)
+    }
+
+    /// Drops configuration entries that are no longer in the log (after a truncation).
+    pub(crate) fn forget_truncated_configurations(&mut self) {
+        let log = &self.log;
+        self.configs
+            .entries
+            .retain(|(index, term, _)| log.term(*index) == Some(*term));
+    }
+
+    /// Leader duties once changes commit: leave a committed joint configuration, and step down
+    /// once a configuration without this node as a voter is committed.
+    pub(crate) fn advance_membership_change(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let committed = self
+            .configs
+            .latest_index()
+            .is_none_or(|i| i <= self.log.committed);
+        if !committed {
+            return;
+        }
+        if self.membership.is_joint() {
+            let final_config = Membership {
+                outgoing: None,
+                ..self.membership.clone()
+            };
+            self.append_configuration(final_config);
+        } else if !self.membership.is_voter(self.id()) {
+            info!(
+                node = self.id(),
+                term = self.term,
+                "removed from the voters; stepping down"
+            );
+            self.become_follower(self.term, None);
+        }
+    }
+}
