@@ -4,19 +4,19 @@
 //! [`MemStorage`] that outlives it (so a node can be killed and restarted from what it persisted),
 //! a [`KvStateMachine`], and a link to one shared [`MemNetwork`] whose faults the caller controls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::{Entry, HardState, Membership, MembershipError, NodeId, Role};
+use raft_core::{Entry, HardState, Membership, MembershipChangeError, MembershipError, NodeId, Role};
 use raft_net_mem::MemNetwork;
 use raft_storage_mem::MemStorage;
 use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::config::NodeConfig;
-use crate::error::{ProposeError, ReadError, StartError};
+use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError};
 use crate::kv::{KvCommand, KvResponse, KvStateMachine};
 use crate::node::{RaftNode, ReadConsistency};
 
@@ -68,12 +68,17 @@ pub enum ClusterError {
     /// The read failed for good or timed out.
     #[error("read failed: {0}")]
     Read(#[from] ReadError),
+    /// A membership change failed.
+    #[error("membership change failed: {0}")]
+    MembershipChange(#[from] MembershipChangeFailed),
     /// The state machine answered something other than what was asked.
     #[error("unexpected reply: {0}")]
     UnexpectedReply(String),
 }
 
 struct Member {
+    /// The configuration it starts with: the bootstrap one, or empty for a node added later.
+    initial: Membership,
     storage: MemStorage,
     state_machine: KvStateMachine,
     node: Option<Arc<RaftNode>>,
@@ -97,7 +102,6 @@ struct Member {
 /// ```
 pub struct MemCluster {
     network: MemNetwork,
-    membership: Membership,
     options: ClusterOptions,
     members: Mutex<BTreeMap<NodeId, Member>>,
 }
@@ -120,6 +124,7 @@ impl MemCluster {
             .into_iter()
             .map(|(id, storage)| {
                 let member = Member {
+                    initial: membership.clone(),
                     storage,
                     state_machine: KvStateMachine::new(),
                     node: None,
@@ -129,7 +134,6 @@ impl MemCluster {
             .collect();
         let cluster = MemCluster {
             network: MemNetwork::new(options.seed),
-            membership,
             options,
             members: Mutex::new(members),
         };
@@ -201,13 +205,12 @@ impl MemCluster {
     pub async fn restart(&self, id: NodeId) -> Result<(), ClusterError> {
         self.kill(id);
         let config = self.node_config(id);
-        let membership = self.membership.clone();
         let state_machine = KvStateMachine::new();
-        let storage = {
+        let (storage, membership) = {
             let mut members = self.members();
             let member = members.get_mut(&id).ok_or(ClusterError::NotRunning(id))?;
             member.state_machine = state_machine.clone();
-            member.storage.clone()
+            (member.storage.clone(), member.initial.clone())
         };
         let (transport, inbox) = self.network.register(id);
         let node = RaftNode::start(config, membership, storage, transport, inbox, state_machine).await?;
@@ -215,6 +218,66 @@ impl MemCluster {
             member.node = Some(Arc::new(node));
         }
         Ok(())
+    }
+
+    /// Starts a new node `id` with empty storage and no configuration: it takes part once a
+    /// membership change adds it (see [`change_membership`](Self::change_membership)).
+    pub async fn add_node(&self, id: NodeId) -> Result<(), ClusterError> {
+        let member = Member {
+            initial: Membership::default(),
+            storage: MemStorage::new(),
+            state_machine: KvStateMachine::new(),
+            node: None,
+        };
+        self.members().insert(id, member);
+        self.restart(id).await
+    }
+
+    /// Removes node `id` from the cluster object (after a membership change removed it).
+    pub fn remove_node(&self, id: NodeId) {
+        self.kill(id);
+        self.members().remove(&id);
+    }
+
+    /// Changes the configuration through the current leader, retrying while the leader changes.
+    pub async fn change_membership(
+        &self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.options.propose_timeout;
+        loop {
+            let leader = self.wait_for_leader(self.options.propose_timeout).await?;
+            let node = self.node(leader).ok_or(ClusterError::NotRunning(leader))?;
+            let retry = match node.change_membership(voters.clone(), learners.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(MembershipChangeFailed::Dropped)
+                | Err(MembershipChangeFailed::Refused(MembershipChangeError::NotLeader { .. }))
+                | Err(MembershipChangeFailed::Refused(MembershipChangeError::LeaderNotReady))
+                | Err(MembershipChangeFailed::Refused(MembershipChangeError::ChangeInProgress))
+                | Err(MembershipChangeFailed::Refused(MembershipChangeError::TransferInProgress)) => true,
+                // The leader removed itself and stepped down; the change is in force elsewhere.
+                Err(MembershipChangeFailed::Timeout) | Err(MembershipChangeFailed::Stopped) => true,
+                Err(error) => return Err(error.into()),
+            };
+            if self.configuration_in_force(&voters, &learners) {
+                return Ok(());
+            }
+            if !retry || Instant::now() >= deadline {
+                return Err(ClusterError::MembershipChange(MembershipChangeFailed::Timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether the stable leader has this configuration in force.
+    fn configuration_in_force(&self, voters: &BTreeSet<NodeId>, learners: &BTreeSet<NodeId>) -> bool {
+        self.stable_leader()
+            .and_then(|id| self.node(id))
+            .is_some_and(|n| {
+                let m = n.status().membership;
+                m.voters == *voters && m.learners == *learners && !m.is_joint()
+            })
     }
 
     /// The leaders among running nodes, as (id, term).

@@ -107,6 +107,24 @@ pub enum TransferError {
     Stopped,
 }
 
+/// Why a membership change did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MembershipChangeFailed {
+    /// The change could not start (not the leader, another change pending, invalid, ...);
+    /// nothing was appended.
+    #[error("membership change refused: {0}")]
+    Refused(#[from] raft_core::MembershipChangeError),
+    /// Leadership changed and the change was overwritten: it did not happen. Retry on the leader.
+    #[error("leadership changed before the change committed; it did not happen")]
+    Dropped,
+    /// Not in force within the timeout: it may still complete.
+    #[error("the change was not in force within the timeout; it may still complete")]
+    Timeout,
+    /// The node stopped.
+    #[error("the node stopped")]
+    Stopped,
+}
+
 /// Why a node could not start.
 #[derive(Debug, Error)]
 pub enum StartError {

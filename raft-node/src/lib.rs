@@ -43,7 +43,7 @@ mod node;
 #[cfg(feature = "mem")]
 pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
 pub use crate::config::NodeConfig;
-pub use crate::error::{ProposeError, ReadError, StartError, TransferError};
+pub use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError, TransferError};
 pub use crate::kv::{DecodeError, KvCommand, KvResponse, KvStateMachine};
 pub use crate::node::{NodeStatus, RaftNode, ReadConsistency, RunState};
 pub use raft_core;

@@ -20,14 +20,15 @@
 //! queued meanwhile in one call (group commit). The leader sends AppendEntries before its own write
 //! is durable, so its fsync runs in parallel with the followers'.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Entry, EntryPayload, Inbox, Index, LogStorage, LogWrite, Membership, Message, NodeId, RaftCore, Ready,
-    RestoredState, StateMachine, StateMachineError, Status, StorageError, Term, Transport,
+    Entry, EntryPayload, Inbox, Index, LogStorage, LogWrite, Membership, MembershipChangeError, Message,
+    NodeId, RaftCore, Ready, RestoredState, StateMachine, StateMachineError, Status, StorageError, Term,
+    Transport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -35,7 +36,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::config::NodeConfig;
-use crate::error::{ProposeError, ReadError, StartError, TransferError};
+use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError, TransferError};
 
 /// Whether the node is running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +54,8 @@ pub enum RunState {
 pub struct NodeStatus {
     /// Role, term, leader and the log's indexes, as the protocol core sees them.
     pub raft: Status,
+    /// The configuration in force on this node (the latest in its log).
+    pub membership: Membership,
     /// Whether the node runs.
     pub state: RunState,
 }
@@ -61,6 +64,7 @@ impl NodeStatus {
     fn of(core: &RaftCore, state: RunState) -> Self {
         NodeStatus {
             raft: core.status(),
+            membership: core.membership().clone(),
             state,
         }
     }
@@ -98,6 +102,12 @@ enum Request {
     Transfer {
         target: NodeId,
         reply: ReplyTo<(), raft_core::TransferError>,
+    },
+    ChangeMembership {
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        started: ReplyTo<(), MembershipChangeError>,
+        applied: ReplyTo<Bytes, ProposeError>,
     },
     Shutdown,
 }
@@ -314,6 +324,66 @@ impl RaftNode {
         }
     }
 
+    /// Changes the cluster's configuration to `voters` and `learners` (call it on the leader) and
+    /// waits until that configuration is in force on this node: a change of voters passes through
+    /// a joint configuration, which the leader leaves by itself once it is committed.
+    pub async fn change_membership(
+        &self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<(), MembershipChangeFailed> {
+        let (started, accepted) = oneshot::channel();
+        let (applied, first_entry) = oneshot::channel();
+        let request = Request::ChangeMembership {
+            voters: voters.clone(),
+            learners: learners.clone(),
+            started,
+            applied,
+        };
+        if self.requests.send(request).await.is_err() {
+            return Err(MembershipChangeFailed::Stopped);
+        }
+        match accepted.await {
+            Err(_) => return Err(MembershipChangeFailed::Stopped),
+            Ok(Err(refused)) => return Err(MembershipChangeFailed::Refused(refused)),
+            Ok(Ok(())) => {}
+        }
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        match tokio::time::timeout_at(deadline, first_entry).await {
+            Err(_) => return Err(MembershipChangeFailed::Timeout),
+            Ok(Err(_)) => return Err(MembershipChangeFailed::Stopped),
+            Ok(Ok(Err(ProposeError::Dropped))) => return Err(MembershipChangeFailed::Dropped),
+            Ok(Ok(Err(_))) => return Err(MembershipChangeFailed::Stopped),
+            Ok(Ok(Ok(_))) => {}
+        }
+        let mut status = self.status.clone();
+        // In force once the final configuration is in the log and committed (a leader that
+        // removed itself steps down in the same step it commits).
+        let in_force = async {
+            let appended = status
+                .wait_for(|s| {
+                    let m = &s.membership;
+                    (m.voters == voters && m.learners == learners && !m.is_joint())
+                        || s.state != RunState::Running
+                })
+                .await
+                .map(|s| (s.state == RunState::Running).then_some(s.raft.last_log_index));
+            let Ok(Some(final_index)) = appended else {
+                return false;
+            };
+            status
+                .wait_for(|s| s.raft.commit_index >= final_index || s.state != RunState::Running)
+                .await
+                .map(|s| s.state == RunState::Running)
+                .unwrap_or(false)
+        };
+        match tokio::time::timeout_at(deadline, in_force).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MembershipChangeFailed::Stopped),
+            Err(_) => Err(MembershipChangeFailed::Timeout),
+        }
+    }
+
     /// The node's current status.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
@@ -467,6 +537,25 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             Event::Request(Request::Transfer { target, reply }) => {
                 let _ = reply.send(self.core.transfer_leadership(target));
             }
+            Event::Request(Request::ChangeMembership {
+                voters,
+                learners,
+                started,
+                applied,
+            }) => match self.core.change_membership(voters, learners) {
+                Ok(index) => {
+                    let term = self.core.term();
+                    let _ = started.send(Ok(()));
+                    let _ = self.apply_jobs.send(ApplyJob::Await {
+                        index,
+                        term,
+                        reply: applied,
+                    });
+                }
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                }
+            },
             Event::Request(Request::Shutdown) | Event::Shutdown => return Some(RunState::Stopped),
             Event::Persisted(Ok(acknowledged)) => {
                 for (index, term) in acknowledged {

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use raft_core::{Entry, EntryPayload, HardState, NodeId, Role};
@@ -506,5 +507,121 @@ async fn serializable_read_on_a_cut_off_follower_may_be_stale_but_answers() {
     );
     // A linearizable read on the cut-off follower cannot be confirmed.
     assert!(node.read(query, ReadConsistency::Linearizable).await.is_err());
+    cluster.shutdown().await;
+}
+
+fn ids(list: &[NodeId]) -> BTreeSet<NodeId> {
+    list.iter().copied().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_is_added_catches_up_and_is_promoted() {
+    let cluster = MemCluster::start(3, options(101)).await.unwrap();
+    cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    for i in 0..20 {
+        cluster.kv(put(&format!("k{i}"), "v")).await.unwrap();
+    }
+    cluster.add_node(4).await.unwrap();
+    cluster
+        .change_membership(ids(&[1, 2, 3]), ids(&[4]))
+        .await
+        .unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    let last = cluster.node(leader).unwrap().status().raft.last_log_index;
+    assert!(
+        cluster.wait_for_applied(last, LEADER_TIMEOUT).await,
+        "the learner caught up"
+    );
+    assert_eq!(cluster.replica(4), cluster.replica(leader));
+    cluster
+        .change_membership(ids(&[1, 2, 3, 4]), ids(&[]))
+        .await
+        .unwrap();
+    let status = cluster.node(4).unwrap().status();
+    assert_eq!(status.membership.voters, ids(&[1, 2, 3, 4]));
+    cluster.kv(put("after", "promotion")).await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_is_replaced_one_at_a_time_while_writes_continue() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let cluster = Arc::new(MemCluster::start(3, options(111)).await.unwrap());
+    cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (cluster, done, count) = (cluster.clone(), done.clone(), count.clone());
+        tokio::spawn(async move {
+            let mut written = Vec::new();
+            let mut i = 0;
+            while !done.load(Ordering::SeqCst) {
+                i += 1;
+                let key = format!("w{i}");
+                cluster
+                    .kv(put(&key, "x"))
+                    .await
+                    .unwrap_or_else(|e| panic!("write {key} failed: {e}"));
+                written.push(key);
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            written
+        })
+    };
+    // Waits until a few more writes have completed: writes keep flowing between changes.
+    let progress = |count: Arc<AtomicUsize>| async move {
+        let start = count.load(Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + LEADER_TIMEOUT;
+        while count.load(Ordering::SeqCst) < start + 5 {
+            assert!(tokio::time::Instant::now() < deadline, "writes stalled");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let mut voters = ids(&[1, 2, 3]);
+    for (old, new) in [(1, 4), (2, 5), (3, 6)] {
+        progress(count.clone()).await;
+        cluster.add_node(new).await.unwrap();
+        voters.insert(new);
+        voters.remove(&old);
+        cluster.change_membership(voters.clone(), ids(&[])).await.unwrap();
+        cluster.remove_node(old);
+    }
+    progress(count.clone()).await;
+    done.store(true, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    assert!([4, 5, 6].contains(&leader), "none of the original nodes is left");
+    assert_eq!(cluster.ids(), vec![4, 5, 6]);
+    for key in &written {
+        assert_eq!(
+            cluster.get(key, ReadConsistency::Linearizable).await.unwrap(),
+            Some("x".into()),
+            "{key} survived the replacement"
+        );
+    }
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_removes_itself_and_the_rest_carry_on() {
+    let cluster = MemCluster::start(3, options(121)).await.unwrap();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    cluster.kv(put("before", "1")).await.unwrap();
+    let rest: BTreeSet<NodeId> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+    cluster.change_membership(rest.clone(), ids(&[])).await.unwrap();
+    let new_leader = cluster.wait_for_leader(LEADER_TIMEOUT).await.unwrap();
+    assert!(rest.contains(&new_leader));
+    assert_ne!(cluster.node(leader).unwrap().status().raft.role, Role::Leader);
+    cluster.remove_node(leader);
+    cluster.kv(put("after", "2")).await.unwrap();
+    assert_eq!(
+        cluster
+            .get("before", ReadConsistency::Linearizable)
+            .await
+            .unwrap(),
+        Some("1".into())
+    );
     cluster.shutdown().await;
 }
