@@ -96,6 +96,12 @@ fn appends_to(ready: &raft_core::Ready, to: NodeId) -> Vec<AppendEntries> {
         .collect()
 }
 
+/// Node `node` hears a heartbeat from `leader` in `term`.
+fn hear_leader(node: &mut RaftCore, leader: NodeId, term: u64) {
+    let heartbeat = MessageBody::Heartbeat(Heartbeat { commit: 0, round: 0 });
+    node.step(message(leader, node.id(), term, heartbeat)).unwrap();
+}
+
 fn ticks_until_campaign(node: &mut RaftCore) -> u32 {
     for tick in 1..=1000 {
         node.tick();
@@ -377,13 +383,7 @@ fn pre_candidate_with_a_quorum_of_pre_votes_starts_a_real_election() {
 #[test]
 fn pre_vote_is_refused_while_a_leader_is_heard() {
     let mut node = restored(1, &[1], 1);
-    node.step(message(
-        2,
-        1,
-        1,
-        MessageBody::Heartbeat(Heartbeat { commit: 0, round: 0 }),
-    ))
-    .unwrap();
+    hear_leader(&mut node, 2, 1);
     node.ready();
     node.step(pre_vote_request(3, 1, 2, 1, 1)).unwrap();
     assert_eq!(vote_answers(&node.ready()), vec![(3, 1, false)]);
@@ -453,13 +453,7 @@ fn leader_in_contact_with_a_quorum_stays_leader() {
 #[test]
 fn follower_ignores_vote_requests_while_its_leader_lease_holds() {
     let mut node = restored(1, &[1], 1);
-    node.step(message(
-        2,
-        1,
-        1,
-        MessageBody::Heartbeat(Heartbeat { commit: 0, round: 0 }),
-    ))
-    .unwrap();
+    hear_leader(&mut node, 2, 1);
     node.ready();
     node.step(vote_request(3, 1, 2, 5, 1)).unwrap();
     assert_eq!(node.term(), 1, "the lease keeps the term");
