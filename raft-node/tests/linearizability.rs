@@ -7,7 +7,7 @@
 //! `$RAFT_HISTORY_DIR`), and a Wing & Gong / Lowe checker judges it.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ enum Schedule {
     CrashRestart,
     /// Messages are lost, duplicated and delayed.
     MessageLoss,
-    /// All of the above, plus leadership transfers.
+    /// All of the above, plus leadership transfers and membership changes.
     Mixed,
 }
 
@@ -205,7 +205,14 @@ async fn client(
 }
 
 /// Injects the schedule's faults until `until`, then heals everything and restarts the dead.
-async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, until: Instant) -> usize {
+/// Returns the number of fault events and of completed membership changes.
+async fn inject_faults(
+    cluster: Arc<MemCluster>,
+    schedule: Schedule,
+    seed: u64,
+    until: Instant,
+) -> (usize, usize) {
+    let mut reconfigurations = 0;
     let mut rng = SeededRng::new(seed.wrapping_mul(31));
     let ids = cluster.ids();
     let max_down = (ids.len() - 1) / 2;
@@ -219,7 +226,7 @@ async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, 
             Schedule::LeaderIsolation => [1, 4][rng.below(2) as usize],
             Schedule::CrashRestart => [2, 5][rng.below(2) as usize],
             Schedule::MessageLoss => [3, 4][rng.below(2) as usize],
-            Schedule::Mixed => rng.below(7),
+            Schedule::Mixed => rng.below(8),
         };
         let network = cluster.network();
         match kind {
@@ -255,6 +262,22 @@ async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, 
                     cluster.restart(id).await.unwrap();
                 }
             }
+            7 => {
+                // Move to a random configuration: three or more voters, the rest learners. A
+                // change refused or not finished in time is fine; it is retried by later events.
+                let mut voters: BTreeSet<NodeId> = ids.iter().copied().filter(|_| rng.chance(0.7)).collect();
+                for id in &ids {
+                    if voters.len() >= 3.min(ids.len()) {
+                        break;
+                    }
+                    voters.insert(*id);
+                }
+                let learners: BTreeSet<NodeId> =
+                    ids.iter().copied().filter(|id| !voters.contains(id)).collect();
+                if cluster.change_membership(voters, learners).await.is_ok() {
+                    reconfigurations += 1;
+                }
+            }
             _ => {
                 // Hand leadership to a random running node; a refusal or timeout is fine.
                 let up: Vec<NodeId> = ids.iter().copied().filter(|id| !down.contains(id)).collect();
@@ -272,7 +295,7 @@ async fn inject_faults(cluster: Arc<MemCluster>, schedule: Schedule, seed: u64, 
     for id in down {
         cluster.restart(id).await.unwrap();
     }
-    events
+    (events, reconfigurations)
 }
 
 struct Run {
@@ -324,7 +347,7 @@ async fn run_schedule(run: Run) {
             reads,
         )));
     }
-    let events = faults.await.unwrap();
+    let (events, reconfigurations) = faults.await.unwrap();
     for task in tasks {
         task.await.unwrap();
     }
@@ -342,7 +365,7 @@ async fn run_schedule(run: Run) {
     let verdict = check(&operations, 50_000_000);
     println!(
         "{name} (seed {seed}, {schedule:?}, {reads:?} reads, {nodes} nodes, {clients} clients): {} operations \
-         ({ok} ok, {failed} failed, {unknown} unknown), {events} fault events, checked in {:.1?}: {verdict:?}; \
+         ({ok} ok, {failed} failed, {unknown} unknown), {events} fault events ({reconfigurations} membership changes), checked in {:.1?}: {verdict:?}; \
          history at {}",
         operations.len(),
         started.elapsed(),
