@@ -390,6 +390,12 @@ async fn run_schedule(run: Run) {
         ok > 100,
         "too few operations completed ({ok}) for the check to mean much"
     );
+    if schedule == Schedule::Mixed && nodes >= 5 {
+        assert!(
+            reconfigurations > 0,
+            "the mixed schedule must change the membership at least once"
+        );
+    }
     let reads_with_values = operations
         .iter()
         .filter(|o| matches!(&o.command, Command::Get { output: Some(_) }) && o.outcome == Outcome::Ok)
