@@ -141,8 +141,10 @@ impl Membership {
 
     /// Whether the nodes for which `active` is true form a quorum.
     pub fn has_quorum(&self, active: impl Fn(NodeId) -> bool) -> bool {
-        let votes: BTreeMap<NodeId, bool> = self.members().map(|id| (id, active(id))).collect();
-        self.vote_result(&votes) == VoteResult::Won
+        // Runs on every heartbeat answer (read rounds, check-quorum): count, don't allocate.
+        let majority =
+            |voters: &BTreeSet<NodeId>| voters.iter().filter(|id| active(**id)).count() > voters.len() / 2;
+        majority(&self.voters) && self.outgoing.as_ref().is_none_or(majority)
     }
 }
 

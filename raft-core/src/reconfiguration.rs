@@ -144,11 +144,11 @@ impl RaftCore {
     /// Makes the latest configuration in the log the one in force, and fits the leader's
     /// per-follower state to it.
     pub(crate) fn adopt_latest_configuration(&mut self) {
-        let latest = self.configs.latest().clone();
-        if latest == self.membership {
+        // Called on every AppendEntries a follower takes: compare before cloning anything.
+        if *self.configs.latest() == self.membership {
             return;
         }
-        self.membership = latest;
+        self.membership = self.configs.latest().clone();
         if self.role == Role::Leader {
             let me = self.id();
             let next = self.log.last_index() + 1;

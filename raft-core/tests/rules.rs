@@ -96,6 +96,15 @@ fn appends_to(ready: &raft_core::Ready, to: NodeId) -> Vec<AppendEntries> {
         .collect()
 }
 
+/// Node 1 of a fresh 3-voter cluster, with pre-vote off so that it campaigns for real.
+fn node_without_pre_vote() -> RaftCore {
+    RaftCore::new(
+        config(1).with_pre_vote(false),
+        Membership::voters([1, 2, 3]).unwrap(),
+    )
+    .unwrap()
+}
+
 /// Node `node` hears a heartbeat from `leader` in `term`.
 fn hear_leader(node: &mut RaftCore, leader: NodeId, term: u64) {
     let heartbeat = MessageBody::Heartbeat(Heartbeat { commit: 0, round: 0 });
@@ -129,11 +138,7 @@ fn election_timeout_is_randomized_between_t_and_2t() {
 
 #[test]
 fn candidate_increments_term_and_votes_for_itself() {
-    let mut node = RaftCore::new(
-        config(1).with_pre_vote(false),
-        Membership::voters([1, 2, 3]).unwrap(),
-    )
-    .unwrap();
+    let mut node = node_without_pre_vote();
     ticks_until_campaign(&mut node);
     assert_eq!(node.role(), Role::Candidate);
     assert_eq!(node.term(), 1);
@@ -142,11 +147,7 @@ fn candidate_increments_term_and_votes_for_itself() {
 
 #[test]
 fn vote_requests_are_sent_only_after_term_and_vote_are_persisted() {
-    let mut node = RaftCore::new(
-        config(1).with_pre_vote(false),
-        Membership::voters([1, 2, 3]).unwrap(),
-    )
-    .unwrap();
+    let mut node = node_without_pre_vote();
     ticks_until_campaign(&mut node);
     let ready = node.ready();
     let hs = ready.hard_state.expect("the new term and vote must be saved");
@@ -202,11 +203,7 @@ fn candidate_with_shorter_log_of_the_same_last_term_is_refused() {
 
 #[test]
 fn refusing_a_stale_candidate_does_not_restart_the_election_timer() {
-    let mut node = RaftCore::new(
-        config(1).with_pre_vote(false),
-        Membership::voters([1, 2, 3]).unwrap(),
-    )
-    .unwrap();
+    let mut node = node_without_pre_vote();
     let timeout = {
         let mut probe = RaftCore::new(
             config(1).with_pre_vote(false),
@@ -266,11 +263,7 @@ fn candidate_without_a_majority_does_not_become_leader() {
 
 #[test]
 fn candidate_steps_down_on_append_entries_from_a_leader_of_its_term() {
-    let mut node = RaftCore::new(
-        config(1).with_pre_vote(false),
-        Membership::voters([1, 2, 3]).unwrap(),
-    )
-    .unwrap();
+    let mut node = node_without_pre_vote();
     ticks_until_campaign(&mut node);
     assert_eq!(node.role(), Role::Candidate);
     node.step(append(2, 1, 1, (0, 0), vec![], 0)).unwrap();
