@@ -47,6 +47,18 @@ pub struct Config {
     /// A leader refuses new proposals while this many entries of its log are not yet committed
     /// (backpressure: a leader cannot run unboundedly ahead of its followers).
     pub max_uncommitted_entries: usize,
+    /// Take a snapshot once this many entries were applied since the last one (0: never by count).
+    pub snapshot_after_entries: u64,
+    /// Take a snapshot once the entries applied since the last one hold this many bytes (0: never
+    /// by size).
+    pub snapshot_after_log_bytes: u64,
+    /// After a snapshot, keep this many entries before it in the log, so that followers slightly
+    /// behind catch up from the log rather than by snapshot.
+    pub snapshot_keep_entries: u64,
+    /// The size of the chunks a snapshot is sent in.
+    pub snapshot_chunk_bytes: usize,
+    /// At most this many snapshot chunks in flight to one follower.
+    pub snapshot_chunks_in_flight: usize,
     /// The seed of the generator that randomizes election timeouts. Give every node its own.
     pub seed: u64,
     /// A deliberate protocol bug to switch on, for proving that the simulator catches it.
@@ -99,7 +111,8 @@ pub enum ConfigError {
 impl Config {
     /// Default settings for node `id`: T = 15 ticks, heartbeat every 3 ticks, pre-vote and
     /// check-quorum on, 256 entries or 1 MiB per message, 32 messages or 16 MiB in flight,
-    /// commands of at most 8 MiB, at most 16,384 uncommitted entries.
+    /// commands of at most 8 MiB, at most 16,384 uncommitted entries; a snapshot after 10,000
+    /// entries or 64 MiB of applied log, keeping 1,000 entries, sent in 4 chunks of 1 MiB at a time.
     pub fn new(id: NodeId) -> Self {
         Config {
             id,
@@ -115,6 +128,11 @@ impl Config {
             max_uncommitted_entries: 16_384,
             lease_reads: false,
             lease_clock_drift_ticks: 2,
+            snapshot_after_entries: 10_000,
+            snapshot_after_log_bytes: 64 << 20,
+            snapshot_keep_entries: 1_000,
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_chunks_in_flight: 4,
             seed: id,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
@@ -148,6 +166,15 @@ impl Config {
     /// Turns check-quorum on or off.
     pub fn with_check_quorum(mut self, on: bool) -> Self {
         self.check_quorum = on;
+        self
+    }
+
+    /// Sets the compaction policy: snapshot after `entries` applied entries or `bytes` of applied
+    /// log (0 turns a criterion off), keeping `keep` entries before the snapshot.
+    pub fn with_snapshot_policy(mut self, entries: u64, bytes: u64, keep: u64) -> Self {
+        self.snapshot_after_entries = entries;
+        self.snapshot_after_log_bytes = bytes;
+        self.snapshot_keep_entries = keep;
         self
     }
 
@@ -196,6 +223,8 @@ impl Config {
             ("max_inflight_bytes", self.max_inflight_bytes),
             ("max_entry_bytes", self.max_entry_bytes),
             ("max_uncommitted_entries", self.max_uncommitted_entries),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            ("snapshot_chunks_in_flight", self.snapshot_chunks_in_flight),
         ];
         for (name, value) in limits {
             if value == 0 {

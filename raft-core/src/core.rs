@@ -19,6 +19,7 @@ use crate::read::ReadTracker;
 use crate::ready::Ready;
 use crate::reconfiguration::ConfigHistory;
 use crate::rng::SeededRng;
+use crate::snapshot::{IncomingSnapshot, ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
 use crate::transfer::Transfer;
 use crate::types::{Entry, HardState, Index, NodeId, Role, SoftState, Term};
 
@@ -27,7 +28,11 @@ use crate::types::{Entry, HardState, Index, NodeId, Role, SoftState, Term};
 pub struct RestoredState {
     /// The saved hard state.
     pub hard_state: HardState,
-    /// The saved log, consecutive from index 1.
+    /// The latest saved snapshot, if any. The state machine must have been restored from it (or
+    /// be further along) before the core starts.
+    pub snapshot: Option<SnapshotMeta>,
+    /// The saved log: consecutive entries, from index 1 when there is no snapshot, otherwise from
+    /// at most the entry after the snapshot.
     pub entries: Vec<Entry>,
     /// The index the state machine has already applied (0 for a state machine that starts empty).
     pub applied: Index,
@@ -52,6 +57,10 @@ pub struct Status {
     pub last_log_index: Index,
     /// The index up to which its log is durable.
     pub persisted_index: Index,
+    /// The index of its latest snapshot (0 when it has none).
+    pub snapshot_index: Index,
+    /// The index of the first entry its log still holds (the log before it is compacted).
+    pub first_log_index: Index,
 }
 
 /// The leader's view of one follower, for metrics and tests.
@@ -124,6 +133,22 @@ pub struct RaftCore {
     pub(crate) ticks: u64,
     pub(crate) reads: ReadTracker,
     pub(crate) transfer: Option<Transfer>,
+    /// The latest snapshot (built here or received), if any.
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// A snapshot being received from the leader.
+    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// The caller was asked for a snapshot and has not reported it yet.
+    pub(crate) snapshot_building: bool,
+    /// [`request_snapshot`](Self::request_snapshot) was called.
+    pub(crate) snapshot_requested: bool,
+    /// Bytes of the entries applied since the latest snapshot (compaction policy).
+    pub(crate) applied_bytes_since_snapshot: u64,
+    /// A new latest snapshot to record durably.
+    pub(crate) snapshot_update: Option<SnapshotUpdate>,
+    /// Snapshot chunks received, to store.
+    pub(crate) received_chunks: Vec<ReceivedChunk>,
+    /// Snapshot chunks to read and send.
+    pub(crate) snapshot_sends: Vec<SnapshotChunkRequest>,
     last_hard_state: HardState,
     last_soft_state: SoftState,
 }
@@ -144,13 +169,18 @@ impl RaftCore {
         }
         check_stored_log(&state)?;
         let hard_state = state.hard_state;
+        let snapshot_point = state.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
         let mut configs = ConfigHistory {
-            base: membership,
+            base: state
+                .snapshot
+                .as_ref()
+                .map_or(membership, |s| s.membership.clone()),
             entries: Vec::new(),
         };
-        configs.record(&state.entries);
+        let after_snapshot = state.entries.partition_point(|e| e.index <= snapshot_point.0);
+        configs.record(&state.entries[after_snapshot..]);
         let membership = configs.latest().clone();
-        let log = RaftLog::restore(state.entries, hard_state.commit, state.applied);
+        let log = RaftLog::restore(snapshot_point, state.entries, hard_state.commit, state.applied);
         let mut core = RaftCore {
             rng: SeededRng::new(config.seed),
             config,
@@ -171,6 +201,14 @@ impl RaftCore {
             ticks: 0,
             reads: ReadTracker::default(),
             transfer: None,
+            snapshot: state.snapshot,
+            incoming_snapshot: None,
+            snapshot_building: false,
+            snapshot_requested: false,
+            applied_bytes_since_snapshot: 0,
+            snapshot_update: None,
+            received_chunks: Vec::new(),
+            snapshot_sends: Vec::new(),
             last_hard_state: hard_state,
             last_soft_state: SoftState {
                 role: Role::Follower,
@@ -224,6 +262,10 @@ impl RaftCore {
             MessageBody::TimeoutNow => self.handle_timeout_now(message.from),
             MessageBody::ReadIndexRequest(request) => self.handle_read_index_request(message.from, request),
             MessageBody::ReadIndexResponse(response) => self.handle_read_index_response(response),
+            MessageBody::InstallSnapshot(request) => self.handle_install_snapshot(message.from, request),
+            MessageBody::InstallSnapshotResponse(response) => {
+                self.handle_install_snapshot_response(message.from, response)
+            }
         }
         Ok(())
     }
@@ -270,6 +312,7 @@ impl RaftCore {
             self.flush_reads();
             self.flush_replication();
         }
+        let build_snapshot = self.take_snapshot_due();
         let hard_state = self.hard_state();
         let soft_state = self.soft_state();
         let ready = Ready {
@@ -281,6 +324,10 @@ impl RaftCore {
             committed_entries: self.log.take_committed(),
             read_states: std::mem::take(&mut self.reads.ready),
             read_failures: std::mem::take(&mut self.reads.failed),
+            build_snapshot,
+            snapshot: self.snapshot_update.take(),
+            received_chunks: std::mem::take(&mut self.received_chunks),
+            snapshot_sends: std::mem::take(&mut self.snapshot_sends),
         };
         self.last_hard_state = hard_state;
         self.last_soft_state = soft_state;
@@ -297,7 +344,10 @@ impl RaftCore {
 
     /// Reports that the state machine applied the committed entries up to `index`.
     pub fn on_applied(&mut self, index: Index) {
+        let before = self.log.applied;
         self.log.on_applied(index);
+        let from = before.max(self.log.snapshot_index);
+        self.applied_bytes_since_snapshot += self.log.bytes_between(from, self.log.applied);
     }
 
     // ---- observers ----------------------------------------------------------------------------
@@ -366,6 +416,8 @@ impl RaftCore {
             applied_index: self.log.applied,
             last_log_index: self.log.last_index(),
             persisted_index: self.log.persisted,
+            snapshot_index: self.log.snapshot_index,
+            first_log_index: self.log.first_index(),
         }
     }
 
@@ -413,14 +465,16 @@ impl RaftCore {
                     );
                     return false;
                 }
-                AppendEntries(_) | Heartbeat(_) => self.become_follower(message.term, Some(message.from)),
+                AppendEntries(_) | Heartbeat(_) | InstallSnapshot(_) => {
+                    self.become_follower(message.term, Some(message.from))
+                }
                 _ => self.become_follower(message.term, None),
             }
             return true;
         }
         if message.term < self.term {
             match &message.body {
-                AppendEntries(_) | Heartbeat(_) => {
+                AppendEntries(_) | Heartbeat(_) | InstallSnapshot(_) => {
                     // A deposed leader: our higher term in the answer makes it step down.
                     let answer = crate::message::HeartbeatResponse { round: 0 };
                     self.send(message.from, MessageBody::HeartbeatResponse(answer));
@@ -533,7 +587,32 @@ impl RaftCore {
 
 fn check_stored_log(state: &RestoredState) -> Result<(), InitError> {
     let mut previous_term = 0;
-    for (expected, entry) in (1..).zip(state.entries.iter()) {
+    let first = match (&state.snapshot, state.entries.first()) {
+        (Some(snapshot), _) if state.applied < snapshot.index => {
+            return Err(InitError::StateMachineBehindSnapshot {
+                applied: state.applied,
+                snapshot_index: snapshot.index,
+            });
+        }
+        (Some(snapshot), Some(first)) if first.index > snapshot.index + 1 => {
+            return Err(InitError::LogNotContiguous {
+                expected: snapshot.index + 1,
+                found: first.index,
+            });
+        }
+        (Some(_), Some(first)) => first.index,
+        _ => 1,
+    };
+    if let Some(snapshot) = &state.snapshot {
+        let at_snapshot = state.entries.iter().find(|e| e.index == snapshot.index);
+        if snapshot.term > state.hard_state.term || at_snapshot.is_some_and(|e| e.term != snapshot.term) {
+            return Err(InitError::SnapshotDisagreesWithLog {
+                index: snapshot.index,
+                term: snapshot.term,
+            });
+        }
+    }
+    for (expected, entry) in (first..).zip(state.entries.iter()) {
         if entry.index != expected {
             return Err(InitError::LogNotContiguous {
                 expected,

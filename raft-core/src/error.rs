@@ -70,6 +70,26 @@ pub enum InitError {
         /// The index found.
         found: Index,
     },
+    /// The state machine has not applied the stored snapshot: restore it from the snapshot first.
+    #[error(
+        "the state machine has applied up to {applied}, behind the stored snapshot at {snapshot_index}; \
+         restore it from the snapshot first"
+    )]
+    StateMachineBehindSnapshot {
+        /// What the state machine has applied.
+        applied: Index,
+        /// The stored snapshot's index.
+        snapshot_index: Index,
+    },
+    /// The stored snapshot's term is above the stored term, or the stored log holds a different
+    /// entry at the snapshot's index.
+    #[error("stored snapshot at index {index} (term {term}) disagrees with the stored log and term")]
+    SnapshotDisagreesWithLog {
+        /// The snapshot's index.
+        index: Index,
+        /// The snapshot's term.
+        term: Term,
+    },
     /// The stored log's terms decrease, or exceed the stored term.
     #[error("stored log entry {index} has term {term}, which is out of order (stored term {hard_term})")]
     LogTermOutOfOrder {

@@ -54,6 +54,7 @@ mod ready;
 mod reconfiguration;
 mod replication;
 mod rng;
+mod snapshot;
 mod storage;
 mod transfer;
 mod types;
@@ -63,8 +64,8 @@ pub use crate::core::{FollowerProgress, RaftCore, RestoredState, Status};
 pub use crate::error::{InitError, ProposeError, StepError};
 pub use crate::membership::{Membership, MembershipError, VoteResult};
 pub use crate::message::{
-    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, Message, MessageBody, RequestVote,
-    RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, InstallSnapshot,
+    InstallSnapshotResponse, Message, MessageBody, RequestVote, RequestVoteResponse,
 };
 pub use crate::planted::PlantedBug;
 pub use crate::progress::ReplicationState;
@@ -72,9 +73,12 @@ pub use crate::read::{ReadError, ReadId, ReadState};
 pub use crate::ready::Ready;
 pub use crate::reconfiguration::MembershipChangeError;
 pub use crate::rng::SeededRng;
+pub use crate::snapshot::{
+    ReceivedChunk, SnapshotChecksum, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate,
+};
 pub use crate::storage::{
-    Inbox, LogStorage, LogWrite, StateMachine, StateMachineError, StorageError, StoredLog, Transport,
-    TransportError,
+    Inbox, LogStorage, LogWrite, SnapshotRead, SnapshotSink, SnapshotStore, SnapshotWrite, StateMachine,
+    StateMachineError, StorageError, StoredLog, Transport, TransportError,
 };
 pub use crate::transfer::TransferError;
 pub use crate::types::{Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};

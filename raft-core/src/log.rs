@@ -10,6 +10,11 @@
 //! * `applied`: entries up to here were applied to the state machine (acknowledged).
 //!
 //! Entries from `unstable_from` on have not been handed to the caller for persistence yet.
+//!
+//! Compaction purges the log's head: the entries up to `base_index` are gone, and the latest
+//! snapshot stands for the entries up to `snapshot_index` (`base_index <= snapshot_index`; the
+//! entries between them are a tail kept for followers that lag a little). The term of an index is
+//! known while its entry is held, and at `snapshot_index`.
 
 use std::collections::VecDeque;
 
@@ -21,8 +26,13 @@ pub(crate) struct RaftLog {
     entries: VecDeque<Entry>,
     /// The index just before the first entry held (0 for a log that starts at 1).
     base_index: Index,
-    /// The term of the entry at `base_index` (0 for the empty prefix).
-    base_term: Term,
+    /// The last index the latest snapshot covers (0 without a snapshot).
+    pub(crate) snapshot_index: Index,
+    /// The term of the entry at `snapshot_index`.
+    snapshot_term: Term,
+    /// A snapshot from the leader is being restored into the state machine: nothing after it may
+    /// be applied before that is done.
+    restoring: Option<Index>,
     pub(crate) committed: Index,
     pub(crate) persisted: Index,
     pub(crate) applying: Index,
@@ -31,16 +41,28 @@ pub(crate) struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log restored from storage: every entry given is durable.
-    pub(crate) fn restore(entries: Vec<Entry>, committed: Index, applied: Index) -> Self {
-        let base_index = entries.first().map_or(0, |e| e.index - 1);
+    /// A log restored from storage: every entry given is durable. `snapshot` is the (index, term)
+    /// of the latest snapshot, (0, 0) without one; the state machine has applied at least that.
+    pub(crate) fn restore(
+        snapshot: (Index, Term),
+        mut entries: Vec<Entry>,
+        committed: Index,
+        applied: Index,
+    ) -> Self {
+        let (snapshot_index, snapshot_term) = snapshot;
+        if entries.last().is_some_and(|e| e.index < snapshot_index) {
+            entries.clear();
+        }
+        let base_index = entries.first().map_or(snapshot_index, |e| e.index - 1);
         let last = base_index + entries.len() as Index;
-        let committed = committed.min(last);
-        let applied = applied.min(committed);
+        let committed = committed.max(snapshot_index).min(last);
+        let applied = applied.clamp(snapshot_index, committed);
         RaftLog {
             entries: entries.into(),
             base_index,
-            base_term: 0,
+            snapshot_index,
+            snapshot_term,
+            restoring: None,
             committed,
             persisted: last,
             applying: applied,
@@ -58,15 +80,65 @@ impl RaftLog {
     }
 
     pub(crate) fn last_term(&self) -> Term {
-        self.entries.back().map_or(self.base_term, |e| e.term)
+        self.entries.back().map_or(self.snapshot_term, |e| e.term)
     }
 
-    /// The term of the entry at `index`, or `None` when the log does not hold it.
+    /// The term of the entry at `index`, or `None` when the log does not hold it (compacted away,
+    /// or beyond the end).
     pub(crate) fn term(&self, index: Index) -> Option<Term> {
-        if index == self.base_index {
-            return Some(self.base_term);
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
         }
         self.entry(index).map(|e| e.term)
+    }
+
+    /// The total size of the entries in `(after, upto]` that the log holds.
+    pub(crate) fn bytes_between(&self, after: Index, upto: Index) -> u64 {
+        ((after + 1)..=upto)
+            .filter_map(|index| self.entry(index))
+            .map(|e| e.size_bytes() as u64)
+            .sum()
+    }
+
+    /// Records a snapshot built here at (`index`, `term`) and drops the entries up to `purge_to`.
+    pub(crate) fn compact(&mut self, index: Index, term: Term, purge_to: Index) {
+        debug_assert!(index <= self.committed && purge_to <= index);
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.purge_to(purge_to);
+    }
+
+    /// Replaces the log up to `index` with a snapshot received from the leader. With `keep_rest`
+    /// (the log agrees at `index`) the entries after it stay; otherwise the whole log goes.
+    pub(crate) fn install_snapshot(&mut self, index: Index, term: Term, keep_rest: bool) {
+        debug_assert!(index > self.committed);
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        if keep_rest {
+            self.purge_to(index);
+            self.persisted = self.persisted.max(index);
+            self.unstable_from = self.unstable_from.max(index + 1);
+        } else {
+            self.entries.clear();
+            self.base_index = index;
+            self.persisted = index;
+            self.unstable_from = index + 1;
+        }
+        self.committed = index;
+        self.applying = index;
+        self.restoring = Some(index);
+    }
+
+    /// Drops the entries up to `index` (never past the snapshot).
+    fn purge_to(&mut self, index: Index) {
+        let index = index.min(self.snapshot_index);
+        while self.base_index < index && !self.entries.is_empty() {
+            self.entries.pop_front();
+            self.base_index += 1;
+        }
+        if self.entries.is_empty() {
+            self.base_index = self.snapshot_index.max(self.base_index);
+        }
     }
 
     pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
@@ -186,6 +258,9 @@ impl RaftLog {
 
     /// Committed, durable entries not yet handed out for applying; marks them handed out.
     pub(crate) fn take_committed(&mut self) -> Vec<Entry> {
+        if self.restoring.is_some() {
+            return Vec::new();
+        }
         let upto = self.committed.min(self.persisted);
         if upto <= self.applying {
             return Vec::new();
@@ -199,6 +274,9 @@ impl RaftLog {
     pub(crate) fn on_applied(&mut self, index: Index) {
         if index > self.applied && index <= self.applying {
             self.applied = index;
+            if self.restoring.is_some_and(|restoring| index >= restoring) {
+                self.restoring = None;
+            }
         }
     }
 }
@@ -213,7 +291,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| Entry::blank(*t, i as Index + 1))
             .collect();
-        RaftLog::restore(entries, 0, 0)
+        RaftLog::restore((0, 0), entries, 0, 0)
     }
 
     #[test]
@@ -245,6 +323,46 @@ mod tests {
         assert_eq!(log.last_index_of_term(2, 6), None);
         assert_eq!(log.term(0), Some(0));
         assert_eq!(log.term(7), None);
+    }
+
+    #[test]
+    fn installed_snapshot_keeps_the_entries_after_it_when_the_log_agrees() {
+        let mut log = log_of(&[1, 1, 2, 2, 2]);
+        log.install_snapshot(3, 2, true);
+        assert_eq!((log.first_index(), log.last_index()), (4, 5));
+        assert_eq!(log.term(3), Some(2));
+        assert_eq!(log.term(2), None);
+        assert_eq!(log.committed, 3);
+        // Nothing after the snapshot is applied before the state machine is restored from it.
+        log.committed = 5;
+        assert!(log.take_committed().is_empty());
+        log.on_applied(3);
+        assert_eq!(log.take_committed().len(), 2);
+    }
+
+    #[test]
+    fn installed_snapshot_replaces_a_log_that_disagrees() {
+        let mut log = log_of(&[1, 1, 2, 2, 2]);
+        log.install_snapshot(4, 3, false);
+        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (5, 4, 3));
+        assert_eq!(log.persisted, 4);
+        assert!(log.take_unstable().is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_the_requested_tail() {
+        let mut log = log_of(&[1, 1, 1, 1, 1, 1]);
+        log.committed = 6;
+        log.compact(4, 1, 2);
+        assert_eq!(log.first_index(), 3);
+        assert_eq!(log.term(2), None);
+        assert_eq!(log.term(4), Some(1));
+        log.compact(5, 1, 5);
+        assert_eq!(log.first_index(), 6);
+        assert_eq!(
+            log.bytes_between(5, 6),
+            log.entry(6).map_or(0, |e| e.size_bytes() as u64)
+        );
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use bytes::Bytes;
+
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, Index, NodeId, Term};
 
 /// A message from one node to another. Every message carries the sender's term, which is how
@@ -39,6 +42,11 @@ pub enum MessageBody {
     ReadIndexRequest(ReadIndexRequest),
     /// The leader's answer to [`MessageBody::ReadIndexRequest`].
     ReadIndexResponse(ReadIndexResponse),
+    /// The leader sends a chunk of its snapshot to a follower whose next entries it has purged.
+    InstallSnapshot(InstallSnapshot),
+    /// The follower says which byte of the snapshot it expects next. (Once the snapshot is
+    /// installed it answers with [`AppendEntriesResponse::Success`] at the snapshot's index.)
+    InstallSnapshotResponse(InstallSnapshotResponse),
 }
 
 impl MessageBody {
@@ -56,6 +64,8 @@ impl MessageBody {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::ReadIndexRequest(_) => "ReadIndexRequest",
             MessageBody::ReadIndexResponse(_) => "ReadIndexResponse",
+            MessageBody::InstallSnapshot(_) => "InstallSnapshot",
+            MessageBody::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
         }
     }
 }
@@ -148,4 +158,30 @@ pub struct ReadIndexResponse {
     pub id: u64,
     /// The confirmed read index, or `None` when the node asked is not (or no longer) the leader.
     pub index: Option<Index>,
+}
+
+/// One chunk of the leader's snapshot (Raft paper Figure 13).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The snapshot: last included index and term, configuration, size and checksum.
+    pub meta: SnapshotMeta,
+    /// Where `data` goes in the snapshot.
+    pub offset: u64,
+    /// The chunk's bytes.
+    pub data: Bytes,
+    /// True for the last chunk.
+    pub done: bool,
+}
+
+/// The answer to an [`InstallSnapshot`] chunk that did not complete the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshotResponse {
+    /// The index of the snapshot being received.
+    pub snapshot_index: Index,
+    /// The offset the follower expects next: after the chunk it took, or where it wants the
+    /// leader to resume after a lost chunk (0 to start over).
+    pub next_offset: u64,
+    /// The chunk was refused: it came after a gap, or the follower lost what it had received.
+    /// (An answer to a duplicate chunk only says how far the follower is.)
+    pub rejected: bool,
 }

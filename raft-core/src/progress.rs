@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use crate::snapshot::{SnapshotMeta, SnapshotTransfer};
 use crate::types::Index;
 
 /// How the leader sends to a follower.
@@ -15,6 +16,8 @@ pub enum ReplicationState {
     Probe,
     /// The follower is known to match up to `match_index`; messages are pipelined.
     Replicate,
+    /// The follower needs entries the leader has compacted away; it is being sent a snapshot.
+    Snapshot,
 }
 
 /// The leader's bookkeeping for one follower.
@@ -32,6 +35,8 @@ pub(crate) struct Progress {
     /// Leader ticks since the follower last acknowledged progress while entries were in flight;
     /// a pipeline that stays silent this long has lost a message.
     pub(crate) ticks_without_ack: u32,
+    /// In snapshot state: the transfer under way.
+    pub(crate) snapshot: Option<SnapshotTransfer>,
     inflight: Inflight,
 }
 
@@ -51,6 +56,7 @@ impl Progress {
             probe_sent: false,
             recent_active: false,
             ticks_without_ack: 0,
+            snapshot: None,
             inflight: Inflight::default(),
         }
     }
@@ -62,13 +68,14 @@ impl Progress {
             ReplicationState::Replicate => {
                 self.inflight.messages.len() < max_messages && self.inflight.bytes < max_bytes
             }
+            ReplicationState::Snapshot => false,
         }
     }
 
     /// Records an AppendEntries that carries entries up to `last_index` (`bytes` in all).
     pub(crate) fn on_sent(&mut self, last_index: Index, entry_count: usize, bytes: usize) {
         match self.state {
-            ReplicationState::Probe => self.probe_sent = true,
+            ReplicationState::Probe | ReplicationState::Snapshot => self.probe_sent = true,
             ReplicationState::Replicate => {
                 if entry_count > 0 {
                     self.next_index = last_index + 1;
@@ -97,6 +104,12 @@ impl Progress {
         match self.state {
             ReplicationState::Probe => self.become_replicate(),
             ReplicationState::Replicate => self.next_index = self.next_index.max(index + 1),
+            ReplicationState::Snapshot => {
+                // Installed (or the follower turned out to hold it all along).
+                if self.snapshot.as_ref().is_none_or(|s| index >= s.meta.index) {
+                    self.become_replicate();
+                }
+            }
         }
         advanced
     }
@@ -107,11 +120,22 @@ impl Progress {
         self.next_index = next_index.max(self.match_index + 1);
         self.probe_sent = false;
         self.ticks_without_ack = 0;
+        self.snapshot = None;
+        self.inflight = Inflight::default();
+    }
+
+    /// The follower needs entries that were compacted away: send it the snapshot `meta`.
+    pub(crate) fn become_snapshot(&mut self, meta: SnapshotMeta) {
+        self.state = ReplicationState::Snapshot;
+        self.probe_sent = false;
+        self.ticks_without_ack = 0;
+        self.snapshot = Some(SnapshotTransfer::new(meta));
         self.inflight = Inflight::default();
     }
 
     fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
+        self.snapshot = None;
         self.probe_sent = false;
         self.next_index = self.match_index + 1;
         self.inflight = Inflight::default();

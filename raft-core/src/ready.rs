@@ -2,6 +2,7 @@
 
 use crate::message::Message;
 use crate::read::{ReadError, ReadId, ReadState};
+use crate::snapshot::{ReceivedChunk, SnapshotChunkRequest, SnapshotUpdate};
 use crate::types::{Entry, HardState, Index, SoftState, Term};
 
 /// Everything the core asks its caller to do since the last call to
@@ -10,15 +11,20 @@ use crate::types::{Entry, HardState, Index, SoftState, Term};
 /// The caller must, in this order of dependency:
 ///
 /// 1. send `messages` at once (they are the leader's AppendEntries and heartbeats, which may go
-///    before the leader's own write is durable, Raft thesis §10.2.1);
-/// 2. durably write `entries` (which replace any stored entries from `entries[0].index` on) and
-///    `hard_state`, then report [`RaftCore::on_persisted`](crate::RaftCore::on_persisted) with
-///    [`Ready::persisted_up_to`];
+///    before the leader's own write is durable, Raft thesis §10.2.1), and read and send the
+///    `snapshot_sends` chunks;
+/// 2. write `received_chunks` to the snapshot store; then durably and atomically write
+///    `snapshot` (finishing the received snapshot first when it is one), `entries` (which replace
+///    any stored entries from `entries[0].index` on) and `hard_state`, and report
+///    [`RaftCore::on_persisted`](crate::RaftCore::on_persisted) with [`Ready::persisted_up_to`];
 /// 3. only after that write is durable, send `messages_after_persist` (votes and acknowledgements
 ///    that promise the write happened). Batches must be persisted in the order they were handed
 ///    out, and their after-persist messages sent in that order too;
 /// 4. apply `committed_entries` to the state machine in order, then report
-///    [`RaftCore::on_applied`](crate::RaftCore::on_applied).
+///    [`RaftCore::on_applied`](crate::RaftCore::on_applied). When `snapshot` has `restore` set,
+///    restore the state machine from it once it is durable and report `on_applied` at its index;
+/// 5. when `build_snapshot` is set, have the state machine write a snapshot of its applied state
+///    and report [`RaftCore::on_snapshot_built`](crate::RaftCore::on_snapshot_built).
 ///
 /// Applying may run alongside persisting: committed entries are always already durable here.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -39,6 +45,14 @@ pub struct Ready {
     pub read_states: Vec<ReadState>,
     /// Reads that failed (leadership changed); the caller should retry them.
     pub read_failures: Vec<(ReadId, ReadError)>,
+    /// Build a snapshot of the state machine's applied state (compaction is due).
+    pub build_snapshot: bool,
+    /// A snapshot that becomes the latest, and the log it replaces; written with `entries`.
+    pub snapshot: Option<SnapshotUpdate>,
+    /// Snapshot chunks received from the leader, to write to the snapshot store in order.
+    pub received_chunks: Vec<ReceivedChunk>,
+    /// Snapshot chunks to read from the snapshot store and send (leader).
+    pub snapshot_sends: Vec<SnapshotChunkRequest>,
 }
 
 impl Ready {
@@ -52,11 +66,18 @@ impl Ready {
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
             && self.read_failures.is_empty()
+            && !self.build_snapshot
+            && self.snapshot.is_none()
+            && self.received_chunks.is_empty()
+            && self.snapshot_sends.is_empty()
     }
 
     /// Whether this batch has anything to write durably.
     pub fn needs_persist(&self) -> bool {
-        !self.entries.is_empty() || self.hard_state.is_some()
+        !self.entries.is_empty()
+            || self.hard_state.is_some()
+            || self.snapshot.is_some()
+            || !self.received_chunks.is_empty()
     }
 
     /// The (index, term) of the last entry to persist, to report back once written.

@@ -63,6 +63,21 @@ impl ConfigHistory {
         self.entries.last().map(|(i, _, _)| *i)
     }
 
+    /// The configuration in force at `index`: that of the last configuration entry at or before it.
+    pub(crate) fn at(&self, index: Index) -> &Membership {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(i, _, _)| *i <= index)
+            .map_or(&self.base, |(_, _, m)| m)
+    }
+
+    /// Folds the configuration entries up to `index` into the base (they are in a snapshot now).
+    pub(crate) fn fold_up_to(&mut self, index: Index) {
+        self.base = self.at(index).clone();
+        self.entries.retain(|(i, _, _)| *i > index);
+    }
+
     /// Records the configuration entries among `entries` (appended to the log).
     pub(crate) fn record(&mut self, entries: &[Entry]) {
         for entry in entries {

@@ -39,10 +39,8 @@ impl RaftCore {
         }
         let prev_log_index = progress.next_index - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
-            warn!(
-                follower,
-                prev_log_index, "no term for the follower's previous index"
-            );
+            // The entries the follower needs were compacted away: it gets the snapshot instead.
+            self.start_snapshot_transfer(follower);
             return false;
         };
         let entries = self.log.entries_from(
@@ -88,8 +86,22 @@ impl RaftCore {
     /// behind the gap. Slow links and disks that still answer within the timeout are left alone.
     pub(crate) fn detect_stalled_pipelines(&mut self) {
         let limit = self.config.election_timeout_ticks;
+        let snapshot_limit = 2 * self.config.heartbeat_interval_ticks;
         let last_index = self.log.last_index();
+        let mut stalled_snapshots = Vec::new();
         for (follower, progress) in self.progress.iter_mut() {
+            if let Some(transfer) = &progress.snapshot {
+                if !transfer.awaiting_ack() {
+                    progress.ticks_without_ack = 0;
+                    continue;
+                }
+                progress.ticks_without_ack += 1;
+                if progress.ticks_without_ack >= snapshot_limit {
+                    progress.ticks_without_ack = 0;
+                    stalled_snapshots.push(*follower);
+                }
+                continue;
+            }
             let waiting = progress.state == ReplicationState::Replicate
                 && progress.inflight_messages() > 0
                 && progress.match_index < last_index;
@@ -107,6 +119,13 @@ impl RaftCore {
                 let next = progress.match_index + 1;
                 progress.become_probe(next);
             }
+        }
+        for follower in stalled_snapshots {
+            debug!(
+                follower,
+                "snapshot transfer stalled; resending from the last confirmed byte"
+            );
+            self.resume_stalled_snapshot(follower);
         }
     }
 
@@ -145,6 +164,7 @@ impl RaftCore {
                 let stale = match progress.state {
                     ReplicationState::Probe => rejected_index + 1 != progress.next_index,
                     ReplicationState::Replicate => rejected_index <= progress.match_index,
+                    ReplicationState::Snapshot => true,
                 };
                 if stale {
                     return;
@@ -203,7 +223,12 @@ impl RaftCore {
         let Some(progress) = self.progress.get(&follower) else {
             return;
         };
-        let prev_log_index = progress.next_index - 1;
+        // When the entries sent were compacted since, probe at the snapshot instead: a follower
+        // without it rejects, and gets the snapshot.
+        let mut prev_log_index = progress.next_index - 1;
+        if self.log.term(prev_log_index).is_none() {
+            prev_log_index = self.log.snapshot_index;
+        }
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
             return;
         };
@@ -219,7 +244,7 @@ impl RaftCore {
     // ---- follower side --------------------------------------------------------------------------
 
     /// Accepts the current leader's authority: a candidate of the same term steps down.
-    fn follow(&mut self, leader: NodeId) {
+    pub(crate) fn follow(&mut self, leader: NodeId) {
         if self.role == Role::Leader {
             // Two leaders in one term would break election safety; refuse to act on it.
             warn!(

@@ -1,4 +1,5 @@
-//! The traits backends implement: log storage, the user's state machine, and the transport.
+//! The traits backends implement: log storage with its snapshot store, the user's state machine,
+//! and the transport.
 
 use std::ops::RangeInclusive;
 
@@ -7,6 +8,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::message::Message;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, Index, NodeId};
 
 /// What a node persisted, as read back when it starts.
@@ -14,15 +16,27 @@ use crate::types::{Entry, HardState, Index, NodeId};
 pub struct StoredLog {
     /// The saved hard state (default when nothing was saved).
     pub hard_state: HardState,
-    /// The saved entries, consecutive from index 1.
+    /// The latest snapshot recorded by a [`LogWrite`], if any; its bytes are in the snapshot store.
+    pub snapshot: Option<SnapshotMeta>,
+    /// The saved entries, consecutive: from index 1 without a purge, otherwise from the entry after
+    /// the last purge.
     pub entries: Vec<Entry>,
 }
 
-/// One durable write: entries to append and the hard state, written atomically.
+/// One durable write, made atomically. Storage applies its parts in this order: `discard_log`,
+/// `purge_to`, `entries`, `snapshot`, `hard_state`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogWrite {
+    /// Drop every stored entry (a snapshot from the leader replaced a log that disagreed with it).
+    pub discard_log: bool,
+    /// Drop the stored entries up to this index (0: none). The log then continues after it even
+    /// when no entry is left: the next append may start at `purge_to + 1`.
+    pub purge_to: Index,
     /// Entries to append. They replace every stored entry from `entries[0].index` on.
     pub entries: Vec<Entry>,
+    /// A snapshot, already complete in the snapshot store, that becomes the latest. Older ones may
+    /// be deleted once this write is durable.
+    pub snapshot: Option<SnapshotMeta>,
     /// The hard state to save, when it changed.
     pub hard_state: Option<HardState>,
 }
@@ -30,7 +44,36 @@ pub struct LogWrite {
 impl LogWrite {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.hard_state.is_none()
+        !self.discard_log
+            && self.purge_to == 0
+            && self.entries.is_empty()
+            && self.snapshot.is_none()
+            && self.hard_state.is_none()
+    }
+
+    /// Folds a later write into this one, so that writing the result equals writing both in turn
+    /// (group commit).
+    pub fn merge(&mut self, later: LogWrite) {
+        if later.discard_log {
+            self.discard_log = true;
+            self.entries.clear();
+        }
+        if later.purge_to > self.purge_to {
+            self.purge_to = later.purge_to;
+            let purge_to = later.purge_to;
+            self.entries.retain(|e| e.index > purge_to);
+        }
+        if let Some(first) = later.entries.first() {
+            let first = first.index;
+            self.entries.retain(|e| e.index < first);
+            self.entries.extend(later.entries);
+        }
+        if later.snapshot.is_some() {
+            self.snapshot = later.snapshot;
+        }
+        if later.hard_state.is_some() {
+            self.hard_state = later.hard_state;
+        }
     }
 }
 
@@ -43,6 +86,9 @@ pub enum StorageError {
     /// What is stored is not valid.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// No complete snapshot is stored at this index (never finished, or deleted as superseded).
+    #[error("no snapshot at index {0}")]
+    SnapshotNotFound(Index),
     /// The write would leave a gap in the log.
     #[error("append at index {first} would leave a gap after the last stored index {last}")]
     LogGap {
@@ -53,13 +99,20 @@ pub enum StorageError {
     },
 }
 
-/// Durable storage of one node's log and hard state.
+/// Durable storage of one node's log, hard state and snapshots.
 ///
 /// The contract the node relies on: when [`persist`](Self::persist) returns `Ok`, the write is
-/// durable (it survives a crash of the process and of the machine) and complete (entries and hard
-/// state together, or neither). Writes are issued one at a time, in order.
+/// durable (it survives a crash of the process and of the machine) and complete (every part of
+/// the write, or none). Writes are issued one at a time, in order.
 #[async_trait]
 pub trait LogStorage: Send + 'static {
+    /// Where snapshots' bytes are kept.
+    type Snapshots: SnapshotStore;
+
+    /// A handle on the snapshot store, shared with the tasks that build, send and restore
+    /// snapshots.
+    fn snapshot_store(&self) -> Self::Snapshots;
+
     /// Reads everything persisted, to restart from.
     async fn load(&mut self) -> Result<StoredLog, StorageError>;
 
@@ -69,8 +122,46 @@ pub trait LogStorage: Send + 'static {
     /// Reads the stored entries in `range`; indexes past the end are left out.
     async fn entries(&self, range: RangeInclusive<Index>) -> Result<Vec<Entry>, StorageError>;
 
-    /// The index of the last stored entry, 0 for an empty log.
+    /// The index of the last stored entry; for an empty log, the index it was purged to (0 when
+    /// never purged).
     async fn last_index(&self) -> Result<Index, StorageError>;
+}
+
+/// Stores snapshots' bytes, each known by the index of the last entry it covers. A snapshot being
+/// written is invisible until [`SnapshotSink::finish`] makes it durable and complete; a
+/// half-written snapshot is never taken for a complete one.
+#[async_trait]
+pub trait SnapshotStore: Clone + Send + Sync + 'static {
+    /// Starts writing the snapshot at `index`, replacing any unfinished one.
+    async fn create(&self, index: Index) -> Result<Box<dyn SnapshotSink>, StorageError>;
+
+    /// Opens the complete snapshot at `index` for reading from its start.
+    async fn open(&self, index: Index) -> Result<Box<dyn SnapshotRead>, StorageError>;
+
+    /// Reads `len` bytes at `offset` of the complete snapshot at `index` (fewer at its end).
+    async fn read_chunk(&self, index: Index, offset: u64, len: u64) -> Result<Bytes, StorageError>;
+}
+
+/// Where the state machine writes a snapshot, piece by piece (the whole state never needs to be
+/// in one buffer).
+#[async_trait]
+pub trait SnapshotWrite: Send {
+    /// Appends `data` to the snapshot.
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
+}
+
+/// Where the state machine reads a snapshot from, piece by piece.
+#[async_trait]
+pub trait SnapshotRead: Send {
+    /// The next bytes of the snapshot, or `None` at its end.
+    async fn read(&mut self) -> Result<Option<Bytes>, StorageError>;
+}
+
+/// A snapshot being written to a [`SnapshotStore`].
+#[async_trait]
+pub trait SnapshotSink: SnapshotWrite {
+    /// Makes the snapshot durable and complete. Dropping the sink instead abandons it.
+    async fn finish(self: Box<Self>) -> Result<(), StorageError>;
 }
 
 /// A failure of the user's state machine. The node stops applying: a replicated state machine
@@ -96,8 +187,22 @@ pub trait StateMachine: Send + 'static {
     /// node calls it once the read is safe (see the read consistency levels of the node API).
     async fn query(&mut self, query: Bytes) -> Result<Bytes, StateMachineError>;
 
+    /// Writes the current state (after every entry applied so far) into `snapshot`, in pieces of
+    /// any size. The node builds snapshots on the task that applies entries, so the state does not
+    /// change meanwhile.
+    async fn snapshot(&mut self, snapshot: &mut dyn SnapshotWrite) -> Result<(), StateMachineError>;
+
+    /// Replaces the whole state with the one in `snapshot`: the state after every entry up to
+    /// `index`. The next entry applied will be `index + 1`.
+    async fn restore(
+        &mut self,
+        index: Index,
+        snapshot: &mut dyn SnapshotRead,
+    ) -> Result<(), StateMachineError>;
+
     /// The index of the last entry this state machine has applied (0 when it keeps no state across
-    /// restarts). A restarted node applies the committed log from the entry after it.
+    /// restarts). A restarted node restores the latest snapshot if this is behind it, then applies
+    /// the committed log from the entry after it.
     fn applied_index(&self) -> Index;
 }
 

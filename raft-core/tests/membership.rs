@@ -191,6 +191,7 @@ fn restarted_node_takes_its_configuration_from_its_log() {
     let (hard_state, entries) = net.stored[&4].clone();
     let restored = RestoredState {
         hard_state,
+        snapshot: None,
         entries,
         applied: 0,
     };

@@ -56,6 +56,7 @@ fn append(
 fn restored(id: NodeId, log_terms: &[u64], term: u64) -> RaftCore {
     let state = RestoredState {
         hard_state: hard(term),
+        snapshot: None,
         entries: entries(log_terms),
         applied: 0,
     };
@@ -215,6 +216,7 @@ fn refusing_a_stale_candidate_does_not_restart_the_election_timer() {
     let restored_log = entries(&[1, 1]);
     let state = RestoredState {
         hard_state: hard(1),
+        snapshot: None,
         entries: restored_log,
         applied: 0,
     };
@@ -735,6 +737,7 @@ fn leader_only_commits_entries_of_its_own_term_by_counting_replicas() {
         c.max_entries_per_message = 1;
         let restored = RestoredState {
             hard_state: net.stored[&id].0,
+            snapshot: None,
             entries: net.stored[&id].1.clone(),
             applied: 0,
         };
@@ -945,6 +948,7 @@ fn restore_refuses_a_log_with_a_gap() {
     log.remove(1);
     let state = RestoredState {
         hard_state: hard(1),
+        snapshot: None,
         entries: log,
         applied: 0,
     };
@@ -966,6 +970,7 @@ fn restored_node_keeps_its_term_vote_and_log() {
             voted_for: Some(3),
             commit: 2,
         },
+        snapshot: None,
         entries: entries(&[1, 5, 7]),
         applied: 0,
     };

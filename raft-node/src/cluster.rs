@@ -19,6 +19,7 @@ use crate::config::NodeConfig;
 use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError};
 use crate::kv::{KvCommand, KvResponse, KvStateMachine};
 use crate::node::{RaftNode, ReadConsistency};
+use crate::sessions::{NodeDirectory, Sessions};
 
 /// Settings of a [`MemCluster`].
 #[derive(Clone, Debug)]
@@ -31,6 +32,8 @@ pub struct ClusterOptions {
     pub propose_timeout: Duration,
     /// Applied to each node's protocol settings.
     pub configure: fn(&mut raft_core::Config),
+    /// Client sessions unused for this many log entries expire (see [`Sessions`]).
+    pub session_expiry_entries: u64,
 }
 
 impl Default for ClusterOptions {
@@ -40,6 +43,7 @@ impl Default for ClusterOptions {
             tick_interval: Duration::from_millis(10),
             propose_timeout: Duration::from_secs(10),
             configure: |_| {},
+            session_expiry_entries: 100_000,
         }
     }
 }
@@ -201,7 +205,8 @@ impl MemCluster {
         self.network.unregister(id);
     }
 
-    /// Starts node `id` again from its storage, with a fresh state machine that replays the log.
+    /// Starts node `id` again from its storage, with a fresh state machine that is restored from
+    /// the latest snapshot and replays the log after it.
     pub async fn restart(&self, id: NodeId) -> Result<(), ClusterError> {
         self.kill(id);
         let config = self.node_config(id);
@@ -213,6 +218,7 @@ impl MemCluster {
             (member.storage.clone(), member.initial.clone())
         };
         let (transport, inbox) = self.network.register(id);
+        let state_machine = Sessions::new(state_machine, self.options.session_expiry_entries);
         let node = RaftNode::start(config, membership, storage, transport, inbox, state_machine).await?;
         if let Some(member) = self.members().get_mut(&id) {
             member.node = Some(Arc::new(node));
@@ -415,5 +421,15 @@ impl MemCluster {
         for node in nodes {
             node.shutdown().await;
         }
+    }
+}
+
+impl NodeDirectory for MemCluster {
+    fn node_ids(&self) -> Vec<NodeId> {
+        self.ids()
+    }
+
+    fn node(&self, id: NodeId) -> Option<Arc<RaftNode>> {
+        MemCluster::node(self, id)
     }
 }

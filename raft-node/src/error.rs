@@ -1,12 +1,13 @@
 //! Errors of the node API.
 
-use raft_core::{InitError, NodeId, StorageError};
+use raft_core::{InitError, NodeId, StateMachineError, StorageError};
 use thiserror::Error;
 
 /// Why a proposal has no result.
 ///
-/// The variants say whether the command may still take effect: only [`ProposeError::Timeout`] and
-/// [`ProposeError::Stopped`] leave that open.
+/// The variants say whether the command may still take effect: only [`ProposeError::Timeout`],
+/// [`ProposeError::Superseded`] and [`ProposeError::Stopped`] leave that open (client sessions make
+/// retrying them safe; see [`SessionClient`](crate::SessionClient)).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ProposeError {
     /// This node is not the leader; nothing was proposed. Retry on `leader_hint` if known.
@@ -41,6 +42,10 @@ pub enum ProposeError {
     /// was certainly not applied.
     #[error("leadership changed before the command committed; it was not applied")]
     Dropped,
+    /// This node installed a snapshot from the leader that covers the command's index, so it
+    /// cannot tell which command was applied there: the command may or may not have been applied.
+    #[error("a snapshot from the leader covers the command's index; its outcome is unknown here")]
+    Superseded,
     /// No result within the timeout: the command may or may not be applied later.
     #[error("no result within the timeout; the command may or may not be applied")]
     Timeout,
@@ -134,4 +139,18 @@ pub enum StartError {
     /// The stored state could not be read.
     #[error("cannot read the node's storage: {0}")]
     Storage(#[from] StorageError),
+    /// The state machine could not be restored from the stored snapshot.
+    #[error("cannot restore the state machine from the stored snapshot: {0}")]
+    Restore(#[from] StateMachineError),
+}
+
+/// Why a snapshot was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SnapshotError {
+    /// Nothing has been applied yet, so there is no state to snapshot.
+    #[error("nothing has been applied yet")]
+    NothingApplied,
+    /// The node stopped.
+    #[error("the node stopped")]
+    Stopped,
 }

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use raft_core::{Index, StateMachine, StateMachineError};
+use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError, StorageError};
+
+use crate::snapshot_stream::{RecordReader, RecordWriter};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -214,9 +216,103 @@ impl StateMachine for KvStateMachine {
         Ok(response.encode())
     }
 
+    /// Streams the pairs in key order, a batch at a time, so the lock is never held across a
+    /// write and the whole store is never copied at once.
+    async fn snapshot(&mut self, snapshot: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
+        let (index, count) = {
+            let state = self.lock();
+            (state.applied, state.data.len() as u64)
+        };
+        let failed = |error: StorageError| StateMachineError {
+            index,
+            source: Box::new(error),
+        };
+        let mut writer = RecordWriter::new(snapshot);
+        let header = KvSnapshotHeader {
+            version: KV_SNAPSHOT_VERSION,
+            pairs: count,
+        };
+        writer.push(&header).await.map_err(failed)?;
+        let mut after: Option<String> = None;
+        loop {
+            let batch: Vec<(String, String)> = {
+                let state = self.lock();
+                let range = match &after {
+                    None => state.data.range::<String, _>(..),
+                    Some(key) => state
+                        .data
+                        .range::<String, _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded)),
+                };
+                range
+                    .take(SNAPSHOT_BATCH)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for pair in &batch {
+                writer.push(pair).await.map_err(failed)?;
+            }
+        }
+        writer.finish().await.map_err(failed)
+    }
+
+    async fn restore(
+        &mut self,
+        index: Index,
+        snapshot: &mut dyn SnapshotRead,
+    ) -> Result<(), StateMachineError> {
+        let failed = |error: StorageError| StateMachineError {
+            index,
+            source: Box::new(error),
+        };
+        let mut reader = RecordReader::new(snapshot);
+        let header: KvSnapshotHeader = reader
+            .next()
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| failed(StorageError::Corrupt("empty key-value snapshot".into())))?;
+        if header.version != KV_SNAPSHOT_VERSION {
+            return Err(failed(StorageError::Corrupt(format!(
+                "key-value snapshot version {} (expected {KV_SNAPSHOT_VERSION})",
+                header.version
+            ))));
+        }
+        let mut data = BTreeMap::new();
+        while let Some((key, value)) = reader.next::<(String, String)>().await.map_err(failed)? {
+            data.insert(key, value);
+        }
+        if data.len() as u64 != header.pairs {
+            return Err(failed(StorageError::Corrupt(format!(
+                "key-value snapshot holds {} pairs, its header says {}",
+                data.len(),
+                header.pairs
+            ))));
+        }
+        let mut state = self.lock();
+        state.data = data;
+        state.applied = index;
+        Ok(())
+    }
+
     fn applied_index(&self) -> Index {
         self.lock().applied
     }
+}
+
+/// The format version of key-value snapshots.
+const KV_SNAPSHOT_VERSION: u32 = 1;
+
+/// Pairs copied out of the store per lock acquisition while snapshotting.
+const SNAPSHOT_BATCH: usize = 1024;
+
+/// The first record of a key-value snapshot; the pairs follow, one record each.
+#[derive(Debug, Serialize, Deserialize)]
+struct KvSnapshotHeader {
+    version: u32,
+    pairs: u64,
 }
 
 #[cfg(test)]

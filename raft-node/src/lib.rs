@@ -39,11 +39,18 @@ mod config;
 mod error;
 mod kv;
 mod node;
+mod sessions;
+pub mod snapshot_stream;
 
 #[cfg(feature = "mem")]
 pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
 pub use crate::config::NodeConfig;
-pub use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError, TransferError};
+pub use crate::error::{
+    MembershipChangeFailed, ProposeError, ReadError, SnapshotError, StartError, TransferError,
+};
 pub use crate::kv::{DecodeError, KvCommand, KvResponse, KvStateMachine};
 pub use crate::node::{NodeStatus, RaftNode, ReadConsistency, RunState};
+pub use crate::sessions::{
+    ClientError, NodeDirectory, SessionClient, SessionCommand, SessionId, SessionResponse, Sessions,
+};
 pub use raft_core;

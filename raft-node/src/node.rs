@@ -15,6 +15,10 @@
 //!                 └─────────────┘                    └──────────────┘
 //! ```
 //!
+//! A fourth task reads the chunks of a snapshot the leader sends to a lagging follower from the
+//! snapshot store, so that a large transfer never delays heartbeats. Snapshots are built and
+//! restored on the apply task, which owns the state machine.
+//!
 //! The event loop never waits for storage or the state machine: while one write is being made
 //! durable it keeps accepting messages and proposals, and the persist task writes everything
 //! queued meanwhile in one call (group commit). The leader sends AppendEntries before its own write
@@ -27,8 +31,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft_core::{
     Entry, EntryPayload, Inbox, Index, LogStorage, LogWrite, Membership, MembershipChangeError, Message,
-    NodeId, RaftCore, Ready, RestoredState, StateMachine, StateMachineError, Status, StorageError, Term,
-    Transport,
+    NodeId, RaftCore, Ready, ReceivedChunk, RestoredState, SnapshotChecksum, SnapshotChunkRequest,
+    SnapshotMeta, SnapshotSink, SnapshotStore, SnapshotWrite, StateMachine, StateMachineError, Status,
+    StorageError, Term, Transport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -36,7 +41,9 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::config::NodeConfig;
-use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError, TransferError};
+use crate::error::{
+    MembershipChangeFailed, ProposeError, ReadError, SnapshotError, StartError, TransferError,
+};
 
 /// Whether the node is running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +116,9 @@ enum Request {
         started: ReplyTo<(), MembershipChangeError>,
         applied: ReplyTo<Bytes, ProposeError>,
     },
+    Snapshot {
+        reply: ReplyTo<SnapshotMeta, SnapshotError>,
+    },
     Shutdown,
 }
 
@@ -119,6 +129,28 @@ struct PersistJob {
     persisted: Option<(Index, Term)>,
     /// Messages that may leave only once the write is durable.
     messages: Vec<Message>,
+    /// Snapshot chunks from the leader, written to the snapshot store before `write`.
+    chunks: Vec<ReceivedChunk>,
+    /// The received snapshot `write` records, to finish before the write and to restore the
+    /// state machine from after it.
+    restore: Option<SnapshotMeta>,
+}
+
+/// What the persist task made durable.
+#[derive(Debug, Default)]
+struct Persisted {
+    /// (index, term) of the last entry of each write, to report to the core.
+    acknowledged: Vec<(Index, Term)>,
+    /// Received snapshots now durable: the state machine is to be restored from them.
+    restore: Vec<SnapshotMeta>,
+}
+
+/// What the apply task did.
+enum Applied {
+    /// Entries up to this index are applied (or a snapshot up to it restored).
+    UpTo(Index),
+    /// A snapshot of the state after `index` was written to the snapshot store.
+    SnapshotBuilt { index: Index, size: u64, checksum: u32 },
 }
 
 enum ApplyJob {
@@ -136,6 +168,10 @@ enum ApplyJob {
         query: Bytes,
         reply: ReplyTo<Bytes, ReadError>,
     },
+    /// Replace the state machine's state with this durable snapshot from the leader.
+    Restore(SnapshotMeta),
+    /// Write a snapshot of the state machine into the snapshot store.
+    BuildSnapshot,
 }
 
 /// A running Raft node: the protocol core driven by a tick timer, wired to a storage, a transport
@@ -186,7 +222,7 @@ impl RaftNode {
         mut storage: S,
         transport: T,
         inbox: I,
-        state_machine: M,
+        mut state_machine: M,
     ) -> Result<RaftNode, StartError>
     where
         S: LogStorage,
@@ -195,8 +231,20 @@ impl RaftNode {
         M: StateMachine,
     {
         let stored = storage.load().await?;
+        let snapshots = storage.snapshot_store();
+        if let Some(snapshot) = &stored.snapshot {
+            if state_machine.applied_index() < snapshot.index {
+                info!(
+                    index = snapshot.index,
+                    "restoring the state machine from the stored snapshot"
+                );
+                let mut reader = snapshots.open(snapshot.index).await?;
+                state_machine.restore(snapshot.index, reader.as_mut()).await?;
+            }
+        }
         let restored = RestoredState {
             hard_state: stored.hard_state,
+            snapshot: stored.snapshot,
             entries: stored.entries,
             applied: state_machine.applied_index(),
         };
@@ -217,8 +265,10 @@ impl RaftNode {
         let (request_tx, request_rx) = mpsc::channel(config.request_queue.max(1));
         let (status_tx, status_rx) = watch::channel(NodeStatus::of(&core, RunState::Running));
 
+        let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
         let persist_task = tokio::spawn(persist_loop(storage, transport.clone(), persist_rx, persisted_tx));
-        let apply_task = tokio::spawn(apply_loop(state_machine, apply_rx, applied_tx));
+        let apply_task = tokio::spawn(apply_loop(state_machine, snapshots.clone(), apply_rx, applied_tx));
+        let sender_task = tokio::spawn(send_snapshot_chunks(snapshots, transport.clone(), chunk_rx));
         let event_loop = EventLoop {
             core,
             transport,
@@ -232,6 +282,8 @@ impl RaftNode {
             tick_interval: config.tick_interval,
             next_read: 0,
             pending_reads: BTreeMap::new(),
+            snapshot_chunks: chunk_tx,
+            snapshot_waiters: Vec::new(),
         };
         let main_task = tokio::spawn(event_loop.run());
         Ok(RaftNode {
@@ -240,7 +292,7 @@ impl RaftNode {
             status: status_rx,
             propose_timeout: config.propose_timeout,
             transfer_timeout: config.election_timeout() * 2,
-            tasks: Mutex::new(vec![main_task, persist_task, apply_task]),
+            tasks: Mutex::new(vec![main_task, persist_task, apply_task, sender_task]),
         })
     }
 
@@ -384,6 +436,18 @@ impl RaftNode {
         }
     }
 
+    /// Takes a snapshot of the state machine now and compacts the log before it (keeping
+    /// `Config::snapshot_keep_entries`), whatever the compaction policy says. Returns the latest
+    /// snapshot, which covers at least everything applied when this was called, once it is
+    /// complete in the snapshot store; the write that records it and purges the log follows.
+    pub async fn snapshot(&self) -> Result<SnapshotMeta, SnapshotError> {
+        let (reply, result) = oneshot::channel();
+        if self.requests.send(Request::Snapshot { reply }).await.is_err() {
+            return Err(SnapshotError::Stopped);
+        }
+        result.await.unwrap_or(Err(SnapshotError::Stopped))
+    }
+
     /// The node's current status.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
@@ -432,8 +496,8 @@ enum Event {
     Tick,
     Message(Message),
     Request(Request),
-    Persisted(Result<Vec<(Index, Term)>, StorageError>),
-    Applied(Result<Index, StateMachineError>),
+    Persisted(Result<Persisted, StorageError>),
+    Applied(Result<Applied, StateMachineError>),
     Shutdown,
 }
 
@@ -446,14 +510,18 @@ struct EventLoop<T, I> {
     inbox: I,
     requests: mpsc::Receiver<Request>,
     persist_jobs: mpsc::UnboundedSender<PersistJob>,
-    persisted: mpsc::UnboundedReceiver<Result<Vec<(Index, Term)>, StorageError>>,
+    persisted: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
     apply_jobs: mpsc::UnboundedSender<ApplyJob>,
-    applied: mpsc::UnboundedReceiver<Result<Index, StateMachineError>>,
+    applied: mpsc::UnboundedReceiver<Result<Applied, StateMachineError>>,
     status: watch::Sender<NodeStatus>,
     tick_interval: Duration,
     next_read: u64,
     /// Reads waiting for the core to confirm a read index.
     pending_reads: BTreeMap<u64, PendingQuery>,
+    /// Snapshot chunks for the sender task to read and send.
+    snapshot_chunks: mpsc::UnboundedSender<SnapshotChunkRequest>,
+    /// Callers of `RaftNode::snapshot` waiting for the next snapshot.
+    snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
 }
 
 impl<T: Transport, I: Inbox> EventLoop<T, I> {
@@ -556,17 +624,45 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     let _ = started.send(Err(error));
                 }
             },
+            Event::Request(Request::Snapshot { reply }) => {
+                let status = self.core.status();
+                if status.applied_index == 0 {
+                    let _ = reply.send(Err(SnapshotError::NothingApplied));
+                } else if status.applied_index <= status.snapshot_index {
+                    let latest = self.core.snapshot_meta().cloned();
+                    let _ = reply.send(latest.ok_or(SnapshotError::NothingApplied));
+                } else {
+                    self.core.request_snapshot();
+                    self.snapshot_waiters.push(reply);
+                }
+            }
             Event::Request(Request::Shutdown) | Event::Shutdown => return Some(RunState::Stopped),
-            Event::Persisted(Ok(acknowledged)) => {
-                for (index, term) in acknowledged {
+            Event::Persisted(Ok(persisted)) => {
+                for (index, term) in persisted.acknowledged {
                     self.core.on_persisted(index, term);
+                }
+                for snapshot in persisted.restore {
+                    let _ = self.apply_jobs.send(ApplyJob::Restore(snapshot));
                 }
             }
             Event::Persisted(Err(error)) => {
                 error!(node = self.core.id(), %error, "storage failed; stopping without acknowledging");
                 return Some(RunState::Failed(format!("storage failed: {error}")));
             }
-            Event::Applied(Ok(index)) => self.core.on_applied(index),
+            Event::Applied(Ok(Applied::UpTo(index))) => self.core.on_applied(index),
+            Event::Applied(Ok(Applied::SnapshotBuilt {
+                index,
+                size,
+                checksum,
+            })) => {
+                let built = self.core.on_snapshot_built(index, size, checksum);
+                let latest = built.or_else(|| self.core.snapshot_meta().cloned());
+                if let Some(latest) = latest {
+                    for waiter in self.snapshot_waiters.drain(..) {
+                        let _ = waiter.send(Ok(latest.clone()));
+                    }
+                }
+            }
             Event::Applied(Err(error)) => {
                 error!(node = self.core.id(), %error, "state machine failed; stopping");
                 return Some(RunState::Failed(format!("state machine failed: {error}")));
@@ -607,18 +703,37 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             debug!(node = self.core.id(), role = %soft.role, term = soft.term, leader = ?soft.leader, "role changed");
         }
         let persisted = ready.persisted_up_to();
+        let needs_persist = ready.needs_persist() || !ready.messages_after_persist.is_empty();
         for message in ready.messages {
             send(&*self.transport, message);
         }
-        if ready.hard_state.is_some() || !ready.entries.is_empty() || !ready.messages_after_persist.is_empty()
-        {
+        for chunk in ready.snapshot_sends {
+            let _ = self.snapshot_chunks.send(chunk);
+        }
+        if ready.build_snapshot {
+            let _ = self.apply_jobs.send(ApplyJob::BuildSnapshot);
+        }
+        if needs_persist {
+            let mut write = LogWrite {
+                entries: ready.entries,
+                hard_state: ready.hard_state,
+                ..LogWrite::default()
+            };
+            let mut restore = None;
+            if let Some(update) = ready.snapshot {
+                write.discard_log = update.discard_log;
+                write.purge_to = update.purge_to;
+                if update.restore {
+                    restore = Some(update.meta.clone());
+                }
+                write.snapshot = Some(update.meta);
+            }
             let job = PersistJob {
-                write: LogWrite {
-                    entries: ready.entries,
-                    hard_state: ready.hard_state,
-                },
+                write,
                 persisted,
                 messages: ready.messages_after_persist,
+                chunks: ready.received_chunks,
+                restore,
             };
             // If the persist task is gone it reported why; the loop stops on that report.
             let _ = self.persist_jobs.send(job);
@@ -669,12 +784,23 @@ async fn persist_loop<S: LogStorage, T: Transport>(
     mut storage: S,
     transport: Arc<T>,
     mut jobs: mpsc::UnboundedReceiver<PersistJob>,
-    done: mpsc::UnboundedSender<Result<Vec<(Index, Term)>, StorageError>>,
+    done: mpsc::UnboundedSender<Result<Persisted, StorageError>>,
 ) {
+    let snapshots = storage.snapshot_store();
+    let mut receiving = ReceivingSnapshot::default();
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while let Ok(job) = jobs.try_recv() {
             batch.push(job);
+        }
+        // Snapshot chunks go to the snapshot store first; a completed snapshot is finished
+        // (durable) before the write that records it as the latest.
+        for job in &mut batch {
+            let stored = receiving.store(&snapshots, std::mem::take(&mut job.chunks), job.restore.as_ref());
+            if let Err(error) = stored.await {
+                let _ = done.send(Err(error));
+                return;
+            }
         }
         let write = merge_writes(&mut batch);
         if !write.is_empty() {
@@ -683,41 +809,146 @@ async fn persist_loop<S: LogStorage, T: Transport>(
                 return;
             }
         }
-        let mut acknowledged = Vec::new();
+        let mut persisted = Persisted::default();
         for job in batch {
             for message in job.messages {
                 send(&*transport, message);
             }
-            acknowledged.extend(job.persisted);
+            persisted.acknowledged.extend(job.persisted);
+            persisted.restore.extend(job.restore);
         }
-        if done.send(Ok(acknowledged)).is_err() {
+        if done.send(Ok(persisted)).is_err() {
             return;
         }
     }
 }
 
-/// Merges consecutive writes into one (group commit). A later write's entries replace an earlier
-/// write's from their first index on, exactly as storage would apply them one after the other.
+/// The snapshots a follower is receiving from the leader, as they are written to the snapshot
+/// store, by index.
+#[derive(Default)]
+struct ReceivingSnapshot {
+    sinks: BTreeMap<Index, Box<dyn SnapshotSink>>,
+}
+
+impl ReceivingSnapshot {
+    /// Writes `chunks` (a chunk at offset 0 starts its snapshot afresh), then finishes the
+    /// snapshot `complete` names, if any, abandoning older unfinished ones.
+    async fn store<St: SnapshotStore>(
+        &mut self,
+        snapshots: &St,
+        chunks: Vec<ReceivedChunk>,
+        complete: Option<&SnapshotMeta>,
+    ) -> Result<(), StorageError> {
+        for chunk in chunks {
+            let index = chunk.snapshot_index;
+            if chunk.offset == 0 {
+                self.sinks.insert(index, snapshots.create(index).await?);
+            }
+            match self.sinks.get_mut(&index) {
+                Some(sink) => sink.write(chunk.data).await?,
+                None => return Err(StorageError::SnapshotNotFound(index)),
+            }
+        }
+        if let Some(meta) = complete {
+            let sink = self
+                .sinks
+                .remove(&meta.index)
+                .ok_or(StorageError::SnapshotNotFound(meta.index))?;
+            sink.finish().await?;
+            self.sinks.retain(|index, _| *index > meta.index);
+        }
+        Ok(())
+    }
+}
+
+/// Merges consecutive writes into one (group commit), exactly as storage would apply them one
+/// after the other.
 fn merge_writes(batch: &mut [PersistJob]) -> LogWrite {
     let mut merged = LogWrite::default();
     for job in batch.iter_mut() {
-        let entries = std::mem::take(&mut job.write.entries);
-        if let Some(first) = entries.first() {
-            merged.entries.retain(|e| e.index < first.index);
-            merged.entries.extend(entries);
-        }
-        if job.write.hard_state.is_some() {
-            merged.hard_state = job.write.hard_state;
-        }
+        merged.merge(std::mem::take(&mut job.write));
     }
     merged
 }
 
-/// Applies committed entries in order and answers the proposals waiting for them.
-async fn apply_loop<M: StateMachine>(
+/// Reads the chunks of snapshots the leader sends and hands them to the transport.
+async fn send_snapshot_chunks<St: SnapshotStore, T: Transport>(
+    snapshots: St,
+    transport: Arc<T>,
+    mut requests: mpsc::UnboundedReceiver<SnapshotChunkRequest>,
+) {
+    while let Some(request) = requests.recv().await {
+        match snapshots
+            .read_chunk(request.meta.index, request.offset, request.len)
+            .await
+        {
+            Ok(data) => send(&*transport, request.into_message(data)),
+            // Superseded by a newer snapshot: the core starts over with that one when the
+            // transfer stalls.
+            Err(error) => debug!(to = request.to, %error, "snapshot chunk not sent"),
+        }
+    }
+}
+
+/// A snapshot being built: the bytes go to the store, their checksum is kept on the way.
+struct ChecksummedSink {
+    sink: Box<dyn SnapshotSink>,
+    checksum: SnapshotChecksum,
+}
+
+#[async_trait::async_trait]
+impl SnapshotWrite for ChecksummedSink {
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
+        self.checksum.update(&data);
+        self.sink.write(data).await
+    }
+}
+
+/// Builds a snapshot of the state after `index` into the store.
+async fn build_snapshot<M: StateMachine, St: SnapshotStore>(
+    state_machine: &mut M,
+    snapshots: &St,
+    index: Index,
+) -> Result<Applied, StateMachineError> {
+    let as_state_machine_error = |error: StorageError| StateMachineError {
+        index,
+        source: Box::new(error),
+    };
+    let sink = snapshots.create(index).await.map_err(as_state_machine_error)?;
+    let mut writer = ChecksummedSink {
+        sink,
+        checksum: SnapshotChecksum::new(),
+    };
+    state_machine.snapshot(&mut writer).await?;
+    let ChecksummedSink { sink, checksum } = writer;
+    sink.finish().await.map_err(as_state_machine_error)?;
+    Ok(Applied::SnapshotBuilt {
+        index,
+        size: checksum.size(),
+        checksum: checksum.value(),
+    })
+}
+
+/// Replaces the state machine's state with the snapshot at `index`.
+async fn restore_snapshot<M: StateMachine, St: SnapshotStore>(
+    state_machine: &mut M,
+    snapshots: &St,
+    index: Index,
+) -> Result<(), StateMachineError> {
+    let mut reader = snapshots.open(index).await.map_err(|error| StateMachineError {
+        index,
+        source: Box::new(error),
+    })?;
+    state_machine.restore(index, reader.as_mut()).await
+}
+
+/// Applies committed entries in order and answers the proposals waiting for them; builds and
+/// restores snapshots.
+async fn apply_loop<M: StateMachine, St: SnapshotStore>(
     mut state_machine: M,
+    snapshots: St,
     mut jobs: mpsc::UnboundedReceiver<ApplyJob>,
-    done: mpsc::UnboundedSender<Result<Index, StateMachineError>>,
+    done: mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
 ) {
     let mut waiters: BTreeMap<Index, (Term, ReplyTo<Bytes, ProposeError>)> = BTreeMap::new();
     let mut reads: BTreeMap<Index, Vec<PendingQuery>> = BTreeMap::new();
@@ -735,6 +966,36 @@ async fn apply_loop<M: StateMachine>(
                     }
                 } else {
                     reads.entry(index).or_default().push((query, reply));
+                }
+                continue;
+            }
+            ApplyJob::BuildSnapshot => {
+                let built = build_snapshot(&mut state_machine, &snapshots, applied).await;
+                let failed = built.is_err();
+                if done.send(built).is_err() || failed {
+                    return;
+                }
+                continue;
+            }
+            ApplyJob::Restore(snapshot) => {
+                if let Err(error) = restore_snapshot(&mut state_machine, &snapshots, snapshot.index).await {
+                    let _ = done.send(Err(error));
+                    return;
+                }
+                applied = snapshot.index;
+                // Proposals covered by the snapshot: which command took their index is unknown.
+                while let Some(waiter) = waiters.first_entry() {
+                    if *waiter.key() > applied {
+                        break;
+                    }
+                    let (_, reply) = waiter.remove();
+                    let _ = reply.send(Err(ProposeError::Superseded));
+                }
+                if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
+                    return;
+                }
+                if done.send(Ok(Applied::UpTo(applied))).is_err() {
+                    return;
                 }
                 continue;
             }
@@ -771,21 +1032,33 @@ async fn apply_loop<M: StateMachine>(
             last = entry.index;
         }
         applied = applied.max(last);
-        // Reads whose index is now applied can be served.
-        while let Some(ready) = reads.first_entry() {
-            if *ready.key() > applied {
-                break;
-            }
-            for (query, reply) in ready.remove() {
-                if !serve_read(&mut state_machine, query, reply, &done).await {
-                    return;
-                }
-            }
+        if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
+            return;
         }
-        if done.send(Ok(last)).is_err() {
+        if done.send(Ok(Applied::UpTo(last))).is_err() {
             return;
         }
     }
+}
+
+/// Serves the reads whose index is now applied; returns false if the state machine failed.
+async fn serve_reads_up_to<M: StateMachine>(
+    state_machine: &mut M,
+    reads: &mut BTreeMap<Index, Vec<PendingQuery>>,
+    applied: Index,
+    done: &mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
+) -> bool {
+    while let Some(ready) = reads.first_entry() {
+        if *ready.key() > applied {
+            break;
+        }
+        for (query, reply) in ready.remove() {
+            if !serve_read(state_machine, query, reply, done).await {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Answers one read from the state machine; returns false if the state machine failed.
@@ -793,7 +1066,7 @@ async fn serve_read<M: StateMachine>(
     state_machine: &mut M,
     query: Bytes,
     reply: ReplyTo<Bytes, ReadError>,
-    done: &mpsc::UnboundedSender<Result<Index, StateMachineError>>,
+    done: &mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
 ) -> bool {
     match state_machine.query(query).await {
         Ok(answer) => {
@@ -820,9 +1093,12 @@ mod tests {
                     voted_for: None,
                     commit: 0,
                 }),
+                ..LogWrite::default()
             },
             persisted: None,
             messages: Vec::new(),
+            chunks: Vec::new(),
+            restore: None,
         }
     }
 

@@ -111,7 +111,9 @@ async fn execute(
             Err(ProposeError::Dropped) | Err(ProposeError::Busy { .. }) => *guess = None,
             Err(ProposeError::Transferring { target }) => *guess = Some(target),
             Err(ProposeError::TooLarge { .. }) => return Attempt::Failed,
-            Err(ProposeError::Timeout) | Err(ProposeError::Stopped) => return Attempt::Unknown,
+            Err(ProposeError::Timeout) | Err(ProposeError::Stopped) | Err(ProposeError::Superseded) => {
+                return Attempt::Unknown
+            }
         }
         if Instant::now() > deadline {
             return Attempt::Failed;

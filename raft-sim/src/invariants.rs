@@ -328,6 +328,25 @@ pub(crate) fn check_read_freshness(
     Ok(())
 }
 
+/// **State machine safety through snapshots**: a state machine restored from a snapshot (received
+/// from a leader, or its own after a restart) holds exactly the committed log up to the snapshot's
+/// index: the hash chain of its state equals the committed chain there.
+pub(crate) fn check_restored_state(
+    observer: &Observer,
+    node: NodeId,
+    index: Index,
+    state: u64,
+) -> Result<(), Violation> {
+    if observer.committed.chain(index) == Some(state) {
+        return Ok(());
+    }
+    Err(Violation::StateMachineSafety {
+        node,
+        index,
+        what: "restored from a snapshot that differs from the committed log",
+    })
+}
+
 /// **Monotonic durable state**: a node's durable term never decreases, its durable vote never
 /// changes within a term, and its durable commit index never decreases, across restarts.
 pub(crate) fn check_durable_state(

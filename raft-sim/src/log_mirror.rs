@@ -38,6 +38,33 @@ impl LogMirror {
         self.chain.push(extend_chain(previous, hash));
     }
 
+    /// The first `index` entries (`None` when the log is shorter).
+    pub(crate) fn prefix(&self, index: Index) -> Option<LogMirror> {
+        let keep = index as usize;
+        if keep > self.terms.len() {
+            return None;
+        }
+        Some(LogMirror {
+            terms: self.terms[..keep].to_vec(),
+            hashes: self.hashes[..keep].to_vec(),
+            chain: self.chain[..keep].to_vec(),
+        })
+    }
+
+    /// `prefix` followed by this log's entries after it (none when `discard_rest`): the log after
+    /// installing a snapshot of the committed prefix.
+    pub(crate) fn rebase(&self, prefix: &LogMirror, discard_rest: bool) -> LogMirror {
+        let mut rebased = prefix.clone();
+        if !discard_rest {
+            for index in prefix.len() + 1..=self.len() {
+                if let (Some(term), Some(hash)) = (self.term(index), self.hash(index)) {
+                    rebased.push(term, hash);
+                }
+            }
+        }
+        rebased
+    }
+
     pub(crate) fn len(&self) -> Index {
         self.terms.len() as Index
     }

@@ -1,10 +1,17 @@
 //! A simulated node: the real `RaftCore`, a disk whose writes become durable after a delay (and
-//! are lost if the node crashes first), and the simulator's mirror of the core's log.
+//! are lost if the node crashes first), a state machine, and the simulator's mirror of the core's
+//! log.
+//!
+//! The state machine's state is the hash chain of the entries it applied, so a snapshot (that
+//! chain value at the snapshot's index, plus filler bytes to give it a size) can be checked
+//! against the committed log when it is restored.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use bytes::Bytes;
 use raft_core::{
-    Config, Entry, HardState, Index, LogWrite, Membership, Message, NodeId, RaftCore, RestoredState, Term,
+    Config, Entry, HardState, Index, LogWrite, Membership, Message, NodeId, RaftCore, ReceivedChunk,
+    RestoredState, SnapshotChecksum, SnapshotMeta, Term,
 };
 
 use crate::log_mirror::LogMirror;
@@ -13,21 +20,80 @@ use crate::log_mirror::LogMirror;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Disk {
     pub(crate) hard_state: HardState,
+    /// The entries up to here were purged; `entries` starts right after.
+    pub(crate) purged_to: Index,
     pub(crate) entries: Vec<Entry>,
-    /// The same entries as a mirror, for invariant checks.
+    /// The latest recorded snapshot.
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// Complete snapshots by index.
+    pub(crate) snapshots: BTreeMap<Index, Bytes>,
+    /// Snapshots being received (not complete), by index.
+    pub(crate) receiving: BTreeMap<Index, Vec<u8>>,
+    /// The node's logical log as a mirror (the purged prefix included), for invariant checks.
     pub(crate) mirror: LogMirror,
 }
 
 impl Disk {
-    fn apply(&mut self, write: &LogWrite) {
+    fn apply(&mut self, pending: &PendingWrite) -> Result<(), String> {
+        for chunk in &pending.chunks {
+            let receiving = self.receiving.entry(chunk.snapshot_index).or_default();
+            if chunk.offset == 0 {
+                receiving.clear();
+            }
+            if receiving.len() as u64 != chunk.offset {
+                return Err(format!(
+                    "snapshot {} chunk at offset {} after {} bytes",
+                    chunk.snapshot_index,
+                    chunk.offset,
+                    receiving.len()
+                ));
+            }
+            receiving.extend_from_slice(&chunk.data);
+        }
+        let write = &pending.write;
+        if let Some(meta) = pending.restore.as_ref() {
+            let data = self.receiving.remove(&meta.index).unwrap_or_default();
+            self.receiving.retain(|index, _| *index > meta.index);
+            if data.len() as u64 != meta.size {
+                return Err(format!(
+                    "received snapshot has {} bytes, expected {}",
+                    data.len(),
+                    meta.size
+                ));
+            }
+            self.snapshots.insert(meta.index, data.into());
+        }
+        if write.discard_log {
+            self.entries.clear();
+        }
+        if write.purge_to > self.purged_to {
+            let drop = ((write.purge_to - self.purged_to) as usize).min(self.entries.len());
+            self.entries.drain(..drop);
+            self.purged_to = write.purge_to;
+        }
+        if let Some((prefix, discard)) = &pending.mirror_reset {
+            self.mirror = self.mirror.rebase(prefix, *discard);
+        }
         if let Some(first) = write.entries.first() {
-            self.entries.truncate((first.index - 1) as usize);
+            let keep = first
+                .index
+                .checked_sub(self.purged_to + 1)
+                .ok_or_else(|| format!("write at {} into a log purged to {}", first.index, self.purged_to))?;
+            if keep as usize > self.entries.len() {
+                return Err(format!("write at {} leaves a gap", first.index));
+            }
+            self.entries.truncate(keep as usize);
             self.entries.extend(write.entries.iter().cloned());
             self.mirror.write(&write.entries);
+        }
+        if let Some(meta) = &write.snapshot {
+            self.snapshots.retain(|index, _| *index >= meta.index);
+            self.snapshot = Some(meta.clone());
         }
         if let Some(hard_state) = write.hard_state {
             self.hard_state = hard_state;
         }
+        Ok(())
     }
 }
 
@@ -37,7 +103,33 @@ pub(crate) struct PendingWrite {
     pub(crate) write: LogWrite,
     pub(crate) persisted: Option<(Index, Term)>,
     pub(crate) messages: Vec<Message>,
+    /// Snapshot chunks received, written before `write`.
+    pub(crate) chunks: Vec<ReceivedChunk>,
+    /// The received snapshot `write` records; the state machine is restored from it once durable.
+    pub(crate) restore: Option<SnapshotMeta>,
+    /// After a snapshot from the leader: the committed prefix up to it, and whether the log after
+    /// it was discarded (see [`LogMirror::rebase`]).
+    pub(crate) mirror_reset: Option<(LogMirror, bool)>,
     pub(crate) durable_at: u64,
+}
+
+/// The bytes of a snapshot of a state machine whose state is `state` after applying `index`.
+pub(crate) fn encode_snapshot(index: Index, state: u64) -> (Bytes, SnapshotChecksum) {
+    let mut data = Vec::new();
+    data.extend_from_slice(&index.to_le_bytes());
+    data.extend_from_slice(&state.to_le_bytes());
+    // Filler, so snapshots span several chunks.
+    data.extend((0..(index % 97) * 8).map(|i| (i as u8) ^ (index as u8)));
+    let mut checksum = SnapshotChecksum::new();
+    checksum.update(&data);
+    (data.into(), checksum)
+}
+
+/// The (index, state) a snapshot holds.
+pub(crate) fn decode_snapshot(data: &[u8]) -> Option<(Index, u64)> {
+    let index = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
+    let state = u64::from_le_bytes(data.get(8..16)?.try_into().ok()?);
+    Some((index, state))
 }
 
 #[derive(Debug)]
@@ -53,6 +145,8 @@ pub(crate) struct SimNode {
     pub(crate) mirror: LogMirror,
     /// The state machine's applied index (volatile: reset by a crash).
     pub(crate) applied: Index,
+    /// The state machine's state: the hash chain of the entries applied.
+    pub(crate) state: u64,
     pub(crate) tick_period: u64,
     pub(crate) next_tick: u64,
     pub(crate) restart_at: Option<u64>,
@@ -73,6 +167,7 @@ impl SimNode {
             pending: VecDeque::new(),
             mirror: LogMirror::default(),
             applied: 0,
+            state: 0,
             tick_period,
             next_tick: tick_period,
             restart_at: None,
@@ -90,16 +185,30 @@ impl SimNode {
         self.core = None;
         self.pending.clear();
         self.applied = 0;
+        self.state = 0;
         self.restart_at = Some(restart_at);
     }
 
     /// Starts the node again from its disk.
     pub(crate) fn restart(&mut self) -> Result<(), String> {
         let membership = &self.initial;
+        // The state machine comes back from the latest snapshot.
+        let (applied, state) = match &self.disk.snapshot {
+            None => (0, 0),
+            Some(meta) => self
+                .disk
+                .snapshots
+                .get(&meta.index)
+                .and_then(|data| decode_snapshot(data))
+                .ok_or_else(|| format!("node {}: snapshot {} missing or unreadable", self.id, meta.index))?,
+        };
+        self.applied = applied;
+        self.state = state;
         let restored = RestoredState {
             hard_state: self.disk.hard_state,
+            snapshot: self.disk.snapshot.clone(),
             entries: self.disk.entries.clone(),
-            applied: 0,
+            applied,
         };
         let core = RaftCore::restore(self.config.clone(), membership.clone(), restored)
             .map_err(|e| format!("node {} could not restart from its disk: {e}", self.id))?;
@@ -112,14 +221,14 @@ impl SimNode {
     }
 
     /// Makes the writes due by `now` durable, in order; returns them.
-    pub(crate) fn complete_writes(&mut self, now: u64) -> Vec<PendingWrite> {
+    pub(crate) fn complete_writes(&mut self, now: u64) -> Result<Vec<PendingWrite>, String> {
         let mut done = Vec::new();
         while self.pending.front().is_some_and(|w| w.durable_at <= now) {
             if let Some(write) = self.pending.pop_front() {
-                self.disk.apply(&write.write);
+                self.disk.apply(&write)?;
                 done.push(write);
             }
         }
-        done
+        Ok(done)
     }
 }

@@ -58,6 +58,14 @@ pub struct SimOptions {
     pub spare_nodes: u64,
     /// Per-step probability that the leader changes the voters and learners.
     pub membership_change_probability: f64,
+    /// Take a snapshot after this many applied entries (0: never).
+    pub snapshot_after_entries: u64,
+    /// Entries kept before a snapshot.
+    pub snapshot_keep_entries: u64,
+    /// Snapshot chunk size.
+    pub snapshot_chunk_bytes: usize,
+    /// Snapshot chunks in flight per follower.
+    pub snapshot_chunks_in_flight: usize,
     /// A deliberate bug to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
 }
@@ -93,6 +101,10 @@ impl SimOptions {
             transfer_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
             spare_nodes: rng.below(3),
             membership_change_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
+            snapshot_after_entries: pick(&mut rng, &[0.0, 5.0, 20.0, 100.0]) as u64,
+            snapshot_keep_entries: pick(&mut rng, &[0.0, 2.0, 10.0]) as u64,
+            snapshot_chunk_bytes: pick(&mut rng, &[16.0, 100.0, 1024.0]) as usize,
+            snapshot_chunks_in_flight: 1 + rng.below(4) as usize,
             planted_bug: None,
         }
     }

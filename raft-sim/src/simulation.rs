@@ -12,11 +12,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use raft_core::{Config, Membership, NodeId, Role, SeededRng, SoftState};
+use raft_core::{Config, Membership, NodeId, Role, SeededRng, SnapshotChunkRequest, SnapshotMeta, SoftState};
 
 use crate::invariants::{self, Observer, Violation};
+use crate::log_mirror::{entry_hash, extend_chain};
 use crate::network::{Network, SendOutcome};
-use crate::node::{PendingWrite, SimNode};
+use crate::node::{decode_snapshot, encode_snapshot, PendingWrite, SimNode};
 use crate::options::SimOptions;
 use crate::trace::{summarize, Event, Trace};
 
@@ -45,6 +46,12 @@ pub struct SimStats {
     pub partitions: u64,
     /// Steps from the end of the faults to the first new commit.
     pub recovery_steps: u64,
+    /// Snapshots built (log compactions).
+    pub snapshots_built: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
+    /// Snapshot chunks sent.
+    pub snapshot_chunks: u64,
 }
 
 /// The successful end of a run.
@@ -163,6 +170,11 @@ impl Simulation {
             config.max_entries_per_message = options.max_entries_per_message;
             config.max_inflight_messages = options.max_inflight_messages;
             config.max_uncommitted_entries = options.max_uncommitted_entries;
+            config.snapshot_after_entries = options.snapshot_after_entries;
+            config.snapshot_after_log_bytes = 0;
+            config.snapshot_keep_entries = options.snapshot_keep_entries;
+            config.snapshot_chunk_bytes = options.snapshot_chunk_bytes;
+            config.snapshot_chunks_in_flight = options.snapshot_chunks_in_flight;
             config.planted_bug = options.planted_bug;
             // A lease must outlast no follower's election timeout: cover the clock skew (periods
             // differ by up to 2 x skew) plus one tick of rounding.
@@ -392,6 +404,9 @@ impl Simulation {
             if node.restart_at.is_some_and(|at| at <= now) {
                 node.restart()
                     .map_err(|error| Violation::Unexpected { node: node.id, error })?;
+                if node.applied > 0 {
+                    invariants::check_restored_state(&self.observer, node.id, node.applied, node.state)?;
+                }
                 let (term, last_index) = node
                     .core
                     .as_ref()
@@ -417,7 +432,9 @@ impl Simulation {
             let Some(node) = self.nodes.get_mut(&id) else {
                 continue;
             };
-            let done: Vec<PendingWrite> = node.complete_writes(self.now);
+            let done: Vec<PendingWrite> = node
+                .complete_writes(self.now)
+                .map_err(|error| Violation::Unexpected { node: id, error })?;
             for write in done {
                 let hard_state = self.nodes[&id].disk.hard_state;
                 invariants::check_durable_state(&mut self.observer, id, hard_state)?;
@@ -435,9 +452,79 @@ impl Simulation {
                 if let (Some((index, term)), Some(core)) = (write.persisted, self.core_mut(id)) {
                     core.on_persisted(index, term);
                 }
+                if let Some(meta) = write.restore {
+                    self.restore_state_machine(id, &meta)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Restores `id`'s state machine from the durable snapshot `meta` received from a leader.
+    fn restore_state_machine(&mut self, id: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let decoded = node
+            .disk
+            .snapshots
+            .get(&meta.index)
+            .and_then(|data| decode_snapshot(data));
+        let Some((index, state)) = decoded.filter(|(index, _)| *index == meta.index) else {
+            return Err(Violation::Unexpected {
+                node: id,
+                error: format!("snapshot {} unreadable after install", meta.index),
+            });
+        };
+        invariants::check_restored_state(&self.observer, id, index, state)?;
+        node.applied = index;
+        node.state = state;
+        self.stats.snapshots_installed += 1;
+        self.trace
+            .record(self.now, Event::SnapshotInstalled { node: id, index });
+        if let Some(core) = self.core_mut(id) {
+            core.on_applied(index);
+        }
+        Ok(())
+    }
+
+    /// `id`'s state machine writes a snapshot of its state (at once) and reports it.
+    fn build_snapshot(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let (index, state) = (node.applied, node.state);
+        let (data, checksum) = encode_snapshot(index, state);
+        node.disk.snapshots.insert(index, data);
+        if let Some(core) = node.core.as_mut() {
+            if core
+                .on_snapshot_built(index, checksum.size(), checksum.value())
+                .is_some()
+            {
+                self.stats.snapshots_built += 1;
+                self.trace
+                    .record(self.now, Event::SnapshotBuilt { node: id, index });
+            }
+        }
+    }
+
+    /// Reads the snapshot chunks a leader asked for and sends them.
+    fn send_snapshot_chunks(&mut self, id: NodeId, requests: Vec<SnapshotChunkRequest>) {
+        for request in requests {
+            let data = self
+                .nodes
+                .get(&id)
+                .and_then(|n| n.disk.snapshots.get(&request.meta.index))
+                .map(|data| {
+                    let start = (request.offset as usize).min(data.len());
+                    let end = ((request.offset + request.len) as usize).min(data.len());
+                    data.slice(start..end)
+                });
+            if let Some(data) = data {
+                self.stats.snapshot_chunks += 1;
+                self.send(request.into_message(data));
+            }
+        }
     }
 
     fn deliver_messages(&mut self) -> Result<(), Violation> {
@@ -612,7 +699,28 @@ impl Simulation {
                 }
             }
         }
+        // A snapshot from the leader makes the committed prefix up to it the logical log (entries
+        // it covers may never have been handed out to this node's storage), followed by the
+        // node's own entries after it unless they disagreed and were discarded.
+        let mut mirror_reset = None;
+        if let Some(update) = ready.snapshot.as_ref().filter(|u| u.restore) {
+            let prefix =
+                self.observer
+                    .committed
+                    .prefix(update.meta.index)
+                    .ok_or_else(|| Violation::Unexpected {
+                        node: id,
+                        error: format!(
+                            "installed snapshot {} beyond the committed log",
+                            update.meta.index
+                        ),
+                    })?;
+            mirror_reset = Some((prefix, update.discard_log));
+        }
         if let Some(node) = self.nodes.get_mut(&id) {
+            if let Some((prefix, discard)) = &mirror_reset {
+                node.mirror = node.mirror.rebase(prefix, *discard);
+            }
             node.mirror.write(&ready.entries);
         }
         let persisted = ready.persisted_up_to();
@@ -620,18 +728,33 @@ impl Simulation {
         for message in ready.messages {
             self.send(message);
         }
+        self.send_snapshot_chunks(id, ready.snapshot_sends);
         if write_needed {
             let delay = 1 + self.rng.below(self.options.max_disk_delay);
             let now = self.now;
             if let Some(node) = self.nodes.get_mut(&id) {
                 let after = node.pending.back().map_or(0, |w| w.durable_at);
+                let mut write = raft_core::LogWrite {
+                    entries: ready.entries,
+                    hard_state: ready.hard_state,
+                    ..raft_core::LogWrite::default()
+                };
+                let mut restore = None;
+                if let Some(update) = ready.snapshot {
+                    write.discard_log = update.discard_log;
+                    write.purge_to = update.purge_to;
+                    if update.restore {
+                        restore = Some(update.meta.clone());
+                    }
+                    write.snapshot = Some(update.meta);
+                }
                 node.pending.push_back(PendingWrite {
-                    write: raft_core::LogWrite {
-                        entries: ready.entries,
-                        hard_state: ready.hard_state,
-                    },
+                    write,
                     persisted,
                     messages: ready.messages_after_persist,
+                    chunks: ready.received_chunks,
+                    restore,
+                    mirror_reset,
                     durable_at: after.max(now + delay),
                 });
             }
@@ -663,6 +786,7 @@ impl Simulation {
             };
             invariants::check_applied_entry(&self.observer, node, entry)?;
             node.applied = entry.index;
+            node.state = extend_chain(node.state, entry_hash(entry));
             last_applied = Some(entry.index);
         }
         if let Some(index) = last_applied {
@@ -670,6 +794,9 @@ impl Simulation {
             if let Some(core) = self.core_mut(id) {
                 core.on_applied(index);
             }
+        }
+        if ready.build_snapshot {
+            self.build_snapshot(id);
         }
         Ok(())
     }
@@ -737,7 +864,11 @@ impl Simulation {
                 .get(&leader)
                 .and_then(|n| n.core.as_ref())
                 .is_some_and(|c| {
-                    c.status().commit_index >= index && c.entry(index).is_some_and(|e| e.term == term)
+                    // A leader never loses its own entries during its term (even once compacted
+                    // into a snapshot, when the entry itself is no longer at hand).
+                    let still_leading = c.role() == Role::Leader && c.term() == term;
+                    c.status().commit_index >= index
+                        && (still_leading || c.entry(index).is_some_and(|e| e.term == term))
                 });
             if committed {
                 return true;

@@ -132,6 +132,20 @@ pub enum Event {
         /// The new learners (bit i = node i + 1).
         learners: u64,
     },
+    /// A node's state machine wrote a snapshot and its log was compacted.
+    SnapshotBuilt {
+        /// The node.
+        node: NodeId,
+        /// The snapshot's index.
+        index: Index,
+    },
+    /// A node restored its state machine from a snapshot received from a leader.
+    SnapshotInstalled {
+        /// The node.
+        node: NodeId,
+        /// The snapshot's index.
+        index: Index,
+    },
     /// A leader started a leadership transfer.
     Transfer {
         /// The leader.
@@ -162,6 +176,8 @@ pub fn summarize(message: &Message) -> (&'static str, (u64, u64)) {
         MessageBody::TimeoutNow => (0, 0),
         MessageBody::ReadIndexRequest(r) => (r.id, 0),
         MessageBody::ReadIndexResponse(r) => (r.id, r.index.map_or(0, |i| i + 1)),
+        MessageBody::InstallSnapshot(s) => (s.meta.index, s.offset),
+        MessageBody::InstallSnapshotResponse(r) => (r.snapshot_index, r.next_offset),
     };
     (message.body.kind(), detail)
 }
@@ -187,6 +203,8 @@ impl fmt::Display for Event {
                     "ReadIndexResponse" if b == 0 => write!(f, " read={a} refused"),
                     "ReadIndexResponse" => write!(f, " read={a} index={}", b - 1),
                     "ReadIndexRequest" => write!(f, " read={a}"),
+                    "InstallSnapshot" => write!(f, " snapshot={a} offset={b}"),
+                    "InstallSnapshotResponse" => write!(f, " snapshot={a} next_offset={b}"),
                     _ => Ok(()),
                 }
             }
@@ -233,6 +251,10 @@ impl fmt::Display for Event {
             }
             Event::ReadReady { node, id, index } => write!(f, "node {node} read {id} ready at index {index}"),
             Event::Transfer { from, to } => write!(f, "leader {from} transfers leadership to {to}"),
+            Event::SnapshotBuilt { node, index } => write!(f, "node {node} took a snapshot at {index}"),
+            Event::SnapshotInstalled { node, index } => {
+                write!(f, "node {node} installed the leader's snapshot at {index}")
+            }
             Event::Reconfigure {
                 leader,
                 index,

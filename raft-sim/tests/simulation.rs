@@ -22,8 +22,11 @@ fn every_invariant_holds_at_every_step_for_many_seeds() {
     let steps: u64 = reports.iter().map(|r| r.stats.steps).sum();
     let crashes: u64 = reports.iter().map(|r| r.stats.crashes).sum();
     let elections: u64 = reports.iter().map(|r| r.stats.elections).sum();
+    let built: u64 = reports.iter().map(|r| r.stats.snapshots_built).sum();
+    let installed: u64 = reports.iter().map(|r| r.stats.snapshots_installed).sum();
     println!(
-        "simulated seeds {seeds:?} in {:.1?}: {steps} steps, {elections} elections, {crashes} crashes",
+        "simulated seeds {seeds:?} in {:.1?}: {steps} steps, {elections} elections, {crashes} crashes, \
+         {built} snapshots built, {installed} installed from a leader",
         started.elapsed()
     );
     if let Some(first) = failures.first() {
@@ -35,6 +38,12 @@ fn every_invariant_holds_at_every_step_for_many_seeds() {
         reports.iter().all(|r| r.stats.committed > 0),
         "every run commits something"
     );
+    if seeds.end - seeds.start >= 100 {
+        assert!(
+            built > 0 && installed > 0,
+            "the sweep exercises compaction and InstallSnapshot"
+        );
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let mut storage = MemStorage::new();
-//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")], hard_state: None };
+//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")], ..LogWrite::default() };
 //! storage.persist(write).await?;
 //! assert_eq!(storage.last_index().await?, 1);
 //! # Ok::<(), raft_core::StorageError>(())
@@ -25,29 +25,53 @@
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
-use raft_core::{Entry, HardState, Index, LogStorage, LogWrite, StorageError, StoredLog};
+use bytes::{Bytes, BytesMut};
+use raft_core::{
+    Entry, HardState, Index, LogStorage, LogWrite, SnapshotMeta, SnapshotRead, SnapshotSink, SnapshotStore,
+    SnapshotWrite, StorageError, StoredLog,
+};
 use tokio::sync::watch;
 
 /// The durable image of a node's storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Image {
     hard_state: HardState,
+    /// The entries up to here were purged; `entries` starts right after.
+    purged_to: Index,
     entries: Vec<Entry>,
+    snapshot: Option<SnapshotMeta>,
 }
 
 impl Image {
+    fn last_index(&self) -> Index {
+        self.purged_to + self.entries.len() as Index
+    }
+
     fn apply(&mut self, write: &LogWrite) -> Result<(), StorageError> {
+        if write.discard_log {
+            self.entries.clear();
+        }
+        if write.purge_to > self.purged_to {
+            let drop = ((write.purge_to - self.purged_to) as usize).min(self.entries.len());
+            self.entries.drain(..drop);
+            self.purged_to = write.purge_to;
+        }
         if let Some(first) = write.entries.first() {
-            let last = self.entries.last().map_or(0, |e| e.index);
-            if first.index > last + 1 {
+            let last = self.last_index();
+            if first.index > last + 1 || first.index <= self.purged_to {
                 return Err(StorageError::LogGap {
                     first: first.index,
                     last,
                 });
             }
-            self.entries.truncate((first.index - 1) as usize);
+            self.entries.truncate((first.index - self.purged_to - 1) as usize);
             self.entries.extend(write.entries.iter().cloned());
+        }
+        if let Some(snapshot) = &write.snapshot {
+            self.snapshot = Some(snapshot.clone());
         }
         if let Some(hard_state) = write.hard_state {
             self.hard_state = hard_state;
@@ -65,6 +89,20 @@ struct Store {
     /// Writes accepted while held, in order, not yet durable.
     held: Vec<LogWrite>,
     writes: u64,
+    /// Complete snapshots by index (finishing one makes it durable).
+    snapshots: BTreeMap<Index, Bytes>,
+}
+
+impl Store {
+    /// Makes `write` durable; snapshots older than a newly recorded one are deleted.
+    fn make_durable(&mut self, write: &LogWrite) -> Result<(), StorageError> {
+        self.durable.apply(write)?;
+        if let Some(latest) = &self.durable.snapshot {
+            let latest = latest.index;
+            self.snapshots.retain(|index, _| *index >= latest);
+        }
+        Ok(())
+    }
 }
 
 /// An in-memory log store; clones share the same store.
@@ -95,7 +133,11 @@ impl MemStorage {
         let storage = Self::new();
         {
             let mut store = storage.lock();
-            let image = Image { hard_state, entries };
+            let image = Image {
+                hard_state,
+                entries,
+                ..Image::default()
+            };
             store.durable = image.clone();
             store.visible = image;
         }
@@ -121,7 +163,7 @@ impl MemStorage {
             let held = std::mem::take(&mut store.held);
             for write in &held {
                 // Held writes were validated when accepted.
-                let _ = store.durable.apply(write);
+                let _ = store.make_durable(write);
             }
         }
         self.hold.send_replace(false);
@@ -148,6 +190,16 @@ impl MemStorage {
         self.lock().durable.entries.clone()
     }
 
+    /// The latest durably recorded snapshot.
+    pub fn durable_snapshot(&self) -> Option<SnapshotMeta> {
+        self.lock().durable.snapshot.clone()
+    }
+
+    /// The indexes of the complete snapshots held.
+    pub fn snapshot_indexes(&self) -> Vec<Index> {
+        self.lock().snapshots.keys().copied().collect()
+    }
+
     /// How many writes were made durable so far.
     pub fn write_count(&self) -> u64 {
         self.lock().writes
@@ -156,10 +208,19 @@ impl MemStorage {
 
 #[async_trait]
 impl LogStorage for MemStorage {
+    type Snapshots = MemSnapshots;
+
+    fn snapshot_store(&self) -> MemSnapshots {
+        MemSnapshots {
+            store: self.store.clone(),
+        }
+    }
+
     async fn load(&mut self) -> Result<StoredLog, StorageError> {
         let store = self.lock();
         Ok(StoredLog {
             hard_state: store.durable.hard_state,
+            snapshot: store.durable.snapshot.clone(),
             entries: store.durable.entries.clone(),
         })
     }
@@ -173,7 +234,7 @@ impl LogStorage for MemStorage {
                 store.held.push(write);
                 true
             } else {
-                store.durable.apply(&write)?;
+                store.make_durable(&write)?;
                 false
             }
         };
@@ -187,14 +248,101 @@ impl LogStorage for MemStorage {
 
     async fn entries(&self, range: RangeInclusive<Index>) -> Result<Vec<Entry>, StorageError> {
         let store = self.lock();
-        let entries = &store.visible.entries;
-        let start = (*range.start()).max(1) as usize - 1;
-        let end = (*range.end() as usize).min(entries.len());
-        Ok(entries.get(start..end).map(<[Entry]>::to_vec).unwrap_or_default())
+        let image = &store.visible;
+        let first = (*range.start()).max(image.purged_to + 1);
+        let last = (*range.end()).min(image.last_index());
+        if first > last {
+            return Ok(Vec::new());
+        }
+        let start = (first - image.purged_to - 1) as usize;
+        let end = (last - image.purged_to) as usize;
+        Ok(image.entries[start..end].to_vec())
     }
 
     async fn last_index(&self) -> Result<Index, StorageError> {
-        Ok(self.lock().visible.entries.last().map_or(0, |e| e.index))
+        Ok(self.lock().visible.last_index())
+    }
+}
+
+/// The snapshot store of a [`MemStorage`]: complete snapshots live in memory beside the log.
+#[derive(Clone, Debug)]
+pub struct MemSnapshots {
+    store: Arc<Mutex<Store>>,
+}
+
+impl MemSnapshots {
+    fn snapshot(&self, index: Index) -> Result<Bytes, StorageError> {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        store
+            .snapshots
+            .get(&index)
+            .cloned()
+            .ok_or(StorageError::SnapshotNotFound(index))
+    }
+}
+
+/// The size of the pieces a snapshot is read back in.
+const READ_PIECE_BYTES: usize = 64 << 10;
+
+#[async_trait]
+impl SnapshotStore for MemSnapshots {
+    async fn create(&self, index: Index) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        Ok(Box::new(MemSnapshotSink {
+            store: self.store.clone(),
+            index,
+            data: BytesMut::new(),
+        }))
+    }
+
+    async fn open(&self, index: Index) -> Result<Box<dyn SnapshotRead>, StorageError> {
+        Ok(Box::new(MemSnapshotReader {
+            rest: self.snapshot(index)?,
+        }))
+    }
+
+    async fn read_chunk(&self, index: Index, offset: u64, len: u64) -> Result<Bytes, StorageError> {
+        let data = self.snapshot(index)?;
+        let start = (offset as usize).min(data.len());
+        let end = (offset.saturating_add(len) as usize).min(data.len());
+        Ok(data.slice(start..end))
+    }
+}
+
+struct MemSnapshotSink {
+    store: Arc<Mutex<Store>>,
+    index: Index,
+    data: BytesMut,
+}
+
+#[async_trait]
+impl SnapshotWrite for MemSnapshotSink {
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
+        self.data.extend_from_slice(&data);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SnapshotSink for MemSnapshotSink {
+    async fn finish(self: Box<Self>) -> Result<(), StorageError> {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.snapshots.insert(self.index, self.data.freeze());
+        Ok(())
+    }
+}
+
+struct MemSnapshotReader {
+    rest: Bytes,
+}
+
+#[async_trait]
+impl SnapshotRead for MemSnapshotReader {
+    async fn read(&mut self) -> Result<Option<Bytes>, StorageError> {
+        if self.rest.is_empty() {
+            return Ok(None);
+        }
+        let take = self.rest.len().min(READ_PIECE_BYTES);
+        Ok(Some(self.rest.split_to(take)))
     }
 }
 
@@ -211,13 +359,13 @@ mod tests {
         let mut s = MemStorage::new();
         s.persist(LogWrite {
             entries: entries(1..=5, 1),
-            hard_state: None,
+            ..LogWrite::default()
         })
         .await
         .unwrap();
         s.persist(LogWrite {
             entries: entries(3..=3, 2),
-            hard_state: None,
+            ..LogWrite::default()
         })
         .await
         .unwrap();
@@ -232,7 +380,7 @@ mod tests {
         let err = s
             .persist(LogWrite {
                 entries: entries(3..=3, 1),
-                hard_state: None,
+                ..LogWrite::default()
             })
             .await
             .unwrap_err();
@@ -249,6 +397,7 @@ mod tests {
                 voted_for: Some(1),
                 commit: 0,
             }),
+            ..LogWrite::default()
         })
         .await
         .unwrap();
@@ -263,6 +412,7 @@ mod tests {
                         voted_for: None,
                         commit: 0,
                     }),
+                    ..LogWrite::default()
                 })
                 .await
         });
@@ -284,7 +434,7 @@ mod tests {
             writer
                 .persist(LogWrite {
                     entries: entries(1..=1, 1),
-                    hard_state: None,
+                    ..LogWrite::default()
                 })
                 .await
         });
@@ -292,5 +442,97 @@ mod tests {
         s.release_writes();
         pending.await.unwrap().unwrap();
         assert_eq!(s.crash().durable_entries().len(), 1);
+    }
+
+    async fn write_snapshot(s: &MemStorage, index: Index, data: &'static [u8]) {
+        let mut sink = s.snapshot_store().create(index).await.unwrap();
+        sink.write(Bytes::from_static(data)).await.unwrap();
+        sink.finish().await.unwrap();
+    }
+
+    fn meta(index: Index, size: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            index,
+            term: 1,
+            membership: raft_core::Membership::default(),
+            size,
+            checksum: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn purge_keeps_the_log_after_it_and_the_snapshot_survives_a_reload() {
+        let mut s = MemStorage::new();
+        s.persist(LogWrite {
+            entries: entries(1..=6, 1),
+            ..LogWrite::default()
+        })
+        .await
+        .unwrap();
+        write_snapshot(&s, 4, b"state").await;
+        s.persist(LogWrite {
+            purge_to: 3,
+            snapshot: Some(meta(4, 5)),
+            ..LogWrite::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.entries(1..=10).await.unwrap().first().map(|e| e.index), Some(4));
+        assert!(s.entries(1..=3).await.unwrap().is_empty());
+        let stored = s.crash().load().await.unwrap();
+        assert_eq!(stored.snapshot.map(|m| m.index), Some(4));
+        assert_eq!(stored.entries.first().map(|e| e.index), Some(4));
+        let chunk = s.snapshot_store().read_chunk(4, 1, 3).await.unwrap();
+        assert_eq!(&chunk[..], b"tat");
+    }
+
+    #[tokio::test]
+    async fn discarded_log_continues_after_the_snapshot() {
+        let mut s = MemStorage::new();
+        s.persist(LogWrite {
+            entries: entries(1..=3, 1),
+            ..LogWrite::default()
+        })
+        .await
+        .unwrap();
+        write_snapshot(&s, 10, b"").await;
+        s.persist(LogWrite {
+            discard_log: true,
+            purge_to: 10,
+            snapshot: Some(meta(10, 0)),
+            entries: entries(11..=11, 2),
+            ..LogWrite::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.last_index().await.unwrap(), 11);
+        let stored = s.load().await.unwrap();
+        assert_eq!(stored.entries.len(), 1);
+        assert_eq!(stored.entries[0].index, 11);
+    }
+
+    #[tokio::test]
+    async fn unfinished_snapshot_is_never_visible_and_older_ones_go_once_superseded() {
+        let mut s = MemStorage::new();
+        write_snapshot(&s, 2, b"old").await;
+        let mut sink = s.snapshot_store().create(5).await.unwrap();
+        sink.write(Bytes::from_static(b"half")).await.unwrap();
+        drop(sink);
+        assert!(matches!(
+            s.snapshot_store().open(5).await.err(),
+            Some(StorageError::SnapshotNotFound(5))
+        ));
+        write_snapshot(&s, 5, b"new").await;
+        s.persist(LogWrite {
+            snapshot: Some(meta(5, 3)),
+            purge_to: 5,
+            ..LogWrite::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.snapshot_indexes(), vec![5]);
+        let mut reader = s.snapshot_store().open(5).await.unwrap();
+        assert_eq!(reader.read().await.unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(reader.read().await.unwrap(), None);
     }
 }

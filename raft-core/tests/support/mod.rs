@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use bytes::Bytes;
 use raft_core::{
     Config, Entry, HardState, Index, Membership, Message, NodeId, RaftCore, ReadError, ReadState, Ready,
-    RestoredState, Role,
+    RestoredState, Role, SnapshotChecksum, SnapshotMeta,
 };
 
 /// Settings used by the rule tests: T = 10 ticks, heartbeat every 2.
@@ -29,6 +30,19 @@ pub struct Net {
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
     /// Reads each node reported safe, and reads that failed.
     pub reads: BTreeMap<NodeId, ReadOutcomes>,
+    /// Each node's complete snapshots by index (its state machine is the list of applied entries,
+    /// so a snapshot is that list, encoded).
+    pub snapshots: BTreeMap<NodeId, BTreeMap<Index, Bytes>>,
+    /// Each node's latest recorded snapshot.
+    pub stored_snapshot: BTreeMap<NodeId, SnapshotMeta>,
+    /// The snapshots each node is receiving, by (node, snapshot index).
+    pub receiving: BTreeMap<(NodeId, Index), Vec<u8>>,
+    /// Snapshot chunks at these offsets are dropped once, on their way.
+    pub drop_chunks_at: BTreeSet<u64>,
+    /// A snapshot chunk at this offset gets a byte flipped once, on its way.
+    pub corrupt_chunk_at: Option<u64>,
+    /// Snapshot chunks sent so far.
+    pub chunks_sent: usize,
 }
 
 /// The reads one node reported safe, and those that failed.
@@ -56,6 +70,12 @@ impl Net {
                 .collect(),
             applied: ids.iter().map(|id| (*id, Vec::new())).collect(),
             reads: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            stored_snapshot: BTreeMap::new(),
+            receiving: BTreeMap::new(),
+            drop_chunks_at: BTreeSet::new(),
+            corrupt_chunk_at: None,
+            chunks_sent: 0,
         }
     }
 
@@ -68,6 +88,7 @@ impl Net {
         for (id, entries, hard_state) in logs {
             let restored = RestoredState {
                 hard_state: *hard_state,
+                snapshot: None,
                 entries: entries.clone(),
                 applied: 0,
             };
@@ -89,11 +110,38 @@ impl Net {
         let ready = self.node(id).ready();
         self.persist(id, &ready);
         self.enqueue(&ready);
+        self.send_snapshot_chunks(id, &ready);
+        self.build_snapshot(id, &ready);
         ready
     }
 
     pub fn persist(&mut self, id: NodeId, ready: &Ready) {
+        for chunk in &ready.received_chunks {
+            let buffer = self.receiving.entry((id, chunk.snapshot_index)).or_default();
+            if chunk.offset == 0 {
+                buffer.clear();
+            }
+            assert_eq!(buffer.len() as u64, chunk.offset, "chunks out of order");
+            buffer.extend_from_slice(&chunk.data);
+        }
         let stored = self.stored.get_mut(&id).unwrap();
+        if let Some(update) = &ready.snapshot {
+            if update.restore {
+                let data = self
+                    .receiving
+                    .remove(&(id, update.meta.index))
+                    .unwrap_or_default();
+                self.snapshots
+                    .entry(id)
+                    .or_default()
+                    .insert(update.meta.index, data.into());
+            }
+            if update.discard_log {
+                stored.1.clear();
+            }
+            stored.1.retain(|e| e.index > update.purge_to);
+            self.stored_snapshot.insert(id, update.meta.clone());
+        }
         if let Some(first) = ready.entries.first() {
             stored.1.retain(|e| e.index < first.index);
             stored.1.extend(ready.entries.iter().cloned());
@@ -103,6 +151,12 @@ impl Net {
         }
         if let Some((index, term)) = ready.persisted_up_to() {
             self.node(id).on_persisted(index, term);
+        }
+        if let Some(update) = ready.snapshot.as_ref().filter(|u| u.restore) {
+            let data = &self.snapshots[&id][&update.meta.index];
+            let restored: Vec<Entry> = postcard::from_bytes(data).unwrap();
+            self.applied.insert(id, restored);
+            self.node(id).on_applied(update.meta.index);
         }
         let reads = self.reads.entry(id).or_default();
         reads.0.extend(ready.read_states.iter().copied());
@@ -118,6 +172,46 @@ impl Net {
     pub fn enqueue(&mut self, ready: &Ready) {
         self.queue.extend(ready.messages.iter().cloned());
         self.queue.extend(ready.messages_after_persist.iter().cloned());
+    }
+
+    /// Reads the chunks the leader asked for from its snapshots and queues them.
+    fn send_snapshot_chunks(&mut self, id: NodeId, ready: &Ready) {
+        for request in &ready.snapshot_sends {
+            self.chunks_sent += 1;
+            if self.drop_chunks_at.remove(&request.offset) {
+                continue;
+            }
+            let Some(data) = self.snapshots.get(&id).and_then(|s| s.get(&request.meta.index)) else {
+                continue;
+            };
+            let (start, end) = (request.offset as usize, (request.offset + request.len) as usize);
+            let mut chunk = data.slice(start..end);
+            if self.corrupt_chunk_at == Some(request.offset) && !chunk.is_empty() {
+                self.corrupt_chunk_at = None;
+                let mut bytes = chunk.to_vec();
+                bytes[0] ^= 0xff;
+                chunk = bytes.into();
+            }
+            self.queue.push_back(request.clone().into_message(chunk));
+        }
+    }
+
+    /// Writes a snapshot of the node's applied entries when the core asks for one.
+    fn build_snapshot(&mut self, id: NodeId, ready: &Ready) {
+        if ready.build_snapshot {
+            self.snapshot_now(id);
+        }
+    }
+
+    /// Builds a snapshot of what `id` applied and reports it.
+    pub fn snapshot_now(&mut self, id: NodeId) -> Option<SnapshotMeta> {
+        let index = self.node(id).status().applied_index;
+        let data: Bytes = postcard::to_allocvec(&self.applied[&id]).unwrap().into();
+        let mut checksum = SnapshotChecksum::new();
+        checksum.update(&data);
+        self.snapshots.entry(id).or_default().insert(index, data);
+        self.node(id)
+            .on_snapshot_built(index, checksum.size(), checksum.value())
     }
 
     /// Processes every node once.
@@ -218,6 +312,33 @@ pub fn hard(term: u64) -> HardState {
 }
 
 impl Net {
+    /// Restarts `id` from what it persisted: its latest snapshot, its log and hard state. Its
+    /// state machine is restored from the snapshot; what was not persisted is lost.
+    pub fn restart(&mut self, id: NodeId, make: impl Fn(NodeId) -> Config, membership: Membership) {
+        let (hard_state, entries) = self.stored[&id].clone();
+        let snapshot = self.stored_snapshot.get(&id).cloned();
+        let applied = match &snapshot {
+            Some(meta) => {
+                let data = &self.snapshots[&id][&meta.index];
+                self.applied.insert(id, postcard::from_bytes(data).unwrap());
+                meta.index
+            }
+            None => {
+                self.applied.insert(id, Vec::new());
+                0
+            }
+        };
+        let restored = RestoredState {
+            hard_state,
+            snapshot,
+            entries,
+            applied,
+        };
+        self.receiving.retain(|(node, _), _| *node != id);
+        let node = RaftCore::restore(make(id), membership, restored).unwrap();
+        self.nodes.insert(id, node);
+    }
+
     /// Adds node `id` outside the cluster (empty configuration), as an operator starts a node
     /// before adding it.
     pub fn add_joiner(&mut self, id: NodeId) {
