@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use raft_core::{NodeId, SeededRng};
 use raft_net_mem::Faults;
 use raft_node::{
-    ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError, ReadConsistency, ReadError,
+    ClientError, ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError, ReadConsistency, ReadError,
+    SessionClient,
 };
 use raft_sim::history::{history_path, write_history, Command, Operation, Outcome};
 use raft_sim::linearizability::{check, Verdict};
@@ -64,6 +65,24 @@ async fn read(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Runs one command through an exactly-once session: it retries across leader changes itself,
+/// so only running out of time leaves the outcome unknown.
+async fn execute_once(session: &mut SessionClient<MemCluster>, command: &KvCommand) -> Attempt {
+    match session.propose(command.encode()).await {
+        Ok(reply) => Attempt::Done(KvResponse::decode(&reply).unwrap()),
+        Err(ClientError::Timeout) => Attempt::Unknown,
+        Err(ClientError::SessionExpired) | Err(ClientError::Refused(_)) => Attempt::Failed,
+        Err(ClientError::BadResponse(what)) => panic!("bad session response: {what}"),
+    }
+}
+
+/// Snapshot every 200 applied entries, keeping 20, in 4 KiB chunks.
+fn compact_often(config: &mut raft_core::Config) {
+    config.snapshot_after_entries = 200;
+    config.snapshot_keep_entries = 20;
+    config.snapshot_chunk_bytes = 4096;
 }
 
 struct Recorder {
@@ -129,7 +148,14 @@ async fn client(
     seed: u64,
     until: Instant,
     consistency: ReadConsistency,
+    sessions: bool,
 ) {
+    let mut session = None;
+    if sessions {
+        while session.is_none() && Instant::now() < until {
+            session = SessionClient::register(cluster.clone(), Duration::from_secs(3)).await.ok();
+        }
+    }
     let keys = 20;
     let mut rng = SeededRng::new(seed ^ (id << 32));
     let mut guess = None;
@@ -171,7 +197,10 @@ async fn client(
         let call_ns = recorder.now();
         let attempt = match &kv {
             KvCommand::Get { key } => read(&cluster, &mut guess, key, consistency, &mut rng).await,
-            _ => execute(&cluster, &mut guess, &kv, &mut rng).await,
+            _ => match session.as_mut() {
+                Some(session) => execute_once(session, &kv).await,
+                None => execute(&cluster, &mut guess, &kv, &mut rng).await,
+            },
         };
         let return_ns = recorder.now();
         let outcome = match attempt {
@@ -308,6 +337,10 @@ struct Run {
     clients: u64,
     seconds: u64,
     reads: ReadConsistency,
+    /// Writes go through exactly-once client sessions.
+    sessions: bool,
+    /// Compact the log often, so snapshots are taken and installed under the faults.
+    compact: bool,
 }
 
 async fn run_schedule(run: Run) {
@@ -319,15 +352,22 @@ async fn run_schedule(run: Run) {
         clients,
         seconds,
         reads,
+        sessions,
+        compact,
     } = run;
+    let configure: fn(&mut raft_core::Config) = match (reads == ReadConsistency::Lease, compact) {
+        (false, false) => |_| {},
+        (true, false) => |config| config.lease_reads = true,
+        (false, true) => |config| compact_often(config),
+        (true, true) => |config| {
+            config.lease_reads = true;
+            compact_often(config);
+        },
+    };
     let options = ClusterOptions {
         seed,
         propose_timeout: Duration::from_millis(800),
-        configure: if reads == ReadConsistency::Lease {
-            |config| config.lease_reads = true
-        } else {
-            |_| {}
-        },
+        configure,
         ..ClusterOptions::default()
     };
     let cluster = Arc::new(MemCluster::start(nodes, options).await.unwrap());
@@ -347,6 +387,7 @@ async fn run_schedule(run: Run) {
             seed,
             until,
             reads,
+            sessions,
         )));
     }
     let (events, reconfigurations) = faults.await.unwrap();
@@ -403,6 +444,10 @@ async fn run_schedule(run: Run) {
         .filter(|o| matches!(&o.command, Command::Get { output: Some(_) }) && o.outcome == Outcome::Ok)
         .count();
     assert!(reads_with_values > 10, "reads must observe writes");
+    if compact {
+        let compacted = cluster.running().iter().any(|n| n.status().raft.snapshot_index > 0);
+        assert!(compacted, "the log was compacted during the run");
+    }
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.shutdown().await;
     }
@@ -418,6 +463,8 @@ async fn key_value_history_is_linearizable_under_partitions() {
         clients: 6,
         seconds: 4,
         reads: ReadConsistency::Linearizable,
+        sessions: false,
+        compact: false,
     };
     run_schedule(run).await;
 }
@@ -432,6 +479,8 @@ async fn key_value_history_is_linearizable_while_the_leader_is_isolated() {
         clients: 6,
         seconds: 4,
         reads: ReadConsistency::Linearizable,
+        sessions: true,
+        compact: false,
     };
     run_schedule(run).await;
 }
@@ -446,6 +495,8 @@ async fn key_value_history_is_linearizable_across_crashes_and_restarts() {
         clients: 6,
         seconds: 4,
         reads: ReadConsistency::Linearizable,
+        sessions: true,
+        compact: true,
     };
     run_schedule(run).await;
 }
@@ -460,6 +511,8 @@ async fn key_value_history_is_linearizable_under_message_loss() {
         clients: 6,
         seconds: 4,
         reads: ReadConsistency::Linearizable,
+        sessions: false,
+        compact: true,
     };
     run_schedule(run).await;
 }
@@ -474,6 +527,8 @@ async fn key_value_history_is_linearizable_under_mixed_faults_and_transfers() {
         clients: 8,
         seconds: 5,
         reads: ReadConsistency::Linearizable,
+        sessions: true,
+        compact: true,
     };
     run_schedule(run).await;
 }
@@ -488,6 +543,8 @@ async fn lease_reads_are_linearizable_under_mixed_faults_and_transfers() {
         clients: 6,
         seconds: 4,
         reads: ReadConsistency::Lease,
+        sessions: false,
+        compact: true,
     };
     run_schedule(run).await;
 }
