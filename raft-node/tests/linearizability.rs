@@ -153,7 +153,9 @@ async fn client(
     let mut session = None;
     if sessions {
         while session.is_none() && Instant::now() < until {
-            session = SessionClient::register(cluster.clone(), Duration::from_secs(3)).await.ok();
+            session = SessionClient::register(cluster.clone(), Duration::from_secs(3))
+                .await
+                .ok();
         }
     }
     let keys = 20;
@@ -445,7 +447,10 @@ async fn run_schedule(run: Run) {
         .count();
     assert!(reads_with_values > 10, "reads must observe writes");
     if compact {
-        let compacted = cluster.running().iter().any(|n| n.status().raft.snapshot_index > 0);
+        let compacted = cluster
+            .running()
+            .iter()
+            .any(|n| n.status().raft.snapshot_index > 0);
         assert!(compacted, "the log was compacted during the run");
     }
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
