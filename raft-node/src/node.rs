@@ -437,9 +437,10 @@ impl RaftNode {
     }
 
     /// Takes a snapshot of the state machine now and compacts the log before it (keeping
-    /// `Config::snapshot_keep_entries`), whatever the compaction policy says. Returns the latest
-    /// snapshot, which covers at least everything applied when this was called, once it is
-    /// complete in the snapshot store; the write that records it and purges the log follows.
+    /// `Config::snapshot_keep_entries`), whatever the compaction policy says. Returns the snapshot
+    /// once it is complete in the snapshot store (the write that records it and purges the log
+    /// follows). If a snapshot was already being built when this was called, that one is
+    /// returned; when nothing was applied since the latest snapshot, the latest is returned.
     pub async fn snapshot(&self) -> Result<SnapshotMeta, SnapshotError> {
         let (reply, result) = oneshot::channel();
         if self.requests.send(Request::Snapshot { reply }).await.is_err() {
