@@ -2,7 +2,8 @@
 
 use crate::message::Message;
 use crate::read::{ReadError, ReadId, ReadState};
-use crate::snapshot::{ReceivedChunk, SnapshotChunkRequest, SnapshotUpdate};
+use crate::snapshot::{ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
+use crate::storage::LogWrite;
 use crate::types::{Entry, HardState, Index, SoftState, Term};
 
 /// Everything the core asks its caller to do since the last call to
@@ -78,6 +79,27 @@ impl Ready {
             || self.hard_state.is_some()
             || self.snapshot.is_some()
             || !self.received_chunks.is_empty()
+    }
+
+    /// Takes the durable write this batch asks for (entries, hard state, and the snapshot's
+    /// record, purge and discard), with the snapshot to restore the state machine from once that
+    /// write is durable (one received from the leader).
+    pub fn take_log_write(&mut self) -> (LogWrite, Option<SnapshotMeta>) {
+        let mut write = LogWrite {
+            entries: std::mem::take(&mut self.entries),
+            hard_state: self.hard_state.take(),
+            ..LogWrite::default()
+        };
+        let mut restore = None;
+        if let Some(update) = self.snapshot.take() {
+            write.discard_log = update.discard_log;
+            write.purge_to = update.purge_to;
+            if update.restore {
+                restore = Some(update.meta.clone());
+            }
+            write.snapshot = Some(update.meta);
+        }
+        (write, restore)
     }
 
     /// The (index, term) of the last entry to persist, to report back once written.

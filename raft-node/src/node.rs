@@ -696,7 +696,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
     }
 
     /// Hands the core's work to the transport, the persist task and the apply task.
-    fn dispatch(&mut self, ready: Ready) {
+    fn dispatch(&mut self, mut ready: Ready) {
         if ready.is_empty() {
             return;
         }
@@ -705,6 +705,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         }
         let persisted = ready.persisted_up_to();
         let needs_persist = ready.needs_persist() || !ready.messages_after_persist.is_empty();
+        let (write, restore) = ready.take_log_write();
         for message in ready.messages {
             send(&*self.transport, message);
         }
@@ -715,20 +716,6 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             let _ = self.apply_jobs.send(ApplyJob::BuildSnapshot);
         }
         if needs_persist {
-            let mut write = LogWrite {
-                entries: ready.entries,
-                hard_state: ready.hard_state,
-                ..LogWrite::default()
-            };
-            let mut restore = None;
-            if let Some(update) = ready.snapshot {
-                write.discard_log = update.discard_log;
-                write.purge_to = update.purge_to;
-                if update.restore {
-                    restore = Some(update.meta.clone());
-                }
-                write.snapshot = Some(update.meta);
-            }
             let job = PersistJob {
                 write,
                 persisted,

@@ -680,7 +680,7 @@ impl Simulation {
 
     /// Carries out one node's `Ready`: send, queue the write, apply what is committed.
     fn carry_out_ready(&mut self, id: NodeId) -> Result<(), Violation> {
-        let Some(ready) = self.core_mut(id).map(|core| core.ready()) else {
+        let Some(mut ready) = self.core_mut(id).map(|core| core.ready()) else {
             return Ok(());
         };
         if let Some(soft) = ready.soft_state {
@@ -725,6 +725,7 @@ impl Simulation {
         }
         let persisted = ready.persisted_up_to();
         let write_needed = ready.needs_persist() || !ready.messages_after_persist.is_empty();
+        let (write, restore) = ready.take_log_write();
         for message in ready.messages {
             self.send(message);
         }
@@ -734,20 +735,6 @@ impl Simulation {
             let now = self.now;
             if let Some(node) = self.nodes.get_mut(&id) {
                 let after = node.pending.back().map_or(0, |w| w.durable_at);
-                let mut write = raft_core::LogWrite {
-                    entries: ready.entries,
-                    hard_state: ready.hard_state,
-                    ..raft_core::LogWrite::default()
-                };
-                let mut restore = None;
-                if let Some(update) = ready.snapshot {
-                    write.discard_log = update.discard_log;
-                    write.purge_to = update.purge_to;
-                    if update.restore {
-                        restore = Some(update.meta.clone());
-                    }
-                    write.snapshot = Some(update.meta);
-                }
                 node.pending.push_back(PendingWrite {
                     write,
                     persisted,
