@@ -81,4 +81,4 @@ pub use crate::storage::{
     StateMachineError, StorageError, StoredLog, Transport, TransportError,
 };
 pub use crate::transfer::TransferError;
-pub use crate::types::{Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};
+pub use crate::types::{ClusterId, Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 /// Identifies one member of a cluster. Ids are chosen by the operator and never reused.
 pub type NodeId = u64;
 
+/// Identifies one cluster. Storage records it and transports carry it, so that a node never takes
+/// another cluster's data or messages for its own.
+pub type ClusterId = u64;
+
 /// A Raft term: a logical clock that rises with every election. Term 0 precedes all elections.
 pub type Term = u64;
 

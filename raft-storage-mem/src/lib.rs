@@ -50,7 +50,23 @@ impl Image {
         self.purged_to + self.entries.len() as Index
     }
 
+    /// Applies `write` whole, or (when its entries would leave a gap) not at all.
     fn apply(&mut self, write: &LogWrite) -> Result<(), StorageError> {
+        if let Some(first) = write.entries.first() {
+            // Where the log ends once the discard and the purge are done.
+            let mut purged_to = self.purged_to;
+            let mut last = if write.discard_log { purged_to } else { self.last_index() };
+            if write.purge_to > purged_to {
+                purged_to = write.purge_to;
+                last = last.max(purged_to);
+            }
+            if first.index > last + 1 || first.index <= purged_to {
+                return Err(StorageError::LogGap {
+                    first: first.index,
+                    last,
+                });
+            }
+        }
         if write.discard_log {
             self.entries.clear();
         }
@@ -60,13 +76,6 @@ impl Image {
             self.purged_to = write.purge_to;
         }
         if let Some(first) = write.entries.first() {
-            let last = self.last_index();
-            if first.index > last + 1 || first.index <= self.purged_to {
-                return Err(StorageError::LogGap {
-                    first: first.index,
-                    last,
-                });
-            }
             self.entries.truncate((first.index - self.purged_to - 1) as usize);
             self.entries.extend(write.entries.iter().cloned());
         }

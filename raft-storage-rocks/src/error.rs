@@ -1,0 +1,56 @@
+//! Why a store could not be opened.
+
+use std::path::PathBuf;
+
+use raft_core::{ClusterId, NodeId};
+use thiserror::Error;
+
+/// A store that cannot be opened. Nothing was changed on disk.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    /// The directory could not be created or read.
+    #[error("cannot use storage directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// RocksDB refused to open the database (another process holds it, permissions, damage).
+    #[error("cannot open RocksDB at {path}: {source}")]
+    Database {
+        /// The database directory.
+        path: PathBuf,
+        /// RocksDB's error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// The store was written in a format this version does not read.
+    #[error("storage format version {found} is not supported (this build reads version {supported}); use a matching release")]
+    UnsupportedFormat {
+        /// The version on disk.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// The store belongs to another cluster.
+    #[error("store belongs to cluster {found}, not {expected}; point the node at its own data directory")]
+    ClusterMismatch {
+        /// The cluster id on disk.
+        found: ClusterId,
+        /// The cluster id this node was configured with.
+        expected: ClusterId,
+    },
+    /// The store belongs to another node of the cluster.
+    #[error("store belongs to node {found}, not {expected}; point the node at its own data directory")]
+    NodeMismatch {
+        /// The node id on disk.
+        found: NodeId,
+        /// The node id this node was configured with.
+        expected: NodeId,
+    },
+    /// A record is missing or cannot be decoded.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+}
