@@ -1,0 +1,238 @@
+//! The cluster's certificate authority and the node certificates it issues (rcgen).
+//!
+//! Every node presents a certificate signed by the cluster's CA. The node id is bound to the
+//! certificate as the DNS subject alternative name `node-<id>` (see [`node_name`]): a node
+//! dialing node 2 accepts only a certificate valid for `node-2`, and a node accepting a stream
+//! that says it comes from node 2 checks the same of the dialer's certificate.
+//!
+//! ```
+//! use raft_net_quic::ClusterCa;
+//!
+//! let ca = ClusterCa::generate("my-cluster")?;
+//! let node_1 = ca.issue(1)?;
+//! let tls = node_1.tls(&ca.cert_pem())?; // what `QuicConfig::tls` takes
+//! # let _ = tls;
+//! # Ok::<(), raft_net_quic::CertError>(())
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use raft_core::NodeId;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+
+/// How long a new CA is valid.
+pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How long a node certificate is valid by default.
+pub const NODE_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+
+/// A certificate or key that cannot be made or read.
+#[derive(Debug, Error)]
+pub enum CertError {
+    /// rcgen could not generate or sign.
+    #[error("cannot generate certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A PEM input holds no certificate or key, or a malformed one.
+    #[error("cannot read {what} from PEM: {detail}")]
+    Pem {
+        /// What was being read.
+        what: &'static str,
+        /// Why it failed.
+        detail: String,
+    },
+}
+
+/// The name a node's certificate is issued for: `node-<id>`.
+pub fn node_name(id: NodeId) -> String {
+    format!("node-{id}")
+}
+
+/// The cluster's certificate authority: signs node certificates.
+pub struct ClusterCa {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    key_pem: String,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCa").finish_non_exhaustive()
+    }
+}
+
+impl ClusterCa {
+    /// A new CA for the cluster named `name`, valid for [`CA_VALIDITY`].
+    pub fn generate(name: &str) -> Result<Self, CertError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("{name} raft cluster CA"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let now = SystemTime::now();
+        params.not_before = (now - Duration::from_secs(3600)).into();
+        params.not_after = (now + CA_VALIDITY).into();
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        let key_pem = key.serialize_pem();
+        Ok(ClusterCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+            key_pem,
+        })
+    }
+
+    /// The CA saved earlier with [`cert_pem`](Self::cert_pem) and [`key_pem`](Self::key_pem).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| CertError::Pem {
+            what: "CA key",
+            detail: e.to_string(),
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| CertError::Pem {
+            what: "CA certificate",
+            detail: e.to_string(),
+        })?;
+        Ok(ClusterCa {
+            cert_pem: cert_pem.to_owned(),
+            issuer,
+            key_pem: key_pem.to_owned(),
+        })
+    }
+
+    /// The CA certificate, PEM: every node needs it to check its peers.
+    pub fn cert_pem(&self) -> String {
+        self.cert_pem.clone()
+    }
+
+    /// The CA's private key, PEM: keep it secret; it is needed only to issue certificates.
+    pub fn key_pem(&self) -> String {
+        self.key_pem.clone()
+    }
+
+    /// Issues node `id` a certificate valid from now for [`NODE_VALIDITY`].
+    pub fn issue(&self, id: NodeId) -> Result<NodeCertificate, CertError> {
+        let now = SystemTime::now();
+        self.issue_valid_between(id, now - Duration::from_secs(3600), now + NODE_VALIDITY)
+    }
+
+    /// Issues node `id` a certificate valid between the two times (tests use it for expired
+    /// certificates).
+    pub fn issue_valid_between(
+        &self,
+        id: NodeId,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<NodeCertificate, CertError> {
+        let name = node_name(id);
+        let mut params = CertificateParams::new(vec![name.clone()])?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Every node is both a client (it dials) and a server (it accepts).
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(NodeCertificate {
+            node_id: id,
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// A node's certificate and private key, PEM.
+#[derive(Clone)]
+pub struct NodeCertificate {
+    /// The node the certificate names.
+    pub node_id: NodeId,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM. Keep it secret.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for NodeCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCertificate").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+impl NodeCertificate {
+    /// The TLS material for this node, trusting the CA in `ca_cert_pem`.
+    pub fn tls(&self, ca_cert_pem: &str) -> Result<NodeTls, CertError> {
+        NodeTls::from_pem(ca_cert_pem, &self.cert_pem, &self.key_pem)
+    }
+}
+
+/// What a node needs for mutual TLS: the CA it trusts, its certificate chain and its key.
+#[derive(Debug)]
+pub struct NodeTls {
+    /// The cluster's CA certificate.
+    pub ca: CertificateDer<'static>,
+    /// This node's certificate (first) and any intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// This node's private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for NodeTls {
+    fn clone(&self) -> Self {
+        NodeTls {
+            ca: self.ca.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl NodeTls {
+    /// Reads the CA certificate, the node's certificate chain and its key from PEM text.
+    pub fn from_pem(ca_cert_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let pem = |what: &'static str| move |e: rustls_pki_types::pem::Error| CertError::Pem {
+            what,
+            detail: e.to_string(),
+        };
+        let ca = CertificateDer::from_pem_slice(ca_cert_pem.as_bytes()).map_err(pem("CA certificate"))?;
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pem("node certificate"))?;
+        if chain.is_empty() {
+            return Err(CertError::Pem {
+                what: "node certificate",
+                detail: "no certificate in the PEM text".into(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem("node key"))?;
+        Ok(NodeTls { ca, chain, key })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_saved_as_pem_issues_certificates_after_loading() {
+        let ca = ClusterCa::generate("test").expect("generate");
+        let loaded = ClusterCa::from_pem(&ca.cert_pem(), &ca.key_pem()).expect("load");
+        let cert = loaded.issue(4).expect("issue");
+        assert_eq!(cert.node_id, 4);
+        let tls = cert.tls(&ca.cert_pem()).expect("tls material");
+        assert_eq!(tls.chain.len(), 1);
+    }
+
+    #[test]
+    fn garbage_pem_is_a_typed_error() {
+        assert!(matches!(NodeTls::from_pem("nope", "nope", "nope"), Err(CertError::Pem { .. })));
+        assert!(matches!(ClusterCa::from_pem("nope", "nope"), Err(CertError::Pem { .. })));
+    }
+}

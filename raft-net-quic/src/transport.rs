@@ -1,0 +1,642 @@
+//! The QUIC transport: an endpoint per node, a connection to each peer, streams of frames.
+//!
+//! **Sending.** Each peer has a task that owns the connection to it and two queues: one for
+//! snapshot chunks and one for everything else. The task opens one unidirectional stream per
+//! queue, so a chunk being written never holds back a heartbeat or a vote. It writes what has
+//! queued up in one go (batching), gives each write [`QuicConfig::send_timeout`], and after a
+//! failure reconnects with exponential backoff, dropping what was queued meanwhile (Raft resends
+//! what matters). [`Transport::send`] never waits: a full queue refuses the message.
+//!
+//! **Receiving.** Every stream starts with a [`Hello`](crate::wire::Hello). The receiver checks
+//! the protocol version, the cluster id, that it is the addressee, that the sender is a
+//! configured peer and that the sender's certificate (already verified against the CA by
+//! rustls) names that sender. Every message must then say it is from that peer and for this
+//! node. Anything else (a malformed, truncated or oversized frame, an unknown kind, a wrong
+//! cluster, version or node) is logged with its typed [`WireError`] and the stream is closed;
+//! the node carries on.
+//!
+//! **Restarts.** The endpoint's stateless-reset key is derived from the node's private key, so a
+//! restarted node resets its peers' stale connections at once and they reconnect.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use raft_core::{ClusterId, Inbox, Message, MessageBody, NodeId, Transport, TransportError};
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::{CertificateDer, ServerName};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::certs::{node_name, NodeTls};
+use crate::wire::{
+    check_hello, decode_body, encode_hello, encode_message, frame_length, Frame, Hello, WireError, LENGTH_BYTES,
+    PROTOCOL_VERSION,
+};
+
+/// The ALPN protocol name both ends must offer.
+const ALPN: &[u8] = b"raft/1";
+/// Application error code for a stream closed over bad input.
+const BAD_INPUT: u32 = 1;
+/// Bytes of queued messages a sender gathers into one stream write.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// A node's QUIC transport settings.
+#[derive(Clone, Debug)]
+pub struct QuicConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// The cluster; peers of another cluster are refused.
+    pub cluster_id: ClusterId,
+    /// The address to listen on (ignored by [`QuicTransport::start_on`], which takes a socket).
+    pub listen: SocketAddr,
+    /// Where each peer listens. Messages to other ids are refused with `UnknownPeer`, and
+    /// connections from other ids are closed.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The CA, this node's certificate and its key.
+    pub tls: NodeTls,
+    /// The largest frame sent or accepted (default 32 MiB; it must hold the largest entry).
+    pub max_frame_bytes: usize,
+    /// How long a write to a peer may take before the connection is dropped (default 5 s).
+    pub send_timeout: Duration,
+    /// How long a connection attempt may take (default 2 s).
+    pub connect_timeout: Duration,
+    /// The longest wait between reconnection attempts (default 1 s; it starts at 20 ms).
+    pub max_reconnect_backoff: Duration,
+    /// Messages queued per peer, snapshot chunks apart (default 4,096).
+    pub queue_capacity: usize,
+    /// Snapshot chunks queued per peer (default 8).
+    pub snapshot_queue_capacity: usize,
+    /// Messages received but not yet taken from the inbox before the streams wait (default 8,192).
+    pub inbox_capacity: usize,
+    /// A connection with nothing received for this long is dropped (default 5 s; keep-alives are
+    /// sent at a fifth of it).
+    pub idle_timeout: Duration,
+}
+
+impl QuicConfig {
+    /// Settings with the defaults above.
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: ClusterId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        tls: NodeTls,
+    ) -> Self {
+        QuicConfig {
+            node_id,
+            cluster_id,
+            listen,
+            peers,
+            tls,
+            max_frame_bytes: 32 << 20,
+            send_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            max_reconnect_backoff: Duration::from_secs(1),
+            queue_capacity: 4096,
+            snapshot_queue_capacity: 8,
+            inbox_capacity: 8192,
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The transport could not start.
+#[derive(Debug, Error)]
+pub enum QuicError {
+    /// The TLS material was refused.
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    /// The UDP socket could not be bound or used.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A setting is out of range.
+    #[error("invalid transport setting: {0}")]
+    Config(String),
+}
+
+/// Sends messages over QUIC. Clones share the endpoint; [`shutdown`](Self::shutdown) stops it.
+#[derive(Clone)]
+pub struct QuicTransport {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    node_id: NodeId,
+    /// Taken out at shutdown, so that the socket is released once the tasks holding clones end.
+    endpoint: Mutex<Option<quinn::Endpoint>>,
+    peers: Mutex<BTreeMap<NodeId, PeerQueues>>,
+    config: QuicConfig,
+    closed: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct PeerQueues {
+    messages: mpsc::Sender<Message>,
+    chunks: mpsc::Sender<Message>,
+}
+
+/// Receives the messages addressed to this node.
+pub struct QuicInbox {
+    rx: mpsc::Receiver<Message>,
+}
+
+impl std::fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("node_id", &self.shared.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for QuicInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicInbox").finish_non_exhaustive()
+    }
+}
+
+fn tls_error(e: impl std::fmt::Display) -> QuicError {
+    QuicError::Tls(e.to_string())
+}
+
+/// Client and server QUIC configurations for mutual TLS with the cluster's CA.
+fn quic_configs(config: &QuicConfig) -> Result<(quinn::ServerConfig, quinn::ClientConfig), QuicError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(config.tls.ca.clone()).map_err(tls_error)?;
+    let roots = Arc::new(roots);
+
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(tls_error)?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_error)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(config.tls.chain.clone(), config.tls.key.clone_key())
+        .map_err(tls_error)?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    let server = QuicServerConfig::try_from(server).map_err(tls_error)?;
+
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_error)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(config.tls.chain.clone(), config.tls.key.clone_key())
+        .map_err(tls_error)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    let client = QuicClientConfig::try_from(client).map_err(tls_error)?;
+
+    let mut transport = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| QuicError::Config(e.to_string()))?;
+    transport.max_idle_timeout(Some(idle));
+    transport.keep_alive_interval(Some(config.idle_timeout / 5));
+    // Raft uses two unidirectional streams per connection; a few spare for reconnects.
+    transport.max_concurrent_uni_streams(16u32.into());
+    transport.max_concurrent_bidi_streams(0u32.into());
+    let transport = Arc::new(transport);
+
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(transport.clone());
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(transport);
+    Ok((server, client))
+}
+
+impl QuicTransport {
+    /// Binds `config.listen` and starts the transport.
+    pub fn start(config: QuicConfig) -> Result<(QuicTransport, QuicInbox), QuicError> {
+        let socket = UdpSocket::bind(config.listen).map_err(|source| QuicError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Self::start_on(config, socket)
+    }
+
+    /// Starts the transport on a socket already bound (tests bind port 0 first to learn the
+    /// address). Must be called within a tokio runtime.
+    pub fn start_on(config: QuicConfig, socket: UdpSocket) -> Result<(QuicTransport, QuicInbox), QuicError> {
+        if config.max_frame_bytes > u32::MAX as usize || config.max_frame_bytes < 1024 {
+            return Err(QuicError::Config(format!(
+                "max_frame_bytes {} must be between 1 KiB and 4 GiB",
+                config.max_frame_bytes
+            )));
+        }
+        if config.queue_capacity == 0 || config.snapshot_queue_capacity == 0 || config.inbox_capacity == 0 {
+            return Err(QuicError::Config("queue capacities must be at least 1".into()));
+        }
+        let (server, client) = quic_configs(&config)?;
+        // A stateless-reset key derived from the node's key: after a restart, this node can
+        // still reset the connections its earlier self had, so peers reconnect at once.
+        let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.tls.key.secret_der());
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        let addr = socket.local_addr().map_err(|source| QuicError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| QuicError::Config("no tokio runtime".into()))?;
+        let mut endpoint = quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime)
+            .map_err(|source| QuicError::Bind { addr, source })?;
+        endpoint.set_default_client_config(client);
+        info!(node = config.node_id, %addr, peers = config.peers.len(), "QUIC transport listening");
+
+        let (inbox_tx, inbox_rx) = mpsc::channel(config.inbox_capacity);
+        let shared = Arc::new(Shared {
+            node_id: config.node_id,
+            endpoint: Mutex::new(Some(endpoint.clone())),
+            peers: Mutex::new(BTreeMap::new()),
+            config: config.clone(),
+            closed: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let transport = QuicTransport { shared };
+        for (&id, &addr) in &config.peers {
+            if id != config.node_id {
+                transport.add_peer(id, addr);
+            }
+        }
+        let accept = tokio::spawn(accept_connections(transport.shared.clone(), endpoint, inbox_tx));
+        transport.shared.tasks().push(accept);
+        Ok((transport, QuicInbox { rx: inbox_rx }))
+    }
+
+    /// The address the endpoint listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self.shared.endpoint() {
+            Some(endpoint) => endpoint.local_addr(),
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "transport is shut down")),
+        }
+    }
+
+    /// Adds (or moves) a peer: messages to it are sent to `addr`, and its connections accepted.
+    pub fn add_peer(&self, id: NodeId, addr: SocketAddr) {
+        let Some(endpoint) = self.shared.endpoint() else {
+            return;
+        };
+        let capacity = self.shared.config.queue_capacity;
+        let (messages, messages_rx) = mpsc::channel(capacity);
+        let (chunks, chunks_rx) = mpsc::channel(self.shared.config.snapshot_queue_capacity);
+        // Replacing the queues ends the earlier sender task for this peer.
+        self.shared.peers().insert(id, PeerQueues { messages, chunks });
+        let task = tokio::spawn(send_to_peer(self.shared.clone(), endpoint, id, addr, messages_rx, chunks_rx));
+        self.shared.tasks().push(task);
+    }
+
+    /// Removes a peer: messages to it are refused and its connections are no longer accepted.
+    pub fn remove_peer(&self, id: NodeId) {
+        self.shared.peers().remove(&id);
+    }
+
+    /// Stops the transport: connections close, the inbox ends, `send` returns `Closed`, and the
+    /// socket is released as the tasks end.
+    pub fn shutdown(&self) {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.peers().clear();
+        if let Some(endpoint) = self.shared.endpoint_slot().take() {
+            endpoint.close(0u32.into(), b"shutdown");
+        }
+        for task in self.shared.tasks().drain(..) {
+            task.abort();
+        }
+        info!(node = self.shared.node_id, "QUIC transport shut down");
+    }
+}
+
+impl Shared {
+    fn peers(&self) -> MutexGuard<'_, BTreeMap<NodeId, PeerQueues>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn endpoint_slot(&self) -> MutexGuard<'_, Option<quinn::Endpoint>> {
+        self.endpoint.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn endpoint(&self) -> Option<quinn::Endpoint> {
+        self.endpoint_slot().clone()
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_peer(&self, id: NodeId) -> bool {
+        self.peers().contains_key(&id)
+    }
+}
+
+impl Transport for QuicTransport {
+    fn send(&self, message: Message) -> Result<(), TransportError> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(TransportError::Closed);
+        }
+        let to = message.to;
+        let peers = self.shared.peers();
+        let Some(queues) = peers.get(&to) else {
+            return Err(TransportError::UnknownPeer(to));
+        };
+        let queue = match message.body {
+            MessageBody::InstallSnapshot(_) => &queues.chunks,
+            _ => &queues.messages,
+        };
+        queue.try_send(message).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TransportError::QueueFull(to),
+            mpsc::error::TrySendError::Closed(_) => TransportError::Closed,
+        })
+    }
+}
+
+#[async_trait]
+impl Inbox for QuicInbox {
+    async fn recv(&mut self) -> Option<Message> {
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Option<Message> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Why a connection to a peer ended.
+#[derive(Debug, Error)]
+enum LinkError {
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The queues were dropped: the peer was removed or the transport shut down.
+    #[error("peer removed")]
+    Removed,
+}
+
+/// Owns the connection to one peer: connects, sends both queues, reconnects after failures.
+async fn send_to_peer(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    peer: NodeId,
+    addr: SocketAddr,
+    mut messages: mpsc::Receiver<Message>,
+    mut chunks: mpsc::Receiver<Message>,
+) {
+    let config = &shared.config;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let connection = match connect(&shared, &endpoint, peer, addr).await {
+            Ok(connection) => {
+                backoff = Duration::from_millis(20);
+                connection
+            }
+            Err(e) => {
+                debug!(node = shared.node_id, peer, error = %e, ?backoff, "cannot connect");
+                // What queued up meanwhile is stale by the time a connection exists.
+                let dropped = drain(&mut messages) + drain(&mut chunks);
+                if messages.is_closed() && messages.is_empty() {
+                    return;
+                }
+                if dropped > 0 {
+                    debug!(peer, dropped, "dropped messages queued while disconnected");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.max_reconnect_backoff);
+                continue;
+            }
+        };
+        debug!(node = shared.node_id, peer, "connected");
+        let result = tokio::select! {
+            r = send_stream(&shared, &connection, peer, &mut messages) => r,
+            r = send_stream(&shared, &connection, peer, &mut chunks) => r,
+        };
+        match result {
+            Err(LinkError::Removed) | Ok(()) => {
+                connection.close(0u32.into(), b"peer removed");
+                return;
+            }
+            Err(e) => {
+                warn!(node = shared.node_id, peer, error = %e, "connection to peer lost; reconnecting");
+                connection.close(0u32.into(), b"reconnecting");
+            }
+        }
+    }
+}
+
+fn drain(queue: &mut mpsc::Receiver<Message>) -> usize {
+    let mut n = 0;
+    while queue.try_recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+async fn connect(
+    shared: &Shared,
+    endpoint: &quinn::Endpoint,
+    peer: NodeId,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, LinkError> {
+    let connecting = endpoint.connect(addr, &node_name(peer))?;
+    let timeout = shared.config.connect_timeout;
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(connection) => Ok(connection?),
+        Err(_) => Err(LinkError::Timeout(timeout)),
+    }
+}
+
+/// Writes one queue to one stream, gathering what has queued up into one write.
+async fn send_stream(
+    shared: &Shared,
+    connection: &quinn::Connection,
+    peer: NodeId,
+    queue: &mut mpsc::Receiver<Message>,
+) -> Result<(), LinkError> {
+    let config = &shared.config;
+    let mut stream = connection.open_uni().await?;
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    encode_hello(
+        &Hello {
+            version: PROTOCOL_VERSION,
+            cluster_id: config.cluster_id,
+            from: shared.node_id,
+            to: peer,
+        },
+        &mut buf,
+    );
+    loop {
+        let Some(first) = queue.recv().await else {
+            return Err(LinkError::Removed);
+        };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            if let Err(e) = encode_message(&message, config.max_frame_bytes, &mut buf) {
+                warn!(node = shared.node_id, peer, kind = message.body.kind(), error = %e, "message not sent");
+            }
+            if buf.len() < BATCH_BYTES {
+                next = queue.try_recv().ok();
+            }
+        }
+        let data = buf.split().freeze();
+        match tokio::time::timeout(config.send_timeout, stream.write_chunk(data)).await {
+            Ok(written) => written?,
+            Err(_) => return Err(LinkError::Timeout(config.send_timeout)),
+        }
+    }
+}
+
+/// Accepts connections until the endpoint closes.
+async fn accept_connections(shared: Arc<Shared>, endpoint: quinn::Endpoint, inbox: mpsc::Sender<Message>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        let inbox = inbox.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(connection) => receive_connection(shared, connection, inbox).await,
+                // A peer without a certificate from our CA, or an expired one, ends here.
+                Err(e) => warn!(node = shared.node_id, %remote, error = %e, "refused a connection"),
+            }
+        });
+    }
+}
+
+/// The verified certificate the peer presented.
+fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    chain.into_iter().next()
+}
+
+async fn receive_connection(shared: Arc<Shared>, connection: quinn::Connection, inbox: mpsc::Sender<Message>) {
+    let remote = connection.remote_address();
+    let Some(certificate) = peer_certificate(&connection) else {
+        warn!(node = shared.node_id, %remote, "connection without a client certificate; closing");
+        connection.close(BAD_INPUT.into(), b"no certificate");
+        return;
+    };
+    let certificate = Arc::new(certificate);
+    loop {
+        let stream = match connection.accept_uni().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(node = shared.node_id, %remote, error = %e, "incoming connection ended");
+                return;
+            }
+        };
+        let (shared, inbox, certificate) = (shared.clone(), inbox.clone(), certificate.clone());
+        tokio::spawn(async move {
+            let mut stream = stream;
+            if let Err(e) = receive_stream(&shared, &certificate, &mut stream, &inbox).await {
+                warn!(node = shared.node_id, %remote, error = %e, "closing a stream over bad input");
+                let _ = stream.stop(BAD_INPUT.into());
+            }
+        });
+    }
+}
+
+/// Why a received stream was closed.
+#[derive(Debug, Error)]
+enum ReceiveError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadError),
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+async fn read_frame(stream: &mut quinn::RecvStream, max_frame_bytes: usize) -> Result<Option<Frame>, ReceiveError> {
+    let mut prefix = [0u8; LENGTH_BYTES];
+    match read_exact(stream, &mut prefix).await? {
+        0 => return Ok(None),
+        n if n < LENGTH_BYTES => {
+            return Err(WireError::Truncated {
+                got: n,
+                expected: LENGTH_BYTES,
+            }
+            .into())
+        }
+        _ => {}
+    }
+    let len = frame_length(prefix, max_frame_bytes)?;
+    let mut body = vec![0u8; len];
+    let got = read_exact(stream, &mut body).await?;
+    if got < len {
+        return Err(WireError::Truncated { got, expected: len }.into());
+    }
+    Ok(Some(decode_body(&body)?))
+}
+
+/// Fills `buf` unless the stream ends first; returns the bytes read.
+async fn read_exact(stream: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<usize, quinn::ReadError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]).await? {
+            Some(n) => filled += n,
+            None => break,
+        }
+    }
+    Ok(filled)
+}
+
+async fn receive_stream(
+    shared: &Shared,
+    certificate: &CertificateDer<'static>,
+    stream: &mut quinn::RecvStream,
+    inbox: &mpsc::Sender<Message>,
+) -> Result<(), ReceiveError> {
+    let config = &shared.config;
+    let hello = match read_frame(stream, config.max_frame_bytes).await? {
+        Some(Frame::Hello(hello)) => hello,
+        Some(Frame::Message(_)) => return Err(WireError::Protocol("stream did not start with hello").into()),
+        None => return Ok(()),
+    };
+    check_hello(&hello, config.cluster_id, shared.node_id)?;
+    let from = hello.from;
+    if !shared.is_peer(from) {
+        return Err(WireError::WrongNode(format!("node {from} is not a configured peer")).into());
+    }
+    check_certificate_names(certificate, from)?;
+    while let Some(frame) = read_frame(stream, config.max_frame_bytes).await? {
+        let message = match frame {
+            Frame::Message(message) => message,
+            Frame::Hello(_) => return Err(WireError::Protocol("second hello on a stream").into()),
+        };
+        if message.from != from || message.to != shared.node_id {
+            return Err(WireError::WrongNode(format!(
+                "message from {} to {} on a stream from {from} to {}",
+                message.from, message.to, shared.node_id
+            ))
+            .into());
+        }
+        if inbox.send(message).await.is_err() {
+            // The inbox is gone: the node stopped.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the (CA-verified) certificate was issued to node `id`.
+fn check_certificate_names(certificate: &CertificateDer<'static>, id: NodeId) -> Result<(), WireError> {
+    let name = node_name(id);
+    let not_named = |detail: String| WireError::WrongNode(format!("certificate is not valid for {name}: {detail}"));
+    let cert = webpki::EndEntityCert::try_from(certificate).map_err(|e| not_named(e.to_string()))?;
+    let server_name = ServerName::try_from(name.as_str()).map_err(|e| not_named(e.to_string()))?;
+    cert.verify_is_valid_for_subject_name(&server_name)
+        .map_err(|e| not_named(e.to_string()))
+}

@@ -1,0 +1,93 @@
+//! A cluster of QUIC endpoints on loopback for the tests.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+
+use raft_core::NodeId;
+use raft_net_quic::{ClusterCa, NodeTls, QuicConfig, QuicInbox, QuicTransport};
+
+/// The cluster id the tests use.
+pub const CLUSTER: u64 = 77;
+
+/// Nodes 1..=n of one cluster, each with a loopback address reserved and a certificate.
+pub struct Cluster {
+    pub ca: ClusterCa,
+    pub addrs: BTreeMap<NodeId, SocketAddr>,
+    sockets: BTreeMap<NodeId, UdpSocket>,
+    pub running: BTreeMap<NodeId, QuicTransport>,
+}
+
+pub fn bind_loopback() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").expect("bind a loopback port")
+}
+
+impl Cluster {
+    pub fn new(n: u64) -> Self {
+        let ca = ClusterCa::generate("test").expect("CA");
+        let mut addrs = BTreeMap::new();
+        let mut sockets = BTreeMap::new();
+        for id in 1..=n {
+            let socket = bind_loopback();
+            addrs.insert(id, socket.local_addr().expect("addr"));
+            sockets.insert(id, socket);
+        }
+        Cluster {
+            ca,
+            addrs,
+            sockets,
+            running: BTreeMap::new(),
+        }
+    }
+
+    pub fn tls(&self, id: NodeId) -> NodeTls {
+        self.ca.issue(id).expect("issue").tls(&self.ca.cert_pem()).expect("tls")
+    }
+
+    pub fn config(&self, id: NodeId, tls: NodeTls) -> QuicConfig {
+        let mut config = QuicConfig::new(id, CLUSTER, self.addrs[&id], self.addrs.clone(), tls);
+        config.max_frame_bytes = 16 << 20;
+        config
+    }
+
+    /// The node's reserved socket the first time, its address bound again after a shutdown.
+    pub fn socket(&mut self, id: NodeId) -> UdpSocket {
+        match self.sockets.remove(&id) {
+            Some(socket) => socket,
+            // The address is free once the stopped endpoint's tasks have ended.
+            None => {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    match UdpSocket::bind(self.addrs[&id]) {
+                        Ok(socket) => break socket,
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            let _ = e;
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        Err(e) => panic!("rebind the address of node {id}: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn start_with(&mut self, config: QuicConfig) -> (QuicTransport, QuicInbox) {
+        let id = config.node_id;
+        let socket = self.socket(id);
+        let (transport, inbox) = QuicTransport::start_on(config, socket).expect("start");
+        self.running.insert(id, transport.clone());
+        (transport, inbox)
+    }
+
+    pub fn start(&mut self, id: NodeId) -> (QuicTransport, QuicInbox) {
+        let config = self.config(id, self.tls(id));
+        self.start_with(config)
+    }
+
+    pub fn shutdown(&mut self, id: NodeId) {
+        if let Some(transport) = self.running.remove(&id) {
+            transport.shutdown();
+        }
+    }
+}
