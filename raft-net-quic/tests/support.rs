@@ -91,3 +91,25 @@ impl Cluster {
         }
     }
 }
+
+/// A bare QUIC client with a node's certificate, to send hand-made bytes.
+pub async fn raw_connection(tls: &NodeTls, to: NodeId, addr: SocketAddr) -> quinn::Connection {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(tls.ca.clone()).expect("CA");
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(tls.chain.clone(), tls.key.clone_key())
+        .expect("client cert");
+    client.alpn_protocols = vec![b"raft/1".to_vec()];
+    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client).expect("QUIC client config");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(client)));
+    endpoint
+        .connect(addr, &raft_net_quic::certs::node_name(to))
+        .expect("connect")
+        .await
+        .expect("handshake")
+}

@@ -1,0 +1,207 @@
+//! Mutual TLS and bad input: who is refused, and that nothing a peer sends can panic or wedge a
+//! node.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use raft_core::{Heartbeat, Inbox, Message, MessageBody, NodeId, Transport};
+use raft_net_quic::wire::{encode_hello, encode_message, Hello, PROTOCOL_VERSION};
+use raft_net_quic::{ClusterCa, QuicInbox, QuicTransport};
+use support::{raw_connection, Cluster, CLUSTER};
+
+/// Long enough for a connection, a handshake and a delivery on loopback, many times over.
+const QUIET: Duration = Duration::from_secs(2);
+
+fn heartbeat(from: NodeId, to: NodeId, commit: u64) -> Message {
+    Message {
+        from,
+        to,
+        term: 1,
+        body: MessageBody::Heartbeat(Heartbeat { commit, round: 0 }),
+    }
+}
+
+/// Sends for `QUIET` and asserts that nothing arrives.
+async fn nothing_arrives(from: &QuicTransport, from_id: NodeId, to: &mut QuicInbox, to_id: NodeId) {
+    let deadline = tokio::time::Instant::now() + QUIET;
+    let mut commit = 0;
+    while tokio::time::Instant::now() < deadline {
+        commit += 1;
+        let _ = from.send(heartbeat(from_id, to_id, commit));
+        if let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(100), to.recv()).await {
+            panic!("a refused peer's message arrived: {message:?}");
+        }
+    }
+}
+
+/// Sends until a message arrives; panics after 20 s.
+async fn arrives(from: &QuicTransport, from_id: NodeId, to: &mut QuicInbox, to_id: NodeId) -> Message {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut commit = 0;
+    loop {
+        commit += 1;
+        let _ = from.send(heartbeat(from_id, to_id, commit));
+        if let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(100), to.recv()).await {
+            return message;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{from_id} -> {to_id}: nothing arrived");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_with_a_certificate_from_another_ca_is_refused_both_ways() {
+    let mut cluster = Cluster::new(2);
+    let (t1, mut i1) = cluster.start(1);
+    // An impostor at node 2's address: trusts our CA but its certificate is from its own.
+    let rogue_ca = ClusterCa::generate("rogue").expect("CA");
+    let mut tls = rogue_ca.issue(2).expect("issue").tls(&rogue_ca.cert_pem()).expect("tls");
+    tls.ca = cluster.tls(1).ca;
+    let config = cluster.config(2, tls);
+    let (t2, mut i2) = cluster.start_with(config);
+    nothing_arrives(&t2, 2, &mut i1, 1).await;
+    nothing_arrives(&t1, 1, &mut i2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_with_an_expired_certificate_is_refused() {
+    let mut cluster = Cluster::new(2);
+    let (_t1, mut i1) = cluster.start(1);
+    let day = Duration::from_secs(24 * 3600);
+    let now = SystemTime::now();
+    let expired = cluster
+        .ca
+        .issue_valid_between(2, now - 30 * day, now - day)
+        .expect("issue")
+        .tls(&cluster.ca.cert_pem())
+        .expect("tls");
+    let config = cluster.config(2, expired);
+    let (t2, _i2) = cluster.start_with(config);
+    nothing_arrives(&t2, 2, &mut i1, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_whose_certificate_names_another_node_is_refused() {
+    let mut cluster = Cluster::new(3);
+    let (t1, mut i1) = cluster.start(1);
+    // Claims to be node 2 with node 3's (valid) certificate.
+    let config = cluster.config(2, cluster.tls(3));
+    let (t2, mut i2) = cluster.start_with(config);
+    nothing_arrives(&t2, 2, &mut i1, 1).await;
+    // And node 1, dialing node 2, refuses a server whose certificate is for node 3.
+    nothing_arrives(&t1, 1, &mut i2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_outside_the_configured_peers_is_refused() {
+    let mut cluster = Cluster::new(2);
+    let (_t1, mut i1) = cluster.start(1);
+    // Node 5 has a valid certificate from our CA but is not one of node 1's peers.
+    let addr = support::bind_loopback();
+    let mut peers = cluster.addrs.clone();
+    peers.insert(5, addr.local_addr().expect("addr"));
+    let mut config = cluster.config(2, cluster.tls(5));
+    config.node_id = 5;
+    config.peers = peers;
+    let (t5, _i5) = QuicTransport::start_on(config, addr).expect("start");
+    nothing_arrives(&t5, 5, &mut i1, 1).await;
+    t5.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_of_another_cluster_is_refused() {
+    let mut cluster = Cluster::new(2);
+    let (_t1, mut i1) = cluster.start(1);
+    let mut config = cluster.config(2, cluster.tls(2));
+    config.cluster_id = CLUSTER + 1;
+    let (t2, _i2) = cluster.start_with(config);
+    nothing_arrives(&t2, 2, &mut i1, 1).await;
+}
+
+/// Writes `bytes` on a new stream from node 2 to node 1 and waits until node 1 closes it.
+async fn send_raw(connection: &quinn::Connection, bytes: &[u8]) {
+    let mut stream = connection.open_uni().await.expect("open stream");
+    // The node may close the stream before everything is written; that is the point.
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.finish();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), stream.stopped()).await;
+    assert!(stopped.is_ok(), "the node must close a stream carrying bad input");
+}
+
+fn hello(cluster_id: u64, version: u16) -> BytesMut {
+    let mut buf = BytesMut::new();
+    encode_hello(
+        &Hello {
+            version,
+            cluster_id,
+            from: 2,
+            to: 1,
+        },
+        &mut buf,
+    );
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_their_stream_and_the_node_carries_on() {
+    let mut cluster = Cluster::new(3);
+    let (_t1, mut i1) = cluster.start(1);
+    let connection = raw_connection(&cluster.tls(2), 1, cluster.addrs[&1]).await;
+
+    let mut cases: Vec<(&str, BytesMut)> = Vec::new();
+    cases.push(("garbage", BytesMut::from(&b"\x00\x00\x00\x05\xffhello"[..])));
+    cases.push(("message before hello", {
+        let mut buf = BytesMut::new();
+        encode_message(&heartbeat(2, 1, 1), 1 << 20, &mut buf).expect("encode");
+        buf
+    }));
+    cases.push(("oversized frame", {
+        let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        buf.extend_from_slice(&[0; 64]);
+        buf
+    }));
+    cases.push(("truncated frame", {
+        let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+        buf.extend_from_slice(&100u32.to_be_bytes());
+        buf.extend_from_slice(&[2; 10]);
+        buf
+    }));
+    cases.push(("unknown kind", {
+        let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+        buf.extend_from_slice(&[0, 0, 0, 2, 99, 0]);
+        buf
+    }));
+    cases.push(("malformed message", {
+        let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+        buf.extend_from_slice(&[0, 0, 0, 4, 2, 0xff, 0xff, 0xff]);
+        buf
+    }));
+    cases.push(("wrong cluster", hello(CLUSTER + 1, PROTOCOL_VERSION)));
+    cases.push(("wrong version", hello(CLUSTER, PROTOCOL_VERSION + 1)));
+    cases.push(("message claiming another sender", {
+        let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+        encode_message(&heartbeat(3, 1, 1), 1 << 20, &mut buf).expect("encode");
+        buf
+    }));
+    for (name, bytes) in &cases {
+        tracing::info!(case = name, "sending bad input");
+        send_raw(&connection, bytes).await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), i1.recv()).await.is_err(),
+        "no bad input may reach the inbox"
+    );
+    // The node is not wedged: a good stream on the same connection is still heard.
+    let mut good = connection.open_uni().await.expect("open stream");
+    let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+    encode_message(&heartbeat(2, 1, 9), 1 << 20, &mut buf).expect("encode");
+    good.write_all(&buf).await.expect("write");
+    let received = tokio::time::timeout(Duration::from_secs(10), i1.recv()).await;
+    assert_eq!(received.ok().flatten(), Some(heartbeat(2, 1, 9)));
+    // And so is a real peer.
+    let (t3, _i3) = cluster.start(3);
+    let message = arrives(&t3, 3, &mut i1, 1).await;
+    assert_eq!(message.from, 3);
+}
