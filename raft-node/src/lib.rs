@@ -4,7 +4,8 @@
 //! through a [`Transport`], applies committed commands to the user's [`StateMachine`], and answers
 //! proposals with the state machine's response. Backends are chosen with cargo features: `mem`
 //! (default) brings the in-memory storage and transport and [`MemCluster`], a whole cluster in one
-//! process.
+//! process; `rocksdb` brings the `rocks` module (durable storage) and `quic` the `quic` module (a QUIC
+//! transport with mutual TLS), for a cluster of separate processes.
 //!
 //! [`KvStateMachine`] is a replicated key-value store built on it, used by the tests, the
 //! benchmarks and the `raft-kv` demo.
@@ -54,3 +55,7 @@ pub use crate::sessions::{
     ClientError, NodeDirectory, SessionClient, SessionCommand, SessionId, SessionResponse, Sessions,
 };
 pub use raft_core;
+#[cfg(feature = "quic")]
+pub use raft_net_quic as quic;
+#[cfg(feature = "rocksdb")]
+pub use raft_storage_rocks as rocks;
