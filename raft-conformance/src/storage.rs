@@ -59,7 +59,9 @@ macro_rules! storage_suite {
 }
 
 fn entries(range: std::ops::RangeInclusive<Index>, term: Term) -> Vec<Entry> {
-    range.map(|i| Entry::command(term, i, format!("entry {i} of term {term}"))).collect()
+    range
+        .map(|i| Entry::command(term, i, format!("entry {i} of term {term}")))
+        .collect()
 }
 
 fn append(entries: Vec<Entry>) -> LogWrite {
@@ -108,7 +110,12 @@ fn membership(voters: impl IntoIterator<Item = u64>) -> Membership {
 }
 
 /// Writes `data` as the snapshot at `index` and returns its metadata.
-async fn store_snapshot<S: SnapshotStore>(store: &S, index: Index, term: Term, data: &[Bytes]) -> SnapshotMeta {
+async fn store_snapshot<S: SnapshotStore>(
+    store: &S,
+    index: Index,
+    term: Term,
+    data: &[Bytes],
+) -> SnapshotMeta {
     let mut sink = match store.create(index).await {
         Ok(sink) => sink,
         Err(e) => panic!("create snapshot {index}: {e}"),
@@ -147,7 +154,10 @@ pub async fn empty_store_loads_nothing<H: StorageHarness>(mut harness: H) {
     let log = load(&mut storage).await;
     assert_eq!(log, StoredLog::default(), "a new store must be empty");
     assert_eq!(last_index(&storage).await, 0, "an empty log's last index is 0");
-    assert!(read(&storage, 1..=10).await.is_empty(), "an empty log has no entries");
+    assert!(
+        read(&storage, 1..=10).await.is_empty(),
+        "an empty log has no entries"
+    );
 }
 
 /// Entries appended are read back, in order, by any range inside the log.
@@ -156,15 +166,25 @@ pub async fn appended_entries_read_back_by_range<H: StorageHarness>(mut harness:
     persist(&mut storage, append(entries(1..=5, 1))).await;
     persist(&mut storage, append(entries(6..=10, 2))).await;
     assert_eq!(last_index(&storage).await, 10);
-    assert_eq!(read(&storage, 1..=10).await, [entries(1..=5, 1), entries(6..=10, 2)].concat());
-    assert_eq!(read(&storage, 3..=7).await, [entries(3..=5, 1), entries(6..=7, 2)].concat());
+    assert_eq!(
+        read(&storage, 1..=10).await,
+        [entries(1..=5, 1), entries(6..=10, 2)].concat()
+    );
+    assert_eq!(
+        read(&storage, 3..=7).await,
+        [entries(3..=5, 1), entries(6..=7, 2)].concat()
+    );
     assert_eq!(load(&mut storage).await.entries.len(), 10);
 }
 
 /// The term of one entry is found by reading the one-entry range.
 pub async fn term_lookup_reads_one_entry<H: StorageHarness>(mut harness: H) {
     let mut storage = harness.open().await;
-    persist(&mut storage, append([entries(1..=3, 1), entries(4..=6, 3)].concat())).await;
+    persist(
+        &mut storage,
+        append([entries(1..=3, 1), entries(4..=6, 3)].concat()),
+    )
+    .await;
     for (index, term) in [(1, 1), (3, 1), (4, 3), (6, 3)] {
         let found = read(&storage, index..=index).await;
         assert_eq!(found.len(), 1, "entry {index} must be found");
@@ -176,9 +196,20 @@ pub async fn term_lookup_reads_one_entry<H: StorageHarness>(mut harness: H) {
 pub async fn out_of_range_reads_return_only_stored_entries<H: StorageHarness>(mut harness: H) {
     let mut storage = harness.open().await;
     persist(&mut storage, append(entries(1..=5, 1))).await;
-    assert_eq!(indexes(&read(&storage, 4..=100).await), [4, 5], "a read past the end is cut at the end");
-    assert!(read(&storage, 6..=9).await.is_empty(), "a read wholly past the end is empty");
-    assert_eq!(indexes(&read(&storage, 0..=2).await), [1, 2], "index 0 is before the log");
+    assert_eq!(
+        indexes(&read(&storage, 4..=100).await),
+        [4, 5],
+        "a read past the end is cut at the end"
+    );
+    assert!(
+        read(&storage, 6..=9).await.is_empty(),
+        "a read wholly past the end is empty"
+    );
+    assert_eq!(
+        indexes(&read(&storage, 0..=2).await),
+        [1, 2],
+        "index 0 is before the log"
+    );
     #[allow(clippy::reversed_empty_ranges)]
     let reversed = read(&storage, 4..=2).await;
     assert!(reversed.is_empty(), "an empty range reads nothing");
@@ -192,11 +223,19 @@ pub async fn append_replaces_the_conflicting_suffix<H: StorageHarness>(mut harne
     persist(&mut storage, append(entries(1..=10, 1))).await;
     persist(&mut storage, append(entries(6..=7, 2))).await;
     let expected = [entries(1..=5, 1), entries(6..=7, 2)].concat();
-    assert_eq!(last_index(&storage).await, 7, "entries after the new suffix are gone");
+    assert_eq!(
+        last_index(&storage).await,
+        7,
+        "entries after the new suffix are gone"
+    );
     assert_eq!(read(&storage, 1..=10).await, expected);
     drop(storage);
     let mut storage = harness.open().await;
-    assert_eq!(load(&mut storage).await.entries, expected, "the truncation is durable");
+    assert_eq!(
+        load(&mut storage).await.entries,
+        expected,
+        "the truncation is durable"
+    );
     assert_eq!(last_index(&storage).await, 7);
     // Appending right after the new end continues the log.
     persist(&mut storage, append(entries(8..=8, 2))).await;
@@ -227,8 +266,16 @@ pub async fn append_that_leaves_a_gap_is_refused_and_changes_nothing<H: StorageH
     drop(storage);
     let mut storage = harness.open().await;
     let log = load(&mut storage).await;
-    assert_eq!(log.entries, entries(1..=3, 1), "a refused write leaves no entry behind");
-    assert_eq!(log.hard_state, HardState::default(), "a refused write leaves no hard state behind");
+    assert_eq!(
+        log.entries,
+        entries(1..=3, 1),
+        "a refused write leaves no entry behind"
+    );
+    assert_eq!(
+        log.hard_state,
+        HardState::default(),
+        "a refused write leaves no hard state behind"
+    );
 }
 
 /// The hard state saved last is the one loaded, across reopens.
@@ -263,14 +310,24 @@ pub async fn hard_state_is_saved_and_survives_reopen<H: StorageHarness>(mut harn
     .await;
     drop(storage);
     let mut storage = harness.open().await;
-    assert_eq!(load(&mut storage).await.hard_state, second, "the last hard state saved survives");
+    assert_eq!(
+        load(&mut storage).await.hard_state,
+        second,
+        "the last hard state saved survives"
+    );
 }
 
 /// A purge after a snapshot drops the entries up to it; the log keeps its indexes and goes on.
 pub async fn purge_drops_the_prefix_and_the_log_continues<H: StorageHarness>(mut harness: H) {
     let mut storage = harness.open().await;
     persist(&mut storage, append(entries(1..=10, 1))).await;
-    let snapshot = store_snapshot(&storage.snapshot_store(), 5, 1, &[Bytes::from_static(b"state at 5")]).await;
+    let snapshot = store_snapshot(
+        &storage.snapshot_store(),
+        5,
+        1,
+        &[Bytes::from_static(b"state at 5")],
+    )
+    .await;
     persist(
         &mut storage,
         LogWrite {
@@ -280,7 +337,11 @@ pub async fn purge_drops_the_prefix_and_the_log_continues<H: StorageHarness>(mut
         },
     )
     .await;
-    assert_eq!(indexes(&read(&storage, 1..=10).await), [6, 7, 8, 9, 10], "the first index after a purge is 6");
+    assert_eq!(
+        indexes(&read(&storage, 1..=10).await),
+        [6, 7, 8, 9, 10],
+        "the first index after a purge is 6"
+    );
     assert_eq!(last_index(&storage).await, 10);
     persist(&mut storage, append(entries(11..=11, 1))).await;
     drop(storage);
@@ -288,7 +349,10 @@ pub async fn purge_drops_the_prefix_and_the_log_continues<H: StorageHarness>(mut
     let log = load(&mut storage).await;
     assert_eq!(indexes(&log.entries), [6, 7, 8, 9, 10, 11]);
     assert_eq!(log.snapshot, Some(snapshot));
-    assert!(read(&storage, 1..=5).await.is_empty(), "purged entries stay purged");
+    assert!(
+        read(&storage, 1..=5).await.is_empty(),
+        "purged entries stay purged"
+    );
 }
 
 /// A snapshot from the leader may cover more than the log holds: after the purge the log is empty
@@ -298,7 +362,13 @@ pub async fn purge_past_the_last_entry_leaves_an_empty_log_that_continues_after_
 ) {
     let mut storage = harness.open().await;
     persist(&mut storage, append(entries(1..=3, 1))).await;
-    let snapshot = store_snapshot(&storage.snapshot_store(), 8, 2, &[Bytes::from_static(b"state at 8")]).await;
+    let snapshot = store_snapshot(
+        &storage.snapshot_store(),
+        8,
+        2,
+        &[Bytes::from_static(b"state at 8")],
+    )
+    .await;
     persist(
         &mut storage,
         LogWrite {
@@ -308,7 +378,11 @@ pub async fn purge_past_the_last_entry_leaves_an_empty_log_that_continues_after_
         },
     )
     .await;
-    assert_eq!(last_index(&storage).await, 8, "an empty log's last index is where it was purged to");
+    assert_eq!(
+        last_index(&storage).await,
+        8,
+        "an empty log's last index is where it was purged to"
+    );
     assert!(read(&storage, 1..=20).await.is_empty());
     drop(storage);
     let mut storage = harness.open().await;
@@ -317,7 +391,10 @@ pub async fn purge_past_the_last_entry_leaves_an_empty_log_that_continues_after_
     assert_eq!(log.snapshot, Some(snapshot));
     assert_eq!(last_index(&storage).await, 8, "the purge point survives a reopen");
     let below = storage.persist(append(entries(5..=5, 2))).await;
-    assert!(matches!(below, Err(StorageError::LogGap { .. })), "append below the purge point: {below:?}");
+    assert!(
+        matches!(below, Err(StorageError::LogGap { .. })),
+        "append below the purge point: {below:?}"
+    );
     persist(&mut storage, append(entries(9..=10, 2))).await;
     assert_eq!(indexes(&read(&storage, 1..=20).await), [9, 10]);
 }
@@ -327,7 +404,13 @@ pub async fn purge_past_the_last_entry_leaves_an_empty_log_that_continues_after_
 pub async fn discard_log_drops_every_entry<H: StorageHarness>(mut harness: H) {
     let mut storage = harness.open().await;
     persist(&mut storage, append(entries(1..=30, 1))).await;
-    let snapshot = store_snapshot(&storage.snapshot_store(), 20, 3, &[Bytes::from_static(b"leader's state")]).await;
+    let snapshot = store_snapshot(
+        &storage.snapshot_store(),
+        20,
+        3,
+        &[Bytes::from_static(b"leader's state")],
+    )
+    .await;
     persist(
         &mut storage,
         LogWrite {
@@ -338,7 +421,10 @@ pub async fn discard_log_drops_every_entry<H: StorageHarness>(mut harness: H) {
         },
     )
     .await;
-    assert!(read(&storage, 1..=30).await.is_empty(), "entries after the snapshot are discarded too");
+    assert!(
+        read(&storage, 1..=30).await.is_empty(),
+        "entries after the snapshot are discarded too"
+    );
     assert_eq!(last_index(&storage).await, 20);
     drop(storage);
     let mut storage = harness.open().await;
@@ -404,7 +490,9 @@ pub async fn membership_entries_and_large_entries_round_trip<H: StorageHarness>(
 pub async fn snapshot_bytes_are_read_back_whole_and_by_chunk<H: StorageHarness>(mut harness: H) {
     let storage = harness.open().await;
     let store = storage.snapshot_store();
-    let pieces: Vec<Bytes> = (0..40u8).map(|i| Bytes::from(vec![i; 10_000 + i as usize])).collect();
+    let pieces: Vec<Bytes> = (0..40u8)
+        .map(|i| Bytes::from(vec![i; 10_000 + i as usize]))
+        .collect();
     let whole: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
     let meta = store_snapshot(&store, 7, 2, &pieces).await;
     assert_eq!(meta.size, whole.len() as u64);
@@ -424,11 +512,21 @@ pub async fn snapshot_bytes_are_read_back_whole_and_by_chunk<H: StorageHarness>(
     assert_eq!(chunk(0, 100).await, whole[..100]);
     assert_eq!(chunk(123_456, 1_000).await, whole[123_456..124_456]);
     let size = whole.len() as u64;
-    assert_eq!(chunk(size - 10, 1_000).await, whole[whole.len() - 10..], "a chunk is cut at the end");
+    assert_eq!(
+        chunk(size - 10, 1_000).await,
+        whole[whole.len() - 10..],
+        "a chunk is cut at the end"
+    );
     assert!(chunk(size, 10).await.is_empty(), "a chunk at the end is empty");
-    assert!(chunk(size + 10, 10).await.is_empty(), "a chunk past the end is empty");
+    assert!(
+        chunk(size + 10, 10).await.is_empty(),
+        "a chunk past the end is empty"
+    );
     let missing = store.read_chunk(8, 0, 10).await;
-    assert!(matches!(missing, Err(StorageError::SnapshotNotFound(8))), "unknown snapshot: {missing:?}");
+    assert!(
+        matches!(missing, Err(StorageError::SnapshotNotFound(8))),
+        "unknown snapshot: {missing:?}"
+    );
 }
 
 /// A snapshot is invisible until finished; an abandoned one never appears, and starting the same
@@ -447,7 +545,10 @@ pub async fn unfinished_snapshot_is_invisible<H: StorageHarness>(mut harness: H)
         matches!(store.open(4).await, Err(StorageError::SnapshotNotFound(4))),
         "an unfinished snapshot must not be readable"
     );
-    assert!(matches!(store.read_chunk(4, 0, 4).await, Err(StorageError::SnapshotNotFound(4))));
+    assert!(matches!(
+        store.read_chunk(4, 0, 4).await,
+        Err(StorageError::SnapshotNotFound(4))
+    ));
     drop(sink);
     assert!(
         matches!(store.open(4).await, Err(StorageError::SnapshotNotFound(4))),
@@ -474,7 +575,13 @@ pub async fn recorded_snapshot_survives_reopen<H: StorageHarness>(mut harness: H
         },
     )
     .await;
-    let newer = store_snapshot(&storage.snapshot_store(), 10, 1, &[Bytes::from_static(b"ten"), Bytes::from_static(b"!")]).await;
+    let newer = store_snapshot(
+        &storage.snapshot_store(),
+        10,
+        1,
+        &[Bytes::from_static(b"ten"), Bytes::from_static(b"!")],
+    )
+    .await;
     persist(
         &mut storage,
         LogWrite {
@@ -487,7 +594,11 @@ pub async fn recorded_snapshot_survives_reopen<H: StorageHarness>(mut harness: H
     drop(storage);
     let mut storage = harness.open().await;
     let log = load(&mut storage).await;
-    assert_eq!(log.snapshot, Some(newer), "the latest recorded snapshot is loaded");
+    assert_eq!(
+        log.snapshot,
+        Some(newer),
+        "the latest recorded snapshot is loaded"
+    );
     assert_eq!(indexes(&log.entries), [11, 12]);
     match read_snapshot(&storage.snapshot_store(), 10).await {
         Ok(read) => assert_eq!(read, b"ten!"),
@@ -548,7 +659,11 @@ pub async fn reopen_after_many_writes_loads_the_same_log<H: StorageHarness>(mut 
             drop(storage);
             storage = harness.open().await;
         }
-        assert_eq!(last_index(&storage).await, purged_to + model.len() as Index, "last index at round {round}");
+        assert_eq!(
+            last_index(&storage).await,
+            purged_to + model.len() as Index,
+            "last index at round {round}"
+        );
     }
     drop(storage);
     let mut storage = harness.open().await;

@@ -86,7 +86,12 @@ async fn receive<I: Inbox>(inbox: &mut I, waiting_for: &str) -> Message {
 
 /// Sends heartbeats (commit = attempt number) until one arrives, for links that may need to
 /// (re)connect first; returns the first one received.
-async fn send_until_received<T: Transport, I: Inbox>(from: &T, from_id: NodeId, to: &mut I, to_id: NodeId) -> Message {
+async fn send_until_received<T: Transport, I: Inbox>(
+    from: &T,
+    from_id: NodeId,
+    to: &mut I,
+    to_id: NodeId,
+) -> Message {
     let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
     let mut attempt = 0;
     loop {
@@ -118,13 +123,20 @@ pub async fn messages_on_one_link_arrive_in_order<H: TransportHarness>(mut harne
     let (_t2, mut i2) = harness.start(2).await;
     send_until_received(&t1, 1, &mut i2, 2).await;
     // Drain anything still in flight from the warm-up.
-    while tokio::time::timeout(Duration::from_millis(300), i2.recv()).await.is_ok() {}
+    while tokio::time::timeout(Duration::from_millis(300), i2.recv())
+        .await
+        .is_ok()
+    {}
     for commit in 1_000..1_500 {
         send(&t1, heartbeat(1, 2, commit));
     }
     for commit in 1_000..1_500 {
         let message = receive(&mut i2, "heartbeat in order").await;
-        assert_eq!(message, heartbeat(1, 2, commit), "messages on one link must keep their order");
+        assert_eq!(
+            message,
+            heartbeat(1, 2, commit),
+            "messages on one link must keep their order"
+        );
     }
 }
 
@@ -201,7 +213,10 @@ pub async fn snapshot_chunks_do_not_hold_back_heartbeats<H: TransportHarness>(mu
     let (t1, _i1) = harness.start(1).await;
     let (_t2, mut i2) = harness.start(2).await;
     send_until_received(&t1, 1, &mut i2, 2).await;
-    while tokio::time::timeout(Duration::from_millis(300), i2.recv()).await.is_ok() {}
+    while tokio::time::timeout(Duration::from_millis(300), i2.recv())
+        .await
+        .is_ok()
+    {}
     let chunk = Bytes::from(vec![0x5A; 1 << 20]);
     for i in 0..8u64 {
         // A transport may drop chunks when its queue for the peer is full; Raft resends them.
@@ -260,10 +275,7 @@ pub async fn shutdown_ends_the_inbox_and_sends_to_it_do_not_block<H: TransportHa
     let (_t2, mut i2) = harness.start(2).await;
     send_until_received(&t1, 1, &mut i2, 2).await;
     harness.shutdown(2).await;
-    let ended = tokio::time::timeout(DELIVERY_DEADLINE, async {
-        while i2.recv().await.is_some() {}
-    })
-    .await;
+    let ended = tokio::time::timeout(DELIVERY_DEADLINE, async { while i2.recv().await.is_some() {} }).await;
     assert!(ended.is_ok(), "the inbox of a shut-down node must end");
     let started = std::time::Instant::now();
     for commit in 0..1_000 {

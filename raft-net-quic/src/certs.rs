@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use raft_core::NodeId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -73,7 +73,11 @@ impl ClusterCa {
         dn.push(DnType::CommonName, format!("{name} raft cluster CA"));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let now = SystemTime::now();
         params.not_before = (now - Duration::from_secs(3600)).into();
         params.not_after = (now + CA_VALIDITY).into();
@@ -136,7 +140,10 @@ impl ClusterCa {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         // Every node is both a client (it dials) and a server (it accepts).
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.not_before = not_before.into();
         params.not_after = not_after.into();
         let key = KeyPair::generate()?;
@@ -162,7 +169,9 @@ pub struct NodeCertificate {
 
 impl std::fmt::Debug for NodeCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCertificate").field("node_id", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("NodeCertificate")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,9 +206,11 @@ impl Clone for NodeTls {
 impl NodeTls {
     /// Reads the CA certificate, the node's certificate chain and its key from PEM text.
     pub fn from_pem(ca_cert_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
-        let pem = |what: &'static str| move |e: rustls_pki_types::pem::Error| CertError::Pem {
-            what,
-            detail: e.to_string(),
+        let pem = |what: &'static str| {
+            move |e: rustls_pki_types::pem::Error| CertError::Pem {
+                what,
+                detail: e.to_string(),
+            }
         };
         let ca = CertificateDer::from_pem_slice(ca_cert_pem.as_bytes()).map_err(pem("CA certificate"))?;
         let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
@@ -232,7 +243,13 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_a_typed_error() {
-        assert!(matches!(NodeTls::from_pem("nope", "nope", "nope"), Err(CertError::Pem { .. })));
-        assert!(matches!(ClusterCa::from_pem("nope", "nope"), Err(CertError::Pem { .. })));
+        assert!(matches!(
+            NodeTls::from_pem("nope", "nope", "nope"),
+            Err(CertError::Pem { .. })
+        ));
+        assert!(matches!(
+            ClusterCa::from_pem("nope", "nope"),
+            Err(CertError::Pem { .. })
+        ));
     }
 }

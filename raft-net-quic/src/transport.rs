@@ -37,8 +37,8 @@ use tracing::{debug, info, warn};
 
 use crate::certs::{node_name, NodeTls};
 use crate::wire::{
-    check_hello, decode_body, encode_hello, encode_message, frame_length, Frame, Hello, WireError, LENGTH_BYTES,
-    PROTOCOL_VERSION,
+    check_hello, decode_body, encode_hello, encode_message, frame_length, Frame, Hello, WireError,
+    LENGTH_BYTES, PROTOCOL_VERSION,
 };
 
 /// The ALPN protocol name both ends must offer.
@@ -201,7 +201,8 @@ fn quic_configs(config: &QuicConfig) -> Result<(quinn::ServerConfig, quinn::Clie
     let client = QuicClientConfig::try_from(client).map_err(tls_error)?;
 
     let mut transport = quinn::TransportConfig::default();
-    let idle = quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| QuicError::Config(e.to_string()))?;
+    let idle =
+        quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| QuicError::Config(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));
     transport.keep_alive_interval(Some(config.idle_timeout / 5));
     // Raft uses two unidirectional streams per connection; a few spare for reconnects.
@@ -277,7 +278,10 @@ impl QuicTransport {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         match self.shared.endpoint() {
             Some(endpoint) => endpoint.local_addr(),
-            None => Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "transport is shut down")),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "transport is shut down",
+            )),
         }
     }
 
@@ -291,7 +295,14 @@ impl QuicTransport {
         let (chunks, chunks_rx) = mpsc::channel(self.shared.config.snapshot_queue_capacity);
         // Replacing the queues ends the earlier sender task for this peer.
         self.shared.peers().insert(id, PeerQueues { messages, chunks });
-        let task = tokio::spawn(send_to_peer(self.shared.clone(), endpoint, id, addr, messages_rx, chunks_rx));
+        let task = tokio::spawn(send_to_peer(
+            self.shared.clone(),
+            endpoint,
+            id,
+            addr,
+            messages_rx,
+            chunks_rx,
+        ));
         self.shared.tasks().push(task);
     }
 
@@ -522,7 +533,11 @@ fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'st
     chain.into_iter().next()
 }
 
-async fn receive_connection(shared: Arc<Shared>, connection: quinn::Connection, inbox: mpsc::Sender<Message>) {
+async fn receive_connection(
+    shared: Arc<Shared>,
+    connection: quinn::Connection,
+    inbox: mpsc::Sender<Message>,
+) {
     let remote = connection.remote_address();
     let Some(certificate) = peer_certificate(&connection) else {
         warn!(node = shared.node_id, %remote, "connection without a client certificate; closing");
@@ -559,7 +574,10 @@ enum ReceiveError {
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
-async fn read_frame(stream: &mut quinn::RecvStream, max_frame_bytes: usize) -> Result<Option<Frame>, ReceiveError> {
+async fn read_frame(
+    stream: &mut quinn::RecvStream,
+    max_frame_bytes: usize,
+) -> Result<Option<Frame>, ReceiveError> {
     let mut prefix = [0u8; LENGTH_BYTES];
     match read_exact(stream, &mut prefix).await? {
         0 => return Ok(None),
@@ -634,7 +652,8 @@ async fn receive_stream(
 /// Checks that the (CA-verified) certificate was issued to node `id`.
 fn check_certificate_names(certificate: &CertificateDer<'static>, id: NodeId) -> Result<(), WireError> {
     let name = node_name(id);
-    let not_named = |detail: String| WireError::WrongNode(format!("certificate is not valid for {name}: {detail}"));
+    let not_named =
+        |detail: String| WireError::WrongNode(format!("certificate is not valid for {name}: {detail}"));
     let cert = webpki::EndEntityCert::try_from(certificate).map_err(|e| not_named(e.to_string()))?;
     let server_name = ServerName::try_from(name.as_str()).map_err(|e| not_named(e.to_string()))?;
     cert.verify_is_valid_for_subject_name(&server_name)

@@ -116,7 +116,11 @@ pub fn encode_hello(hello: &Hello, out: &mut BytesMut) {
 
 /// Appends `message` as a frame, or refuses it (leaving `out` as it was) when its body would
 /// exceed `max_frame_bytes`.
-pub fn encode_message(message: &Message, max_frame_bytes: usize, out: &mut BytesMut) -> Result<(), WireError> {
+pub fn encode_message(
+    message: &Message,
+    max_frame_bytes: usize,
+    out: &mut BytesMut,
+) -> Result<(), WireError> {
     let body = postcard::to_allocvec(message).map_err(|e| WireError::Malformed {
         kind: "message",
         detail: e.to_string(),
@@ -175,10 +179,11 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, WireError> {
             }))
         }
         KIND_MESSAGE => {
-            let (message, unused) = postcard::take_from_bytes::<Message>(rest).map_err(|e| WireError::Malformed {
-                kind: "message",
-                detail: e.to_string(),
-            })?;
+            let (message, unused) =
+                postcard::take_from_bytes::<Message>(rest).map_err(|e| WireError::Malformed {
+                    kind: "message",
+                    detail: e.to_string(),
+                })?;
             if !unused.is_empty() {
                 return Err(WireError::Malformed {
                     kind: "message",
@@ -256,7 +261,9 @@ mod tests {
         encode_message(&heartbeat(), 1 << 20, &mut buf).expect("encodes");
         let (first, used) = decode_frame(&buf, 1 << 20).expect("valid").expect("whole");
         assert_eq!(first, Frame::Hello(hello));
-        let (second, used2) = decode_frame(&buf[used..], 1 << 20).expect("valid").expect("whole");
+        let (second, used2) = decode_frame(&buf[used..], 1 << 20)
+            .expect("valid")
+            .expect("whole");
         assert_eq!(second, Frame::Message(heartbeat()));
         assert_eq!(used + used2, buf.len());
     }
@@ -294,9 +301,18 @@ mod tests {
             to: 2,
         };
         assert_eq!(check_hello(&hello, 9, 2), Ok(()));
-        assert!(matches!(check_hello(&hello, 8, 2), Err(WireError::WrongCluster { found: 9, expected: 8 })));
+        assert!(matches!(
+            check_hello(&hello, 8, 2),
+            Err(WireError::WrongCluster {
+                found: 9,
+                expected: 8
+            })
+        ));
         assert!(matches!(check_hello(&hello, 9, 3), Err(WireError::WrongNode(_))));
         let old = Hello { version: 0, ..hello };
-        assert!(matches!(check_hello(&old, 9, 2), Err(WireError::UnsupportedVersion { found: 0, .. })));
+        assert!(matches!(
+            check_hello(&old, 9, 2),
+            Err(WireError::UnsupportedVersion { found: 0, .. })
+        ));
     }
 }

@@ -4,7 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use raft_core::{AppendEntries, Entry, Heartbeat, Message, MessageBody};
-use raft_net_quic::wire::{decode_frame, encode_hello, encode_message, Frame, Hello, WireError, PROTOCOL_VERSION};
+use raft_net_quic::wire::{
+    decode_frame, encode_hello, encode_message, Frame, Hello, WireError, PROTOCOL_VERSION,
+};
 
 const MAX: usize = 1 << 20;
 

@@ -46,7 +46,10 @@ async fn arrives(from: &QuicTransport, from_id: NodeId, to: &mut QuicInbox, to_i
         if let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(100), to.recv()).await {
             return message;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{from_id} -> {to_id}: nothing arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{from_id} -> {to_id}: nothing arrived"
+        );
     }
 }
 
@@ -56,7 +59,11 @@ async fn node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     let (t1, mut i1) = cluster.start(1);
     // An impostor at node 2's address: trusts our CA but its certificate is from its own.
     let rogue_ca = ClusterCa::generate("rogue").expect("CA");
-    let mut tls = rogue_ca.issue(2).expect("issue").tls(&rogue_ca.cert_pem()).expect("tls");
+    let mut tls = rogue_ca
+        .issue(2)
+        .expect("issue")
+        .tls(&rogue_ca.cert_pem())
+        .expect("tls");
     tls.ca = cluster.tls(1).ca;
     let config = cluster.config(2, tls);
     let (t2, mut i2) = cluster.start_with(config);
@@ -190,7 +197,9 @@ async fn bad_frames_close_their_stream_and_the_node_carries_on() {
         send_raw(&connection, bytes).await;
     }
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), i1.recv()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(300), i1.recv())
+            .await
+            .is_err(),
         "no bad input may reach the inbox"
     );
     // The node is not wedged: a good stream on the same connection is still heard.

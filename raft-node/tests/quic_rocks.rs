@@ -64,7 +64,11 @@ impl Cluster {
     }
 
     fn tls(&self, id: NodeId) -> NodeTls {
-        self.ca.issue(id).expect("issue").tls(&self.ca.cert_pem()).expect("tls")
+        self.ca
+            .issue(id)
+            .expect("issue")
+            .tls(&self.ca.cert_pem())
+            .expect("tls")
     }
 
     async fn start(&mut self, id: NodeId, tls: NodeTls) {
@@ -114,7 +118,10 @@ impl Cluster {
                     }
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "no leader within {TIMEOUT:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no leader within {TIMEOUT:?}"
+            );
         }
     }
 
@@ -183,16 +190,27 @@ async fn three_nodes_over_quic_and_rocksdb_survive_a_leader_restart() {
     // Every committed write is there, on the cluster and on the restarted node.
     let reader = cluster.leader().await;
     for i in 0..70 {
-        let value = cluster.get(reader, &format!("k{i}"), ReadConsistency::Linearizable).await;
+        let value = cluster
+            .get(reader, &format!("k{i}"), ReadConsistency::Linearizable)
+            .await;
         assert_eq!(value, Some(format!("v{i}")), "k{i} through the leader");
     }
     let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while cluster.get(leader, "k69", ReadConsistency::Serializable).await.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the restarted node never caught up");
+    while cluster
+        .get(leader, "k69", ReadConsistency::Serializable)
+        .await
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted node never caught up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for i in 0..70 {
-        let value = cluster.get(leader, &format!("k{i}"), ReadConsistency::Serializable).await;
+        let value = cluster
+            .get(leader, &format!("k{i}"), ReadConsistency::Serializable)
+            .await;
         assert_eq!(value, Some(format!("v{i}")), "k{i} on the restarted node");
     }
     for id in 1..=3 {
@@ -211,12 +229,20 @@ async fn a_node_with_a_certificate_from_another_ca_cannot_join() {
     cluster.put("before", "1").await;
     // Node 3 trusts our CA but holds a certificate from another one: nobody talks to it.
     let rogue = ClusterCa::generate("rogue").expect("CA");
-    let mut tls = rogue.issue(3).expect("issue").tls(&rogue.cert_pem()).expect("tls");
+    let mut tls = rogue
+        .issue(3)
+        .expect("issue")
+        .tls(&rogue.cert_pem())
+        .expect("tls");
     tls.ca = cluster.tls(3).ca;
     cluster.start(3, tls).await;
     cluster.put("after", "2").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(cluster.get(3, "before", ReadConsistency::Serializable).await, None, "node 3 got nothing");
+    assert_eq!(
+        cluster.get(3, "before", ReadConsistency::Serializable).await,
+        None,
+        "node 3 got nothing"
+    );
     assert_eq!(cluster.members[&3].node.status().raft.commit_index, 0);
     // The two trusted nodes carry on as a majority.
     assert_eq!(
@@ -226,4 +252,52 @@ async fn a_node_with_a_certificate_from_another_ca_cannot_join() {
     for id in 1..=3 {
         cluster.stop(id).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_the_certs_command_connect_two_nodes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_raft-kv"))
+            .args(args)
+            .status()
+            .expect("run raft-kv");
+        assert!(status.success(), "raft-kv {args:?} failed");
+    };
+    let out = dir.path().to_str().expect("utf-8 path");
+    run(&["certs", "ca", "--out", out, "--name", "cli"]);
+    run(&["certs", "node", "--ca-dir", out, "--id", "1", "--out", out]);
+    run(&["certs", "node", "--ca-dir", out, "--id", "2", "--out", out]);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).expect("read");
+    let tls = |id: u64| {
+        NodeTls::from_pem(
+            &read("ca.pem"),
+            &read(&format!("node-{id}.pem")),
+            &read(&format!("node-{id}.key")),
+        )
+        .expect("PEM files load")
+    };
+    let sockets = [1u64, 2].map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"));
+    let addrs: BTreeMap<NodeId, SocketAddr> = [
+        (1, sockets[0].local_addr().expect("addr")),
+        (2, sockets[1].local_addr().expect("addr")),
+    ]
+    .into();
+    let [s1, s2] = sockets;
+    let (t1, _i1) =
+        QuicTransport::start_on(QuicConfig::new(1, CLUSTER, addrs[&1], addrs.clone(), tls(1)), s1)
+            .expect("start 1");
+    let (_t2, mut i2) =
+        QuicTransport::start_on(QuicConfig::new(2, CLUSTER, addrs[&2], addrs.clone(), tls(2)), s2)
+            .expect("start 2");
+    let heartbeat = raft_core::Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: raft_core::MessageBody::Heartbeat(raft_core::Heartbeat { commit: 0, round: 0 }),
+    };
+    use raft_core::{Inbox, Transport};
+    t1.send(heartbeat.clone()).expect("send");
+    let received = tokio::time::timeout(TIMEOUT, i2.recv()).await.expect("in time");
+    assert_eq!(received, Some(heartbeat));
 }

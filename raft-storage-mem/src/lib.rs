@@ -55,7 +55,11 @@ impl Image {
         if let Some(first) = write.entries.first() {
             // Where the log ends once the discard and the purge are done.
             let mut purged_to = self.purged_to;
-            let mut last = if write.discard_log { purged_to } else { self.last_index() };
+            let mut last = if write.discard_log {
+                purged_to
+            } else {
+                self.last_index()
+            };
             if write.purge_to > purged_to {
                 purged_to = write.purge_to;
                 last = last.max(purged_to);

@@ -123,7 +123,10 @@ mod tests {
 
     #[test]
     fn log_keys_sort_as_indexes_do() {
-        let mut keys: Vec<[u8; 8]> = [300u64, 2, 1 << 40, 255, 256].iter().map(|i| log_key(*i)).collect();
+        let mut keys: Vec<[u8; 8]> = [300u64, 2, 1 << 40, 255, 256]
+            .iter()
+            .map(|i| log_key(*i))
+            .collect();
         keys.sort();
         let indexes: Vec<u64> = keys.iter().map(|k| index_of_key(k).expect("8 bytes")).collect();
         assert_eq!(indexes, [2, 255, 256, 300, 1 << 40]);
@@ -132,7 +135,10 @@ mod tests {
     #[test]
     fn snapshot_file_names_round_trip_and_reject_others() {
         assert_eq!(snapshot_index_of_file(&snapshot_file_name(42)), Some(42));
-        assert_eq!(snapshot_index_of_file(&snapshot_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            snapshot_index_of_file(&snapshot_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
         assert_eq!(snapshot_index_of_file("snapshot-42"), None);
         assert_eq!(snapshot_index_of_file("partial-00000000000000000042"), None);
         assert_eq!(snapshot_index_of_file("snapshot-0000000000000000004x"), None);
@@ -141,9 +147,18 @@ mod tests {
     #[test]
     fn a_garbled_entry_is_corruption_not_a_panic() {
         let key = log_key(5);
-        assert!(matches!(decode_entry(&key, &[0xff; 3]), Err(StorageError::Corrupt(_))));
-        assert!(matches!(decode_entry(&[1, 2], &[]), Err(StorageError::Corrupt(_))));
+        assert!(matches!(
+            decode_entry(&key, &[0xff; 3]),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_entry(&[1, 2], &[]),
+            Err(StorageError::Corrupt(_))
+        ));
         let misplaced = encode("entry", &Entry::command(1, 6, "x")).expect("encodes");
-        assert!(matches!(decode_entry(&key, &misplaced), Err(StorageError::Corrupt(_))));
+        assert!(matches!(
+            decode_entry(&key, &misplaced),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 }

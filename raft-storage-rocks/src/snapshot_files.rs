@@ -47,7 +47,11 @@ impl FileSnapshots {
         std::fs::create_dir_all(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(SNAPSHOT_TEMP_PREFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(SNAPSHOT_TEMP_PREFIX)
+            {
                 debug!(file = %entry.path().display(), "removing a snapshot left half-written by a crash");
                 std::fs::remove_file(entry.path())?;
             }
@@ -117,7 +121,8 @@ impl SnapshotStore for FileSnapshots {
         let final_path = self.path(index);
         let file = {
             let temp = temp.clone();
-            blocking(move || std::fs::File::create(&temp).map_err(|e| backend("create snapshot file", e))).await?
+            blocking(move || std::fs::File::create(&temp).map_err(|e| backend("create snapshot file", e)))
+                .await?
         };
         Ok(Box::new(FileSnapshotSink {
             file: Some(file),
@@ -138,10 +143,7 @@ impl SnapshotStore for FileSnapshots {
         let this = self.clone();
         blocking(move || {
             let file = this.open_file(index)?;
-            let size = file
-                .metadata()
-                .map_err(|e| backend("snapshot size", e))?
-                .len();
+            let size = file.metadata().map_err(|e| backend("snapshot size", e))?.len();
             let start = offset.min(size);
             let end = offset.saturating_add(len).min(size);
             let mut data = vec![0u8; (end - start) as usize];
@@ -166,11 +168,14 @@ struct FileSnapshotSink {
 impl FileSnapshotSink {
     async fn write_buffer(&mut self) -> Result<(), StorageError> {
         let Some(mut file) = self.file.take() else {
-            return Err(StorageError::Backend("snapshot file was lost by an earlier failure".into()));
+            return Err(StorageError::Backend(
+                "snapshot file was lost by an earlier failure".into(),
+            ));
         };
         let data = self.buffer.split().freeze();
         let file = blocking(move || {
-            file.write_all(&data).map_err(|e| backend("write snapshot file", e))?;
+            file.write_all(&data)
+                .map_err(|e| backend("write snapshot file", e))?;
             Ok(file)
         })
         .await?;
@@ -195,7 +200,9 @@ impl SnapshotSink for FileSnapshotSink {
     async fn finish(mut self: Box<Self>) -> Result<(), StorageError> {
         self.write_buffer().await?;
         let Some(file) = self.file.take() else {
-            return Err(StorageError::Backend("snapshot file was lost by an earlier failure".into()));
+            return Err(StorageError::Backend(
+                "snapshot file was lost by an earlier failure".into(),
+            ));
         };
         let (temp, final_path, dir) = (self.temp.clone(), self.final_path.clone(), self.dir.clone());
         blocking(move || {

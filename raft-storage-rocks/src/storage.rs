@@ -8,13 +8,16 @@ use async_trait::async_trait;
 use raft_core::{
     ClusterId, Entry, HardState, Index, LogStorage, LogWrite, NodeId, SnapshotMeta, StorageError, StoredLog,
 };
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
 use tracing::{debug, info};
 
 use crate::error::OpenError;
 use crate::format::{
-    decode_entry, decode_hard_state, decode_snapshot_meta, decode_u64, encode, encode_u64, log_key, CLUSTER_ID_KEY,
-    FORMAT_VERSION, FORMAT_VERSION_KEY, HARD_STATE_KEY, LOG_CF, META_CF, NODE_ID_KEY, PURGED_TO_KEY, SNAPSHOT_KEY,
+    decode_entry, decode_hard_state, decode_snapshot_meta, decode_u64, encode, encode_u64, log_key,
+    CLUSTER_ID_KEY, FORMAT_VERSION, FORMAT_VERSION_KEY, HARD_STATE_KEY, LOG_CF, META_CF, NODE_ID_KEY,
+    PURGED_TO_KEY, SNAPSHOT_KEY,
 };
 use crate::snapshot_files::{sync_dir, FileSnapshots};
 
@@ -48,7 +51,9 @@ pub struct RocksStorage {
 
 impl std::fmt::Debug for RocksStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStorage").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("RocksStorage")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,10 +97,11 @@ impl RocksStorage {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         let families = [LOG_CF, META_CF].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-        let db = DB::open_cf_descriptors(&options, &db_path, families).map_err(|source| OpenError::Database {
-            path: db_path.clone(),
-            source,
-        })?;
+        let db =
+            DB::open_cf_descriptors(&options, &db_path, families).map_err(|source| OpenError::Database {
+                path: db_path.clone(),
+                source,
+            })?;
         let db = Arc::new(db);
         let bounds = check_identity_and_read_bounds(&db, identity)?;
         let snapshot_dir = dir.join("snapshots");
@@ -154,7 +160,9 @@ fn check_identity_and_read_bounds(db: &DB, identity: StoreIdentity) -> Result<Lo
         // A new store, unless it already holds something (then the version record was lost).
         let log = log_cf(db).map_err(corrupt)?;
         if db.iterator_cf(log, IteratorMode::Start).next().is_some() {
-            return Err(OpenError::Corrupt("log entries without a format version record".into()));
+            return Err(OpenError::Corrupt(
+                "log entries without a format version record".into(),
+            ));
         }
         let meta = meta_cf(db).map_err(corrupt)?;
         let mut batch = WriteBatch::default();
@@ -164,7 +172,11 @@ fn check_identity_and_read_bounds(db: &DB, identity: StoreIdentity) -> Result<Lo
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         db.write_opt(batch, &sync).map_err(|e| corrupt(backend(e)))?;
-        info!(cluster_id = identity.cluster_id, node_id = identity.node_id, "created a new store");
+        info!(
+            cluster_id = identity.cluster_id,
+            node_id = identity.node_id,
+            "created a new store"
+        );
         return Ok(LogBounds::default());
     };
     let version: [u8; 4] = version
@@ -260,7 +272,11 @@ fn entry_is_last(entries: &[Entry], last: Index) -> bool {
 }
 
 /// Builds the one batch that makes `write` durable, and the bounds it leaves.
-fn build_batch(db: &DB, bounds: LogBounds, write: &LogWrite) -> Result<(WriteBatch, LogBounds), StorageError> {
+fn build_batch(
+    db: &DB,
+    bounds: LogBounds,
+    write: &LogWrite,
+) -> Result<(WriteBatch, LogBounds), StorageError> {
     let log = log_cf(db)?;
     let meta = meta_cf(db)?;
     let mut batch = WriteBatch::default();
@@ -358,7 +374,8 @@ impl LogStorage for RocksStorage {
             let mut sync = WriteOptions::default();
             sync.set_sync(true);
             db.write_opt(batch, &sync).map_err(backend)?;
-            if let (Some(latest), true) = (next.snapshot_index, next.snapshot_index != bounds.snapshot_index) {
+            if let (Some(latest), true) = (next.snapshot_index, next.snapshot_index != bounds.snapshot_index)
+            {
                 // The newer snapshot is recorded durably: older files are of no further use. (A
                 // newer file may be a snapshot finished but not recorded yet: it stays.)
                 snapshots
@@ -369,7 +386,11 @@ impl LogStorage for RocksStorage {
             Ok(next)
         })
         .await?;
-        debug!(last_index = next.last_index, purged_to = next.purged_to, "persisted");
+        debug!(
+            last_index = next.last_index,
+            purged_to = next.purged_to,
+            "persisted"
+        );
         *self.bounds() = next;
         Ok(())
     }

@@ -109,7 +109,9 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The child: resumes after the last durable write and writes until killed.
 fn child(dir: &Path) {
     runtime().block_on(async {
-        let mut storage = RocksStorage::open(dir, IDENTITY).await.expect("child opens the store");
+        let mut storage = RocksStorage::open(dir, IDENTITY)
+            .await
+            .expect("child opens the store");
         let stored = storage.load().await.expect("child loads the store");
         let mut n = stored.hard_state.commit;
         let mut model = Model::after(n);
@@ -173,14 +175,19 @@ fn parent() {
         std::thread::sleep(Duration::from_millis(20 + rng.next() % 200));
         child.kill().expect("SIGKILL the child");
         let status = child.wait().expect("reap the child");
-        assert!(!status.success(), "the child must die by the signal, not exit: {status}");
+        assert!(
+            !status.success(),
+            "the child must die by the signal, not exit: {status}"
+        );
         if let Some(last) = reader.join().expect("reader thread") {
             assert!(last >= acknowledged, "acknowledgements go forward");
             acknowledged = last;
         }
 
         let stored = runtime().block_on(async {
-            let mut storage = RocksStorage::open(dir.path(), IDENTITY).await.expect("reopen after the kill");
+            let mut storage = RocksStorage::open(dir.path(), IDENTITY)
+                .await
+                .expect("reopen after the kill");
             let stored = storage.load().await.expect("load after the kill");
             let last_index = storage.last_index().await.expect("last index");
             (stored, last_index)
@@ -196,8 +203,15 @@ fn parent() {
             ahead += 1;
         }
         let model = Model::after(n);
-        assert_eq!(stored.hard_state, model.hard_state, "iteration {iteration}: hard state (seed {seed})");
-        assert_eq!(last_index, model.last_index(), "iteration {iteration}: last index (seed {seed})");
+        assert_eq!(
+            stored.hard_state, model.hard_state,
+            "iteration {iteration}: hard state (seed {seed})"
+        );
+        assert_eq!(
+            last_index,
+            model.last_index(),
+            "iteration {iteration}: last index (seed {seed})"
+        );
         assert!(
             stored.entries == model.entries,
             "iteration {iteration}: the log after write {n} differs from the model (seed {seed})"
@@ -208,7 +222,9 @@ fn parent() {
         acknowledged > u64::from(iterations),
         "the child made too little progress to test anything ({acknowledged} writes)"
     );
-    println!("crash test: ok, {acknowledged} writes, {ahead} kills landed between a write and its acknowledgement");
+    println!(
+        "crash test: ok, {acknowledged} writes, {ahead} kills landed between a write and its acknowledgement"
+    );
 }
 
 fn main() {
@@ -221,7 +237,11 @@ fn main() {
     // `cargo test` passes filters and flags such as `--nocapture`; a filter that names other
     // tests skips this one.
     let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "crash_test_acknowledged_writes_survive_sigkill".contains(f.as_str())) {
+    if !filters.is_empty()
+        && !filters
+            .iter()
+            .any(|f| "crash_test_acknowledged_writes_survive_sigkill".contains(f.as_str()))
+    {
         return;
     }
     parent();

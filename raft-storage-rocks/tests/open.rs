@@ -39,7 +39,13 @@ async fn opening_another_clusters_store_is_refused() {
     };
     let refused = RocksStorage::open(dir.path(), other_cluster).await;
     assert!(
-        matches!(refused, Err(OpenError::ClusterMismatch { found: 10, expected: 11 })),
+        matches!(
+            refused,
+            Err(OpenError::ClusterMismatch {
+                found: 10,
+                expected: 11
+            })
+        ),
         "{refused:?}"
     );
     // Nothing was changed: the rightful owner still opens it.
@@ -57,7 +63,13 @@ async fn opening_another_nodes_store_is_refused() {
     };
     let refused = RocksStorage::open(dir.path(), node_2).await;
     assert!(
-        matches!(refused, Err(OpenError::NodeMismatch { found: 1, expected: 2 })),
+        matches!(
+            refused,
+            Err(OpenError::NodeMismatch {
+                found: 1,
+                expected: 2
+            })
+        ),
         "{refused:?}"
     );
 }
@@ -68,7 +80,8 @@ async fn a_store_of_another_format_version_is_refused() {
     create_with_entries(dir.path(), 1).await;
     tamper(dir.path(), |db| {
         let meta = db.cf_handle(META_CF).expect("meta");
-        db.put_cf(meta, FORMAT_VERSION_KEY, (FORMAT_VERSION + 1).to_be_bytes()).expect("put");
+        db.put_cf(meta, FORMAT_VERSION_KEY, (FORMAT_VERSION + 1).to_be_bytes())
+            .expect("put");
     });
     let refused = RocksStorage::open(dir.path(), NODE_1).await;
     assert!(
@@ -129,12 +142,21 @@ async fn a_store_opened_by_another_process_is_refused_not_shared() {
 async fn a_half_written_snapshot_left_by_a_crash_is_removed_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     create_with_entries(dir.path(), 1).await;
-    let partial = dir.path().join("snapshots").join("partial-snapshot-00000000000000000009-0");
+    let partial = dir
+        .path()
+        .join("snapshots")
+        .join("partial-snapshot-00000000000000000009-0");
     std::fs::write(&partial, b"half").expect("write");
     let unrecorded = dir.path().join("snapshots").join("snapshot-00000000000000000009");
     std::fs::write(&unrecorded, b"finished, never recorded").expect("write");
     let storage = RocksStorage::open(dir.path(), NODE_1).await.expect("opens");
     assert!(!partial.exists(), "a temporary snapshot file must be removed");
-    assert!(!unrecorded.exists(), "a snapshot no write recorded is of no use after a restart");
-    assert_eq!(storage.snapshot_store().indexes().expect("list"), Vec::<u64>::new());
+    assert!(
+        !unrecorded.exists(),
+        "a snapshot no write recorded is of no use after a restart"
+    );
+    assert_eq!(
+        storage.snapshot_store().indexes().expect("list"),
+        Vec::<u64>::new()
+    );
 }

@@ -2,6 +2,10 @@
 //!
 //! `raft-kv demo` runs a cluster in this process on the in-memory backends, writes keys, kills the
 //! leader, shows the new leader, and checks that nothing committed was lost.
+//!
+//! With the `quic` feature, `raft-kv certs ca` creates a cluster's certificate authority and
+//! `raft-kv certs node` issues a node its certificate (the node id is bound to it as the name
+//! `node-<id>`), for the QUIC transport's mutual TLS.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -31,6 +35,10 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Creates certificates for the QUIC transport's mutual TLS.
+    #[cfg(feature = "quic")]
+    #[command(subcommand)]
+    Certs(certs::Certs),
 }
 
 #[tokio::main]
@@ -40,12 +48,16 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { nodes, keys, seed } => demo(nodes, keys, seed).await,
+        Command::Demo { nodes, keys, seed } => demo(nodes, keys, seed)
+            .await
+            .map_err(|e| format!("demo FAILED: {e}")),
+        #[cfg(feature = "quic")]
+        Command::Certs(command) => certs::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("demo FAILED: {message}");
+            eprintln!("{message}");
             ExitCode::FAILURE
         }
     }
@@ -157,4 +169,79 @@ async fn put(cluster: &MemCluster, key: &str, value: &str) -> Result<(), String>
         .await
         .map(|_| ())
         .map_err(|e| format!("writing {key}: {e}"))
+}
+
+#[cfg(feature = "quic")]
+mod certs {
+    //! `raft-kv certs`: the cluster CA and node certificates, as PEM files.
+
+    use std::path::{Path, PathBuf};
+
+    use clap::Subcommand;
+    use raft_node::quic::ClusterCa;
+
+    #[derive(Subcommand)]
+    pub enum Certs {
+        /// Creates a new CA: writes `ca.pem` (give it to every node) and `ca.key` (keep it secret).
+        Ca {
+            /// The directory to write to (created if missing).
+            #[arg(long)]
+            out: PathBuf,
+            /// The cluster's name, written into the CA certificate.
+            #[arg(long, default_value = "raft")]
+            name: String,
+        },
+        /// Issues node `id` a certificate signed by the CA: writes `node-<id>.pem` and `node-<id>.key`.
+        Node {
+            /// The directory holding `ca.pem` and `ca.key`.
+            #[arg(long)]
+            ca_dir: PathBuf,
+            /// The node id to bind to the certificate.
+            #[arg(long)]
+            id: u64,
+            /// The directory to write to (created if missing).
+            #[arg(long)]
+            out: PathBuf,
+        },
+    }
+
+    pub fn run(command: Certs) -> Result<(), String> {
+        match command {
+            Certs::Ca { out, name } => {
+                let ca = ClusterCa::generate(&name).map_err(|e| e.to_string())?;
+                write(&out, "ca.pem", &ca.cert_pem(), false)?;
+                write(&out, "ca.key", &ca.key_pem(), true)?;
+                println!("wrote {0}/ca.pem and {0}/ca.key", out.display());
+            }
+            Certs::Node { ca_dir, id, out } => {
+                let read = |name: &str| {
+                    let path = ca_dir.join(name);
+                    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+                };
+                let ca =
+                    ClusterCa::from_pem(&read("ca.pem")?, &read("ca.key")?).map_err(|e| e.to_string())?;
+                let cert = ca.issue(id).map_err(|e| e.to_string())?;
+                write(&out, &format!("node-{id}.pem"), &cert.cert_pem, false)?;
+                write(&out, &format!("node-{id}.key"), &cert.key_pem, true)?;
+                println!("wrote {0}/node-{id}.pem and {0}/node-{id}.key", out.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a file; a secret one is readable by its owner only.
+    fn write(dir: &Path, name: &str, contents: &str, secret: bool) -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if secret { 0o600 } else { 0o644 })
+            .open(&path)
+            .map_err(|e| format!("cannot create {} (it must not exist yet): {e}", path.display()))?;
+        file.write_all(contents.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
 }

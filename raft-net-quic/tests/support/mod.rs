@@ -13,17 +13,22 @@ pub const CLUSTER: u64 = 77;
 
 /// Nodes 1..=n of one cluster, each with a loopback address reserved and a certificate.
 pub struct Cluster {
+    /// The cluster's CA.
     pub ca: ClusterCa,
+    /// Each node's reserved address.
     pub addrs: BTreeMap<NodeId, SocketAddr>,
     sockets: BTreeMap<NodeId, UdpSocket>,
+    /// The transports started and not shut down.
     pub running: BTreeMap<NodeId, QuicTransport>,
 }
 
+/// A socket on a free loopback port.
 pub fn bind_loopback() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").expect("bind a loopback port")
 }
 
 impl Cluster {
+    /// Nodes 1..=n, none started.
     pub fn new(n: u64) -> Self {
         let ca = ClusterCa::generate("test").expect("CA");
         let mut addrs = BTreeMap::new();
@@ -41,10 +46,16 @@ impl Cluster {
         }
     }
 
+    /// A fresh certificate for node `id` from the cluster's CA.
     pub fn tls(&self, id: NodeId) -> NodeTls {
-        self.ca.issue(id).expect("issue").tls(&self.ca.cert_pem()).expect("tls")
+        self.ca
+            .issue(id)
+            .expect("issue")
+            .tls(&self.ca.cert_pem())
+            .expect("tls")
     }
 
+    /// Node `id`'s settings with the given TLS material.
     pub fn config(&self, id: NodeId, tls: NodeTls) -> QuicConfig {
         let mut config = QuicConfig::new(id, CLUSTER, self.addrs[&id], self.addrs.clone(), tls);
         config.max_frame_bytes = 16 << 20;
@@ -72,6 +83,7 @@ impl Cluster {
         }
     }
 
+    /// Starts a node with these settings on its reserved address.
     pub fn start_with(&mut self, config: QuicConfig) -> (QuicTransport, QuicInbox) {
         let id = config.node_id;
         let socket = self.socket(id);
@@ -80,11 +92,13 @@ impl Cluster {
         (transport, inbox)
     }
 
+    /// Starts node `id` with a valid certificate.
     pub fn start(&mut self, id: NodeId) -> (QuicTransport, QuicInbox) {
         let config = self.config(id, self.tls(id));
         self.start_with(config)
     }
 
+    /// Shuts node `id` down.
     pub fn shutdown(&mut self, id: NodeId) {
         if let Some(transport) = self.running.remove(&id) {
             transport.shutdown();
@@ -105,7 +119,8 @@ pub async fn raw_connection(tls: &NodeTls, to: NodeId, addr: SocketAddr) -> quin
         .expect("client cert");
     client.alpn_protocols = vec![b"raft/1".to_vec()];
     let client = quinn::crypto::rustls::QuicClientConfig::try_from(client).expect("QUIC client config");
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
     endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(client)));
     endpoint
         .connect(addr, &raft_net_quic::certs::node_name(to))
