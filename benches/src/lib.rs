@@ -1,38 +1,152 @@
-//! Shared set-up for the benchmarks: a 3-node in-memory cluster and workloads against it.
+//! Shared set-up for the benchmarks: a 3-node cluster on a chosen pair of backends (in-memory or
+//! RocksDB storage; in-memory or QUIC transport) and workloads against its leader.
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use raft_node::raft_core::NodeId;
-use raft_node::{ClusterOptions, KvCommand, MemCluster};
+use raft_net_mem::MemNetwork;
+use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
+use raft_node::raft_core::{Inbox, LogStorage, Membership, NodeId, Transport};
+use raft_node::rocks::{RocksStorage, StoreIdentity};
+use raft_node::{KvCommand, KvStateMachine, NodeConfig, RaftNode};
+use raft_storage_mem::MemStorage;
 
 /// The payload size of the headline figures.
 pub const PAYLOAD_BYTES: usize = 128;
 
-/// A running cluster and its leader.
-pub struct Bench {
-    /// The cluster.
-    pub cluster: Arc<MemCluster>,
-    /// The leader proposals go to.
-    pub leader: NodeId,
+const CLUSTER_ID: u64 = 0xBE7C;
+
+/// Where the log is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    /// `MemStorage`: no disk.
+    Mem,
+    /// `RocksStorage` in a temporary directory: one synced batch per group commit.
+    Rocks,
 }
 
-/// Starts a cluster of `size` nodes and waits for its leader.
-pub async fn start(size: u64) -> Bench {
-    let options = ClusterOptions {
-        propose_timeout: Duration::from_secs(30),
-        ..ClusterOptions::default()
+/// How messages travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetKind {
+    /// `MemNetwork`: channels in one process.
+    Mem,
+    /// `QuicTransport` on loopback with mutual TLS.
+    Quic,
+}
+
+/// The four pairs the benchmarks compare, with their names (`storage-transport`).
+pub const BACKENDS: [(StorageKind, NetKind, &str); 4] = [
+    (StorageKind::Mem, NetKind::Mem, "mem-mem"),
+    (StorageKind::Rocks, NetKind::Mem, "rocks-mem"),
+    (StorageKind::Mem, NetKind::Quic, "mem-quic"),
+    (StorageKind::Rocks, NetKind::Quic, "rocks-quic"),
+];
+
+/// A running 3-node cluster and its leader.
+pub struct Bench {
+    /// The leader proposals go to.
+    pub leader: Arc<RaftNode>,
+    nodes: Vec<Arc<RaftNode>>,
+    quic: Vec<QuicTransport>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
+    id: NodeId,
+    storage: S,
+    transport: T,
+    inbox: I,
+) -> Arc<RaftNode> {
+    let membership = Membership::voters([1, 2, 3]).expect("membership");
+    let config = NodeConfig::new(id).with_propose_timeout(Duration::from_secs(30));
+    let node = RaftNode::start(
+        config,
+        membership,
+        storage,
+        transport,
+        inbox,
+        KvStateMachine::new(),
+    )
+    .await
+    .expect("node starts");
+    Arc::new(node)
+}
+
+/// Starts 3 nodes on the given backends and waits for a leader.
+pub async fn start(storage: StorageKind, net: NetKind) -> Bench {
+    let ids = [1u64, 2, 3];
+    let network = MemNetwork::new(1);
+    let ca = ClusterCa::generate("bench").expect("CA");
+    let sockets: Vec<UdpSocket> = ids
+        .iter()
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let addrs: BTreeMap<NodeId, SocketAddr> = ids
+        .iter()
+        .zip(&sockets)
+        .map(|(id, s)| (*id, s.local_addr().expect("addr")))
+        .collect();
+    let mut nodes = Vec::new();
+    let mut quic = Vec::new();
+    let mut dirs = Vec::new();
+    for (id, socket) in ids.into_iter().zip(sockets) {
+        macro_rules! with_net {
+            ($storage:expr) => {
+                match net {
+                    NetKind::Mem => {
+                        let (transport, inbox) = network.register(id);
+                        start_node(id, $storage, transport, inbox).await
+                    }
+                    NetKind::Quic => {
+                        let tls = ca
+                            .issue(id)
+                            .expect("issue")
+                            .tls(&ca.cert_pem())
+                            .expect("tls");
+                        let config = QuicConfig::new(id, CLUSTER_ID, addrs[&id], addrs.clone(), tls);
+                        let (transport, inbox) =
+                            QuicTransport::start_on(config, socket).expect("QUIC starts");
+                        quic.push(transport.clone());
+                        start_node(id, $storage, transport, inbox).await
+                    }
+                }
+            };
+        }
+        let node = match storage {
+            StorageKind::Mem => with_net!(MemStorage::new()),
+            StorageKind::Rocks => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let identity = StoreIdentity {
+                    cluster_id: CLUSTER_ID,
+                    node_id: id,
+                };
+                let rocks = RocksStorage::open(dir.path(), identity)
+                    .await
+                    .expect("RocksDB opens");
+                dirs.push(dir);
+                with_net!(rocks)
+            }
+        };
+        nodes.push(node);
+    }
+    let leader = loop {
+        let id = nodes[0]
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .expect("a leader is elected");
+        if let Some(node) = nodes.iter().find(|n| n.id() == id) {
+            break node.clone();
+        }
     };
-    let cluster = MemCluster::start(size, options).await.expect("cluster starts");
-    let leader = cluster
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("a leader is elected");
     Bench {
-        cluster: Arc::new(cluster),
         leader,
+        nodes,
+        quic,
+        _dirs: dirs,
     }
 }
 
@@ -53,10 +167,8 @@ impl Bench {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for p in 0..proposers {
-            let cluster = self.cluster.clone();
-            let leader = self.leader;
+            let node = self.leader.clone();
             tasks.push(tokio::spawn(async move {
-                let node = cluster.node(leader).expect("leader runs");
                 for i in 0..per_proposer {
                     node.propose(command(p * per_proposer + i))
                         .await
@@ -73,13 +185,22 @@ impl Bench {
     /// Proposes `count` commands one after another and records each one's latency.
     pub async fn latency_histogram(&self, count: u64) -> Histogram<u64> {
         let mut histogram = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-        let node = self.cluster.node(self.leader).expect("leader runs");
         for i in 0..count {
             let started = Instant::now();
-            node.propose(command(i)).await.expect("proposal commits");
+            self.leader.propose(command(i)).await.expect("proposal commits");
             let micros = started.elapsed().as_micros() as u64;
             histogram.saturating_record(micros.max(1));
         }
         histogram
+    }
+
+    /// Stops every node and transport.
+    pub async fn shutdown(self) {
+        for node in &self.nodes {
+            node.shutdown().await;
+        }
+        for transport in &self.quic {
+            transport.shutdown();
+        }
     }
 }
