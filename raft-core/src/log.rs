@@ -55,7 +55,9 @@ impl RaftLog {
         }
         let base_index = entries.first().map_or(snapshot_index, |e| e.index - 1);
         let last = base_index + entries.len() as Index;
-        let committed = committed.max(snapshot_index).min(last);
+        // Whatever the state machine applied was committed, even if the commit index saved with it
+        // was not made durable yet (storage may save a commit-only change lazily).
+        let committed = committed.max(snapshot_index).max(applied).min(last);
         let applied = applied.clamp(snapshot_index, committed);
         RaftLog {
             entries: entries.into(),
@@ -292,6 +294,15 @@ mod tests {
             .map(|(i, t)| Entry::blank(*t, i as Index + 1))
             .collect();
         RaftLog::restore((0, 0), entries, 0, 0)
+    }
+
+    #[test]
+    fn restored_commit_index_is_at_least_what_the_state_machine_applied() {
+        // The commit index saved lazily lags behind what was applied before a crash.
+        let entries = (1..=5).map(|i| Entry::blank(1, i)).collect();
+        let log = RaftLog::restore((0, 0), entries, 2, 4);
+        assert_eq!(log.committed, 4);
+        assert_eq!(log.applying, 4, "nothing applied is applied again");
     }
 
     #[test]

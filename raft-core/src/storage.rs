@@ -104,6 +104,12 @@ pub enum StorageError {
 /// The contract the node relies on: when [`persist`](Self::persist) returns `Ok`, the write is
 /// durable (it survives a crash of the process and of the machine) and complete (every part of
 /// the write, or none). Writes are issued one at a time, in order.
+///
+/// One relaxation: a write whose only change is the hard state's `commit` (same term, same vote,
+/// nothing else) may be made durable lazily, with the next durable write. The commit index is
+/// recoverable (the leader tells it again, and a restarted node takes what its state machine
+/// applied as committed), so losing the latest one to a power cut is safe; a write that changes
+/// the term or the vote, or stores entries or a snapshot, never is.
 #[async_trait]
 pub trait LogStorage: Send + 'static {
     /// Where snapshots' bytes are kept.
