@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use raft_core::{Heartbeat, Inbox, Message, MessageBody, NodeId, Transport};
 use raft_net_quic::wire::{encode_hello, encode_message, Hello, PROTOCOL_VERSION};
 use raft_net_quic::{ClusterCa, QuicInbox, QuicTransport};
-use support::{raw_connection, Cluster, CLUSTER};
+use support::{raw_connection, try_raw_connection, Cluster, CLUSTER};
 
 /// Long enough for a connection, a handshake and a delivery on loopback, many times over.
 const QUIET: Duration = Duration::from_secs(2);
@@ -69,6 +69,40 @@ async fn node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     let (t2, mut i2) = cluster.start_with(config);
     nothing_arrives(&t2, 2, &mut i1, 1).await;
     nothing_arrives(&t1, 1, &mut i2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_without_a_certificate_is_refused() {
+    let mut cluster = Cluster::new(2);
+    let (_t1, mut i1) = cluster.start(1);
+    let tls = cluster.tls(2);
+    // TLS 1.3 may finish the client's side of the handshake before the server checks the
+    // (missing) certificate; then the connection is closed at once and no stream gets through.
+    if let Ok(connection) = try_raw_connection(&tls, false, 1, cluster.addrs[&1]).await {
+        let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+        encode_message(&heartbeat(2, 1, 1), 1 << 20, &mut buf).expect("encode");
+        if let Ok(mut stream) = connection.open_uni().await {
+            let _ = stream.write_all(&buf).await;
+            let _ = stream.finish();
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed()).await;
+        assert!(
+            closed.is_ok(),
+            "a connection without a client certificate must be closed"
+        );
+    }
+    assert!(
+        tokio::time::timeout(QUIET, i1.recv()).await.is_err(),
+        "nothing from a client without a certificate may arrive"
+    );
+    // The same client with its certificate is heard.
+    let connection = raw_connection(&tls, 1, cluster.addrs[&1]).await;
+    let mut stream = connection.open_uni().await.expect("open stream");
+    let mut buf = hello(CLUSTER, PROTOCOL_VERSION);
+    encode_message(&heartbeat(2, 1, 2), 1 << 20, &mut buf).expect("encode");
+    stream.write_all(&buf).await.expect("write");
+    let received = tokio::time::timeout(Duration::from_secs(10), i1.recv()).await;
+    assert_eq!(received.ok().flatten(), Some(heartbeat(2, 1, 2)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

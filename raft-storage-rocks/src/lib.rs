@@ -1,7 +1,7 @@
 //! Durable [`LogStorage`](raft_core::LogStorage) for `raft-core` on RocksDB, with snapshots as
 //! files beside the database.
 //!
-//! * **Layout** (see [`format`]): the log in column family `log`, keyed by the big-endian index so
+//! * **Layout** (see [`mod@format`]): the log in column family `log`, keyed by the big-endian index so
 //!   that RocksDB's order is the log's order; the format version, cluster id, node id, hard state,
 //!   purge point and latest snapshot's metadata in column family `meta`.
 //! * **Durability**: every [`persist`](raft_core::LogStorage::persist) is one `WriteBatch` written

@@ -108,15 +108,31 @@ impl Cluster {
 
 /// A bare QUIC client with a node's certificate, to send hand-made bytes.
 pub async fn raw_connection(tls: &NodeTls, to: NodeId, addr: SocketAddr) -> quinn::Connection {
+    try_raw_connection(tls, true, to, addr).await.expect("handshake")
+}
+
+/// A bare QUIC connection trusting the CA in `tls`, presenting its certificate only when
+/// `present_certificate`.
+pub async fn try_raw_connection(
+    tls: &NodeTls,
+    present_certificate: bool,
+    to: NodeId,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(tls.ca.clone()).expect("CA");
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(tls.chain.clone(), tls.key.clone_key())
-        .expect("client cert");
+        .with_root_certificates(roots);
+    let mut client = if present_certificate {
+        builder
+            .with_client_auth_cert(tls.chain.clone(), tls.key.clone_key())
+            .expect("client cert")
+    } else {
+        builder.with_no_client_auth()
+    };
     client.alpn_protocols = vec![b"raft/1".to_vec()];
     let client = quinn::crypto::rustls::QuicClientConfig::try_from(client).expect("QUIC client config");
     let mut endpoint =
@@ -126,5 +142,4 @@ pub async fn raw_connection(tls: &NodeTls, to: NodeId, addr: SocketAddr) -> quin
         .connect(addr, &raft_net_quic::certs::node_name(to))
         .expect("connect")
         .await
-        .expect("handshake")
 }
