@@ -60,7 +60,8 @@ macro_rules! transport_suite {
     };
 }
 
-fn heartbeat(from: NodeId, to: NodeId, commit: u64) -> Message {
+/// A heartbeat from `from` to `to` carrying `commit` (the suites' probe message).
+pub fn heartbeat(from: NodeId, to: NodeId, commit: u64) -> Message {
     Message {
         from,
         to,
@@ -85,8 +86,8 @@ async fn receive<I: Inbox>(inbox: &mut I, waiting_for: &str) -> Message {
 }
 
 /// Sends heartbeats (commit = attempt number) until one arrives, for links that may need to
-/// (re)connect first; returns the first one received.
-async fn send_until_received<T: Transport, I: Inbox>(
+/// (re)connect first; returns the first one received. Panics after [`DELIVERY_DEADLINE`].
+pub async fn send_until_received<T: Transport, I: Inbox>(
     from: &T,
     from_id: NodeId,
     to: &mut I,
@@ -108,6 +109,15 @@ async fn send_until_received<T: Transport, I: Inbox>(
     }
 }
 
+/// Connects the link from `from` to `to` and drains what the warm-up left in flight.
+async fn warm_up<T: Transport, I: Inbox>(from: &T, from_id: NodeId, to: &mut I, to_id: NodeId) {
+    send_until_received(from, from_id, to, to_id).await;
+    while tokio::time::timeout(Duration::from_millis(300), to.recv())
+        .await
+        .is_ok()
+    {}
+}
+
 /// A message reaches the node it is addressed to, unchanged.
 pub async fn message_is_delivered_to_its_addressee<H: TransportHarness>(mut harness: H) {
     let (t1, _i1) = harness.start(1).await;
@@ -121,12 +131,7 @@ pub async fn message_is_delivered_to_its_addressee<H: TransportHarness>(mut harn
 pub async fn messages_on_one_link_arrive_in_order<H: TransportHarness>(mut harness: H) {
     let (t1, _i1) = harness.start(1).await;
     let (_t2, mut i2) = harness.start(2).await;
-    send_until_received(&t1, 1, &mut i2, 2).await;
-    // Drain anything still in flight from the warm-up.
-    while tokio::time::timeout(Duration::from_millis(300), i2.recv())
-        .await
-        .is_ok()
-    {}
+    warm_up(&t1, 1, &mut i2, 2).await;
     for commit in 1_000..1_500 {
         send(&t1, heartbeat(1, 2, commit));
     }
@@ -212,11 +217,7 @@ fn snapshot_chunk(offset: u64, data: Bytes) -> Message {
 pub async fn snapshot_chunks_do_not_hold_back_heartbeats<H: TransportHarness>(mut harness: H) {
     let (t1, _i1) = harness.start(1).await;
     let (_t2, mut i2) = harness.start(2).await;
-    send_until_received(&t1, 1, &mut i2, 2).await;
-    while tokio::time::timeout(Duration::from_millis(300), i2.recv())
-        .await
-        .is_ok()
-    {}
+    warm_up(&t1, 1, &mut i2, 2).await;
     let chunk = Bytes::from(vec![0x5A; 1 << 20]);
     for i in 0..8u64 {
         // A transport may drop chunks when its queue for the peer is full; Raft resends them.

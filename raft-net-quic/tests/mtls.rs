@@ -6,22 +6,14 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use raft_core::{Heartbeat, Inbox, Message, MessageBody, NodeId, Transport};
+use raft_conformance::transport::{heartbeat, send_until_received};
+use raft_core::{Inbox, NodeId, Transport};
 use raft_net_quic::wire::{encode_hello, encode_message, Hello, PROTOCOL_VERSION};
 use raft_net_quic::{ClusterCa, QuicInbox, QuicTransport};
 use support::{raw_connection, try_raw_connection, Cluster, CLUSTER};
 
 /// Long enough for a connection, a handshake and a delivery on loopback, many times over.
 const QUIET: Duration = Duration::from_secs(2);
-
-fn heartbeat(from: NodeId, to: NodeId, commit: u64) -> Message {
-    Message {
-        from,
-        to,
-        term: 1,
-        body: MessageBody::Heartbeat(Heartbeat { commit, round: 0 }),
-    }
-}
 
 /// Sends for `QUIET` and asserts that nothing arrives.
 async fn nothing_arrives(from: &QuicTransport, from_id: NodeId, to: &mut QuicInbox, to_id: NodeId) {
@@ -33,23 +25,6 @@ async fn nothing_arrives(from: &QuicTransport, from_id: NodeId, to: &mut QuicInb
         if let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(100), to.recv()).await {
             panic!("a refused peer's message arrived: {message:?}");
         }
-    }
-}
-
-/// Sends until a message arrives; panics after 20 s.
-async fn arrives(from: &QuicTransport, from_id: NodeId, to: &mut QuicInbox, to_id: NodeId) -> Message {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut commit = 0;
-    loop {
-        commit += 1;
-        let _ = from.send(heartbeat(from_id, to_id, commit));
-        if let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(100), to.recv()).await {
-            return message;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{from_id} -> {to_id}: nothing arrived"
-        );
     }
 }
 
@@ -245,6 +220,6 @@ async fn bad_frames_close_their_stream_and_the_node_carries_on() {
     assert_eq!(received.ok().flatten(), Some(heartbeat(2, 1, 9)));
     // And so is a real peer.
     let (t3, _i3) = cluster.start(3);
-    let message = arrives(&t3, 3, &mut i1, 1).await;
+    let message = send_until_received(&t3, 3, &mut i1, 1).await;
     assert_eq!(message.from, 3);
 }
