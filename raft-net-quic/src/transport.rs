@@ -431,16 +431,17 @@ async fn send_to_peer(
             }
         };
         debug!(node = shared.node_id, peer, "connected");
-        let result = tokio::select! {
+        let ended = tokio::select! {
             r = send_stream(&shared, &connection, peer, &mut messages) => r,
             r = send_stream(&shared, &connection, peer, &mut chunks) => r,
         };
-        match result {
-            Err(LinkError::Removed) | Ok(()) => {
+        let Err(ended) = ended;
+        match ended {
+            LinkError::Removed => {
                 connection.close(0u32.into(), b"peer removed");
                 return;
             }
-            Err(e) => {
+            e => {
                 warn!(node = shared.node_id, peer, error = %e, "connection to peer lost; reconnecting");
                 connection.close(0u32.into(), b"reconnecting");
             }
@@ -470,13 +471,14 @@ async fn connect(
     }
 }
 
-/// Writes one queue to one stream, gathering what has queued up into one write.
+/// Writes one queue to one stream, gathering what has queued up into one write, until the link
+/// fails or the queue is dropped (it never ends otherwise).
 async fn send_stream(
     shared: &Shared,
     connection: &quinn::Connection,
     peer: NodeId,
     queue: &mut mpsc::Receiver<Message>,
-) -> Result<(), LinkError> {
+) -> Result<std::convert::Infallible, LinkError> {
     let config = &shared.config;
     let mut stream = connection.open_uni().await?;
     let mut buf = BytesMut::with_capacity(64 << 10);

@@ -267,15 +267,8 @@ fn read_entries(db: &DB, first: Index, last: Index) -> Result<Vec<Entry>, Storag
             )));
         }
         entries.push(entry);
-        if entry_is_last(&entries, last) {
-            break;
-        }
     }
     Ok(entries)
-}
-
-fn entry_is_last(entries: &[Entry], last: Index) -> bool {
-    entries.last().is_some_and(|e| e.index >= last)
 }
 
 /// Builds the one batch that makes `write` durable, and the bounds it leaves.
