@@ -59,6 +59,12 @@ pub struct Config {
     pub snapshot_chunk_bytes: usize,
     /// At most this many snapshot chunks in flight to one follower.
     pub snapshot_chunks_in_flight: usize,
+    /// A membership change may make a node a voter only if its log is at most this many entries
+    /// behind the leader's commit index (Raft thesis §4.2.1: a new server catches up as a
+    /// learner before it votes). A voter far behind cannot help commit, and with a stale log and
+    /// configuration it can hold up elections; add it as a learner first and promote it once it
+    /// has caught up.
+    pub max_promotion_lag_entries: u64,
     /// The seed of the generator that randomizes election timeouts. Give every node its own.
     pub seed: u64,
     /// A deliberate protocol bug to switch on, for proving that the simulator catches it.
@@ -133,6 +139,7 @@ impl Config {
             snapshot_keep_entries: 1_000,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_chunks_in_flight: 4,
+            max_promotion_lag_entries: 1_000,
             seed: id,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,

@@ -85,22 +85,30 @@ pub struct FollowerProgress {
 /// same inputs in the same order always give the same outputs.
 ///
 /// ```
-/// use raft_core::{Config, Membership, RaftCore, Role};
+/// use raft_core::{Config, Entry, Membership, RaftCore, Role};
 ///
-/// // A one-node cluster elects itself and commits a proposal.
-/// let mut node = RaftCore::new(Config::new(1), Membership::voters([1])?)?;
-/// while node.role() != Role::Leader {
-///     node.tick();
-/// }
-/// let index = node.propose("hello".into())?;
-/// let mut applied = Vec::new();
-/// while applied.last().map(|e: &raft_core::Entry| e.index) != Some(index) {
+/// // One round of the caller's loop: take the ready work, write it durably, send the messages,
+/// // report the write, and apply what is committed.
+/// fn run(node: &mut RaftCore, applied: &mut Vec<Entry>) {
 ///     let ready = node.ready();
 ///     // ... write ready.entries and ready.hard_state durably, then:
 ///     if let Some((index, term)) = ready.persisted_up_to() {
 ///         node.on_persisted(index, term);
 ///     }
 ///     applied.extend(ready.committed_entries);
+/// }
+///
+/// // A one-node cluster elects itself (once its new term and vote are durable) and commits a
+/// // proposal.
+/// let mut node = RaftCore::new(Config::new(1), Membership::voters([1])?)?;
+/// let mut applied = Vec::new();
+/// while node.role() != Role::Leader {
+///     node.tick();
+///     run(&mut node, &mut applied);
+/// }
+/// let index = node.propose("hello".into())?;
+/// while applied.last().map(|e| e.index) != Some(index) {
+///     run(&mut node, &mut applied);
 /// }
 /// node.on_applied(index);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -125,6 +133,9 @@ pub struct RaftCore {
     pub(crate) heartbeat_elapsed: u32,
     /// Votes received in the current (pre-)election.
     pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// A candidate that won on its own vote: the index of the term's first entry, which must be
+    /// durable (with the term and the vote) before it leads.
+    pub(crate) leadership_pending: Option<Index>,
     /// Per-follower replication state, while leader.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) messages: Vec<Message>,
@@ -195,6 +206,7 @@ impl RaftCore {
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
             votes: BTreeMap::new(),
+            leadership_pending: None,
             progress: BTreeMap::new(),
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
@@ -337,7 +349,13 @@ impl RaftCore {
     /// Reports that the entries up to `index`, whose entry has `term`, are durable (see
     /// [`Ready::persisted_up_to`]). Reports about entries that were since replaced are ignored.
     pub fn on_persisted(&mut self, index: Index, term: Term) {
-        if self.log.on_persisted(index, term) && self.role == Role::Leader {
+        if !self.log.on_persisted(index, term) {
+            return;
+        }
+        if self.leadership_pending.is_some() {
+            self.take_up_pending_leadership();
+        }
+        if self.role == Role::Leader {
             self.maybe_commit();
         }
     }
@@ -560,6 +578,7 @@ impl RaftCore {
         self.role = Role::Follower;
         self.leader = leader;
         self.votes.clear();
+        self.leadership_pending = None;
         self.progress.clear();
     }
 
@@ -573,15 +592,21 @@ impl RaftCore {
         self.votes.clear();
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
-        let next = self.log.last_index() + 1;
+        // A blank entry of the new term lets the leader commit what earlier terms left
+        // (Raft paper §5.4.2 and §8). A leader that won on its own vote wrote it already.
+        let blank = match self.leadership_pending.take() {
+            Some(index) => index,
+            None => {
+                let index = self.log.last_index() + 1;
+                self.log.push(Entry::blank(self.term, index));
+                index
+            }
+        };
         self.progress = self
             .peers()
             .into_iter()
-            .map(|id| (id, Progress::new(next)))
+            .map(|id| (id, Progress::new(blank)))
             .collect();
-        // A blank entry of the new term lets the leader commit what earlier terms left
-        // (Raft paper §5.4.2 and §8).
-        self.log.push(Entry::blank(self.term, next));
     }
 }
 

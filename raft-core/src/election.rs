@@ -95,10 +95,22 @@ impl RaftCore {
         };
         self.leader = None;
         self.progress.clear();
+        self.leadership_pending = None;
         self.reset_election_timer();
         debug!(node = me, term = campaign_term, pre_vote, "campaigning");
         self.votes.clear();
         self.votes.insert(me, true);
+        if !pre_vote
+            && self.membership.vote_result(&self.votes) == VoteResult::Won
+            && !self.planted(PlantedBug::LeadBeforeVoteIsDurable)
+        {
+            // Our own vote is a quorum (a single voter), but the new term and the vote for
+            // ourselves are not durable yet: leading now would let AppendEntries of this term
+            // leave before the term is on disk, and a crash would let this node win the same
+            // term again with a different log (Raft Figure 2: persist before acting).
+            self.win_on_own_vote();
+            return;
+        }
         if self.tally_votes() {
             return;
         }
@@ -115,6 +127,36 @@ impl RaftCore {
             .collect();
         for voter in voters {
             self.send_with_term(voter, campaign_term, MessageBody::RequestVote(request.clone()));
+        }
+    }
+
+    /// Won the election on this node's own vote alone. Appends the term's first entry (the blank
+    /// a new leader writes), which the caller persists together with the new term and the vote,
+    /// and becomes leader only when [`on_persisted`](RaftCore::on_persisted) reports that entry
+    /// durable. Until then it stays a candidate: it sends nothing of the term and takes no
+    /// proposals. A crash before the write loses the term, the vote and the entry together, and
+    /// nothing of the term was seen by anyone.
+    fn win_on_own_vote(&mut self) {
+        let index = self.log.last_index() + 1;
+        info!(
+            node = self.id(),
+            term = self.term,
+            index,
+            "won the election on its own vote; leading once the term and the vote are durable"
+        );
+        self.log.push(crate::types::Entry::blank(self.term, index));
+        self.leadership_pending = Some(index);
+    }
+
+    /// Takes up the leadership won on its own vote once the term's first entry, written with the
+    /// term and the vote, is durable.
+    pub(crate) fn take_up_pending_leadership(&mut self) {
+        let Some(index) = self.leadership_pending else {
+            return;
+        };
+        let durable = self.log.persisted >= index && self.log.term(index) == Some(self.term);
+        if self.role == Role::Candidate && durable {
+            self.become_leader();
         }
     }
 

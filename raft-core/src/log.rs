@@ -240,6 +240,12 @@ impl RaftLog {
         self.persisted = self.persisted.min(index - 1);
     }
 
+    /// Whether the state machine is being restored from a snapshot installed from the leader
+    /// (handed out, not yet reported applied).
+    pub(crate) fn is_restoring(&self) -> bool {
+        self.restoring.is_some()
+    }
+
     /// Entries not yet handed out for persistence; marks them handed out.
     pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
         let from = self.unstable_from;

@@ -15,15 +15,22 @@ pub enum PlantedBug {
     AcknowledgeBeforePersist,
     /// Grant votes without checking that the candidate's log is up to date.
     SkipUpToDateLogCheck,
+    /// A candidate whose own vote is a quorum leads at once, before its new term and its vote
+    /// are durable (violates Raft paper Figure 2: persist before acting).
+    LeadBeforeVoteIsDurable,
+    /// Complete a newer snapshot from the leader while the previous one is still being restored.
+    CompleteSnapshotWhileRestoring,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::CountPreviousTermTowardCommit,
         PlantedBug::GrantSecondVoteInTerm,
         PlantedBug::AcknowledgeBeforePersist,
         PlantedBug::SkipUpToDateLogCheck,
+        PlantedBug::LeadBeforeVoteIsDurable,
+        PlantedBug::CompleteSnapshotWhileRestoring,
     ];
 }
 

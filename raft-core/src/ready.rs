@@ -23,7 +23,10 @@ use crate::types::{Entry, HardState, Index, SoftState, Term};
 ///    out, and their after-persist messages sent in that order too;
 /// 4. apply `committed_entries` to the state machine in order, then report
 ///    [`RaftCore::on_applied`](crate::RaftCore::on_applied). When `snapshot` has `restore` set,
-///    restore the state machine from it once it is durable and report `on_applied` at its index;
+///    restore the state machine from it once it is durable and report `on_applied` at its index.
+///    Only one restore is outstanding at a time: the core completes no newer snapshot from the
+///    leader until that report, so the snapshot being restored is still the latest recorded one
+///    (and the store keeps it) while the restore reads it;
 /// 5. when `build_snapshot` is set, have the state machine write a snapshot of its applied state
 ///    and report [`RaftCore::on_snapshot_built`](crate::RaftCore::on_snapshot_built).
 ///

@@ -42,6 +42,20 @@ pub enum MembershipChangeError {
     /// The requested configuration is the one in force.
     #[error("the requested configuration is already in force")]
     Unchanged,
+    /// A node that would become a voter is too far behind: add it as a learner, wait until it
+    /// has caught up, then promote it (see `Config::max_promotion_lag_entries`).
+    #[error(
+        "node {node} is not caught up to become a voter (it has {match_index} of {commit_index} \
+         committed entries); add it as a learner and promote it once it has caught up"
+    )]
+    NotCaughtUp {
+        /// The node.
+        node: NodeId,
+        /// The last entry the leader knows it holds.
+        match_index: Index,
+        /// The leader's commit index.
+        commit_index: Index,
+    },
 }
 
 /// The configurations in the in-memory log, oldest first, with the one in force before them.
@@ -122,6 +136,7 @@ impl RaftCore {
         if target == current {
             return Err(MembershipChangeError::Unchanged);
         }
+        self.check_new_voters_caught_up(&target.voters, &current.voters)?;
         let next = if target.voters == current.voters {
             target
         } else {
@@ -132,6 +147,31 @@ impl RaftCore {
         };
         info!(node = self.id(), term = self.term, ?next, "changing membership");
         Ok(self.append_configuration(next))
+    }
+
+    /// Refuses to make voters of nodes whose logs are far behind the commit index: a node the
+    /// leader never replicated to counts as holding nothing.
+    fn check_new_voters_caught_up(
+        &self,
+        voters: &BTreeSet<NodeId>,
+        current: &BTreeSet<NodeId>,
+    ) -> Result<(), MembershipChangeError> {
+        let commit_index = self.log.committed;
+        for &node in voters.difference(current) {
+            let match_index = if node == self.id() {
+                self.log.last_index()
+            } else {
+                self.progress.get(&node).map_or(0, |p| p.match_index)
+            };
+            if match_index.saturating_add(self.config.max_promotion_lag_entries) < commit_index {
+                return Err(MembershipChangeError::NotCaughtUp {
+                    node,
+                    match_index,
+                    commit_index,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether a change is still in progress: a configuration entry not yet committed, or a joint

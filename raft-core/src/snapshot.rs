@@ -475,6 +475,11 @@ impl RaftCore {
                 checksum: SnapshotChecksum::new(),
             });
         }
+        let (node, restoring) = (
+            self.id(),
+            self.log.is_restoring()
+                && !self.planted(crate::planted::PlantedBug::CompleteSnapshotWhileRestoring),
+        );
         let Some(incoming) = self.incoming_snapshot.as_mut() else {
             return;
         };
@@ -497,6 +502,21 @@ impl RaftCore {
             );
             self.incoming_snapshot = None;
             self.answer_snapshot_chunk(leader, snapshot_index, 0, true);
+            return;
+        }
+        if request.done && restoring {
+            // The state machine is still being restored from the snapshot installed before.
+            // Completing this one now would hand out a second restore, and recording it would let
+            // the store delete the snapshot that restore is reading. The last chunk is taken when
+            // the leader sends it again, after the restore is reported.
+            debug!(
+                node,
+                leader,
+                snapshot_index,
+                "last snapshot chunk held back: the previous snapshot is still being restored"
+            );
+            let expected = incoming.next_offset;
+            self.answer_snapshot_chunk(leader, snapshot_index, expected, false);
             return;
         }
         incoming.checksum.update(&request.data);

@@ -199,3 +199,64 @@ fn restarted_node_takes_its_configuration_from_its_log() {
     assert_eq!(node.membership().learners, set(&[4]));
     assert_eq!(node.membership().voters, set(&[1, 2, 3]));
 }
+
+#[test]
+fn leader_refuses_to_make_a_voter_of_a_node_far_behind_the_commit_index() {
+    let mut net = Net::with_config(3, |id| {
+        let mut config = config(id);
+        config.max_promotion_lag_entries = 5;
+        config
+    });
+    net.add_joiner(4);
+    net.elect(1);
+    for i in 0..10 {
+        net.node(1).propose(format!("{i}").into()).unwrap();
+    }
+    net.settle();
+    let commit_index = net.node(1).status().commit_index;
+    assert_eq!(
+        net.node(1).change_membership(set(&[1, 2, 3, 4]), set(&[])),
+        Err(MembershipChangeError::NotCaughtUp {
+            node: 4,
+            match_index: 0,
+            commit_index
+        }),
+        "a node the leader never replicated to holds nothing"
+    );
+    assert!(!net.node(1).membership().contains(4), "nothing was appended");
+    // As a learner it catches up; then it may be promoted.
+    net.node(1).change_membership(set(&[1, 2, 3]), set(&[4])).unwrap();
+    net.settle();
+    net.tick_all(3);
+    net.node(1)
+        .change_membership(set(&[1, 2, 3, 4]), set(&[]))
+        .unwrap();
+}
+
+#[test]
+fn leader_refuses_to_promote_a_learner_that_fell_behind() {
+    let mut net = Net::with_config(3, |id| {
+        let mut config = config(id);
+        config.max_promotion_lag_entries = 5;
+        config
+    });
+    net.add_joiner(4);
+    net.elect(1);
+    net.node(1).change_membership(set(&[1, 2, 3]), set(&[4])).unwrap();
+    net.settle();
+    net.tick_all(3);
+    net.isolated.insert(4);
+    for i in 0..10 {
+        net.node(1).propose(format!("{i}").into()).unwrap();
+        net.settle();
+    }
+    assert!(matches!(
+        net.node(1).change_membership(set(&[1, 2, 3, 4]), set(&[])),
+        Err(MembershipChangeError::NotCaughtUp { node: 4, .. })
+    ));
+    net.isolated.clear();
+    net.tick_all(5);
+    net.node(1)
+        .change_membership(set(&[1, 2, 3, 4]), set(&[]))
+        .unwrap();
+}

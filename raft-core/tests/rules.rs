@@ -160,6 +160,110 @@ fn vote_requests_are_sent_only_after_term_and_vote_are_persisted() {
     assert_eq!(ready.messages_after_persist.len(), 2);
 }
 
+/// Node 1 as the only voter, with node 2 as a learner (a cluster shrunk to one voter).
+fn single_voter_with_a_learner() -> RaftCore {
+    let mut membership = Membership::voters([1]).unwrap();
+    membership.learners.insert(2);
+    RaftCore::new(config(1), membership).unwrap()
+}
+
+#[test]
+fn single_voter_leads_only_once_its_term_and_vote_are_durable() {
+    let mut node = single_voter_with_a_learner();
+    ticks_until_campaign(&mut node);
+    // Its own vote is a quorum, but neither the term nor the vote is on disk yet.
+    assert_eq!(
+        node.role(),
+        Role::Candidate,
+        "not a leader before the vote is durable"
+    );
+    assert!(matches!(
+        node.propose("early".into()),
+        Err(ProposeError::NotLeader { leader_hint: None })
+    ));
+    let ready = node.ready();
+    let hs = ready.hard_state.expect("the new term and vote must be saved");
+    assert_eq!((hs.term, hs.voted_for), (1, Some(1)));
+    assert_eq!(
+        ready
+            .entries
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect::<Vec<_>>(),
+        vec![(1, 1)],
+        "the term's first entry is written with the term and the vote"
+    );
+    assert!(
+        ready.messages.is_empty() && ready.messages_after_persist.is_empty(),
+        "nothing of the term may leave before it is durable: {ready:?}"
+    );
+    node.tick();
+    assert!(node.ready().messages.is_empty(), "heartbeats wait too");
+
+    node.on_persisted(1, 1);
+    assert_eq!(node.role(), Role::Leader);
+    assert_eq!(
+        node.status().commit_index,
+        1,
+        "a single voter commits on its own write"
+    );
+    let ready = node.ready();
+    assert_eq!(
+        appends_to(&ready, 2).len(),
+        1,
+        "the learner now hears of the term"
+    );
+    assert_eq!(
+        appends_to(&ready, 2)[0].entries.len(),
+        1,
+        "starting with the blank entry"
+    );
+}
+
+#[test]
+fn single_voter_that_crashes_before_its_vote_is_durable_leaks_nothing_of_that_term() {
+    // The story of simulator seed 104774: a single voter wins term 1 on its own vote and crashes
+    // before the write; restarted from an empty disk it wins term 1 again and writes other
+    // entries. Had the first incarnation sent anything of term 1, the learner would hold an entry
+    // (index, term 1) that the new leader's log disagrees with.
+    let mut first = single_voter_with_a_learner();
+    ticks_until_campaign(&mut first);
+    first.propose("lost".into()).unwrap_err();
+    let ready = first.ready();
+    let sent_in_term_1: Vec<&Message> = ready
+        .messages
+        .iter()
+        .chain(&ready.messages_after_persist)
+        .filter(|m| m.term == 1)
+        .collect();
+    assert!(sent_in_term_1.is_empty(), "{sent_in_term_1:?}");
+    drop(first); // crash: the write is lost
+
+    let mut second = single_voter_with_a_learner();
+    ticks_until_campaign(&mut second);
+    let ready = second.ready();
+    let (index, term) = ready.persisted_up_to().unwrap();
+    second.on_persisted(index, term);
+    assert_eq!((second.role(), second.term()), (Role::Leader, 1));
+}
+
+#[test]
+fn single_voter_that_steps_down_before_its_vote_is_durable_never_leads_that_term() {
+    let mut node = single_voter_with_a_learner();
+    ticks_until_campaign(&mut node);
+    let ready = node.ready();
+    // A message of a higher term arrives before the write completes.
+    node.step(vote_request(3, 1, 5, 0, 0)).unwrap();
+    assert_eq!((node.role(), node.term()), (Role::Follower, 5));
+    let (index, term) = ready.persisted_up_to().unwrap();
+    node.on_persisted(index, term);
+    assert_eq!(
+        node.role(),
+        Role::Follower,
+        "a late report does not make it leader of term 1"
+    );
+}
+
 #[test]
 fn follower_grants_at_most_one_vote_per_term() {
     let mut node = restored(1, &[], 0);

@@ -341,3 +341,84 @@ fn learner_added_after_compaction_catches_up_via_snapshot_and_gets_the_configura
     net.tick_all(3);
     assert!(net.node(4).membership().is_voter(4));
 }
+
+/// A snapshot at `index` of term 1 whose bytes are `data`, for a 3-voter cluster.
+fn snapshot_of(index: u64, data: &[u8]) -> raft_core::SnapshotMeta {
+    let mut checksum = raft_core::SnapshotChecksum::new();
+    checksum.update(data);
+    raft_core::SnapshotMeta {
+        index,
+        term: 1,
+        membership: Membership::voters([1, 2, 3]).unwrap(),
+        size: checksum.size(),
+        checksum: checksum.value(),
+    }
+}
+
+/// The leader (node 1, term 1) sends node 2 the chunk `data[offset..end]` of the snapshot `meta`.
+fn chunk(meta: &raft_core::SnapshotMeta, data: &[u8], offset: usize, end: usize) -> Message {
+    Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::InstallSnapshot(InstallSnapshot {
+            meta: meta.clone(),
+            offset: offset as u64,
+            data: bytes::Bytes::copy_from_slice(&data[offset..end]),
+            done: end == data.len(),
+        }),
+    }
+}
+
+#[test]
+fn newer_snapshot_is_not_completed_while_the_previous_one_is_being_restored() {
+    // The story of simulator seeds 100458, 102408, 104699, 105565, 109295 and 111603: a follower
+    // completes snapshot I and, before its state machine is restored from I, the last chunk of a
+    // newer snapshot J. Completing J would hand out a second restore, and recording J lets the
+    // store delete I while the first restore still reads it.
+    let mut node = RaftCore::new(config(2), Membership::voters([1, 2, 3]).unwrap()).unwrap();
+    let (first_data, second_data) = (b"state at ten".to_vec(), b"the state at index twenty".to_vec());
+    let (first, second) = (snapshot_of(10, &first_data), snapshot_of(20, &second_data));
+
+    node.step(chunk(&first, &first_data, 0, first_data.len()))
+        .unwrap();
+    let ready = node.ready();
+    let update = ready.snapshot.expect("snapshot I is installed");
+    assert!(update.restore && update.meta.index == 10);
+
+    // J streams in while I is restored: its chunks are stored, but the last one is held back.
+    node.step(chunk(&second, &second_data, 0, 8)).unwrap();
+    node.step(chunk(&second, &second_data, 8, second_data.len()))
+        .unwrap();
+    let ready = node.ready();
+    assert_eq!(
+        ready.snapshot, None,
+        "no second restore while the first is pending"
+    );
+    assert_eq!(
+        ready.received_chunks.len(),
+        1,
+        "only the chunk before the last is stored"
+    );
+    let answers: Vec<(u64, u64, bool)> = ready
+        .messages_after_persist
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::InstallSnapshotResponse(r) => Some((r.snapshot_index, r.next_offset, r.rejected)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec![(20, 8, false), (20, 8, false)],
+        "the leader learns to send the last chunk again"
+    );
+
+    // Once the restore of I is reported, the last chunk of J completes J.
+    node.on_applied(10);
+    node.step(chunk(&second, &second_data, 8, second_data.len()))
+        .unwrap();
+    let ready = node.ready();
+    let update = ready.snapshot.expect("snapshot J is installed");
+    assert!(update.restore && update.meta.index == 20);
+}

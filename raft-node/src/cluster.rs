@@ -246,6 +246,8 @@ impl MemCluster {
     }
 
     /// Changes the configuration through the current leader, retrying while the leader changes.
+    /// A node that is to become a voter but is behind is first added as a learner; it is promoted
+    /// once it has caught up (Raft thesis §4.2.1).
     pub async fn change_membership(
         &self,
         voters: BTreeSet<NodeId>,
@@ -262,6 +264,19 @@ impl MemCluster {
                 | Err(MembershipChangeFailed::Refused(MembershipChangeError::LeaderNotReady))
                 | Err(MembershipChangeFailed::Refused(MembershipChangeError::ChangeInProgress))
                 | Err(MembershipChangeFailed::Refused(MembershipChangeError::TransferInProgress)) => true,
+                Err(MembershipChangeFailed::Refused(MembershipChangeError::NotCaughtUp {
+                    node: behind,
+                    ..
+                })) => {
+                    let current = node.status().membership;
+                    if !current.is_joint() && !current.contains(behind) {
+                        let mut staged = current.learners.clone();
+                        staged.insert(behind);
+                        // A refusal here is retried by the loop, as is the promotion itself.
+                        let _ = node.change_membership(current.voters.clone(), staged).await;
+                    }
+                    true
+                }
                 // The leader removed itself and stepped down; the change is in force elsewhere.
                 Err(MembershipChangeFailed::Timeout) | Err(MembershipChangeFailed::Stopped) => true,
                 Err(error) => return Err(error.into()),

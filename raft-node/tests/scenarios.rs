@@ -629,3 +629,57 @@ async fn leader_removes_itself_and_the_rest_carry_on() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_voter_sends_nothing_of_a_term_until_its_vote_for_that_term_is_durable() {
+    use raft_core::{Inbox, Membership};
+    // Node 1 is the only voter; node 2, a learner, is played by the test. Node 1's disk holds
+    // every write back: it campaigns (again and again), but must neither lead nor send anything
+    // while its term and vote are not durable. A power cut then would let it win the same term
+    // again with another log, and the learner would keep the entries of the first.
+    let network = raft_net_mem::MemNetwork::new(3);
+    let (_learner, mut learner_inbox) = network.register(2);
+    let (transport, inbox) = network.register(1);
+    let storage = raft_storage_mem::MemStorage::new();
+    storage.hold_writes();
+    let mut membership = Membership::voters([1]).unwrap();
+    membership.learners.insert(2);
+    let node = raft_node::RaftNode::start(
+        raft_node::NodeConfig::new(1),
+        membership,
+        storage.clone(),
+        transport,
+        inbox,
+        raft_node::KvStateMachine::new(),
+    )
+    .await
+    .unwrap();
+    // Several election timeouts with the disk stalled.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = node.status().raft;
+    assert_ne!(
+        status.role,
+        Role::Leader,
+        "led before its vote was durable: {status:?}"
+    );
+    assert!(status.term >= 1, "it campaigned: {status:?}");
+    assert_eq!(
+        learner_inbox.try_recv(),
+        None,
+        "a message left before the vote was durable"
+    );
+
+    storage.release_writes();
+    assert_eq!(node.wait_for_leader(LEADER_TIMEOUT).await, Some(1));
+    let first = tokio::time::timeout(LEADER_TIMEOUT, learner_inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let durable = storage.hard_state();
+    assert_eq!(
+        (first.term, durable.term, durable.voted_for),
+        (node.status().raft.term, first.term, Some(1)),
+        "the learner hears of the term only once the term and vote are durable"
+    );
+    node.shutdown().await;
+}

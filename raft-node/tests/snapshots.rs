@@ -143,3 +143,129 @@ async fn snapshot_now_compacts_the_log_whatever_the_policy() {
     assert_eq!(cluster.replica(leader).unwrap().len(), 10);
     cluster.shutdown().await;
 }
+
+/// Collects a snapshot's bytes in memory.
+struct Buffer(Vec<u8>);
+
+#[async_trait::async_trait]
+impl raft_core::SnapshotWrite for Buffer {
+    async fn write(&mut self, data: bytes::Bytes) -> Result<(), raft_core::StorageError> {
+        self.0.extend_from_slice(&data);
+        Ok(())
+    }
+}
+
+/// The snapshot, at `index` of term 1 in a 3-voter cluster, of a store holding `pairs`.
+async fn kv_snapshot(index: u64, pairs: &[(&str, &str)]) -> (bytes::Bytes, raft_core::SnapshotMeta) {
+    use raft_core::StateMachine;
+    let mut kv = raft_node::KvStateMachine::new();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        let put = KvCommand::Put {
+            key: key.to_string(),
+            value: value.to_string(),
+        };
+        kv.apply(i as u64 + 1, put.encode()).await.unwrap();
+    }
+    let mut buffer = Buffer(Vec::new());
+    kv.snapshot(&mut buffer).await.unwrap();
+    let mut checksum = raft_core::SnapshotChecksum::new();
+    checksum.update(&buffer.0);
+    let meta = raft_core::SnapshotMeta {
+        index,
+        term: 1,
+        membership: raft_core::Membership::voters([1, 2, 3]).unwrap(),
+        size: checksum.size(),
+        checksum: checksum.value(),
+    };
+    (buffer.0.into(), meta)
+}
+
+/// A message from node 1, leader of term 1, to node 2.
+fn from_leader(body: raft_core::MessageBody) -> raft_core::Message {
+    raft_core::Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body,
+    }
+}
+
+/// The whole snapshot in one chunk.
+fn whole_snapshot(meta: &raft_core::SnapshotMeta, data: &bytes::Bytes) -> raft_core::Message {
+    from_leader(raft_core::MessageBody::InstallSnapshot(
+        raft_core::InstallSnapshot {
+            meta: meta.clone(),
+            offset: 0,
+            data: data.clone(),
+            done: true,
+        },
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_given_two_snapshots_back_to_back_restores_them_in_turn() {
+    use raft_core::Transport;
+    // Node 1 is played by the test: it leads term 1 and sends node 2 two snapshots, I and J, one
+    // right after the other. The disk is held so that both reach the persist task before either
+    // is durable: group commit would then record J (deleting I) before I is restored, and the
+    // restore of I would find no snapshot.
+    let network = raft_net_mem::MemNetwork::new(5);
+    let (leader, _leader_inbox) = network.register(1);
+    let (transport, inbox) = network.register(2);
+    let storage = raft_storage_mem::MemStorage::new();
+    let kv = raft_node::KvStateMachine::new();
+    let node = raft_node::RaftNode::start(
+        raft_node::NodeConfig::new(2),
+        raft_core::Membership::voters([1, 2, 3]).unwrap(),
+        storage.clone(),
+        transport,
+        inbox,
+        kv.clone(),
+    )
+    .await
+    .unwrap();
+    let heartbeats = {
+        let leader = leader.clone();
+        tokio::spawn(async move {
+            loop {
+                let heartbeat = raft_core::Heartbeat { commit: 0, round: 0 };
+                let _ = leader.send(from_leader(raft_core::MessageBody::Heartbeat(heartbeat)));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let (first_data, first) = kv_snapshot(10, &[("a", "1")]).await;
+    let (second_data, second) = kv_snapshot(20, &[("a", "2"), ("b", "2")]).await;
+
+    storage.hold_writes();
+    tokio::time::sleep(Duration::from_millis(100)).await; // adopts term 1: that write is held
+    leader.send(whole_snapshot(&first, &first_data)).unwrap();
+    leader.send(whole_snapshot(&second, &second_data)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    storage.release_writes();
+
+    // As a leader would, send the newest snapshot's last chunk again until it is taken.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let status = node.status();
+        assert_eq!(status.state, raft_node::RunState::Running, "the node stopped");
+        if status.raft.applied_index >= 20 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "snapshot J was never restored: {status:?}"
+        );
+        leader.send(whole_snapshot(&second, &second_data)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    heartbeats.abort();
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("a".to_string(), "2".to_string()),
+        ("b".to_string(), "2".to_string()),
+    ]
+    .into();
+    assert_eq!(kv.contents(), expected);
+    assert_eq!(storage.durable_snapshot().map(|m| m.index), Some(20));
+    node.shutdown().await;
+}

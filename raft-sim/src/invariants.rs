@@ -14,14 +14,15 @@ use crate::node::SimNode;
 /// A broken property, with what is needed to understand it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
-    /// Two leaders in one term.
+    /// Two leaders in one term: two nodes, or one node in two incarnations (it led the term,
+    /// crashed, and was elected for the same term again).
     ElectionSafety {
         /// The term.
         term: Term,
-        /// The leader seen first.
-        first: NodeId,
-        /// The second leader.
-        second: NodeId,
+        /// The leader seen first, and its incarnation.
+        first: (NodeId, u64),
+        /// The second leader, and its incarnation.
+        second: (NodeId, u64),
     },
     /// A leader's log lost or changed an entry while it led.
     LeaderAppendOnly {
@@ -97,7 +98,15 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Violation::ElectionSafety { term, first, second } => {
-                write!(f, "election safety: nodes {first} and {second} both led term {term}")
+                let ((a, a_life), (b, b_life)) = (first, second);
+                if a == b {
+                    write!(
+                        f,
+                        "election safety: node {a} led term {term} in incarnation {a_life} and again in {b_life}"
+                    )
+                } else {
+                    write!(f, "election safety: nodes {a} and {b} both led term {term}")
+                }
             }
             Violation::LeaderAppendOnly { node, term, index } => write!(
                 f,
@@ -141,8 +150,9 @@ impl fmt::Display for Violation {
 /// What the checks remember across steps.
 #[derive(Debug, Default)]
 pub(crate) struct Observer {
-    /// The leader of each term seen so far.
-    leader_of_term: BTreeMap<Term, NodeId>,
+    /// The leader of each term seen so far, with its incarnation: a node that led a term, crashed
+    /// and leads the same term again is a second leader of that term.
+    leader_of_term: BTreeMap<Term, (NodeId, u64)>,
     /// Per leader: (term, last index, chain at last index) at the previous step.
     leader_log: BTreeMap<NodeId, (Term, Index, u64)>,
     /// The committed log as first observed on any node.
@@ -154,18 +164,20 @@ pub(crate) struct Observer {
     durable: BTreeMap<NodeId, HardState>,
 }
 
-/// **Election safety**: at most one leader can be elected in a given term (Raft §5.2).
+/// **Election safety**: at most one leader can be elected in a given term (Raft §5.2), counted
+/// across restarts: a leadership belongs to one incarnation of one node.
 pub(crate) fn check_election_safety(observer: &mut Observer, node: &SimNode) -> Result<(), Violation> {
     let Some(core) = &node.core else { return Ok(()) };
     if core.role() != Role::Leader {
         return Ok(());
     }
-    let first = *observer.leader_of_term.entry(core.term()).or_insert(node.id);
-    if first != node.id {
+    let this = (node.id, node.incarnation);
+    let first = *observer.leader_of_term.entry(core.term()).or_insert(this);
+    if first != this {
         return Err(Violation::ElectionSafety {
             term: core.term(),
             first,
-            second: node.id,
+            second: this,
         });
     }
     Ok(())

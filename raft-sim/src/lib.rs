@@ -47,17 +47,31 @@ pub fn run_seeds(
     threads: usize,
     stop_at_first: bool,
 ) -> (Vec<SimReport>, Vec<SimFailure>) {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let seeds: Vec<u64> = seeds.collect();
+    run_seed_list(&seeds, bug, threads, stop_at_first)
+}
+
+/// Runs each seed of `seeds` (any order, gaps allowed) like [`run_seeds`]; the reports and the
+/// failures come back in seed order.
+pub fn run_seed_list(
+    seeds: &[u64],
+    bug: Option<PlantedBug>,
+    threads: usize,
+    stop_at_first: bool,
+) -> (Vec<SimReport>, Vec<SimFailure>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
-    let next = AtomicU64::new(seeds.start);
+    let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let reports = Mutex::new(Vec::new());
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds.end || stop.load(Ordering::Relaxed) {
+                let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let options = SimOptions::for_seed(seed).with_planted_bug(bug);

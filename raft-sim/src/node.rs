@@ -150,6 +150,8 @@ pub(crate) struct SimNode {
     pub(crate) tick_period: u64,
     pub(crate) next_tick: u64,
     pub(crate) restart_at: Option<u64>,
+    /// How many times the node restarted: each restart is a new incarnation of the process.
+    pub(crate) incarnation: u64,
     /// The core's term and commit index after the previous step (this incarnation).
     pub(crate) last_term: Term,
     pub(crate) last_commit: Index,
@@ -171,6 +173,7 @@ impl SimNode {
             tick_period,
             next_tick: tick_period,
             restart_at: None,
+            incarnation: 0,
             last_term: 0,
             last_commit: 0,
         }
@@ -217,6 +220,7 @@ impl SimNode {
         self.core = Some(core);
         self.mirror = self.disk.mirror.clone();
         self.restart_at = None;
+        self.incarnation += 1;
         Ok(())
     }
 

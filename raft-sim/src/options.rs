@@ -66,6 +66,15 @@ pub struct SimOptions {
     pub snapshot_chunk_bytes: usize,
     /// Snapshot chunks in flight per follower.
     pub snapshot_chunks_in_flight: usize,
+    /// When the leader changes the membership, the chance that the new configuration has a single
+    /// voter (every other node a learner): a cluster shrunk to one voter, grown back by a later
+    /// change.
+    pub single_voter_probability: f64,
+    /// Right after a membership change is proposed, the chance that a node crashes (the leader
+    /// half the time).
+    pub crash_after_change_probability: f64,
+    /// How far behind the commit index a node may be and still be made a voter.
+    pub max_promotion_lag_entries: u64,
     /// A deliberate bug to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
 }
@@ -105,6 +114,11 @@ impl SimOptions {
             snapshot_keep_entries: pick(&mut rng, &[0.0, 2.0, 10.0]) as u64,
             snapshot_chunk_bytes: pick(&mut rng, &[16.0, 100.0, 1024.0]) as usize,
             snapshot_chunks_in_flight: 1 + rng.below(4) as usize,
+            // Drawn last, so the settings above stay what they were for every seed; their zero
+            // values draw nothing during the run, so such seeds replay as before.
+            single_voter_probability: pick(&mut rng, &[0.0, 0.25, 0.5]),
+            crash_after_change_probability: pick(&mut rng, &[0.0, 0.2]),
+            max_promotion_lag_entries: pick(&mut rng, &[4.0, 32.0, 1000.0]) as u64,
             planted_bug: None,
         }
     }

@@ -175,6 +175,7 @@ impl Simulation {
             config.snapshot_keep_entries = options.snapshot_keep_entries;
             config.snapshot_chunk_bytes = options.snapshot_chunk_bytes;
             config.snapshot_chunks_in_flight = options.snapshot_chunks_in_flight;
+            config.max_promotion_lag_entries = options.max_promotion_lag_entries;
             config.planted_bug = options.planted_bug;
             // A lease must outlast no follower's election timeout: cover the clock skew (periods
             // differ by up to 2 x skew) plus one tick of rounding.
@@ -300,10 +301,12 @@ impl Simulation {
         if chaos && self.rng.chance(self.options.transfer_probability) {
             self.transfer_leadership();
         }
-        // Without pre-vote or check-quorum a removed server that never learns of its removal
-        // disrupts the cluster by design (Raft thesis §4.2.3); only test changes where a defence
-        // is on.
-        let defended = self.options.pre_vote || self.options.check_quorum;
+        // Without pre-vote, a removed server that never learns of its removal, or a new voter
+        // with a stale log and configuration, raises the term and votes for itself again and
+        // again, and can keep the electable nodes from winning for a long time (Raft thesis
+        // §4.2.3). Check-quorum defends only a live leader; once the leader is gone only pre-vote
+        // keeps such a node from disrupting (seed 1011261). So changes are tested with pre-vote.
+        let defended = self.options.pre_vote;
         if chaos && defended && self.rng.chance(self.options.membership_change_probability) {
             self.change_membership();
         }
@@ -321,20 +324,7 @@ impl Simulation {
             let up: Vec<NodeId> = ids.iter().copied().filter(|id| self.nodes[id].is_up()).collect();
             if !up.is_empty() {
                 let victim = up[self.rng.below(up.len() as u64) as usize];
-                let back_at = self.now + 1 + self.rng.below(self.options.max_down_steps);
-                if let Some(node) = self.nodes.get_mut(&victim) {
-                    let lost = node.pending.len();
-                    node.crash(back_at);
-                    self.stats.crashes += 1;
-                    self.stats.lost_writes += lost as u64;
-                    self.trace.record(
-                        self.now,
-                        Event::Crash {
-                            node: victim,
-                            lost_writes: lost,
-                        },
-                    );
-                }
+                self.crash_node(victim);
             }
         }
         if self.rng.chance(self.options.partition_probability) {
@@ -380,6 +370,28 @@ impl Simulation {
                     self.trace.record(self.now, Event::Heal);
                 }
             }
+        }
+    }
+
+    /// Crashes `victim` (when it runs), losing its unsynced writes; it restarts within
+    /// `max_down_steps`.
+    fn crash_node(&mut self, victim: NodeId) {
+        if !self.nodes.get(&victim).is_some_and(|n| n.is_up()) {
+            return;
+        }
+        let back_at = self.now + 1 + self.rng.below(self.options.max_down_steps);
+        if let Some(node) = self.nodes.get_mut(&victim) {
+            let lost = node.pending.len();
+            node.crash(back_at);
+            self.stats.crashes += 1;
+            self.stats.lost_writes += lost as u64;
+            self.trace.record(
+                self.now,
+                Event::Crash {
+                    node: victim,
+                    lost_writes: lost,
+                },
+            );
         }
     }
 
@@ -646,18 +658,36 @@ impl Simulation {
             voters.insert(ids[self.rng.below(ids.len() as u64) as usize]);
             learners.retain(|id| !voters.contains(id));
         }
-        if let Some(core) = self.core_mut(leader) {
-            if let Ok(index) = core.change_membership(voters.clone(), learners.clone()) {
-                self.trace.record(
-                    self.now,
-                    Event::Reconfigure {
-                        leader,
-                        index,
-                        voters: bits(&voters),
-                        learners: bits(&learners),
-                    },
-                );
-            }
+        let single = self.options.single_voter_probability;
+        if single > 0.0 && self.rng.chance(single) {
+            // Shrink to one voter; everyone else stays on as a learner.
+            let voter = ids[self.rng.below(ids.len() as u64) as usize];
+            voters = [voter].into();
+            learners = ids.iter().copied().filter(|id| *id != voter).collect();
+        }
+        let Some(core) = self.core_mut(leader) else {
+            return;
+        };
+        let Ok(index) = core.change_membership(voters.clone(), learners.clone()) else {
+            return;
+        };
+        self.trace.record(
+            self.now,
+            Event::Reconfigure {
+                leader,
+                index,
+                voters: bits(&voters),
+                learners: bits(&learners),
+            },
+        );
+        let crash = self.options.crash_after_change_probability;
+        if crash > 0.0 && self.rng.chance(crash) {
+            let victim = if self.rng.chance(0.5) {
+                leader
+            } else {
+                ids[self.rng.below(ids.len() as u64) as usize]
+            };
+            self.crash_node(victim);
         }
     }
 
@@ -734,6 +764,19 @@ impl Simulation {
             let delay = 1 + self.rng.below(self.options.max_disk_delay);
             let now = self.now;
             if let Some(node) = self.nodes.get_mut(&id) {
+                // The core's contract: one restore at a time (the state machine restores from the
+                // snapshot the store still keeps).
+                if let Some(meta) = restore.as_ref() {
+                    if let Some(earlier) = node.pending.iter().find_map(|w| w.restore.as_ref()) {
+                        return Err(Violation::Unexpected {
+                            node: id,
+                            error: format!(
+                                "snapshot {} handed out to restore while snapshot {} is still to be restored",
+                                meta.index, earlier.index
+                            ),
+                        });
+                    }
+                }
                 let after = node.pending.back().map_or(0, |w| w.durable_at);
                 node.pending.push_back(PendingWrite {
                     write,

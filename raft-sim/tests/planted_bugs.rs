@@ -36,3 +36,15 @@ fn simulator_catches_acknowledging_before_persisting() {
 fn simulator_catches_skipping_the_up_to_date_log_check() {
     first_failure(PlantedBug::SkipUpToDateLogCheck, 100);
 }
+
+#[test]
+fn simulator_catches_a_leader_acting_before_its_vote_is_durable() {
+    let (_, violation) = first_failure(PlantedBug::LeadBeforeVoteIsDurable, 500);
+    assert!(violation.contains("election safety"), "{violation}");
+}
+
+#[test]
+fn simulator_catches_a_snapshot_completed_while_another_is_restored() {
+    let (_, violation) = first_failure(PlantedBug::CompleteSnapshotWhileRestoring, 5000);
+    assert!(violation.contains("still to be restored"), "{violation}");
+}

@@ -1,49 +1,105 @@
 //! The simulator over many seeds, in CI.
 //!
+//! * Every seed in `raft-sim/regression-seeds.txt` (each one failed once) runs on every run.
+//! * A sweep of fresh seeds: `RAFT_SIM_SWEEP_START` (CI sets it from the commit) or, by default,
+//!   a window chosen by today's date, so that runs do not keep proving the same seeds. The window
+//!   is printed; a failure names its seed and how to replay it.
+//! * `RAFT_SIM_SEEDS=N` changes how many fresh seeds the sweep runs (default 5,000).
 //! * `RAFT_SIM_SEED=N` runs only seed N (to replay a failure; its trace is printed).
-//! * `RAFT_SIM_SEEDS=N` changes how many seeds the sweep runs (default 5,000).
 
-use std::time::Instant;
+use std::ops::Range;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use raft_sim::{run_seed, run_seeds, PlantedBug, SimOptions, Simulation};
+use raft_sim::{run_seed, run_seed_list, PlantedBug, SimOptions, Simulation};
+
+/// Where the date-chosen windows start: above every range swept by hand so far.
+const FRESH_SEEDS_FROM: u64 = 10_000_000;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn every_invariant_holds_at_every_step_for_many_seeds() {
-    let seeds = match env_u64("RAFT_SIM_SEED") {
-        Some(seed) => seed..seed + 1,
-        None => 0..env_u64("RAFT_SIM_SEEDS").unwrap_or(5000),
-    };
+/// The seeds of `regression-seeds.txt`.
+fn regression_seeds() -> Vec<u64> {
+    include_str!("../regression-seeds.txt")
+        .lines()
+        .filter_map(|line| line.split('#').next())
+        .filter_map(|seed| seed.trim().parse().ok())
+        .collect()
+}
+
+/// The fresh window for this run.
+fn fresh_window(count: u64) -> Range<u64> {
+    let start = env_u64("RAFT_SIM_SWEEP_START").unwrap_or_else(|| {
+        let days = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs() / 86_400);
+        FRESH_SEEDS_FROM + days * count
+    });
+    start..start.saturating_add(count)
+}
+
+/// Runs `seeds` on both cores and fails with every failing seed and the first failure's trace.
+fn sweep(what: &str, seeds: &[u64]) -> Vec<raft_sim::SimReport> {
     let started = Instant::now();
-    let (reports, failures) = run_seeds(seeds.clone(), None, 2, false);
+    let (reports, failures) = run_seed_list(seeds, None, 2, false);
     let steps: u64 = reports.iter().map(|r| r.stats.steps).sum();
     let crashes: u64 = reports.iter().map(|r| r.stats.crashes).sum();
     let elections: u64 = reports.iter().map(|r| r.stats.elections).sum();
     let built: u64 = reports.iter().map(|r| r.stats.snapshots_built).sum();
     let installed: u64 = reports.iter().map(|r| r.stats.snapshots_installed).sum();
     println!(
-        "simulated seeds {seeds:?} in {:.1?}: {steps} steps, {elections} elections, {crashes} crashes, \
+        "{what}: {} seeds in {:.1?}: {steps} steps, {elections} elections, {crashes} crashes, \
          {built} snapshots built, {installed} installed from a leader",
+        seeds.len(),
         started.elapsed()
     );
     if let Some(first) = failures.first() {
-        let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
-        panic!("{} of the seeds failed: {seeds:?}\n\n{first}", failures.len());
+        let failed: Vec<u64> = failures.iter().map(|f| f.seed).collect();
+        panic!(
+            "{what}: {} of the seeds failed: {failed:?}\n\
+             add them to raft-sim/regression-seeds.txt; replay one with \
+             `cargo run -p raft-sim -- --seed N`\n\n{first}",
+            failures.len()
+        );
     }
-    assert_eq!(reports.len() as u64, seeds.end - seeds.start);
+    assert_eq!(reports.len(), seeds.len());
     assert!(
         reports.iter().all(|r| r.stats.committed > 0),
         "every run commits something"
     );
+    reports
+}
+
+#[test]
+fn every_invariant_holds_at_every_step_for_a_window_of_fresh_seeds() {
+    let seeds = match env_u64("RAFT_SIM_SEED") {
+        Some(seed) => seed..seed + 1,
+        None => fresh_window(env_u64("RAFT_SIM_SEEDS").unwrap_or(5000)),
+    };
+    println!(
+        "sweeping seeds {seeds:?} (this window again: RAFT_SIM_SWEEP_START={} \
+         RAFT_SIM_SEEDS={} cargo test -p raft-sim --release --test simulation)",
+        seeds.start,
+        seeds.end - seeds.start
+    );
+    let all: Vec<u64> = seeds.clone().collect();
+    let reports = sweep("fresh seeds", &all);
     if seeds.end - seeds.start >= 100 {
+        let built: u64 = reports.iter().map(|r| r.stats.snapshots_built).sum();
+        let installed: u64 = reports.iter().map(|r| r.stats.snapshots_installed).sum();
         assert!(
             built > 0 && installed > 0,
             "the sweep exercises compaction and InstallSnapshot"
         );
     }
+}
+
+#[test]
+fn regression_seeds_hold_every_invariant() {
+    let seeds = regression_seeds();
+    assert!(seeds.len() >= 7, "the regression list was read: {seeds:?}");
+    sweep("regression seeds", &seeds);
 }
 
 #[test]
