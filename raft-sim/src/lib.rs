@@ -67,20 +67,19 @@ pub fn run_seed_list(
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
-            scope.spawn(|| loop {
-                let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let options = SimOptions::for_seed(seed).with_planted_bug(bug);
-                match Simulation::new(seed, options).run() {
-                    Ok(report) => reports.lock().unwrap_or_else(|e| e.into_inner()).push(report),
-                    Err(failure) => {
-                        failures.lock().unwrap_or_else(|e| e.into_inner()).push(*failure);
-                        if stop_at_first {
-                            stop.store(true, Ordering::Relaxed);
+            scope.spawn(|| {
+                while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let options = SimOptions::for_seed(seed).with_planted_bug(bug);
+                    match Simulation::new(seed, options).run() {
+                        Ok(report) => reports.lock().unwrap_or_else(|e| e.into_inner()).push(report),
+                        Err(failure) => {
+                            failures.lock().unwrap_or_else(|e| e.into_inner()).push(*failure);
+                            if stop_at_first {
+                                stop.store(true, Ordering::Relaxed);
+                            }
                         }
                     }
                 }

@@ -84,7 +84,7 @@ fn every_invariant_holds_at_every_step_for_a_window_of_fresh_seeds() {
         seeds.end - seeds.start
     );
     let all: Vec<u64> = seeds.clone().collect();
-    let reports = sweep("fresh seeds", &all);
+    let reports = sweep(&format!("fresh seeds {seeds:?}"), &all);
     if seeds.end - seeds.start >= 100 {
         let built: u64 = reports.iter().map(|r| r.stats.snapshots_built).sum();
         let installed: u64 = reports.iter().map(|r| r.stats.snapshots_installed).sum();
