@@ -182,6 +182,22 @@ pub struct StateMachineError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl StateMachineError {
+    /// The snapshot store failed while the state machine, at `index`, wrote or read a snapshot.
+    ///
+    /// ```
+    /// use raft_core::{StateMachineError, StorageError};
+    /// let error = StateMachineError::storage(7, StorageError::SnapshotNotFound(7));
+    /// assert_eq!(error.to_string(), "state machine failed at index 7: no snapshot at index 7");
+    /// ```
+    pub fn storage(index: Index, error: StorageError) -> Self {
+        StateMachineError {
+            index,
+            source: Box::new(error),
+        }
+    }
+}
+
 /// The user's deterministic state machine. Every node applies the same commands in the same order
 /// and must reach the same state and produce the same responses.
 #[async_trait]

@@ -19,7 +19,8 @@ use crate::config::NodeConfig;
 use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError};
 use crate::kv::{KvCommand, KvResponse, KvStateMachine};
 use crate::node::{RaftNode, ReadConsistency};
-use crate::sessions::{NodeDirectory, Sessions};
+use crate::session_client::NodeDirectory;
+use crate::sessions::Sessions;
 
 /// Settings of a [`MemCluster`].
 #[derive(Clone, Debug)]

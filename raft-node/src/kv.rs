@@ -223,10 +223,7 @@ impl StateMachine for KvStateMachine {
             let state = self.lock();
             (state.applied, state.data.len() as u64)
         };
-        let failed = |error: StorageError| StateMachineError {
-            index,
-            source: Box::new(error),
-        };
+        let failed = |error| StateMachineError::storage(index, error);
         let mut writer = RecordWriter::new(snapshot);
         let header = KvSnapshotHeader {
             version: KV_SNAPSHOT_VERSION,
@@ -264,10 +261,7 @@ impl StateMachine for KvStateMachine {
         index: Index,
         snapshot: &mut dyn SnapshotRead,
     ) -> Result<(), StateMachineError> {
-        let failed = |error: StorageError| StateMachineError {
-            index,
-            source: Box::new(error),
-        };
+        let failed = |error| StateMachineError::storage(index, error);
         let mut reader = RecordReader::new(snapshot);
         let header: KvSnapshotHeader = reader
             .next()

@@ -40,6 +40,7 @@ mod config;
 mod error;
 mod kv;
 mod node;
+mod session_client;
 mod sessions;
 pub mod snapshot_stream;
 
@@ -51,9 +52,8 @@ pub use crate::error::{
 };
 pub use crate::kv::{DecodeError, KvCommand, KvResponse, KvStateMachine};
 pub use crate::node::{NodeStatus, RaftNode, ReadConsistency, RunState};
-pub use crate::sessions::{
-    ClientError, NodeDirectory, SessionClient, SessionCommand, SessionId, SessionResponse, Sessions,
-};
+pub use crate::session_client::{ClientError, NodeDirectory, SessionClient};
+pub use crate::sessions::{SessionCommand, SessionId, SessionResponse, Sessions};
 pub use raft_core;
 #[cfg(feature = "quic")]
 pub use raft_net_quic as quic;

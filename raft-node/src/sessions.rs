@@ -4,7 +4,7 @@
 //! be retried safely if the state machine recognizes the retry. [`Sessions`] wraps any
 //! [`StateMachine`] and keeps, in the replicated state, each client session's highest applied
 //! sequence number and that request's response. A retried request (same session, same sequence
-//! number) gets the stored response and is not applied again. [`SessionClient`] numbers requests
+//! number) gets the stored response and is not applied again. [`SessionClient`](crate::SessionClient) (in `session_client.rs`) numbers requests
 //! and retries them on timeouts and leader changes, following the leader hint, with the same
 //! sequence number, so its caller gets exactly-once writes without thinking about it.
 //!
@@ -19,19 +19,13 @@
 //! machine, so plain proposals keep working beside sessions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use raft_core::{Index, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError, StorageError};
+use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError, StorageError};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
-use tokio::time::Instant;
 use tracing::debug;
 
-use crate::error::ProposeError;
-use crate::node::RaftNode;
 use crate::snapshot_stream::{RecordReader, RecordWriter};
 
 /// The two bytes that open every session command (no postcard-encoded enum of fewer than 0xF5
@@ -258,10 +252,7 @@ impl<M: StateMachine> StateMachine for Sessions<M> {
 
     async fn snapshot(&mut self, snapshot: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
         let index = self.applied;
-        let failed = |error: StorageError| StateMachineError {
-            index,
-            source: Box::new(error),
-        };
+        let failed = |error| StateMachineError::storage(index, error);
         let mut writer = RecordWriter::new(snapshot);
         let header = TableHeader {
             version: SESSIONS_SNAPSHOT_VERSION,
@@ -281,10 +272,7 @@ impl<M: StateMachine> StateMachine for Sessions<M> {
         index: Index,
         snapshot: &mut dyn SnapshotRead,
     ) -> Result<(), StateMachineError> {
-        let failed = |error: StorageError| StateMachineError {
-            index,
-            source: Box::new(error),
-        };
+        let failed = |error| StateMachineError::storage(index, error);
         let mut reader = RecordReader::new(snapshot);
         let header: TableHeader = reader
             .next()
@@ -317,151 +305,6 @@ impl<M: StateMachine> StateMachine for Sessions<M> {
 
     fn applied_index(&self) -> Index {
         self.applied.max(self.inner.applied_index())
-    }
-}
-
-/// Where a [`SessionClient`] finds the nodes it may talk to.
-pub trait NodeDirectory: Send + Sync {
-    /// The ids of the nodes.
-    fn node_ids(&self) -> Vec<NodeId>;
-    /// The running node `id`, if any.
-    fn node(&self, id: NodeId) -> Option<Arc<RaftNode>>;
-}
-
-/// Why a session request has no result.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ClientError {
-    /// The session expired (or was closed): the request was not applied. Open a new session.
-    #[error("the session expired; the request was not applied")]
-    SessionExpired,
-    /// No leader applied the request before the client's deadline; it may still be applied, and
-    /// retrying with [`SessionClient::retry`] stays exactly-once.
-    #[error("no result before the deadline; retrying is safe")]
-    Timeout,
-    /// The command can never be proposed (too large).
-    #[error("the command was refused: {0}")]
-    Refused(ProposeError),
-    /// The state machine answered something the session layer does not understand.
-    #[error("unexpected response from the state machine: {0}")]
-    BadResponse(String),
-}
-
-/// A client session: numbers its requests and retries each until applied, exactly once.
-///
-/// ```
-/// use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, SessionClient};
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let cluster = std::sync::Arc::new(MemCluster::start(3, ClusterOptions::default()).await?);
-/// let mut client = SessionClient::register(cluster.clone(), std::time::Duration::from_secs(10)).await?;
-/// let append = KvCommand::Append { key: "k".into(), value: "x".into() };
-/// let reply = client.propose(append.encode()).await?;
-/// assert_eq!(KvResponse::decode(&reply)?, KvResponse::Value(Some("x".into())));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
-pub struct SessionClient<D> {
-    directory: Arc<D>,
-    session: SessionId,
-    /// The sequence number of the last request started.
-    sequence: u64,
-    /// The last request's command, kept for [`retry`](Self::retry).
-    pending: Option<Bytes>,
-    leader: Option<NodeId>,
-    deadline: Duration,
-}
-
-impl<D: NodeDirectory> SessionClient<D> {
-    /// Opens a session through the cluster's leader, trying for at most `deadline` per request.
-    pub async fn register(directory: Arc<D>, deadline: Duration) -> Result<Self, ClientError> {
-        let mut client = SessionClient {
-            directory,
-            session: 0,
-            sequence: 0,
-            pending: None,
-            leader: None,
-            deadline,
-        };
-        // Registering twice (after a lost answer) only leaves an unused session to expire.
-        match client.submit(SessionCommand::Register.encode()).await? {
-            SessionResponse::Registered { session } => client.session = session,
-            other => return Err(ClientError::BadResponse(format!("{other:?}"))),
-        }
-        Ok(client)
-    }
-
-    /// The session's id.
-    pub fn session(&self) -> SessionId {
-        self.session
-    }
-
-    /// Applies `command` exactly once and returns the state machine's response.
-    pub async fn propose(&mut self, command: impl Into<Bytes>) -> Result<Bytes, ClientError> {
-        self.sequence += 1;
-        self.pending = Some(command.into());
-        self.retry().await
-    }
-
-    /// Tries the last request again (after [`ClientError::Timeout`]) with the same sequence number.
-    pub async fn retry(&mut self) -> Result<Bytes, ClientError> {
-        let Some(command) = self.pending.clone() else {
-            return Err(ClientError::BadResponse("no request to retry".into()));
-        };
-        let request = SessionCommand::Request {
-            session: self.session,
-            sequence: self.sequence,
-            command,
-        };
-        let response = self.submit(request.encode()).await?;
-        match response {
-            SessionResponse::Applied(reply) => {
-                self.pending = None;
-                Ok(reply)
-            }
-            SessionResponse::UnknownSession | SessionResponse::Closed => Err(ClientError::SessionExpired),
-            other => Err(ClientError::BadResponse(format!("{other:?}"))),
-        }
-    }
-
-    /// Proposes `envelope` until some leader applies it, following leader hints.
-    async fn submit(&mut self, envelope: Bytes) -> Result<SessionResponse, ClientError> {
-        let deadline = Instant::now() + self.deadline;
-        let mut candidates = Vec::new();
-        loop {
-            let target = self.leader.take().or_else(|| {
-                if candidates.is_empty() {
-                    candidates = self.directory.node_ids();
-                    candidates.reverse();
-                }
-                candidates.pop()
-            });
-            let outcome = match target.and_then(|id| self.directory.node(id)) {
-                Some(node) => node.propose(envelope.clone()).await,
-                None => Err(ProposeError::NotLeader { leader_hint: None }),
-            };
-            match outcome {
-                Ok(reply) => {
-                    self.leader = target;
-                    return SessionResponse::decode(&reply)
-                        .map_err(|e| ClientError::BadResponse(e.to_string()));
-                }
-                Err(ProposeError::NotLeader { leader_hint }) => self.leader = leader_hint,
-                Err(ProposeError::Transferring { target }) => self.leader = Some(target),
-                Err(error @ ProposeError::TooLarge { .. }) => return Err(ClientError::Refused(error)),
-                // Outcome unknown or certainly not applied: the same sequence number makes a
-                // retry safe either way.
-                Err(
-                    ProposeError::Timeout
-                    | ProposeError::Stopped
-                    | ProposeError::Superseded
-                    | ProposeError::Dropped
-                    | ProposeError::Busy { .. },
-                ) => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(ClientError::Timeout);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 }
 

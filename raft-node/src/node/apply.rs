@@ -1,0 +1,203 @@
+//! The apply task: owns the state machine, applies committed entries in order and answers the
+//! proposals waiting for them, builds and restores snapshots, and serves reads once their index
+//! is applied.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use raft_core::{
+    EntryPayload, Index, SnapshotChecksum, SnapshotSink, SnapshotStore, SnapshotWrite, StateMachine,
+    StateMachineError, StorageError, Term,
+};
+use tokio::sync::mpsc;
+
+use crate::error::{ProposeError, ReadError};
+
+use super::types::{Applied, ApplyJob, PendingQuery, ReplyTo};
+
+/// A snapshot being built: the bytes go to the store, their checksum is kept on the way.
+struct ChecksummedSink {
+    sink: Box<dyn SnapshotSink>,
+    checksum: SnapshotChecksum,
+}
+
+#[async_trait::async_trait]
+impl SnapshotWrite for ChecksummedSink {
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
+        self.checksum.update(&data);
+        self.sink.write(data).await
+    }
+}
+
+/// Builds a snapshot of the state after `index` into the store.
+async fn build_snapshot<M: StateMachine, St: SnapshotStore>(
+    state_machine: &mut M,
+    snapshots: &St,
+    index: Index,
+) -> Result<Applied, StateMachineError> {
+    let as_state_machine_error = |error| StateMachineError::storage(index, error);
+    let sink = snapshots.create(index).await.map_err(as_state_machine_error)?;
+    let mut writer = ChecksummedSink {
+        sink,
+        checksum: SnapshotChecksum::new(),
+    };
+    state_machine.snapshot(&mut writer).await?;
+    let ChecksummedSink { sink, checksum } = writer;
+    sink.finish().await.map_err(as_state_machine_error)?;
+    Ok(Applied::SnapshotBuilt {
+        index,
+        size: checksum.size(),
+        checksum: checksum.value(),
+    })
+}
+
+/// Replaces the state machine's state with the snapshot at `index`.
+async fn restore_snapshot<M: StateMachine, St: SnapshotStore>(
+    state_machine: &mut M,
+    snapshots: &St,
+    index: Index,
+) -> Result<(), StateMachineError> {
+    let mut reader = snapshots
+        .open(index)
+        .await
+        .map_err(|error| StateMachineError::storage(index, error))?;
+    state_machine.restore(index, reader.as_mut()).await
+}
+
+/// Applies committed entries in order and answers the proposals waiting for them; builds and
+/// restores snapshots.
+pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
+    mut state_machine: M,
+    snapshots: St,
+    mut jobs: mpsc::UnboundedReceiver<ApplyJob>,
+    done: mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
+) {
+    let mut waiters: BTreeMap<Index, (Term, ReplyTo<Bytes, ProposeError>)> = BTreeMap::new();
+    let mut reads: BTreeMap<Index, Vec<PendingQuery>> = BTreeMap::new();
+    let mut applied = state_machine.applied_index();
+    while let Some(job) = jobs.recv().await {
+        let entries = match job {
+            ApplyJob::Await { index, term, reply } => {
+                waiters.insert(index, (term, reply));
+                continue;
+            }
+            ApplyJob::Read { index, query, reply } => {
+                if index <= applied {
+                    if !serve_read(&mut state_machine, query, reply, &done).await {
+                        return;
+                    }
+                } else {
+                    reads.entry(index).or_default().push((query, reply));
+                }
+                continue;
+            }
+            ApplyJob::BuildSnapshot => {
+                let built = build_snapshot(&mut state_machine, &snapshots, applied).await;
+                let failed = built.is_err();
+                if done.send(built).is_err() || failed {
+                    return;
+                }
+                continue;
+            }
+            ApplyJob::Restore(snapshot) => {
+                if let Err(error) = restore_snapshot(&mut state_machine, &snapshots, snapshot.index).await {
+                    let _ = done.send(Err(error));
+                    return;
+                }
+                applied = snapshot.index;
+                // Proposals covered by the snapshot: which command took their index is unknown.
+                while let Some(waiter) = waiters.first_entry() {
+                    if *waiter.key() > applied {
+                        break;
+                    }
+                    let (_, reply) = waiter.remove();
+                    let _ = reply.send(Err(ProposeError::Superseded));
+                }
+                if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
+                    return;
+                }
+                if done.send(Ok(Applied::UpTo(applied))).is_err() {
+                    return;
+                }
+                continue;
+            }
+            ApplyJob::Apply(entries) => entries,
+        };
+        let mut last = 0;
+        for entry in entries {
+            let response = match entry.payload {
+                // Configuration changes are Raft's own business, not the state machine's.
+                EntryPayload::Blank | EntryPayload::Membership(_) => Bytes::new(),
+                EntryPayload::Command(command) => match state_machine.apply(entry.index, command).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        let _ = done.send(Err(error));
+                        return;
+                    }
+                },
+            };
+            // Proposals at or below this index are decided: ours if the term matches, otherwise
+            // another leader's entry took the place.
+            while let Some(waiter) = waiters.first_entry() {
+                if *waiter.key() > entry.index {
+                    break;
+                }
+                let index = *waiter.key();
+                let (term, reply) = waiter.remove();
+                let result = if index == entry.index && term == entry.term {
+                    Ok(response.clone())
+                } else {
+                    Err(ProposeError::Dropped)
+                };
+                let _ = reply.send(result);
+            }
+            last = entry.index;
+        }
+        applied = applied.max(last);
+        if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
+            return;
+        }
+        if done.send(Ok(Applied::UpTo(last))).is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves the reads whose index is now applied; returns false if the state machine failed.
+async fn serve_reads_up_to<M: StateMachine>(
+    state_machine: &mut M,
+    reads: &mut BTreeMap<Index, Vec<PendingQuery>>,
+    applied: Index,
+    done: &mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
+) -> bool {
+    while let Some(ready) = reads.first_entry() {
+        if *ready.key() > applied {
+            break;
+        }
+        for (query, reply) in ready.remove() {
+            if !serve_read(state_machine, query, reply, done).await {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Answers one read from the state machine; returns false if the state machine failed.
+async fn serve_read<M: StateMachine>(
+    state_machine: &mut M,
+    query: Bytes,
+    reply: ReplyTo<Bytes, ReadError>,
+    done: &mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
+) -> bool {
+    match state_machine.query(query).await {
+        Ok(answer) => {
+            let _ = reply.send(Ok(answer));
+            true
+        }
+        Err(error) => {
+            let _ = done.send(Err(error));
+            false
+        }
+    }
+}

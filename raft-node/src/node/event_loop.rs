@@ -1,0 +1,290 @@
+//! The event loop: the task that owns the [`RaftCore`], takes in ticks, peer messages, requests
+//! and the other tasks' results, and hands the core's work to the transport, the persist task and
+//! the apply task.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_core::{
+    Inbox, Message, RaftCore, Ready, SnapshotChunkRequest, SnapshotMeta, StateMachineError, StorageError,
+    Transport,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, error, info, trace, warn};
+
+use crate::error::{ReadError, SnapshotError};
+
+use super::types::{
+    send, Applied, ApplyJob, NodeStatus, PendingQuery, PersistJob, Persisted, ReadConsistency, ReplyTo,
+    Request, RunState,
+};
+
+enum Event {
+    Tick,
+    Message(Message),
+    Request(Request),
+    Persisted(Result<Persisted, StorageError>),
+    Applied(Result<Applied, StateMachineError>),
+    Shutdown,
+}
+
+/// How many inputs the loop takes in before it collects the resulting work.
+const MAX_INPUTS_PER_ROUND: usize = 1024;
+
+pub(super) struct EventLoop<T, I> {
+    pub(super) core: RaftCore,
+    pub(super) transport: Arc<T>,
+    pub(super) inbox: I,
+    pub(super) requests: mpsc::Receiver<Request>,
+    pub(super) persist_jobs: mpsc::UnboundedSender<PersistJob>,
+    pub(super) persisted: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
+    pub(super) apply_jobs: mpsc::UnboundedSender<ApplyJob>,
+    pub(super) applied: mpsc::UnboundedReceiver<Result<Applied, StateMachineError>>,
+    pub(super) status: watch::Sender<NodeStatus>,
+    pub(super) tick_interval: Duration,
+    pub(super) next_read: u64,
+    /// Reads waiting for the core to confirm a read index.
+    pub(super) pending_reads: BTreeMap<u64, PendingQuery>,
+    /// Snapshot chunks for the sender task to read and send.
+    pub(super) snapshot_chunks: mpsc::UnboundedSender<SnapshotChunkRequest>,
+    /// Callers of `RaftNode::snapshot` waiting for the next snapshot.
+    pub(super) snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
+}
+
+impl<T: Transport, I: Inbox> EventLoop<T, I> {
+    pub(super) async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let final_state = loop {
+            let event = tokio::select! {
+                biased;
+                Some(done) = self.persisted.recv() => Event::Persisted(done),
+                Some(done) = self.applied.recv() => Event::Applied(done),
+                request = self.requests.recv() => request.map_or(Event::Shutdown, Event::Request),
+                Some(message) = self.inbox.recv() => Event::Message(message),
+                _ = ticker.tick() => Event::Tick,
+            };
+            if let Some(stop) = self.handle(event) {
+                break stop;
+            }
+            if let Some(stop) = self.drain_ready_inputs() {
+                break stop;
+            }
+            let ready = self.core.ready();
+            self.dispatch(ready);
+            self.publish_status(RunState::Running);
+        };
+        info!(node = self.core.id(), state = ?final_state, "node stopping");
+        self.publish_status(final_state);
+    }
+
+    /// Takes in everything that has already arrived, so that one round of work covers it all.
+    fn drain_ready_inputs(&mut self) -> Option<RunState> {
+        for _ in 0..MAX_INPUTS_PER_ROUND {
+            let event = if let Ok(done) = self.persisted.try_recv() {
+                Event::Persisted(done)
+            } else if let Ok(done) = self.applied.try_recv() {
+                Event::Applied(done)
+            } else if let Ok(request) = self.requests.try_recv() {
+                Event::Request(request)
+            } else if let Some(message) = self.inbox.try_recv() {
+                Event::Message(message)
+            } else {
+                return None;
+            };
+            if let Some(stop) = self.handle(event) {
+                return Some(stop);
+            }
+        }
+        None
+    }
+
+    /// Feeds one input to the core. Returns the state to stop in, if the node must stop.
+    fn handle(&mut self, event: Event) -> Option<RunState> {
+        match event {
+            Event::Tick => self.core.tick(),
+            Event::Message(message) => {
+                trace!(
+                    node = self.core.id(),
+                    from = message.from,
+                    kind = message.body.kind(),
+                    "received"
+                );
+                if let Err(error) = self.core.step(message) {
+                    warn!(node = self.core.id(), %error, "message refused");
+                }
+            }
+            Event::Request(Request::Propose { command, reply }) => match self.core.propose(command) {
+                Ok(index) => {
+                    let term = self.core.term();
+                    // The apply task receives this before the entry can be committed.
+                    let _ = self.apply_jobs.send(ApplyJob::Await { index, term, reply });
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Event::Request(Request::Read {
+                query,
+                consistency,
+                reply,
+            }) => self.start_read(query, consistency, reply),
+            Event::Request(Request::Transfer { target, reply }) => {
+                let _ = reply.send(self.core.transfer_leadership(target));
+            }
+            Event::Request(Request::ChangeMembership {
+                voters,
+                learners,
+                started,
+                applied,
+            }) => match self.core.change_membership(voters, learners) {
+                Ok(index) => {
+                    let term = self.core.term();
+                    let _ = started.send(Ok(()));
+                    let _ = self.apply_jobs.send(ApplyJob::Await {
+                        index,
+                        term,
+                        reply: applied,
+                    });
+                }
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                }
+            },
+            Event::Request(Request::Snapshot { reply }) => {
+                let status = self.core.status();
+                if status.applied_index == 0 {
+                    let _ = reply.send(Err(SnapshotError::NothingApplied));
+                } else if status.applied_index <= status.snapshot_index {
+                    let latest = self.core.snapshot_meta().cloned();
+                    let _ = reply.send(latest.ok_or(SnapshotError::NothingApplied));
+                } else {
+                    self.core.request_snapshot();
+                    self.snapshot_waiters.push(reply);
+                }
+            }
+            Event::Request(Request::Shutdown) | Event::Shutdown => return Some(RunState::Stopped),
+            Event::Persisted(Ok(persisted)) => {
+                for (index, term) in persisted.acknowledged {
+                    self.core.on_persisted(index, term);
+                }
+                for snapshot in persisted.restore {
+                    let _ = self.apply_jobs.send(ApplyJob::Restore(snapshot));
+                }
+            }
+            Event::Persisted(Err(error)) => {
+                error!(node = self.core.id(), %error, "storage failed; stopping without acknowledging");
+                return Some(RunState::Failed(format!("storage failed: {error}")));
+            }
+            Event::Applied(Ok(Applied::UpTo(index))) => self.core.on_applied(index),
+            Event::Applied(Ok(Applied::SnapshotBuilt {
+                index,
+                size,
+                checksum,
+            })) => {
+                let built = self.core.on_snapshot_built(index, size, checksum);
+                let latest = built.or_else(|| self.core.snapshot_meta().cloned());
+                if let Some(latest) = latest {
+                    for waiter in self.snapshot_waiters.drain(..) {
+                        let _ = waiter.send(Ok(latest.clone()));
+                    }
+                }
+            }
+            Event::Applied(Err(error)) => {
+                error!(node = self.core.id(), %error, "state machine failed; stopping");
+                return Some(RunState::Failed(format!("state machine failed: {error}")));
+            }
+        }
+        None
+    }
+
+    fn start_read(&mut self, query: Bytes, consistency: ReadConsistency, reply: ReplyTo<Bytes, ReadError>) {
+        if consistency == ReadConsistency::Serializable {
+            let _ = self.apply_jobs.send(ApplyJob::Read {
+                index: 0,
+                query,
+                reply,
+            });
+            return;
+        }
+        self.next_read += 1;
+        let id = self.next_read;
+        let lease = consistency == ReadConsistency::Lease && self.core.lease_read(id).is_ok();
+        let asked = if lease { Ok(()) } else { self.core.read_index(id) };
+        match asked {
+            Ok(()) => {
+                self.pending_reads.insert(id, (query, reply));
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error.into()));
+            }
+        }
+    }
+
+    /// Hands the core's work to the transport, the persist task and the apply task.
+    fn dispatch(&mut self, mut ready: Ready) {
+        if ready.is_empty() {
+            return;
+        }
+        if let Some(soft) = ready.soft_state {
+            debug!(node = self.core.id(), role = %soft.role, term = soft.term, leader = ?soft.leader, "role changed");
+        }
+        let persisted = ready.persisted_up_to();
+        let needs_persist = ready.needs_persist() || !ready.messages_after_persist.is_empty();
+        let (write, restore) = ready.take_log_write();
+        for message in ready.messages {
+            send(&*self.transport, message);
+        }
+        for chunk in ready.snapshot_sends {
+            let _ = self.snapshot_chunks.send(chunk);
+        }
+        if ready.build_snapshot {
+            let _ = self.apply_jobs.send(ApplyJob::BuildSnapshot);
+        }
+        if needs_persist {
+            let job = PersistJob {
+                write,
+                persisted,
+                messages: ready.messages_after_persist,
+                chunks: ready.received_chunks,
+                restore,
+            };
+            // If the persist task is gone it reported why; the loop stops on that report.
+            let _ = self.persist_jobs.send(job);
+        }
+        if !ready.committed_entries.is_empty() {
+            let _ = self.apply_jobs.send(ApplyJob::Apply(ready.committed_entries));
+        }
+        // Reads go after the entries above, so the apply task sees them in order.
+        for state in ready.read_states {
+            if let Some((query, reply)) = self.pending_reads.remove(&state.id) {
+                let job = ApplyJob::Read {
+                    index: state.index,
+                    query,
+                    reply,
+                };
+                let _ = self.apply_jobs.send(job);
+            }
+        }
+        for (id, error) in ready.read_failures {
+            if let Some((_, reply)) = self.pending_reads.remove(&id) {
+                let _ = reply.send(Err(error.into()));
+            }
+        }
+    }
+
+    fn publish_status(&self, state: RunState) {
+        let status = NodeStatus::of(&self.core, state);
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                false
+            } else {
+                *current = status;
+                true
+            }
+        });
+    }
+}

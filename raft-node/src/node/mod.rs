@@ -1,0 +1,381 @@
+//! [`RaftNode`]: one Raft node running on tokio.
+//!
+//! Three tasks make a node, connected by channels:
+//!
+//! ```text
+//!            requests, peer messages, ticks
+//!                        │
+//!                 ┌──────▼──────┐  messages (leader AppendEntries, heartbeats) ──► transport
+//!                 │ event loop  │
+//!                 │ (RaftCore)  │── persist jobs ──► ┌──────────────┐ ── after-persist messages ──► transport
+//!                 │             │◄── persisted ───── │ persist task │    (votes, acknowledgements)
+//!                 │             │                    └──────────────┘
+//!                 │             │── apply jobs ────► ┌──────────────┐ ── results ──► proposers
+//!                 │             │◄── applied ─────── │  apply task  │
+//!                 └─────────────┘                    └──────────────┘
+//! ```
+//!
+//! A fourth task reads the chunks of a snapshot the leader sends to a lagging follower from the
+//! snapshot store, so that a large transfer never delays heartbeats. Snapshots are built and
+//! restored on the apply task, which owns the state machine.
+//!
+//! The event loop never waits for storage or the state machine: while one write is being made
+//! durable it keeps accepting messages and proposals, and the persist task writes everything
+//! queued meanwhile in one call (group commit). The leader sends AppendEntries before its own write
+//! is durable, so its fsync runs in parallel with the followers'.
+//!
+//! The files of this folder follow that diagram, one task each: [`event_loop`] (the core and its
+//! inputs), [`persist`], [`apply`] (with snapshot building and restoring, and serving reads) and
+//! [`snapshot_sender`]; this file is the [`RaftNode`] handle that starts them and talks to the
+//! event loop. What they pass each other lives in the leaf [`types`], which refers to none of
+//! them: handle → event loop → {persist, apply, snapshot sender} → types.
+
+mod apply;
+mod event_loop;
+mod persist;
+mod snapshot_sender;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_core::{
+    Inbox, LogStorage, Membership, NodeId, RaftCore, RestoredState, SnapshotMeta, SnapshotStore,
+    StateMachine, Transport,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::NodeConfig;
+use crate::error::{
+    MembershipChangeFailed, ProposeError, ReadError, SnapshotError, StartError, TransferError,
+};
+
+use self::apply::apply_loop;
+use self::event_loop::EventLoop;
+use self::persist::persist_loop;
+use self::snapshot_sender::send_snapshot_chunks;
+use self::types::Request;
+pub use self::types::{NodeStatus, ReadConsistency, RunState};
+
+/// A running Raft node: the protocol core driven by a tick timer, wired to a storage, a transport
+/// and a state machine.
+///
+/// ```
+/// use raft_core::Membership;
+/// use raft_net_mem::MemNetwork;
+/// use raft_node::{KvCommand, KvResponse, KvStateMachine, NodeConfig, RaftNode};
+/// use raft_storage_mem::MemStorage;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let network = MemNetwork::new(7);
+/// let (transport, inbox) = network.register(1);
+/// let node = RaftNode::start(
+///     NodeConfig::new(1),
+///     Membership::voters([1])?,
+///     MemStorage::new(),
+///     transport,
+///     inbox,
+///     KvStateMachine::new(),
+/// )
+/// .await?;
+/// node.wait_for_leader(std::time::Duration::from_secs(5)).await;
+/// let put = KvCommand::Put { key: "k".into(), value: "v".into() };
+/// let reply = node.propose(put.encode()).await?;
+/// assert_eq!(KvResponse::decode(&reply)?, KvResponse::Previous(None));
+/// node.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct RaftNode {
+    id: NodeId,
+    requests: mpsc::Sender<Request>,
+    status: watch::Receiver<NodeStatus>,
+    propose_timeout: Duration,
+    transfer_timeout: Duration,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl RaftNode {
+    /// Restores the node from `storage` and starts it. The state machine says how far it has
+    /// already applied; the node applies the committed log from there.
+    pub async fn start<S, T, I, M>(
+        config: NodeConfig,
+        membership: Membership,
+        mut storage: S,
+        transport: T,
+        inbox: I,
+        mut state_machine: M,
+    ) -> Result<RaftNode, StartError>
+    where
+        S: LogStorage,
+        T: Transport,
+        I: Inbox,
+        M: StateMachine,
+    {
+        let stored = storage.load().await?;
+        let snapshots = storage.snapshot_store();
+        if let Some(snapshot) = &stored.snapshot {
+            if state_machine.applied_index() < snapshot.index {
+                info!(
+                    index = snapshot.index,
+                    "restoring the state machine from the stored snapshot"
+                );
+                let mut reader = snapshots.open(snapshot.index).await?;
+                state_machine.restore(snapshot.index, reader.as_mut()).await?;
+            }
+        }
+        let restored = RestoredState {
+            hard_state: stored.hard_state,
+            snapshot: stored.snapshot,
+            entries: stored.entries,
+            applied: state_machine.applied_index(),
+        };
+        let core = RaftCore::restore(config.core.clone(), membership, restored)?;
+        let id = core.id();
+        info!(
+            node = id,
+            term = core.term(),
+            last_log_index = core.status().last_log_index,
+            "node starting"
+        );
+
+        let transport = Arc::new(transport);
+        let (persist_tx, persist_rx) = mpsc::unbounded_channel();
+        let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+        let (request_tx, request_rx) = mpsc::channel(config.request_queue.max(1));
+        let (status_tx, status_rx) = watch::channel(NodeStatus::of(&core, RunState::Running));
+
+        let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
+        let persist_task = tokio::spawn(persist_loop(storage, transport.clone(), persist_rx, persisted_tx));
+        let apply_task = tokio::spawn(apply_loop(state_machine, snapshots.clone(), apply_rx, applied_tx));
+        let sender_task = tokio::spawn(send_snapshot_chunks(snapshots, transport.clone(), chunk_rx));
+        let event_loop = EventLoop {
+            core,
+            transport,
+            inbox,
+            requests: request_rx,
+            persist_jobs: persist_tx,
+            persisted: persisted_rx,
+            apply_jobs: apply_tx,
+            applied: applied_rx,
+            status: status_tx,
+            tick_interval: config.tick_interval,
+            next_read: 0,
+            pending_reads: BTreeMap::new(),
+            snapshot_chunks: chunk_tx,
+            snapshot_waiters: Vec::new(),
+        };
+        let main_task = tokio::spawn(event_loop.run());
+        Ok(RaftNode {
+            id,
+            requests: request_tx,
+            status: status_rx,
+            propose_timeout: config.propose_timeout,
+            transfer_timeout: config.election_timeout() * 2,
+            tasks: Mutex::new(vec![main_task, persist_task, apply_task, sender_task]),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Proposes a command and waits until it is applied, returning the state machine's response.
+    /// See [`ProposeError`] for which failures leave the outcome open.
+    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Bytes, ProposeError> {
+        let (reply, result) = oneshot::channel();
+        let request = Request::Propose {
+            command: command.into(),
+            reply,
+        };
+        if self.requests.send(request).await.is_err() {
+            // The loop is gone: the request was never seen, so nothing was proposed, but callers
+            // cannot tell that apart from a stop mid-flight; report the stop.
+            return Err(ProposeError::Stopped);
+        }
+        match tokio::time::timeout(self.propose_timeout, result).await {
+            Err(_) => Err(ProposeError::Timeout),
+            Ok(Err(_)) => Err(ProposeError::Stopped),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Runs a read-only `query` against the state machine at the given consistency level, without
+    /// writing to the log.
+    pub async fn read(
+        &self,
+        query: impl Into<Bytes>,
+        consistency: ReadConsistency,
+    ) -> Result<Bytes, ReadError> {
+        let (reply, result) = oneshot::channel();
+        let request = Request::Read {
+            query: query.into(),
+            consistency,
+            reply,
+        };
+        if self.requests.send(request).await.is_err() {
+            return Err(ReadError::Stopped);
+        }
+        match tokio::time::timeout(self.propose_timeout, result).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(_)) => Err(ReadError::Stopped),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Hands leadership to `target` and waits until this node sees it lead (at most two election
+    /// timeouts). Proposals to this node are refused while the transfer runs.
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), TransferError> {
+        let (reply, started) = oneshot::channel();
+        if self
+            .requests
+            .send(Request::Transfer { target, reply })
+            .await
+            .is_err()
+        {
+            return Err(TransferError::Stopped);
+        }
+        match started.await {
+            Err(_) => return Err(TransferError::Stopped),
+            Ok(Err(refused)) => return Err(refused.into()),
+            Ok(Ok(())) => {}
+        }
+        let mut status = self.status.clone();
+        let outcome = tokio::time::timeout(self.transfer_timeout, async {
+            let seen = status
+                .wait_for(|s| s.raft.leader == Some(target) || s.state != RunState::Running)
+                .await;
+            seen.map(|s| s.raft.leader == Some(target)).unwrap_or(false)
+        })
+        .await;
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TransferError::Stopped),
+            Err(_) => Err(TransferError::TimedOut { target }),
+        }
+    }
+
+    /// Changes the cluster's configuration to `voters` and `learners` (call it on the leader) and
+    /// waits until that configuration is in force on this node: a change of voters passes through
+    /// a joint configuration, which the leader leaves by itself once it is committed.
+    pub async fn change_membership(
+        &self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<(), MembershipChangeFailed> {
+        let (started, accepted) = oneshot::channel();
+        let (applied, first_entry) = oneshot::channel();
+        let request = Request::ChangeMembership {
+            voters: voters.clone(),
+            learners: learners.clone(),
+            started,
+            applied,
+        };
+        if self.requests.send(request).await.is_err() {
+            return Err(MembershipChangeFailed::Stopped);
+        }
+        match accepted.await {
+            Err(_) => return Err(MembershipChangeFailed::Stopped),
+            Ok(Err(refused)) => return Err(MembershipChangeFailed::Refused(refused)),
+            Ok(Ok(())) => {}
+        }
+        let deadline = tokio::time::Instant::now() + self.propose_timeout;
+        match tokio::time::timeout_at(deadline, first_entry).await {
+            Err(_) => return Err(MembershipChangeFailed::Timeout),
+            Ok(Err(_)) => return Err(MembershipChangeFailed::Stopped),
+            Ok(Ok(Err(ProposeError::Dropped))) => return Err(MembershipChangeFailed::Dropped),
+            Ok(Ok(Err(_))) => return Err(MembershipChangeFailed::Stopped),
+            Ok(Ok(Ok(_))) => {}
+        }
+        let mut status = self.status.clone();
+        // In force once the final configuration is in the log and committed (a leader that
+        // removed itself steps down in the same step it commits).
+        let in_force = async {
+            let appended = status
+                .wait_for(|s| {
+                    let m = &s.membership;
+                    (m.voters == voters && m.learners == learners && !m.is_joint())
+                        || s.state != RunState::Running
+                })
+                .await
+                .map(|s| (s.state == RunState::Running).then_some(s.raft.last_log_index));
+            let Ok(Some(final_index)) = appended else {
+                return false;
+            };
+            status
+                .wait_for(|s| s.raft.commit_index >= final_index || s.state != RunState::Running)
+                .await
+                .map(|s| s.state == RunState::Running)
+                .unwrap_or(false)
+        };
+        match tokio::time::timeout_at(deadline, in_force).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MembershipChangeFailed::Stopped),
+            Err(_) => Err(MembershipChangeFailed::Timeout),
+        }
+    }
+
+    /// Takes a snapshot of the state machine now and compacts the log before it (keeping
+    /// `Config::snapshot_keep_entries`), whatever the compaction policy says. Returns the snapshot
+    /// once it is complete in the snapshot store (the write that records it and purges the log
+    /// follows). If a snapshot was already being built when this was called, that one is
+    /// returned; when nothing was applied since the latest snapshot, the latest is returned.
+    pub async fn snapshot(&self) -> Result<SnapshotMeta, SnapshotError> {
+        let (reply, result) = oneshot::channel();
+        if self.requests.send(Request::Snapshot { reply }).await.is_err() {
+            return Err(SnapshotError::Stopped);
+        }
+        result.await.unwrap_or(Err(SnapshotError::Stopped))
+    }
+
+    /// The node's current status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until this node knows a leader (itself or another), up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let mut status = self.status.clone();
+        let known = tokio::time::timeout(timeout, status.wait_for(|s| s.raft.leader.is_some())).await;
+        match known {
+            Ok(Ok(s)) => s.raft.leader,
+            _ => None,
+        }
+    }
+
+    /// Stops the node after the writes already handed to storage are done, and waits for it.
+    pub async fn shutdown(&self) {
+        // A full queue or a stopped loop both end in the loop stopping; nothing to report.
+        let _ = self.requests.send(Request::Shutdown).await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the node at once, as a crash would: queued writes are not made.
+    pub fn abort(&self) {
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for RaftNode {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}

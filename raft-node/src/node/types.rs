@@ -1,0 +1,152 @@
+//! What the handle and the node's tasks pass each other: requests from the handle, jobs for the
+//! persist and apply tasks and their results, and the public status and read-consistency types.
+//! A leaf: it refers to none of the tasks.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use raft_core::{
+    Entry, Index, LogWrite, Membership, MembershipChangeError, Message, NodeId, RaftCore, ReceivedChunk,
+    SnapshotMeta, Status, Term, Transport,
+};
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use crate::error::{ProposeError, ReadError, SnapshotError};
+
+/// Whether the node is running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Processing inputs.
+    Running,
+    /// Shut down on request.
+    Stopped,
+    /// Stopped because storage or the state machine failed; the text says how.
+    Failed(String),
+}
+
+/// What a node reports about itself: the protocol's view and whether the runtime runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Role, term, leader and the log's indexes, as the protocol core sees them.
+    pub raft: Status,
+    /// The configuration in force on this node (the latest in its log).
+    pub membership: Membership,
+    /// Whether the node runs.
+    pub state: RunState,
+}
+
+impl NodeStatus {
+    pub(super) fn of(core: &RaftCore, state: RunState) -> Self {
+        NodeStatus {
+            raft: core.status(),
+            membership: core.membership().clone(),
+            state,
+        }
+    }
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Reflects every write completed before the read began (ReadIndex: one heartbeat round to a
+    /// quorum, shared by reads that arrive together). Works on any node: a follower asks the
+    /// leader for the read index and answers from its own state machine.
+    Linearizable,
+    /// Linearizable without a round trip while the leader holds its lease (`Config::lease_reads`);
+    /// relies on bounded clock drift. Falls back to ReadIndex when no lease is held.
+    Lease,
+    /// This node's current state, at once: may be stale, and never blocks.
+    Serializable,
+}
+
+pub(super) type ReplyTo<T, E> = oneshot::Sender<Result<T, E>>;
+
+/// A read-only query and where its answer goes.
+pub(super) type PendingQuery = (Bytes, ReplyTo<Bytes, ReadError>);
+
+pub(super) enum Request {
+    Propose {
+        command: Bytes,
+        reply: ReplyTo<Bytes, ProposeError>,
+    },
+    Read {
+        query: Bytes,
+        consistency: ReadConsistency,
+        reply: ReplyTo<Bytes, ReadError>,
+    },
+    Transfer {
+        target: NodeId,
+        reply: ReplyTo<(), raft_core::TransferError>,
+    },
+    ChangeMembership {
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        started: ReplyTo<(), MembershipChangeError>,
+        applied: ReplyTo<Bytes, ProposeError>,
+    },
+    Snapshot {
+        reply: ReplyTo<SnapshotMeta, SnapshotError>,
+    },
+    Shutdown,
+}
+
+/// A write for the persist task, and what to do once it is durable.
+pub(super) struct PersistJob {
+    pub(super) write: LogWrite,
+    /// (index, term) of the last entry written, reported back to the core.
+    pub(super) persisted: Option<(Index, Term)>,
+    /// Messages that may leave only once the write is durable.
+    pub(super) messages: Vec<Message>,
+    /// Snapshot chunks from the leader, written to the snapshot store before `write`.
+    pub(super) chunks: Vec<ReceivedChunk>,
+    /// The received snapshot `write` records, to finish before the write and to restore the
+    /// state machine from after it.
+    pub(super) restore: Option<SnapshotMeta>,
+}
+
+/// What the persist task made durable.
+#[derive(Debug, Default)]
+pub(super) struct Persisted {
+    /// (index, term) of the last entry of each write, to report to the core.
+    pub(super) acknowledged: Vec<(Index, Term)>,
+    /// Received snapshots now durable: the state machine is to be restored from them.
+    pub(super) restore: Vec<SnapshotMeta>,
+}
+
+/// What the apply task did.
+pub(super) enum Applied {
+    /// Entries up to this index are applied (or a snapshot up to it restored).
+    UpTo(Index),
+    /// A snapshot of the state after `index` was written to the snapshot store.
+    SnapshotBuilt { index: Index, size: u64, checksum: u32 },
+}
+
+pub(super) enum ApplyJob {
+    /// A proposal accepted at `index` in `term` waits for its result.
+    Await {
+        index: Index,
+        term: Term,
+        reply: oneshot::Sender<Result<Bytes, ProposeError>>,
+    },
+    /// Committed entries to apply, in order.
+    Apply(Vec<Entry>),
+    /// A read to serve once `index` is applied.
+    Read {
+        index: Index,
+        query: Bytes,
+        reply: ReplyTo<Bytes, ReadError>,
+    },
+    /// Replace the state machine's state with this durable snapshot from the leader.
+    Restore(SnapshotMeta),
+    /// Write a snapshot of the state machine into the snapshot store.
+    BuildSnapshot,
+}
+
+/// Hands `message` to the transport; a failure is logged (Raft tolerates lost messages).
+pub(super) fn send<T: Transport>(transport: &T, message: Message) {
+    let (to, kind) = (message.to, message.body.kind());
+    if let Err(error) = transport.send(message) {
+        debug!(to, kind, %error, "message not sent");
+    }
+}
