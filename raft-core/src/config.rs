@@ -1,7 +1,6 @@
 //! Protocol settings, checked when they are built.
 
-use thiserror::Error;
-
+use crate::error::ConfigError;
 use crate::types::NodeId;
 
 /// Settings of one node's protocol state machine. All durations are in ticks: the caller decides
@@ -70,48 +69,6 @@ pub struct Config {
     /// A deliberate protocol bug to switch on, for proving that the simulator catches it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::planted::PlantedBug>,
-}
-
-/// A setting that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConfigError {
-    /// Node id 0 is reserved for "nobody".
-    #[error("node id must not be 0")]
-    ZeroNodeId,
-    /// The election timeout is zero.
-    #[error("election_timeout_ticks must be at least 1")]
-    ZeroElectionTimeout,
-    /// The heartbeat interval is zero.
-    #[error("heartbeat_interval_ticks must be at least 1")]
-    ZeroHeartbeatInterval,
-    /// Heartbeats would not arrive before followers time out.
-    #[error(
-        "heartbeat_interval_ticks ({heartbeat}) must be below election_timeout_ticks ({election}) \
-         so that followers hear from the leader before they time out"
-    )]
-    HeartbeatNotBelowElectionTimeout {
-        /// The configured heartbeat interval.
-        heartbeat: u32,
-        /// The configured election timeout.
-        election: u32,
-    },
-    /// Lease reads rely on followers ignoring votes while they hear a leader.
-    #[error("lease_reads needs check_quorum: without it a lease does not stop other elections")]
-    LeaseNeedsCheckQuorum,
-    /// The drift bound leaves no lease at all.
-    #[error("lease_clock_drift_ticks ({drift}) must be below election_timeout_ticks ({election})")]
-    LeaseDriftTooLarge {
-        /// The configured drift bound.
-        drift: u32,
-        /// The configured election timeout.
-        election: u32,
-    },
-    /// A size limit is zero, which would stop replication.
-    #[error("{name} must be greater than 0")]
-    ZeroLimit {
-        /// The setting's name.
-        name: &'static str,
-    },
 }
 
 impl Config {

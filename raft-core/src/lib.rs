@@ -59,26 +59,27 @@ mod storage;
 mod transfer;
 mod types;
 
-pub use crate::config::{Config, ConfigError};
+pub use crate::config::Config;
 pub use crate::core::{FollowerProgress, RaftCore, RestoredState, Status};
-pub use crate::error::{InitError, ProposeError, StepError};
-pub use crate::membership::{Membership, MembershipError, VoteResult};
+pub use crate::error::{
+    ConfigError, InitError, MembershipChangeError, MembershipError, ProposeError, ReadError,
+    StateMachineError, StepError, StorageError, TransferError, TransportError,
+};
+pub use crate::membership::{Membership, VoteResult};
 pub use crate::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, InstallSnapshot,
     InstallSnapshotResponse, Message, MessageBody, RequestVote, RequestVoteResponse,
 };
 pub use crate::planted::PlantedBug;
 pub use crate::progress::ReplicationState;
-pub use crate::read::{ReadError, ReadId, ReadState};
+pub use crate::read::{ReadId, ReadState};
 pub use crate::ready::Ready;
-pub use crate::reconfiguration::MembershipChangeError;
 pub use crate::rng::SeededRng;
 pub use crate::snapshot::{
     ReceivedChunk, SnapshotChecksum, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate,
 };
 pub use crate::storage::{
     Inbox, LogStorage, LogWrite, SnapshotRead, SnapshotSink, SnapshotStore, SnapshotWrite, StateMachine,
-    StateMachineError, StorageError, StoredLog, Transport, TransportError,
+    StoredLog, Transport,
 };
-pub use crate::transfer::TransferError;
 pub use crate::types::{ClusterId, Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};

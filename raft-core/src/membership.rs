@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
+use crate::error::MembershipError;
 use crate::types::{Index, NodeId};
 
 /// The cluster's configuration.
@@ -21,20 +21,6 @@ pub struct Membership {
     pub outgoing: Option<BTreeSet<NodeId>>,
     /// Members that receive the log but do not vote.
     pub learners: BTreeSet<NodeId>,
-}
-
-/// A configuration that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum MembershipError {
-    /// A cluster needs at least one voter.
-    #[error("a configuration needs at least one voter")]
-    NoVoters,
-    /// Node id 0 is reserved.
-    #[error("node id 0 is reserved and cannot be a member")]
-    ZeroNodeId,
-    /// A node is listed both as voter and as learner.
-    #[error("node {0} cannot be both a voter and a learner")]
-    VoterAndLearner(NodeId),
 }
 
 /// The outcome of counting votes.

@@ -20,10 +20,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use thiserror::Error;
 use tracing::debug;
 
 use crate::core::RaftCore;
+use crate::error::ReadError;
 use crate::message::{Heartbeat, MessageBody, ReadIndexRequest, ReadIndexResponse};
 use crate::types::{Index, NodeId, Role};
 
@@ -37,20 +37,6 @@ pub struct ReadState {
     pub id: ReadId,
     /// Serve the read once this index is applied.
     pub index: Index,
-}
-
-/// Why a read cannot be served (yet).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ReadError {
-    /// This node is not the leader and knows of none, or the leader changed while the read waited.
-    #[error("no leader to confirm the read (leader hint: {leader_hint:?}); retry")]
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
-    /// Lease reads are off, or the lease is not held right now; use ReadIndex.
-    #[error("the leader does not hold a read lease; use a ReadIndex read")]
-    LeaseNotHeld,
 }
 
 #[derive(Clone, Copy, Debug)]

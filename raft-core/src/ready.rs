@@ -1,7 +1,8 @@
 //! The batch of work the core hands to its caller.
 
+use crate::error::ReadError;
 use crate::message::Message;
-use crate::read::{ReadError, ReadId, ReadState};
+use crate::read::{ReadId, ReadState};
 use crate::snapshot::{ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
 use crate::storage::LogWrite;
 use crate::types::{Entry, HardState, Index, SoftState, Term};

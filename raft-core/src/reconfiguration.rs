@@ -10,53 +10,13 @@
 
 use std::collections::BTreeSet;
 
-use thiserror::Error;
 use tracing::info;
 
 use crate::core::RaftCore;
-use crate::membership::{Membership, MembershipError};
+use crate::error::MembershipChangeError;
+use crate::membership::Membership;
 use crate::progress::Progress;
 use crate::types::{Entry, EntryPayload, Index, NodeId, Role, Term};
-
-/// Why a membership change was refused. Nothing was appended.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum MembershipChangeError {
-    /// Only the leader changes the configuration.
-    #[error("this node is not the leader (leader hint: {leader_hint:?})")]
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
-    /// The leader has not committed an entry of its term yet; retry shortly.
-    #[error("the leader has not committed an entry of its own term yet; retry shortly")]
-    LeaderNotReady,
-    /// Another change is still in progress (not committed, or the joint phase not left yet).
-    #[error("a membership change is already in progress; wait until it completes")]
-    ChangeInProgress,
-    /// A leadership transfer is under way.
-    #[error("a leadership transfer is under way")]
-    TransferInProgress,
-    /// The requested configuration is invalid (no voters, node 0, a node both voter and learner).
-    #[error("invalid configuration: {0}")]
-    Invalid(#[from] MembershipError),
-    /// The requested configuration is the one in force.
-    #[error("the requested configuration is already in force")]
-    Unchanged,
-    /// A node that would become a voter is too far behind: add it as a learner, wait until it
-    /// has caught up, then promote it (see `Config::max_promotion_lag_entries`).
-    #[error(
-        "node {node} is not caught up to become a voter (it has {match_index} of {commit_index} \
-         committed entries); add it as a learner and promote it once it has caught up"
-    )]
-    NotCaughtUp {
-        /// The node.
-        node: NodeId,
-        /// The last entry the leader knows it holds.
-        match_index: Index,
-        /// The leader's commit index.
-        commit_index: Index,
-    },
-}
 
 /// The configurations in the in-memory log, oldest first, with the one in force before them.
 #[derive(Clone, Debug, Default)]

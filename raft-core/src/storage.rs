@@ -5,11 +5,11 @@ use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use thiserror::Error;
 
+use crate::error::{StateMachineError, StorageError, TransportError};
 use crate::message::Message;
 use crate::snapshot::SnapshotMeta;
-use crate::types::{Entry, HardState, Index, NodeId};
+use crate::types::{Entry, HardState, Index};
 
 /// What a node persisted, as read back when it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,28 +75,6 @@ impl LogWrite {
             self.hard_state = later.hard_state;
         }
     }
-}
-
-/// A storage failure. A node whose write fails stops: it must not acknowledge anything.
-#[derive(Debug, Error)]
-pub enum StorageError {
-    /// The backend failed (I/O error, closed database, ...).
-    #[error("storage backend failed: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// What is stored is not valid.
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    /// No complete snapshot is stored at this index (never finished, or deleted as superseded).
-    #[error("no snapshot at index {0}")]
-    SnapshotNotFound(Index),
-    /// The write would leave a gap in the log.
-    #[error("append at index {first} would leave a gap after the last stored index {last}")]
-    LogGap {
-        /// The first index of the write.
-        first: Index,
-        /// The last stored index.
-        last: Index,
-    },
 }
 
 /// Durable storage of one node's log, hard state and snapshots.
@@ -170,34 +148,6 @@ pub trait SnapshotSink: SnapshotWrite {
     async fn finish(self: Box<Self>) -> Result<(), StorageError>;
 }
 
-/// A failure of the user's state machine. The node stops applying: a replicated state machine
-/// that skipped an entry would diverge from its peers.
-#[derive(Debug, Error)]
-#[error("state machine failed at index {index}: {source}")]
-pub struct StateMachineError {
-    /// The index of the entry being applied.
-    pub index: Index,
-    /// What went wrong.
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl StateMachineError {
-    /// The snapshot store failed while the state machine, at `index`, wrote or read a snapshot.
-    ///
-    /// ```
-    /// use raft_core::{StateMachineError, StorageError};
-    /// let error = StateMachineError::storage(7, StorageError::SnapshotNotFound(7));
-    /// assert_eq!(error.to_string(), "state machine failed at index 7: no snapshot at index 7");
-    /// ```
-    pub fn storage(index: Index, error: StorageError) -> Self {
-        StateMachineError {
-            index,
-            source: Box::new(error),
-        }
-    }
-}
-
 /// The user's deterministic state machine. Every node applies the same commands in the same order
 /// and must reach the same state and produce the same responses.
 #[async_trait]
@@ -226,21 +176,6 @@ pub trait StateMachine: Send + 'static {
     /// restarts). A restarted node restores the latest snapshot if this is behind it, then applies
     /// the committed log from the entry after it.
     fn applied_index(&self) -> Index;
-}
-
-/// A failure to hand a message to the transport. Raft tolerates lost messages, so the node logs it
-/// and carries on; the error says why.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum TransportError {
-    /// No route to this node is known.
-    #[error("no route to node {0}")]
-    UnknownPeer(NodeId),
-    /// The outgoing queue for this peer is full; the message was dropped.
-    #[error("outgoing queue to node {0} is full; message dropped")]
-    QueueFull(NodeId),
-    /// The transport was shut down.
-    #[error("transport is shut down")]
-    Closed,
 }
 
 /// Sends messages to peers. `send` must not block: it queues the message and returns, because

@@ -5,10 +5,10 @@
 //! they heard from the old leader recently. If the target has not taken over within an election
 //! timeout, the leader gives up and accepts proposals again.
 
-use thiserror::Error;
 use tracing::info;
 
 use crate::core::RaftCore;
+use crate::error::TransferError;
 use crate::message::MessageBody;
 use crate::types::{NodeId, Role};
 
@@ -18,29 +18,6 @@ pub(crate) struct Transfer {
     pub(crate) target: NodeId,
     pub(crate) elapsed: u32,
     pub(crate) timeout_now_sent: bool,
-}
-
-/// Why a transfer cannot start.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum TransferError {
-    /// Only the leader can hand over leadership.
-    #[error("this node is not the leader (leader hint: {leader_hint:?})")]
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
-    /// A transfer is already under way.
-    #[error("a transfer to node {target} is already under way")]
-    InProgress {
-        /// Its target.
-        target: NodeId,
-    },
-    /// The target does not vote in the current configuration.
-    #[error("node {0} is not a voter and cannot lead")]
-    NotAVoter(NodeId),
-    /// The target is this node.
-    #[error("node {0} already leads")]
-    AlreadyLeader(NodeId),
 }
 
 impl RaftCore {
