@@ -16,7 +16,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::config::NodeConfig;
-use crate::error::{MembershipChangeFailed, ProposeError, ReadError, StartError};
+use crate::error::{ChangeMembershipError, ProposeError, ReadError, StartError};
 use crate::kv::{KvCommand, KvResponse, KvStateMachine};
 use crate::node::{RaftNode, ReadConsistency};
 use crate::session_client::NodeDirectory;
@@ -75,7 +75,7 @@ pub enum ClusterError {
     Read(#[from] ReadError),
     /// A membership change failed.
     #[error("membership change failed: {0}")]
-    MembershipChange(#[from] MembershipChangeFailed),
+    MembershipChange(#[from] ChangeMembershipError),
     /// The state machine answered something other than what was asked.
     #[error("unexpected reply: {0}")]
     UnexpectedReply(String),
@@ -260,12 +260,12 @@ impl MemCluster {
             let node = self.node(leader).ok_or(ClusterError::NotRunning(leader))?;
             let retry = match node.change_membership(voters.clone(), learners.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(MembershipChangeFailed::Dropped)
-                | Err(MembershipChangeFailed::Refused(MembershipChangeError::NotLeader { .. }))
-                | Err(MembershipChangeFailed::Refused(MembershipChangeError::LeaderNotReady))
-                | Err(MembershipChangeFailed::Refused(MembershipChangeError::ChangeInProgress))
-                | Err(MembershipChangeFailed::Refused(MembershipChangeError::TransferInProgress)) => true,
-                Err(MembershipChangeFailed::Refused(MembershipChangeError::NotCaughtUp {
+                Err(ChangeMembershipError::Dropped)
+                | Err(ChangeMembershipError::Refused(MembershipChangeError::NotLeader { .. }))
+                | Err(ChangeMembershipError::Refused(MembershipChangeError::LeaderNotReady))
+                | Err(ChangeMembershipError::Refused(MembershipChangeError::ChangeInProgress))
+                | Err(ChangeMembershipError::Refused(MembershipChangeError::TransferInProgress)) => true,
+                Err(ChangeMembershipError::Refused(MembershipChangeError::NotCaughtUp {
                     node: behind,
                     ..
                 })) => {
@@ -279,14 +279,14 @@ impl MemCluster {
                     true
                 }
                 // The leader removed itself and stepped down; the change is in force elsewhere.
-                Err(MembershipChangeFailed::Timeout) | Err(MembershipChangeFailed::Stopped) => true,
+                Err(ChangeMembershipError::Timeout) | Err(ChangeMembershipError::Stopped) => true,
                 Err(error) => return Err(error.into()),
             };
             if self.configuration_in_force(&voters, &learners) {
                 return Ok(());
             }
             if !retry || Instant::now() >= deadline {
-                return Err(ClusterError::MembershipChange(MembershipChangeFailed::Timeout));
+                return Err(ClusterError::MembershipChange(ChangeMembershipError::Timeout));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -351,20 +351,22 @@ impl MemCluster {
             let node = target.and_then(|id| self.node(id));
             let attempt = match node {
                 Some(node) => node.propose(command.clone()).await,
-                None => Err(ProposeError::NotLeader { leader_hint: None }),
+                None => Err(not_leader(None)),
             };
             let hint = match attempt {
                 Ok(reply) => return Ok(reply),
-                Err(ProposeError::NotLeader { leader_hint }) => leader_hint,
+                // Nothing was proposed (not the leader, busy, transferring): retry after a pause,
+                // on the new leader if known. Too large is final.
+                Err(error @ ProposeError::Refused(raft_core::ProposeError::EntryTooLarge { .. })) => {
+                    return Err(error.into())
+                }
+                Err(error @ ProposeError::Refused(_)) => error.leader_hint(),
                 // Another leader's entry took its place: certainly not applied, so retry.
                 Err(ProposeError::Dropped) => None,
-                // Nothing was proposed: retry after a pause, on the new leader if known.
-                Err(ProposeError::Transferring { target }) => Some(target),
-                Err(ProposeError::Busy { .. }) => None,
                 Err(error) => return Err(error.into()),
             };
             if Instant::now() >= deadline {
-                return Err(ProposeError::NotLeader { leader_hint: hint }.into());
+                return Err(not_leader(hint).into());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
             target = hint
@@ -389,18 +391,19 @@ impl MemCluster {
             let node = target.and_then(|id| self.node(id));
             let attempt = match node {
                 Some(node) => node.read(query.clone(), consistency).await,
-                None => Err(ReadError::NotLeader { leader_hint: None }),
+                None => Err(raft_core::ReadError::NotLeader { leader_hint: None }.into()),
             };
             let hint = match attempt {
                 Ok(reply) => match KvResponse::decode(&reply)? {
                     KvResponse::Value(value) => return Ok(value),
                     other => return Err(ClusterError::UnexpectedReply(format!("{other:?}"))),
                 },
-                Err(ReadError::NotLeader { leader_hint }) => leader_hint,
+                Err(error @ ReadError::Refused(_)) => error.leader_hint(),
                 Err(error) => return Err(error.into()),
             };
             if Instant::now() >= deadline {
-                return Err(ReadError::NotLeader { leader_hint: hint }.into());
+                let error = ReadError::from(raft_core::ReadError::NotLeader { leader_hint: hint });
+                return Err(error.into());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
             target = hint
@@ -448,4 +451,9 @@ impl NodeDirectory for MemCluster {
     fn node(&self, id: NodeId) -> Option<Arc<RaftNode>> {
         MemCluster::node(self, id)
     }
+}
+
+/// The refusal of a proposal sent to no leader.
+fn not_leader(leader_hint: Option<NodeId>) -> ProposeError {
+    raft_core::ProposeError::NotLeader { leader_hint }.into()
 }

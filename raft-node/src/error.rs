@@ -5,39 +5,23 @@ use thiserror::Error;
 
 /// Why a proposal has no result.
 ///
-/// The variants say whether the command may still take effect: only [`ProposeError::Timeout`],
-/// [`ProposeError::Superseded`] and [`ProposeError::Stopped`] leave that open (client sessions make
-/// retrying them safe; see [`SessionClient`](crate::SessionClient)).
+/// The variants say whether the command may still take effect: [`Refused`](Self::Refused) and
+/// [`Dropped`](Self::Dropped) mean it certainly did not; only [`Timeout`](Self::Timeout),
+/// [`Superseded`](Self::Superseded) and [`Stopped`](Self::Stopped) leave that open (client
+/// sessions make retrying them safe; see [`SessionClient`](crate::SessionClient)).
+///
+/// ```
+/// use raft_node::ProposeError;
+/// let refused = ProposeError::from(raft_core::ProposeError::NotLeader { leader_hint: Some(2) });
+/// assert_eq!(refused.leader_hint(), Some(2));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ProposeError {
-    /// This node is not the leader; nothing was proposed. Retry on `leader_hint` if known.
-    #[error("node is not the leader (leader hint: {leader_hint:?}); nothing was proposed")]
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
-    /// The command is larger than the configured limit; nothing was proposed.
-    #[error("command of {size} bytes exceeds the limit of {max} bytes; nothing was proposed")]
-    TooLarge {
-        /// The command's size.
-        size: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The leader has too many uncommitted entries; nothing was proposed. Retry after a pause.
-    #[error("the leader has {uncommitted} uncommitted entries (limit {max}); nothing was proposed")]
-    Busy {
-        /// Entries waiting to commit.
-        uncommitted: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A leadership transfer is under way; nothing was proposed. Retry on the new leader.
-    #[error("leadership is moving to node {target}; nothing was proposed")]
-    Transferring {
-        /// The node taking over.
-        target: NodeId,
-    },
+    /// The protocol core did not accept the command (this node is not the leader, the command is
+    /// too large, too many entries are uncommitted, a leadership transfer is under way): nothing
+    /// was proposed. Retry on [`leader_hint`](Self::leader_hint) if known, or after a pause.
+    #[error("proposal refused: {0}")]
+    Refused(#[from] raft_core::ProposeError),
     /// Leadership changed and another entry took this command's place in the log: the command
     /// was certainly not applied.
     #[error("leadership changed before the command committed; it was not applied")]
@@ -54,15 +38,14 @@ pub enum ProposeError {
     Stopped,
 }
 
-impl From<raft_core::ProposeError> for ProposeError {
-    fn from(error: raft_core::ProposeError) -> Self {
-        match error {
-            raft_core::ProposeError::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
-            raft_core::ProposeError::EntryTooLarge { size, max } => ProposeError::TooLarge { size, max },
-            raft_core::ProposeError::TransferInProgress { target } => ProposeError::Transferring { target },
-            raft_core::ProposeError::TooManyUncommitted { uncommitted, max } => {
-                ProposeError::Busy { uncommitted, max }
-            }
+impl ProposeError {
+    /// Where to send the command instead, when this node knows: the leader it follows, or the
+    /// node a leadership transfer under way hands over to.
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        match self {
+            ProposeError::Refused(raft_core::ProposeError::NotLeader { leader_hint }) => *leader_hint,
+            ProposeError::Refused(raft_core::ProposeError::TransferInProgress { target }) => Some(*target),
+            _ => None,
         }
     }
 }
@@ -70,13 +53,10 @@ impl From<raft_core::ProposeError> for ProposeError {
 /// Why a read has no answer. A read changes nothing, so it can always be retried.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReadError {
-    /// No leader could confirm the read: this node is not the leader and knows of none, or
-    /// leadership changed while the read waited. Retry, on `leader_hint` if known.
-    #[error("no leader confirmed the read (leader hint: {leader_hint:?}); retry")]
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
+    /// The protocol core refused the read, or gave it up because leadership changed while it
+    /// waited for confirmation. Retry, on [`leader_hint`](Self::leader_hint) if known.
+    #[error("read refused: {0}")]
+    Refused(#[from] raft_core::ReadError),
     /// No answer within the timeout.
     #[error("no answer within the timeout")]
     Timeout,
@@ -85,12 +65,12 @@ pub enum ReadError {
     Stopped,
 }
 
-impl From<raft_core::ReadError> for ReadError {
-    fn from(error: raft_core::ReadError) -> Self {
-        match error {
-            raft_core::ReadError::NotLeader { leader_hint } => ReadError::NotLeader { leader_hint },
-            // The node falls back to ReadIndex when no lease is held, so this does not surface.
-            raft_core::ReadError::LeaseNotHeld => ReadError::NotLeader { leader_hint: None },
+impl ReadError {
+    /// The leader to ask instead, when this node knows of one.
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        match self {
+            ReadError::Refused(raft_core::ReadError::NotLeader { leader_hint }) => *leader_hint,
+            _ => None,
         }
     }
 }
@@ -114,7 +94,7 @@ pub enum TransferError {
 
 /// Why a membership change did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum MembershipChangeFailed {
+pub enum ChangeMembershipError {
     /// The change could not start (not the leader, another change pending, invalid, ...);
     /// nothing was appended.
     #[error("membership change refused: {0}")]

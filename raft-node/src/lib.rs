@@ -48,7 +48,7 @@ pub mod snapshot_stream;
 pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
 pub use crate::config::NodeConfig;
 pub use crate::error::{
-    MembershipChangeFailed, ProposeError, ReadError, SnapshotError, StartError, TransferError,
+    ChangeMembershipError, ProposeError, ReadError, SnapshotError, StartError, TransferError,
 };
 pub use crate::kv::{DecodeError, KvCommand, KvResponse, KvStateMachine};
 pub use crate::node::{NodeStatus, RaftNode, ReadConsistency, RunState};

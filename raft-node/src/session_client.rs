@@ -130,7 +130,7 @@ impl<D: NodeDirectory> SessionClient<D> {
             });
             let outcome = match target.and_then(|id| self.directory.node(id)) {
                 Some(node) => node.propose(envelope.clone()).await,
-                None => Err(ProposeError::NotLeader { leader_hint: None }),
+                None => Err(raft_core::ProposeError::NotLeader { leader_hint: None }.into()),
             };
             match outcome {
                 Ok(reply) => {
@@ -138,17 +138,18 @@ impl<D: NodeDirectory> SessionClient<D> {
                     return SessionResponse::decode(&reply)
                         .map_err(|e| ClientError::BadResponse(e.to_string()));
                 }
-                Err(ProposeError::NotLeader { leader_hint }) => self.leader = leader_hint,
-                Err(ProposeError::Transferring { target }) => self.leader = Some(target),
-                Err(error @ ProposeError::TooLarge { .. }) => return Err(ClientError::Refused(error)),
+                Err(error @ ProposeError::Refused(raft_core::ProposeError::EntryTooLarge { .. })) => {
+                    return Err(ClientError::Refused(error))
+                }
+                // Not the leader, busy or transferring: nothing was proposed; follow the hint.
+                Err(error @ ProposeError::Refused(_)) => self.leader = error.leader_hint(),
                 // Outcome unknown or certainly not applied: the same sequence number makes a
                 // retry safe either way.
                 Err(
                     ProposeError::Timeout
                     | ProposeError::Stopped
                     | ProposeError::Superseded
-                    | ProposeError::Dropped
-                    | ProposeError::Busy { .. },
+                    | ProposeError::Dropped,
                 ) => {}
             }
             if Instant::now() >= deadline {

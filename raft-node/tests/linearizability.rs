@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use raft_core::ProposeError as Refusal;
 use raft_core::{NodeId, SeededRng};
 use raft_net_mem::Faults;
 use raft_node::{
@@ -54,7 +55,11 @@ async fn read(
         if let Some(node) = cluster.node(target) {
             match node.read(query.clone(), consistency).await {
                 Ok(reply) => return Attempt::Done(KvResponse::decode(&reply).unwrap()),
-                Err(ReadError::NotLeader { leader_hint }) => *guess = leader_hint,
+                Err(ReadError::Refused(raft_core::ReadError::NotLeader { leader_hint })) => {
+                    *guess = leader_hint
+                }
+                // Reads fall back to ReadIndex without a lease, so this one never surfaces.
+                Err(ReadError::Refused(raft_core::ReadError::LeaseNotHeld)) => *guess = None,
                 Err(ReadError::Timeout) | Err(ReadError::Stopped) => return Attempt::Failed,
             }
         } else {
@@ -126,10 +131,12 @@ async fn execute(
         };
         match node.propose(command.encode()).await {
             Ok(reply) => return Attempt::Done(KvResponse::decode(&reply).unwrap()),
-            Err(ProposeError::NotLeader { leader_hint }) => *guess = leader_hint,
-            Err(ProposeError::Dropped) | Err(ProposeError::Busy { .. }) => *guess = None,
-            Err(ProposeError::Transferring { target }) => *guess = Some(target),
-            Err(ProposeError::TooLarge { .. }) => return Attempt::Failed,
+            Err(ProposeError::Refused(Refusal::NotLeader { leader_hint })) => *guess = leader_hint,
+            Err(ProposeError::Dropped) | Err(ProposeError::Refused(Refusal::TooManyUncommitted { .. })) => {
+                *guess = None
+            }
+            Err(ProposeError::Refused(Refusal::TransferInProgress { target })) => *guess = Some(target),
+            Err(ProposeError::Refused(Refusal::EntryTooLarge { .. })) => return Attempt::Failed,
             Err(ProposeError::Timeout) | Err(ProposeError::Stopped) | Err(ProposeError::Superseded) => {
                 return Attempt::Unknown
             }

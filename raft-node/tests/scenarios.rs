@@ -384,9 +384,9 @@ async fn proposal_to_a_follower_is_refused_with_a_leader_hint() {
         .await;
     assert_eq!(
         refused,
-        Err(ProposeError::NotLeader {
+        Err(ProposeError::Refused(raft_core::ProposeError::NotLeader {
             leader_hint: Some(leader)
-        })
+        }))
     );
     cluster.shutdown().await;
 }

@@ -51,7 +51,7 @@ use tracing::info;
 
 use crate::config::NodeConfig;
 use crate::error::{
-    MembershipChangeFailed, ProposeError, ReadError, SnapshotError, StartError, TransferError,
+    ChangeMembershipError, ProposeError, ReadError, SnapshotError, StartError, TransferError,
 };
 
 use self::apply::apply_loop;
@@ -270,7 +270,7 @@ impl RaftNode {
         &self,
         voters: BTreeSet<NodeId>,
         learners: BTreeSet<NodeId>,
-    ) -> Result<(), MembershipChangeFailed> {
+    ) -> Result<(), ChangeMembershipError> {
         let (started, accepted) = oneshot::channel();
         let (applied, first_entry) = oneshot::channel();
         let request = Request::ChangeMembership {
@@ -280,19 +280,19 @@ impl RaftNode {
             applied,
         };
         if self.requests.send(request).await.is_err() {
-            return Err(MembershipChangeFailed::Stopped);
+            return Err(ChangeMembershipError::Stopped);
         }
         match accepted.await {
-            Err(_) => return Err(MembershipChangeFailed::Stopped),
-            Ok(Err(refused)) => return Err(MembershipChangeFailed::Refused(refused)),
+            Err(_) => return Err(ChangeMembershipError::Stopped),
+            Ok(Err(refused)) => return Err(ChangeMembershipError::Refused(refused)),
             Ok(Ok(())) => {}
         }
         let deadline = tokio::time::Instant::now() + self.propose_timeout;
         match tokio::time::timeout_at(deadline, first_entry).await {
-            Err(_) => return Err(MembershipChangeFailed::Timeout),
-            Ok(Err(_)) => return Err(MembershipChangeFailed::Stopped),
-            Ok(Ok(Err(ProposeError::Dropped))) => return Err(MembershipChangeFailed::Dropped),
-            Ok(Ok(Err(_))) => return Err(MembershipChangeFailed::Stopped),
+            Err(_) => return Err(ChangeMembershipError::Timeout),
+            Ok(Err(_)) => return Err(ChangeMembershipError::Stopped),
+            Ok(Ok(Err(ProposeError::Dropped))) => return Err(ChangeMembershipError::Dropped),
+            Ok(Ok(Err(_))) => return Err(ChangeMembershipError::Stopped),
             Ok(Ok(Ok(_))) => {}
         }
         let mut status = self.status.clone();
@@ -318,8 +318,8 @@ impl RaftNode {
         };
         match tokio::time::timeout_at(deadline, in_force).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(MembershipChangeFailed::Stopped),
-            Err(_) => Err(MembershipChangeFailed::Timeout),
+            Ok(false) => Err(ChangeMembershipError::Stopped),
+            Err(_) => Err(ChangeMembershipError::Timeout),
         }
     }
 
