@@ -79,7 +79,7 @@ pub use crate::snapshot::{
     ReceivedChunk, SnapshotChecksum, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate,
 };
 pub use crate::storage::{
-    Inbox, LogStorage, LogWrite, SnapshotRead, SnapshotSink, SnapshotStore, SnapshotWrite, StateMachine,
-    StoredLog, Transport,
+    Inbox, LogImage, LogStorage, LogWrite, SnapshotRead, SnapshotSink, SnapshotStore, SnapshotWrite,
+    StateMachine, StoredLog, Transport,
 };
 pub use crate::types::{ClusterId, Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};

@@ -77,6 +77,93 @@ impl LogWrite {
     }
 }
 
+/// A node's stored log held in memory: the hard state, the latest recorded snapshot, and the
+/// entries after the last purge. [`apply`](Self::apply) is the reference of the [`LogWrite`]
+/// contract, shared by the in-memory storage and the simulator's disks.
+///
+/// ```
+/// use raft_core::{Entry, LogImage, LogWrite};
+/// let mut image = LogImage::default();
+/// let entries = vec![Entry::command(1, 1, "a"), Entry::command(1, 2, "b")];
+/// image.apply(&LogWrite { entries, ..LogWrite::default() })?;
+/// image.apply(&LogWrite { entries: vec![Entry::command(2, 2, "c")], ..LogWrite::default() })?;
+/// assert_eq!((image.last_index(), image.entries[1].term), (2, 2));
+/// image.apply(&LogWrite { purge_to: 2, ..LogWrite::default() })?;
+/// assert!(image.entries.is_empty());
+/// assert_eq!(image.last_index(), 2, "the log continues after the purge");
+/// # Ok::<(), raft_core::StorageError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogImage {
+    /// The saved hard state.
+    pub hard_state: HardState,
+    /// The entries up to here were purged; `entries` starts right after.
+    pub purged_to: Index,
+    /// The stored entries, consecutive from `purged_to + 1`.
+    pub entries: Vec<Entry>,
+    /// The latest recorded snapshot.
+    pub snapshot: Option<SnapshotMeta>,
+}
+
+impl LogImage {
+    /// The index of the last stored entry (the purge point when none is left).
+    pub fn last_index(&self) -> Index {
+        self.purged_to + self.entries.len() as Index
+    }
+
+    /// Applies `write` whole, in the order the contract gives (`discard_log`, `purge_to`,
+    /// `entries`, `snapshot`, `hard_state`), or, when its entries would leave a gap, not at all.
+    pub fn apply(&mut self, write: &LogWrite) -> Result<(), StorageError> {
+        if let Some(first) = write.entries.first() {
+            // Where the log ends once the discard and the purge are done.
+            let mut purged_to = self.purged_to;
+            let mut last = if write.discard_log {
+                purged_to
+            } else {
+                self.last_index()
+            };
+            if write.purge_to > purged_to {
+                purged_to = write.purge_to;
+                last = last.max(purged_to);
+            }
+            if first.index > last + 1 || first.index <= purged_to {
+                return Err(StorageError::LogGap {
+                    first: first.index,
+                    last,
+                });
+            }
+        }
+        if write.discard_log {
+            self.entries.clear();
+        }
+        if write.purge_to > self.purged_to {
+            let drop = ((write.purge_to - self.purged_to) as usize).min(self.entries.len());
+            self.entries.drain(..drop);
+            self.purged_to = write.purge_to;
+        }
+        if let Some(first) = write.entries.first() {
+            self.entries.truncate((first.index - self.purged_to - 1) as usize);
+            self.entries.extend(write.entries.iter().cloned());
+        }
+        if let Some(snapshot) = &write.snapshot {
+            self.snapshot = Some(snapshot.clone());
+        }
+        if let Some(hard_state) = write.hard_state {
+            self.hard_state = hard_state;
+        }
+        Ok(())
+    }
+
+    /// What a node restarting from this image reads back.
+    pub fn stored_log(&self) -> StoredLog {
+        StoredLog {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+}
+
 /// Durable storage of one node's log, hard state and snapshots.
 ///
 /// The contract the node relies on: when [`persist`](Self::persist) returns `Ok`, the write is

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError, StorageError};
 
-use crate::snapshot_stream::{RecordReader, RecordWriter};
+use crate::snapshot_stream::{RecordReader, RecordWriter, SnapshotHeader};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -226,7 +226,7 @@ impl StateMachine for KvStateMachine {
         let failed = |error| StateMachineError::storage(index, error);
         let mut writer = RecordWriter::new(snapshot);
         let header = KvSnapshotHeader {
-            version: KV_SNAPSHOT_VERSION,
+            version: KvSnapshotHeader::VERSION,
             pairs: count,
         };
         writer.push(&header).await.map_err(failed)?;
@@ -263,17 +263,7 @@ impl StateMachine for KvStateMachine {
     ) -> Result<(), StateMachineError> {
         let failed = |error| StateMachineError::storage(index, error);
         let mut reader = RecordReader::new(snapshot);
-        let header: KvSnapshotHeader = reader
-            .next()
-            .await
-            .map_err(failed)?
-            .ok_or_else(|| failed(StorageError::Corrupt("empty key-value snapshot".into())))?;
-        if header.version != KV_SNAPSHOT_VERSION {
-            return Err(failed(StorageError::Corrupt(format!(
-                "key-value snapshot version {} (expected {KV_SNAPSHOT_VERSION})",
-                header.version
-            ))));
-        }
+        let header: KvSnapshotHeader = reader.header().await.map_err(failed)?;
         let mut data = BTreeMap::new();
         while let Some((key, value)) = reader.next::<(String, String)>().await.map_err(failed)? {
             data.insert(key, value);
@@ -296,9 +286,6 @@ impl StateMachine for KvStateMachine {
     }
 }
 
-/// The format version of key-value snapshots.
-const KV_SNAPSHOT_VERSION: u32 = 1;
-
 /// Pairs copied out of the store per lock acquisition while snapshotting.
 const SNAPSHOT_BATCH: usize = 1024;
 
@@ -307,6 +294,14 @@ const SNAPSHOT_BATCH: usize = 1024;
 struct KvSnapshotHeader {
     version: u32,
     pairs: u64,
+}
+
+impl SnapshotHeader for KvSnapshotHeader {
+    const PART: &'static str = "key-value snapshot";
+    const VERSION: u32 = 1;
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 #[cfg(test)]

@@ -26,14 +26,11 @@ use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineEr
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use crate::snapshot_stream::{RecordReader, RecordWriter};
+use crate::snapshot_stream::{RecordReader, RecordWriter, SnapshotHeader};
 
 /// The two bytes that open every session command (no postcard-encoded enum of fewer than 0xF5
 /// variants starts with them).
 const MARKER: [u8; 2] = [0xF5, 0x5E];
-
-/// The format version of the session table in snapshots.
-const SESSIONS_SNAPSHOT_VERSION: u32 = 1;
 
 /// A client session's id: the log index of the entry that registered it (unique in the cluster).
 pub type SessionId = u64;
@@ -126,6 +123,14 @@ struct TableHeader {
     version: u32,
     sessions: u64,
     expire_after_entries: u64,
+}
+
+impl SnapshotHeader for TableHeader {
+    const PART: &'static str = "session table";
+    const VERSION: u32 = 1;
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 /// A state machine with exactly-once client sessions in front of `M`.
@@ -255,7 +260,7 @@ impl<M: StateMachine> StateMachine for Sessions<M> {
         let failed = |error| StateMachineError::storage(index, error);
         let mut writer = RecordWriter::new(snapshot);
         let header = TableHeader {
-            version: SESSIONS_SNAPSHOT_VERSION,
+            version: TableHeader::VERSION,
             sessions: self.table.len() as u64,
             expire_after_entries: self.expire_after_entries,
         };
@@ -274,17 +279,7 @@ impl<M: StateMachine> StateMachine for Sessions<M> {
     ) -> Result<(), StateMachineError> {
         let failed = |error| StateMachineError::storage(index, error);
         let mut reader = RecordReader::new(snapshot);
-        let header: TableHeader = reader
-            .next()
-            .await
-            .map_err(failed)?
-            .ok_or_else(|| failed(StorageError::Corrupt("snapshot has no session table".into())))?;
-        if header.version != SESSIONS_SNAPSHOT_VERSION {
-            return Err(failed(StorageError::Corrupt(format!(
-                "session table version {} (expected {SESSIONS_SNAPSHOT_VERSION})",
-                header.version
-            ))));
-        }
+        let header: TableHeader = reader.header().await.map_err(failed)?;
         let mut table = BTreeMap::new();
         let mut by_activity = BTreeSet::new();
         for _ in 0..header.sessions {

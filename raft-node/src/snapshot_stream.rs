@@ -146,6 +146,36 @@ impl<'a> RecordReader<'a> {
     }
 }
 
+/// The first record of a versioned part of a snapshot (a state machine's data, the session
+/// table): it names the format version, which [`RecordReader::header`] checks.
+pub trait SnapshotHeader: Serialize + DeserializeOwned {
+    /// What the part holds, for error messages ("key-value snapshot", "session table").
+    const PART: &'static str;
+    /// The format version this code writes and reads.
+    const VERSION: u32;
+    /// The version this header names.
+    fn version(&self) -> u32;
+}
+
+impl RecordReader<'_> {
+    /// Reads the header of the next part of the snapshot and checks its format version.
+    pub async fn header<H: SnapshotHeader>(&mut self) -> Result<H, StorageError> {
+        let header: H = self
+            .next()
+            .await?
+            .ok_or_else(|| StorageError::Corrupt(format!("snapshot has no {}", H::PART)))?;
+        if header.version() != H::VERSION {
+            return Err(StorageError::Corrupt(format!(
+                "{} version {} (expected {})",
+                H::PART,
+                header.version(),
+                H::VERSION
+            )));
+        }
+        Ok(header)
+    }
+}
+
 #[async_trait::async_trait]
 impl SnapshotRead for RecordReader<'_> {
     async fn read(&mut self) -> Result<Option<Bytes>, StorageError> {

@@ -402,12 +402,12 @@ pub(crate) fn check_running_state(node: &mut SimNode) -> Result<(), Violation> {
             ),
         });
     }
-    if term < node.disk.hard_state.term {
+    if term < node.disk.log.hard_state.term {
         return Err(Violation::Monotonicity {
             node: node.id,
             what: format!(
                 "running term {term} is below its durable term {}",
-                node.disk.hard_state.term
+                node.disk.log.hard_state.term
             ),
         });
     }

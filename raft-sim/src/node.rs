@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Entry, HardState, Index, LogWrite, Membership, Message, NodeId, RaftCore, ReceivedChunk,
-    RestoredState, SnapshotChecksum, SnapshotMeta, Term,
+    Config, Index, LogImage, LogWrite, Membership, Message, NodeId, RaftCore, ReceivedChunk, RestoredState,
+    SnapshotChecksum, SnapshotMeta, Term,
 };
 
 use crate::log_mirror::LogMirror;
@@ -19,12 +19,9 @@ use crate::log_mirror::LogMirror;
 /// What survives a crash.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Disk {
-    pub(crate) hard_state: HardState,
-    /// The entries up to here were purged; `entries` starts right after.
-    pub(crate) purged_to: Index,
-    pub(crate) entries: Vec<Entry>,
-    /// The latest recorded snapshot.
-    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// The hard state, the entries and the latest recorded snapshot, as `raft-core` defines a
+    /// `LogWrite` to change them.
+    pub(crate) log: LogImage,
     /// Complete snapshots by index.
     pub(crate) snapshots: BTreeMap<Index, Bytes>,
     /// Snapshots being received (not complete), by index.
@@ -63,35 +60,13 @@ impl Disk {
             }
             self.snapshots.insert(meta.index, data.into());
         }
-        if write.discard_log {
-            self.entries.clear();
-        }
-        if write.purge_to > self.purged_to {
-            let drop = ((write.purge_to - self.purged_to) as usize).min(self.entries.len());
-            self.entries.drain(..drop);
-            self.purged_to = write.purge_to;
-        }
+        self.log.apply(write).map_err(|error| error.to_string())?;
         if let Some((prefix, discard)) = &pending.mirror_reset {
             self.mirror = self.mirror.rebase(prefix, *discard);
         }
-        if let Some(first) = write.entries.first() {
-            let keep = first
-                .index
-                .checked_sub(self.purged_to + 1)
-                .ok_or_else(|| format!("write at {} into a log purged to {}", first.index, self.purged_to))?;
-            if keep as usize > self.entries.len() {
-                return Err(format!("write at {} leaves a gap", first.index));
-            }
-            self.entries.truncate(keep as usize);
-            self.entries.extend(write.entries.iter().cloned());
-            self.mirror.write(&write.entries);
-        }
+        self.mirror.write(&write.entries);
         if let Some(meta) = &write.snapshot {
             self.snapshots.retain(|index, _| *index >= meta.index);
-            self.snapshot = Some(meta.clone());
-        }
-        if let Some(hard_state) = write.hard_state {
-            self.hard_state = hard_state;
         }
         Ok(())
     }
@@ -196,7 +171,7 @@ impl SimNode {
     pub(crate) fn restart(&mut self) -> Result<(), String> {
         let membership = &self.initial;
         // The state machine comes back from the latest snapshot.
-        let (applied, state) = match &self.disk.snapshot {
+        let (applied, state) = match &self.disk.log.snapshot {
             None => (0, 0),
             Some(meta) => self
                 .disk
@@ -208,9 +183,9 @@ impl SimNode {
         self.applied = applied;
         self.state = state;
         let restored = RestoredState {
-            hard_state: self.disk.hard_state,
-            snapshot: self.disk.snapshot.clone(),
-            entries: self.disk.entries.clone(),
+            hard_state: self.disk.log.hard_state,
+            snapshot: self.disk.log.snapshot.clone(),
+            entries: self.disk.log.entries.clone(),
             applied,
         };
         let core = RaftCore::restore(self.config.clone(), membership.clone(), restored)

@@ -448,7 +448,7 @@ impl Simulation {
                 .complete_writes(self.now)
                 .map_err(|error| Violation::Unexpected { node: id, error })?;
             for write in done {
-                let hard_state = self.nodes[&id].disk.hard_state;
+                let hard_state = self.nodes[&id].disk.log.hard_state;
                 invariants::check_durable_state(&mut self.observer, id, hard_state)?;
                 self.trace.record(
                     self.now,

@@ -30,75 +30,17 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use raft_core::{
-    Entry, HardState, Index, LogStorage, LogWrite, SnapshotMeta, SnapshotRead, SnapshotSink, SnapshotStore,
-    SnapshotWrite, StorageError, StoredLog,
+    Entry, HardState, Index, LogImage, LogStorage, LogWrite, SnapshotMeta, SnapshotRead, SnapshotSink,
+    SnapshotStore, SnapshotWrite, StorageError, StoredLog,
 };
 use tokio::sync::watch;
-
-/// The durable image of a node's storage.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Image {
-    hard_state: HardState,
-    /// The entries up to here were purged; `entries` starts right after.
-    purged_to: Index,
-    entries: Vec<Entry>,
-    snapshot: Option<SnapshotMeta>,
-}
-
-impl Image {
-    fn last_index(&self) -> Index {
-        self.purged_to + self.entries.len() as Index
-    }
-
-    /// Applies `write` whole, or (when its entries would leave a gap) not at all.
-    fn apply(&mut self, write: &LogWrite) -> Result<(), StorageError> {
-        if let Some(first) = write.entries.first() {
-            // Where the log ends once the discard and the purge are done.
-            let mut purged_to = self.purged_to;
-            let mut last = if write.discard_log {
-                purged_to
-            } else {
-                self.last_index()
-            };
-            if write.purge_to > purged_to {
-                purged_to = write.purge_to;
-                last = last.max(purged_to);
-            }
-            if first.index > last + 1 || first.index <= purged_to {
-                return Err(StorageError::LogGap {
-                    first: first.index,
-                    last,
-                });
-            }
-        }
-        if write.discard_log {
-            self.entries.clear();
-        }
-        if write.purge_to > self.purged_to {
-            let drop = ((write.purge_to - self.purged_to) as usize).min(self.entries.len());
-            self.entries.drain(..drop);
-            self.purged_to = write.purge_to;
-        }
-        if let Some(first) = write.entries.first() {
-            self.entries.truncate((first.index - self.purged_to - 1) as usize);
-            self.entries.extend(write.entries.iter().cloned());
-        }
-        if let Some(snapshot) = &write.snapshot {
-            self.snapshot = Some(snapshot.clone());
-        }
-        if let Some(hard_state) = write.hard_state {
-            self.hard_state = hard_state;
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Default)]
 struct Store {
     /// What survives a crash.
-    durable: Image,
+    durable: LogImage,
     /// What a reader sees: `durable` plus writes accepted but not yet reported durable.
-    visible: Image,
+    visible: LogImage,
     /// Writes accepted while held, in order, not yet durable.
     held: Vec<LogWrite>,
     writes: u64,
@@ -146,10 +88,10 @@ impl MemStorage {
         let storage = Self::new();
         {
             let mut store = storage.lock();
-            let image = Image {
+            let image = LogImage {
                 hard_state,
                 entries,
-                ..Image::default()
+                ..LogImage::default()
             };
             store.durable = image.clone();
             store.visible = image;
@@ -230,12 +172,7 @@ impl LogStorage for MemStorage {
     }
 
     async fn load(&mut self) -> Result<StoredLog, StorageError> {
-        let store = self.lock();
-        Ok(StoredLog {
-            hard_state: store.durable.hard_state,
-            snapshot: store.durable.snapshot.clone(),
-            entries: store.durable.entries.clone(),
-        })
+        Ok(self.lock().durable.stored_log())
     }
 
     async fn persist(&mut self, write: LogWrite) -> Result<(), StorageError> {
