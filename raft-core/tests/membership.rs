@@ -200,15 +200,21 @@ fn restarted_node_takes_its_configuration_from_its_log() {
     assert_eq!(node.membership().voters, set(&[1, 2, 3]));
 }
 
-#[test]
-fn leader_refuses_to_make_a_voter_of_a_node_far_behind_the_commit_index() {
+/// Nodes 1 to 3 with node 1 leading, and a joiner 4; a new voter may lag `lag` entries.
+fn cluster_promoting_within(lag: u64) -> Net {
     let mut net = Net::with_config(3, |id| {
         let mut config = config(id);
-        config.max_promotion_lag_entries = 5;
+        config.max_promotion_lag_entries = lag;
         config
     });
     net.add_joiner(4);
     net.elect(1);
+    net
+}
+
+#[test]
+fn leader_refuses_to_make_a_voter_of_a_node_far_behind_the_commit_index() {
+    let mut net = cluster_promoting_within(5);
     for i in 0..10 {
         net.node(1).propose(format!("{i}").into()).unwrap();
     }
@@ -235,13 +241,7 @@ fn leader_refuses_to_make_a_voter_of_a_node_far_behind_the_commit_index() {
 
 #[test]
 fn leader_refuses_to_promote_a_learner_that_fell_behind() {
-    let mut net = Net::with_config(3, |id| {
-        let mut config = config(id);
-        config.max_promotion_lag_entries = 5;
-        config
-    });
-    net.add_joiner(4);
-    net.elect(1);
+    let mut net = cluster_promoting_within(5);
     net.node(1).change_membership(set(&[1, 2, 3]), set(&[4])).unwrap();
     net.settle();
     net.tick_all(3);
