@@ -1,27 +1,35 @@
-//! [`RaftCore`]: the node's protocol state, its inputs and its role transitions.
+//! [`RaftCore`]: the node's protocol state and its one public face.
 //!
-//! The rules themselves live beside this file, one concern each: `election.rs` (timeouts, pre-vote,
-//! votes), `replication.rs` (AppendEntries, heartbeats, flow control) and `commit.rs` (quorum
-//! commit). This file holds the state they share and the entry points the caller uses.
+//! Every public method of `RaftCore` is in this file, with its documentation: the inputs (`tick`,
+//! `step`, `propose`, `ready`, `on_persisted`, `on_applied`), reads, snapshots, leadership
+//! transfer, membership changes and the observers. The rules they apply live beside it, one
+//! concern a file, each an `impl RaftCore` block of `pub(crate)` logic: `election.rs` (timeouts,
+//! pre-vote, votes, check-quorum), `replication.rs` (AppendEntries, heartbeats, flow control),
+//! `commit.rs` (quorum commit), `read.rs` (ReadIndex and leases), `snapshot.rs` (compaction and
+//! InstallSnapshot), `transfer.rs` (leadership transfer) and `reconfiguration.rs` (joint
+//! consensus). What the core keeps is in leaf modules that never refer back to it: `log`,
+//! `progress`, `read_tracker`, `config_history`, `snapshot_transfer`, `transfer_state`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::error::{InitError, ProposeError, StepError};
+use crate::config_history::ConfigHistory;
+use crate::entry::Entry;
+use crate::error::{InitError, MembershipChangeError, ProposeError, ReadError, StepError, TransferError};
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
 use crate::progress::{Progress, ReplicationState};
-use crate::read::ReadTracker;
+use crate::read_tracker::{ReadId, ReadTracker};
 use crate::ready::Ready;
-use crate::reconfiguration::ConfigHistory;
 use crate::rng::SeededRng;
-use crate::snapshot::{IncomingSnapshot, ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
-use crate::transfer::Transfer;
-use crate::types::{Entry, HardState, Index, NodeId, Role, SoftState, Term};
+use crate::snapshot_transfer::IncomingSnapshot;
+use crate::snapshot_types::{ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
+use crate::transfer_state::Transfer;
+use crate::types::{HardState, Index, NodeId, Role, SoftState, Term};
 
 /// What a node had persisted when it stopped, to restart from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -368,6 +376,74 @@ impl RaftCore {
         self.applied_bytes_since_snapshot += self.log.bytes_between(from, self.log.applied);
     }
 
+    // ---- reads --------------------------------------------------------------------------------
+
+    /// Asks for a linearizable read. On the leader the read joins the next confirmation round; on a
+    /// follower it is forwarded to the leader. Either way it comes back in
+    /// [`Ready::read_states`](crate::Ready::read_states) (or [`Ready::read_failures`](crate::Ready::read_failures)).
+    pub fn read_index(&mut self, id: ReadId) -> Result<(), ReadError> {
+        self.start_read_index(id)
+    }
+
+    /// Asks for a lease read: served at the current commit index without a round trip, if lease
+    /// reads are on and the leader holds its lease. Otherwise an error says to use
+    /// [`read_index`](Self::read_index).
+    pub fn lease_read(&mut self, id: ReadId) -> Result<(), ReadError> {
+        self.start_lease_read(id)
+    }
+
+    /// Whether this leader may serve reads from its lease now.
+    pub fn holds_lease(&self) -> bool {
+        self.lease_holds()
+    }
+
+    // ---- snapshots ----------------------------------------------------------------------------
+
+    /// Asks for a snapshot at the next [`ready`](Self::ready), whatever the compaction policy says
+    /// (nothing happens when nothing was applied since the latest snapshot).
+    pub fn request_snapshot(&mut self) {
+        self.snapshot_requested = true;
+    }
+
+    /// The latest snapshot this node has, built or received.
+    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
+    }
+
+    /// Reports that the state machine wrote a snapshot of its state at `index` into the snapshot
+    /// store, complete and durable, of `size` bytes with `checksum` (see [`SnapshotChecksum`](crate::SnapshotChecksum)).
+    /// Returns its description, or `None` when it is not newer than the latest snapshot (or
+    /// covers entries that are not committed, which a correct caller never reports).
+    pub fn on_snapshot_built(&mut self, index: Index, size: u64, checksum: u32) -> Option<SnapshotMeta> {
+        self.record_built_snapshot(index, size, checksum)
+    }
+
+    // ---- leadership transfer ------------------------------------------------------------------
+
+    /// Starts handing leadership to `target`. Proposals are refused until the transfer ends: when
+    /// the target wins its election, or after an election timeout.
+    pub fn transfer_leadership(&mut self, target: NodeId) -> Result<(), TransferError> {
+        self.start_transfer(target)
+    }
+
+    /// The target of the transfer under way, if any.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.map(|t| t.target)
+    }
+
+    // ---- membership changes -------------------------------------------------------------------
+
+    /// Changes the configuration to `voters` and `learners`. Changing the voters goes through a
+    /// joint configuration first; the leader leaves it by itself once it is committed. Returns the
+    /// index of the (first) configuration entry.
+    pub fn change_membership(
+        &mut self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<Index, MembershipChangeError> {
+        self.start_membership_change(voters, learners)
+    }
+
     // ---- observers ----------------------------------------------------------------------------
 
     /// This node's id.
@@ -449,7 +525,7 @@ impl RaftCore {
         })
     }
 
-    // ---- shared machinery -----------------------------------------------------------------------
+    // ---- shared machinery ---------------------------------------------------------------------
 
     /// Whether `bug` is switched on (only ever true in builds with the `planted-bugs` feature).
     #[inline]

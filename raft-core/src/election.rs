@@ -144,7 +144,7 @@ impl RaftCore {
             index,
             "won the election on its own vote; leading once the term and the vote are durable"
         );
-        self.log.push(crate::types::Entry::blank(self.term, index));
+        self.log.push(crate::entry::Entry::blank(self.term, index));
         self.leadership_pending = Some(index);
     }
 

@@ -12,15 +12,38 @@
 //!
 //! # Layout
 //!
-//! | module | concern |
-//! |---|---|
-//! | `core` | the node's state, its inputs and role transitions |
-//! | `election` | election timeouts, pre-vote, votes, check-quorum |
-//! | `replication` | AppendEntries, heartbeats, probing and pipelining |
-//! | `commit` | quorum commit and the own-term rule |
-//! | `log` | the in-memory log and the persisted/committed/applied indexes |
-//! | `progress` | the leader's per-follower flow control |
-//! | `membership` | voters, learners and quorums (joint-consensus ready) |
+//! [`RaftCore`]'s public face is `core.rs`; the protocol's rules are `impl RaftCore` blocks beside
+//! it, one concern each; what the core keeps and the values it hands out are leaf modules. The
+//! rule files depend on `core` and on leaves; `core` depends on leaves only; a leaf depends only
+//! on other leaves. No module imports one that imports it back.
+//!
+//! | module | what it holds | kind |
+//! |---|---|---|
+//! | `core` | `RaftCore`: its state and every public method | face |
+//! | `election` | election timeouts, pre-vote, votes, check-quorum | rules |
+//! | `replication` | AppendEntries, heartbeats, probing and pipelining | rules |
+//! | `commit` | quorum commit and the own-term rule | rules |
+//! | `read` | ReadIndex rounds, leases, follower reads | rules |
+//! | `snapshot` | compaction policy, sending and installing snapshots | rules |
+//! | `transfer` | leadership transfer and TimeoutNow | rules |
+//! | `reconfiguration` | joint-consensus membership changes and learners | rules |
+//! | `log` | the in-memory log and its persisted, committed and applied indexes | state |
+//! | `progress` | the leader's per-follower flow control | state |
+//! | `read_tracker` | reads in progress, confirmation rounds and the lease | state |
+//! | `config_history` | the configurations in the log | state |
+//! | `snapshot_transfer` | outgoing and incoming snapshot transfers | state |
+//! | `transfer_state` | a leadership transfer under way | state |
+//! | `membership` | voters, learners and quorums | values |
+//! | `message` | the messages between nodes | values |
+//! | `entry` | log entries | values |
+//! | `types` | ids, terms, indexes, hard and soft state, roles | values |
+//! | `snapshot_types` | snapshot metadata, checksum, chunks | values |
+//! | `ready` | the batch of work handed to the caller | values |
+//! | `storage` | the backend traits (`LogStorage`, `StateMachine`, `Transport`, `Inbox`) and `LogWrite` | values |
+//! | `error` | every error type | values |
+//! | `config` | the settings | values |
+//! | `rng` | the seeded generator | values |
+//! | `planted` | bugs that can be switched on to prove the simulator catches them | values |
 //!
 //! # Example
 //!
@@ -41,8 +64,10 @@
 
 mod commit;
 mod config;
+mod config_history;
 mod core;
 mod election;
+mod entry;
 mod error;
 mod log;
 mod membership;
@@ -50,17 +75,22 @@ mod message;
 mod planted;
 mod progress;
 mod read;
+mod read_tracker;
 mod ready;
 mod reconfiguration;
 mod replication;
 mod rng;
 mod snapshot;
+mod snapshot_transfer;
+mod snapshot_types;
 mod storage;
 mod transfer;
+mod transfer_state;
 mod types;
 
 pub use crate::config::Config;
 pub use crate::core::{FollowerProgress, RaftCore, RestoredState, Status};
+pub use crate::entry::{Entry, EntryPayload};
 pub use crate::error::{
     ConfigError, InitError, MembershipChangeError, MembershipError, ProposeError, ReadError,
     StateMachineError, StepError, StorageError, TransferError, TransportError,
@@ -72,14 +102,14 @@ pub use crate::message::{
 };
 pub use crate::planted::PlantedBug;
 pub use crate::progress::ReplicationState;
-pub use crate::read::{ReadId, ReadState};
+pub use crate::read_tracker::{ReadId, ReadState};
 pub use crate::ready::Ready;
 pub use crate::rng::SeededRng;
-pub use crate::snapshot::{
+pub use crate::snapshot_types::{
     ReceivedChunk, SnapshotChecksum, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate,
 };
 pub use crate::storage::{
     Inbox, LogImage, LogStorage, LogWrite, SnapshotRead, SnapshotSink, SnapshotStore, SnapshotWrite,
     StateMachine, StoredLog, Transport,
 };
-pub use crate::types::{ClusterId, Entry, EntryPayload, HardState, Index, NodeId, Role, SoftState, Term};
+pub use crate::types::{ClusterId, HardState, Index, NodeId, Role, SoftState, Term};

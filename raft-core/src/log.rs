@@ -18,7 +18,8 @@
 
 use std::collections::VecDeque;
 
-use crate::types::{Entry, Index, Term};
+use crate::entry::Entry;
+use crate::types::{Index, Term};
 
 #[derive(Debug)]
 pub(crate) struct RaftLog {

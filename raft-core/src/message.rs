@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use bytes::Bytes;
 
-use crate::snapshot::SnapshotMeta;
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::entry::Entry;
+use crate::snapshot_types::{SnapshotChunkRequest, SnapshotMeta};
+use crate::types::{Index, NodeId, Term};
 
 /// A message from one node to another. Every message carries the sender's term, which is how
 /// terms spread through the cluster.
@@ -184,4 +185,22 @@ pub struct InstallSnapshotResponse {
     /// The chunk was refused: it came after a gap, or the follower lost what it had received.
     /// (An answer to a duplicate chunk only says how far the follower is.)
     pub rejected: bool,
+}
+
+impl SnapshotChunkRequest {
+    /// The message that carries the chunk, once its bytes are read.
+    pub fn into_message(self, data: Bytes) -> Message {
+        let done = self.offset + self.len >= self.meta.size;
+        Message {
+            from: self.from,
+            to: self.to,
+            term: self.term,
+            body: MessageBody::InstallSnapshot(InstallSnapshot {
+                meta: self.meta,
+                offset: self.offset,
+                data,
+                done,
+            }),
+        }
+    }
 }

@@ -6,7 +6,8 @@
 
 use std::collections::VecDeque;
 
-use crate::snapshot::{SnapshotMeta, SnapshotTransfer};
+use crate::snapshot_transfer::SnapshotTransfer;
+use crate::snapshot_types::SnapshotMeta;
 use crate::types::Index;
 
 /// How the leader sends to a follower.

@@ -18,72 +18,20 @@
 //! A follower forwards a read to the leader and gets back the confirmed index; it serves the read
 //! once it has applied that index itself.
 
-use std::collections::{BTreeMap, VecDeque};
-
 use tracing::debug;
 
 use crate::core::RaftCore;
 use crate::error::ReadError;
 use crate::message::{Heartbeat, MessageBody, ReadIndexRequest, ReadIndexResponse};
+use crate::read_tracker::{PendingRead, ReadId, ReadState, Round};
 use crate::types::{Index, NodeId, Role};
-
-/// The caller's id for a read; echoed in [`ReadState`].
-pub type ReadId = u64;
-
-/// A read that may be served once the state machine has applied `index`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadState {
-    /// The caller's id for the read.
-    pub id: ReadId,
-    /// Serve the read once this index is applied.
-    pub index: Index,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct PendingRead {
-    id: ReadId,
-    /// The node whose client asked: this node, or a follower that forwarded the read.
-    from: NodeId,
-}
-
-#[derive(Debug)]
-struct Round {
-    id: u64,
-    sent_tick: u64,
-    index: Index,
-    reads: Vec<PendingRead>,
-}
-
-/// Reads in progress on this node.
-#[derive(Debug, Default)]
-pub(crate) struct ReadTracker {
-    last_round: u64,
-    /// Reads that arrived before the leader committed an entry of its term.
-    waiting_for_term_commit: Vec<PendingRead>,
-    /// Reads to put in the next round.
-    unsent: Vec<PendingRead>,
-    rounds: VecDeque<Round>,
-    /// The latest round each follower answered.
-    acked: BTreeMap<NodeId, u64>,
-    /// The leader may serve lease reads while `ticks < lease_until`.
-    lease_until: u64,
-    /// A transfer was started in this term: a TimeoutNow may make another node leader at any
-    /// time without waiting out the followers' leases, so no lease holds until the term ends.
-    pub(crate) lease_forfeited: bool,
-    /// Reads this follower forwarded to the leader.
-    forwarded: Vec<ReadId>,
-    pub(crate) ready: Vec<ReadState>,
-    pub(crate) failed: Vec<(ReadId, ReadError)>,
-}
 
 /// Rounds kept for lease renewal when they carry no reads.
 const MAX_EMPTY_ROUNDS: usize = 64;
 
 impl RaftCore {
-    /// Asks for a linearizable read. On the leader the read joins the next confirmation round; on a
-    /// follower it is forwarded to the leader. Either way it comes back in
-    /// [`Ready::read_states`](crate::Ready::read_states) (or [`Ready::read_failures`](crate::Ready::read_failures)).
-    pub fn read_index(&mut self, id: ReadId) -> Result<(), ReadError> {
+    /// The rule behind [`RaftCore::read_index`].
+    pub(crate) fn start_read_index(&mut self, id: ReadId) -> Result<(), ReadError> {
         match self.role {
             Role::Leader => {
                 let me = self.id();
@@ -101,10 +49,8 @@ impl RaftCore {
         }
     }
 
-    /// Asks for a lease read: served at the current commit index without a round trip, if lease
-    /// reads are on and the leader holds its lease. Otherwise an error says to use
-    /// [`read_index`](Self::read_index).
-    pub fn lease_read(&mut self, id: ReadId) -> Result<(), ReadError> {
+    /// The rule behind [`RaftCore::lease_read`].
+    pub(crate) fn start_lease_read(&mut self, id: ReadId) -> Result<(), ReadError> {
         if self.role != Role::Leader {
             return Err(ReadError::NotLeader {
                 leader_hint: self.leader,
@@ -118,8 +64,8 @@ impl RaftCore {
         Ok(())
     }
 
-    /// Whether this leader may serve reads from its lease now.
-    pub fn holds_lease(&self) -> bool {
+    /// The rule behind [`RaftCore::holds_lease`].
+    pub(crate) fn lease_holds(&self) -> bool {
         self.config.lease_reads
             && self.role == Role::Leader
             && self.transfer.is_none()

@@ -1,11 +1,12 @@
 //! The batch of work the core hands to its caller.
 
+use crate::entry::Entry;
 use crate::error::ReadError;
 use crate::message::Message;
-use crate::read::{ReadId, ReadState};
-use crate::snapshot::{ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
+use crate::read_tracker::{ReadId, ReadState};
+use crate::snapshot_types::{ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
 use crate::storage::LogWrite;
-use crate::types::{Entry, HardState, Index, SoftState, Term};
+use crate::types::{HardState, Index, SoftState, Term};
 
 /// Everything the core asks its caller to do since the last call to
 /// [`RaftCore::ready`](crate::RaftCore::ready).

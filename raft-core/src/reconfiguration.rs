@@ -13,61 +13,15 @@ use std::collections::BTreeSet;
 use tracing::info;
 
 use crate::core::RaftCore;
+use crate::entry::{Entry, EntryPayload};
 use crate::error::MembershipChangeError;
 use crate::membership::Membership;
 use crate::progress::Progress;
-use crate::types::{Entry, EntryPayload, Index, NodeId, Role, Term};
-
-/// The configurations in the in-memory log, oldest first, with the one in force before them.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ConfigHistory {
-    /// The configuration before any configuration entry in the log (bootstrap).
-    pub(crate) base: Membership,
-    /// (index, term, configuration) of each configuration entry in the log.
-    pub(crate) entries: Vec<(Index, Term, Membership)>,
-}
-
-impl ConfigHistory {
-    pub(crate) fn latest(&self) -> &Membership {
-        self.entries.last().map_or(&self.base, |(_, _, m)| m)
-    }
-
-    /// The index of the latest configuration entry, if any.
-    pub(crate) fn latest_index(&self) -> Option<Index> {
-        self.entries.last().map(|(i, _, _)| *i)
-    }
-
-    /// The configuration in force at `index`: that of the last configuration entry at or before it.
-    pub(crate) fn at(&self, index: Index) -> &Membership {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(i, _, _)| *i <= index)
-            .map_or(&self.base, |(_, _, m)| m)
-    }
-
-    /// Folds the configuration entries up to `index` into the base (they are in a snapshot now).
-    pub(crate) fn fold_up_to(&mut self, index: Index) {
-        self.base = self.at(index).clone();
-        self.entries.retain(|(i, _, _)| *i > index);
-    }
-
-    /// Records the configuration entries among `entries` (appended to the log).
-    pub(crate) fn record(&mut self, entries: &[Entry]) {
-        for entry in entries {
-            if let EntryPayload::Membership(m) = &entry.payload {
-                self.entries.retain(|(i, _, _)| *i < entry.index);
-                self.entries.push((entry.index, entry.term, m.clone()));
-            }
-        }
-    }
-}
+use crate::types::{Index, NodeId, Role};
 
 impl RaftCore {
-    /// Changes the configuration to `voters` and `learners`. Changing the voters goes through a
-    /// joint configuration first; the leader leaves it by itself once it is committed. Returns the
-    /// index of the (first) configuration entry.
-    pub fn change_membership(
+    /// The rule behind [`RaftCore::change_membership`].
+    pub(crate) fn start_membership_change(
         &mut self,
         voters: BTreeSet<NodeId>,
         learners: BTreeSet<NodeId>,

@@ -11,9 +11,10 @@
 use tracing::{debug, warn};
 
 use crate::core::RaftCore;
+use crate::entry::{Entry, EntryPayload};
 use crate::message::{AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody};
 use crate::progress::ReplicationState;
-use crate::types::{Entry, EntryPayload, Index, NodeId, Role};
+use crate::types::{Index, NodeId, Role};
 
 impl RaftCore {
     // ---- leader side ----------------------------------------------------------------------------

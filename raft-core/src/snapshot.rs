@@ -23,245 +23,22 @@
 //! [`SnapshotUpdate`] with `restore` set: once it is durable, the caller restores the state
 //! machine from the snapshot and reports [`RaftCore::on_applied`] at its index. Entries after the
 //! snapshot are not handed out for applying until then.
+//!
+//! The values a snapshot is described by live in `snapshot_types.rs`, the state of transfers in
+//! `snapshot_transfer.rs`; this file holds the rules.
 
-use std::fmt;
-
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::core::RaftCore;
-use crate::membership::Membership;
-use crate::message::{AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message, MessageBody};
-use crate::types::{Index, NodeId, Role, Term};
-
-/// What a snapshot contains: the state after applying every entry up to `index`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotMeta {
-    /// The last entry the snapshot includes.
-    pub index: Index,
-    /// The term of that entry.
-    pub term: Term,
-    /// The configuration in force at `index`.
-    pub membership: Membership,
-    /// The snapshot's size in bytes.
-    pub size: u64,
-    /// The CRC-32 of the snapshot's bytes (see [`SnapshotChecksum`]).
-    pub checksum: u32,
-}
-
-/// The running checksum and size of a snapshot's bytes, as the core checks them. Whoever writes a
-/// snapshot computes them with this type, so both ends agree.
-///
-/// ```
-/// use raft_core::SnapshotChecksum;
-/// let mut whole = SnapshotChecksum::new();
-/// whole.update(b"hello world");
-/// let mut chunked = SnapshotChecksum::new();
-/// chunked.update(b"hello ");
-/// chunked.update(b"world");
-/// assert_eq!(whole.value(), chunked.value());
-/// assert_eq!(chunked.size(), 11);
-/// ```
-#[derive(Clone, Default)]
-pub struct SnapshotChecksum {
-    hasher: crc32fast::Hasher,
-    size: u64,
-}
-
-impl SnapshotChecksum {
-    /// The checksum of no bytes.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds the next bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        self.hasher.update(data);
-        self.size += data.len() as u64;
-    }
-
-    /// How many bytes were added.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The checksum of the bytes added so far.
-    pub fn value(&self) -> u32 {
-        self.hasher.clone().finalize()
-    }
-}
-
-impl fmt::Debug for SnapshotChecksum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SnapshotChecksum")
-            .field("size", &self.size)
-            .field("value", &self.value())
-            .finish()
-    }
-}
-
-/// A chunk of a snapshot received from the leader, for the caller to write to its snapshot store.
-/// A chunk at offset 0 starts the snapshot at `snapshot_index` afresh. Chunks of different
-/// snapshots may follow one another in one batch (an older one completed, a newer one begun):
-/// keep them apart by `snapshot_index`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReceivedChunk {
-    /// The index of the snapshot the chunk belongs to.
-    pub snapshot_index: Index,
-    /// Where the chunk goes in the snapshot.
-    pub offset: u64,
-    /// The chunk's bytes.
-    pub data: Bytes,
-}
-
-/// A chunk of this leader's snapshot to read from the snapshot store and send to a follower.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotChunkRequest {
-    /// This node.
-    pub from: NodeId,
-    /// The follower.
-    pub to: NodeId,
-    /// The leader's term when it asked for the chunk.
-    pub term: Term,
-    /// The snapshot to read from.
-    pub meta: SnapshotMeta,
-    /// Where the chunk starts.
-    pub offset: u64,
-    /// How many bytes to read.
-    pub len: u64,
-}
-
-impl SnapshotChunkRequest {
-    /// The message that carries the chunk, once its bytes are read.
-    pub fn into_message(self, data: Bytes) -> Message {
-        let done = self.offset + self.len >= self.meta.size;
-        Message {
-            from: self.from,
-            to: self.to,
-            term: self.term,
-            body: MessageBody::InstallSnapshot(InstallSnapshot {
-                meta: self.meta,
-                offset: self.offset,
-                data,
-                done,
-            }),
-        }
-    }
-}
-
-/// A snapshot that becomes this node's latest, with what it does to the stored log. The caller
-/// writes it with the rest of the batch, atomically (see `LogWrite`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotUpdate {
-    /// The snapshot, whose bytes are complete in the snapshot store.
-    pub meta: SnapshotMeta,
-    /// True when the snapshot came from the leader: once the write is durable, restore the state
-    /// machine from it and report [`RaftCore::on_applied`] at `meta.index`.
-    pub restore: bool,
-    /// Drop every stored entry (the log disagreed with the snapshot).
-    pub discard_log: bool,
-    /// Drop the stored entries up to this index.
-    pub purge_to: Index,
-}
-
-/// The leader's side of sending a snapshot to one follower.
-#[derive(Clone, Debug)]
-pub(crate) struct SnapshotTransfer {
-    pub(crate) meta: SnapshotMeta,
-    /// The first byte not sent yet.
-    next_offset: u64,
-    /// The first byte the follower has not confirmed.
-    acked_offset: u64,
-    /// The chunk holding the last byte was sent (an empty snapshot is one empty chunk).
-    last_sent: bool,
-    /// Sending went back to `acked_offset` since the follower last confirmed progress, so further
-    /// answers naming the same gap are echoes of it.
-    rewound: bool,
-}
-
-impl SnapshotTransfer {
-    pub(crate) fn new(meta: SnapshotMeta) -> Self {
-        SnapshotTransfer {
-            meta,
-            next_offset: 0,
-            acked_offset: 0,
-            last_sent: false,
-            rewound: false,
-        }
-    }
-
-    /// The next chunk to send (offset, length), if the window allows one.
-    fn next_chunk(&mut self, chunk_bytes: u64, window_chunks: u64) -> Option<(u64, u64)> {
-        if self.last_sent || self.next_offset - self.acked_offset >= chunk_bytes * window_chunks {
-            return None;
-        }
-        let offset = self.next_offset;
-        let len = chunk_bytes.min(self.meta.size - offset);
-        self.next_offset += len;
-        self.last_sent = self.next_offset >= self.meta.size;
-        Some((offset, len))
-    }
-
-    /// Chunks are out and unconfirmed.
-    pub(crate) fn awaiting_ack(&self) -> bool {
-        self.last_sent || self.next_offset > self.acked_offset
-    }
-
-    /// The follower expects `next_offset` next; `rejected` when it refused a chunk for a gap
-    /// (or lost what it had received).
-    fn on_response(&mut self, next_offset: u64, rejected: bool) {
-        if next_offset > self.meta.size {
-            return;
-        }
-        if next_offset > self.acked_offset {
-            self.acked_offset = next_offset;
-            self.rewound = false;
-            if next_offset > self.next_offset {
-                self.next_offset = next_offset;
-                self.last_sent = false;
-            }
-        } else if !rejected {
-            // An answer to a duplicate: nothing new.
-        } else if next_offset < self.acked_offset {
-            // The follower lost what it had received (it restarted): start again from there.
-            self.acked_offset = next_offset;
-            self.rewind();
-        } else if !self.rewound && self.awaiting_ack() {
-            // A chunk after a gap: the one at `acked_offset` was lost. Resume from it, once.
-            self.rewind();
-        }
-    }
-
-    /// Sends again from the first unconfirmed byte.
-    pub(crate) fn rewind(&mut self) {
-        self.next_offset = self.acked_offset;
-        self.last_sent = false;
-        self.rewound = true;
-    }
-}
-
-/// A snapshot a follower is receiving.
-#[derive(Clone, Debug)]
-pub(crate) struct IncomingSnapshot {
-    meta: SnapshotMeta,
-    next_offset: u64,
-    checksum: SnapshotChecksum,
-}
+use crate::message::{AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, MessageBody};
+use crate::snapshot_transfer::IncomingSnapshot;
+use crate::snapshot_types::{
+    ReceivedChunk, SnapshotChecksum, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate,
+};
+use crate::types::{Index, NodeId, Role};
 
 impl RaftCore {
     // ---- compaction ------------------------------------------------------------------------------
-
-    /// Asks for a snapshot at the next [`ready`](Self::ready), whatever the compaction policy says
-    /// (nothing happens when nothing was applied since the latest snapshot).
-    pub fn request_snapshot(&mut self) {
-        self.snapshot_requested = true;
-    }
-
-    /// The latest snapshot this node has, built or received.
-    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
-        self.snapshot.as_ref()
-    }
 
     /// Whether the caller should build a snapshot now (policy or request).
     pub(crate) fn take_snapshot_due(&mut self) -> bool {
@@ -285,11 +62,13 @@ impl RaftCore {
         due
     }
 
-    /// Reports that the state machine wrote a snapshot of its state at `index` into the snapshot
-    /// store, complete and durable, of `size` bytes with `checksum` (see [`SnapshotChecksum`]).
-    /// Returns its description, or `None` when it is not newer than the latest snapshot (or
-    /// covers entries that are not committed, which a correct caller never reports).
-    pub fn on_snapshot_built(&mut self, index: Index, size: u64, checksum: u32) -> Option<SnapshotMeta> {
+    /// The rule behind [`RaftCore::on_snapshot_built`].
+    pub(crate) fn record_built_snapshot(
+        &mut self,
+        index: Index,
+        size: u64,
+        checksum: u32,
+    ) -> Option<SnapshotMeta> {
         self.snapshot_building = false;
         if index <= self.log.snapshot_index {
             return None;
@@ -588,55 +367,5 @@ impl RaftCore {
             restore: true,
             discard_log: !agrees,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(size: u64) -> SnapshotMeta {
-        SnapshotMeta {
-            index: 10,
-            term: 2,
-            membership: Membership::default(),
-            size,
-            checksum: 0,
-        }
-    }
-
-    #[test]
-    fn transfer_sends_a_window_of_chunks_then_waits() {
-        let mut transfer = SnapshotTransfer::new(meta(10));
-        assert_eq!(transfer.next_chunk(3, 2), Some((0, 3)));
-        assert_eq!(transfer.next_chunk(3, 2), Some((3, 3)));
-        assert_eq!(transfer.next_chunk(3, 2), None);
-        transfer.on_response(3, false);
-        assert_eq!(transfer.next_chunk(3, 2), Some((6, 3)));
-        transfer.on_response(6, false);
-        assert_eq!(transfer.next_chunk(3, 2), Some((9, 1)));
-        assert_eq!(transfer.next_chunk(3, 2), None);
-    }
-
-    #[test]
-    fn transfer_resumes_once_from_a_lost_chunk() {
-        let mut transfer = SnapshotTransfer::new(meta(12));
-        for _ in 0..4 {
-            transfer.next_chunk(3, 4);
-        }
-        // Chunk 3..6 was lost: chunk 0..3 is confirmed, then the answers to 6..9 and 9..12 both
-        // name offset 3. The first sends again from 3; the second is an echo of the same gap.
-        transfer.on_response(3, false);
-        transfer.on_response(3, true);
-        transfer.on_response(3, true);
-        let resent: Vec<_> = std::iter::from_fn(|| transfer.next_chunk(3, 4)).collect();
-        assert_eq!(resent, vec![(3, 3), (6, 3), (9, 3)]);
-    }
-
-    #[test]
-    fn empty_snapshot_is_one_empty_chunk() {
-        let mut transfer = SnapshotTransfer::new(meta(0));
-        assert_eq!(transfer.next_chunk(3, 4), Some((0, 0)));
-        assert_eq!(transfer.next_chunk(3, 4), None);
     }
 }

@@ -6,10 +6,11 @@ use std::ops::RangeInclusive;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::entry::Entry;
 use crate::error::{StateMachineError, StorageError, TransportError};
 use crate::message::Message;
-use crate::snapshot::SnapshotMeta;
-use crate::types::{Entry, HardState, Index};
+use crate::snapshot_types::SnapshotMeta;
+use crate::types::{HardState, Index};
 
 /// What a node persisted, as read back when it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

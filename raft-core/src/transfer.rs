@@ -10,20 +10,12 @@ use tracing::info;
 use crate::core::RaftCore;
 use crate::error::TransferError;
 use crate::message::MessageBody;
+use crate::transfer_state::Transfer;
 use crate::types::{NodeId, Role};
 
-/// A leadership transfer under way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Transfer {
-    pub(crate) target: NodeId,
-    pub(crate) elapsed: u32,
-    pub(crate) timeout_now_sent: bool,
-}
-
 impl RaftCore {
-    /// Starts handing leadership to `target`. Proposals are refused until the transfer ends: when
-    /// the target wins its election, or after an election timeout.
-    pub fn transfer_leadership(&mut self, target: NodeId) -> Result<(), TransferError> {
+    /// The rule behind [`RaftCore::transfer_leadership`].
+    pub(crate) fn start_transfer(&mut self, target: NodeId) -> Result<(), TransferError> {
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader {
                 leader_hint: self.leader,
@@ -54,11 +46,6 @@ impl RaftCore {
         });
         self.maybe_send_timeout_now(target);
         Ok(())
-    }
-
-    /// The target of the transfer under way, if any.
-    pub fn transfer_target(&self) -> Option<NodeId> {
-        self.transfer.map(|t| t.target)
     }
 
     /// Sends TimeoutNow once the target's log matches the leader's.

@@ -1,6 +1,6 @@
-//! The vocabulary shared by every crate: node ids, terms, log indexes, entries and hard state.
+//! The vocabulary shared by every crate: node ids, terms, log indexes, hard state and roles. A
+//! leaf (log entries, which can carry a configuration, are in `entry.rs`).
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Identifies one member of a cluster. Ids are chosen by the operator and never reused.
@@ -15,65 +15,6 @@ pub type Term = u64;
 
 /// A position in the replicated log. The first entry has index 1; index 0 means "before the log".
 pub type Index = u64;
-
-/// What an entry carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EntryPayload {
-    /// An empty entry. A new leader appends one to commit the entries of earlier terms
-    /// (Raft paper §5.4.2, §8).
-    Blank,
-    /// A command for the user's state machine, opaque to Raft.
-    Command(Bytes),
-    /// A new cluster configuration. It takes effect on every node as soon as it is in the node's
-    /// log, committed or not (Raft thesis §4.1).
-    Membership(crate::membership::Membership),
-}
-
-/// One entry of the replicated log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The term of the leader that created the entry.
-    pub term: Term,
-    /// The entry's position in the log.
-    pub index: Index,
-    /// What the entry carries.
-    pub payload: EntryPayload,
-}
-
-impl Entry {
-    /// Fixed cost charged per entry when sizing messages, on top of the payload.
-    pub const OVERHEAD_BYTES: usize = 24;
-
-    /// Creates a command entry.
-    pub fn command(term: Term, index: Index, data: impl Into<Bytes>) -> Self {
-        Entry {
-            term,
-            index,
-            payload: EntryPayload::Command(data.into()),
-        }
-    }
-
-    /// Creates a blank (no-op) entry.
-    pub fn blank(term: Term, index: Index) -> Self {
-        Entry {
-            term,
-            index,
-            payload: EntryPayload::Blank,
-        }
-    }
-
-    /// The approximate size of the entry on the wire, used for flow control and batching.
-    pub fn size_bytes(&self) -> usize {
-        let payload = match &self.payload {
-            EntryPayload::Blank => 0,
-            EntryPayload::Command(data) => data.len(),
-            EntryPayload::Membership(m) => {
-                8 * (m.voters.len() + m.learners.len() + m.outgoing.as_ref().map_or(0, |o| o.len()))
-            }
-        };
-        payload + Self::OVERHEAD_BYTES
-    }
-}
 
 /// The state every node must persist before it answers a message that depends on it
 /// (Raft paper Figure 2, "Persistent state on all servers").
