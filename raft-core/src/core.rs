@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use tracing::{debug, info};
+use tracing::{debug, info, trace};
 
 use crate::config::Config;
 use crate::config_history::ConfigHistory;
@@ -261,6 +261,7 @@ impl RaftCore {
                 local: self.id(),
             });
         }
+        trace!(node = self.id(), message = %crate::describe::MessageSummary::of(&message), "step");
         if !self.observe_term(&message) {
             return Ok(());
         }

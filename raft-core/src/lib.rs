@@ -40,6 +40,7 @@
 //! | `snapshot_types` | snapshot metadata, checksum, chunks | values |
 //! | `ready` | the batch of work handed to the caller | values |
 //! | `storage` | the backend traits (`LogStorage`, `StateMachine`, `Transport`, `Inbox`) and `LogWrite` | values |
+//! | `describe` | the one text form of messages, entries, status and ready batches | values |
 //! | `error` | every error type | values |
 //! | `config` | the settings | values |
 //! | `rng` | the seeded generator | values |
@@ -66,6 +67,7 @@ mod commit;
 mod config;
 mod config_history;
 mod core;
+mod describe;
 mod election;
 mod entry;
 mod error;
@@ -90,6 +92,7 @@ mod types;
 
 pub use crate::config::Config;
 pub use crate::core::{FollowerProgress, RaftCore, RestoredState, Status};
+pub use crate::describe::MessageSummary;
 pub use crate::entry::{Entry, EntryPayload};
 pub use crate::error::{
     ConfigError, InitError, MembershipChangeError, MembershipError, ProposeError, ReadError,

@@ -36,7 +36,7 @@ mod trace;
 pub use crate::invariants::Violation;
 pub use crate::options::SimOptions;
 pub use crate::simulation::{run_seed, SimFailure, SimReport, SimStats, Simulation};
-pub use crate::trace::{summarize, Event};
+pub use crate::trace::Event;
 pub use raft_core::PlantedBug;
 
 /// Runs `seeds` with `bug` planted in every node (or none), on `threads` threads, and returns the

@@ -12,14 +12,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use raft_core::{Config, Membership, NodeId, Role, SeededRng, SnapshotChunkRequest, SnapshotMeta, SoftState};
+use raft_core::{
+    Config, Membership, MessageSummary, NodeId, Role, SeededRng, SnapshotChunkRequest, SnapshotMeta,
+    SoftState,
+};
 
 use crate::invariants::{self, Observer, Violation};
 use crate::log_mirror::{entry_hash, extend_chain};
 use crate::network::{Network, SendOutcome};
 use crate::node::{decode_snapshot, encode_snapshot, PendingWrite, SimNode};
 use crate::options::SimOptions;
-use crate::trace::{summarize, Event, Trace};
+use crate::trace::{Event, Trace};
 
 /// Counters of one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -541,8 +544,8 @@ impl Simulation {
 
     fn deliver_messages(&mut self) -> Result<(), Violation> {
         for message in self.network.due(self.now) {
-            let (kind, detail) = summarize(&message);
-            let (from, to, term) = (message.from, message.to, message.term);
+            let summary = MessageSummary::of(&message);
+            let (from, to) = (message.from, message.to);
             let why = if self.network.is_blocked(from, to) {
                 Some("partition")
             } else if !self.nodes.get(&to).is_some_and(SimNode::is_up) {
@@ -552,20 +555,15 @@ impl Simulation {
             };
             if let Some(why) = why {
                 self.stats.lost += 1;
-                self.trace.record(self.now, Event::Lost { from, to, kind, why });
+                let lost = Event::Lost {
+                    message: summary,
+                    why,
+                };
+                self.trace.record(self.now, lost);
                 continue;
             }
             self.stats.delivered += 1;
-            self.trace.record(
-                self.now,
-                Event::Deliver {
-                    from,
-                    to,
-                    term,
-                    kind,
-                    detail,
-                },
-            );
+            self.trace.record(self.now, Event::Deliver(summary));
             if let Some(core) = self.core_mut(to) {
                 core.step(message).map_err(|e| Violation::Unexpected {
                     node: to,
@@ -832,8 +830,7 @@ impl Simulation {
     }
 
     fn send(&mut self, message: raft_core::Message) {
-        let (kind, _) = summarize(&message);
-        let (from, to) = (message.from, message.to);
+        let summary = MessageSummary::of(&message);
         match self.network.send(message, self.now, &mut self.rng) {
             SendOutcome::Queued => {}
             SendOutcome::Duplicated => self.stats.duplicated += 1,
@@ -842,9 +839,7 @@ impl Simulation {
                 self.trace.record(
                     self.now,
                     Event::Lost {
-                        from,
-                        to,
-                        kind,
+                        message: summary,
                         why: "dropped",
                     },
                 );

@@ -3,32 +3,17 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use raft_core::{Index, Message, MessageBody, NodeId, Role, Term};
+use raft_core::{Index, MessageSummary, NodeId, Role, Term};
 
 /// One thing that happened in the simulated world.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A message reached its recipient.
-    Deliver {
-        /// Sender.
-        from: NodeId,
-        /// Recipient.
-        to: NodeId,
-        /// The message's term.
-        term: Term,
-        /// The message kind.
-        kind: &'static str,
-        /// Kind-specific summary (see [`summarize`]).
-        detail: (u64, u64),
-    },
+    Deliver(MessageSummary),
     /// A message was lost: dropped at random, blocked by a partition, or its recipient was down.
     Lost {
-        /// Sender.
-        from: NodeId,
-        /// Recipient.
-        to: NodeId,
-        /// The message kind.
-        kind: &'static str,
+        /// The message.
+        message: MessageSummary,
         /// Why.
         why: &'static str,
     },
@@ -155,60 +140,11 @@ pub enum Event {
     },
 }
 
-/// A message's kind and two numbers that say the most about it: AppendEntries (prev index,
-/// entries), its response (match or rejected index, 1 on success), votes (last log index and
-/// term; granted), heartbeats (commit).
-pub fn summarize(message: &Message) -> (&'static str, (u64, u64)) {
-    let detail = match &message.body {
-        MessageBody::AppendEntries(a) => (a.prev_log_index, a.entries.len() as u64),
-        MessageBody::AppendEntriesResponse(raft_core::AppendEntriesResponse::Success { match_index }) => {
-            (*match_index, 1)
-        }
-        MessageBody::AppendEntriesResponse(raft_core::AppendEntriesResponse::Conflict {
-            rejected_index,
-            conflict_index,
-            ..
-        }) => (*rejected_index, *conflict_index),
-        MessageBody::RequestVote(r) => (r.last_log_index, r.last_log_term),
-        MessageBody::RequestVoteResponse(r) => (u64::from(r.granted), 0),
-        MessageBody::Heartbeat(h) => (h.commit, 0),
-        MessageBody::HeartbeatResponse(r) => (r.round, 0),
-        MessageBody::TimeoutNow => (0, 0),
-        MessageBody::ReadIndexRequest(r) => (r.id, 0),
-        MessageBody::ReadIndexResponse(r) => (r.id, r.index.map_or(0, |i| i + 1)),
-        MessageBody::InstallSnapshot(s) => (s.meta.index, s.offset),
-        MessageBody::InstallSnapshotResponse(r) => (r.snapshot_index, r.next_offset),
-    };
-    (message.body.kind(), detail)
-}
-
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Event::Deliver {
-                from,
-                to,
-                term,
-                kind,
-                detail: (a, b),
-            } => {
-                write!(f, "{from} -> {to} {kind} t{term}")?;
-                match kind {
-                    "AppendEntries" => write!(f, " prev={a} entries={b}"),
-                    "AppendEntriesResponse" if b == 1 => write!(f, " success match={a}"),
-                    "AppendEntriesResponse" => write!(f, " conflict rejected={a} hint={b}"),
-                    "RequestVote" | "PreVote" => write!(f, " last_index={a} last_term={b}"),
-                    "RequestVoteResponse" | "PreVoteResponse" => write!(f, " granted={}", a == 1),
-                    "Heartbeat" => write!(f, " commit={a}"),
-                    "ReadIndexResponse" if b == 0 => write!(f, " read={a} refused"),
-                    "ReadIndexResponse" => write!(f, " read={a} index={}", b - 1),
-                    "ReadIndexRequest" => write!(f, " read={a}"),
-                    "InstallSnapshot" => write!(f, " snapshot={a} offset={b}"),
-                    "InstallSnapshotResponse" => write!(f, " snapshot={a} next_offset={b}"),
-                    _ => Ok(()),
-                }
-            }
-            Event::Lost { from, to, kind, why } => write!(f, "{from} -> {to} {kind} lost ({why})"),
+            Event::Deliver(message) => write!(f, "{message}"),
+            Event::Lost { message, why } => write!(f, "{message} lost ({why})"),
             Event::Role { node, role, term } => write!(f, "node {node} is {role} in term {term}"),
             Event::Propose { node, index, term } => {
                 write!(f, "node {node} appended proposal {index} (t{term})")

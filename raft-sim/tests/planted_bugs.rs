@@ -39,7 +39,7 @@ fn simulator_catches_skipping_the_up_to_date_log_check() {
 
 #[test]
 fn simulator_catches_a_leader_acting_before_its_vote_is_durable() {
-    let (_, violation) = first_failure(PlantedBug::LeadBeforeVoteIsDurable, 500);
+    let (_, violation) = first_failure(PlantedBug::LeadBeforeVoteIsDurable, 2000);
     assert!(violation.contains("election safety"), "{violation}");
 }
 

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use raft_core::{
-    Entry, Index, LogWrite, Membership, MembershipChangeError, Message, NodeId, RaftCore, ReceivedChunk,
-    SnapshotMeta, Status, Term, Transport,
+    Entry, Index, LogWrite, Membership, MembershipChangeError, Message, MessageSummary, NodeId, RaftCore,
+    ReceivedChunk, SnapshotMeta, Status, Term, Transport,
 };
 use tokio::sync::oneshot;
-use tracing::debug;
+use tracing::{debug, trace};
 
 use crate::error::{ProposeError, ReadError, SnapshotError};
 
@@ -145,8 +145,9 @@ pub(super) enum ApplyJob {
 
 /// Hands `message` to the transport; a failure is logged (Raft tolerates lost messages).
 pub(super) fn send<T: Transport>(transport: &T, message: Message) {
-    let (to, kind) = (message.to, message.body.kind());
+    let summary = MessageSummary::of(&message);
+    trace!(message = %summary, "sending");
     if let Err(error) = transport.send(message) {
-        debug!(to, kind, %error, "message not sent");
+        debug!(message = %summary, %error, "message not sent");
     }
 }
