@@ -29,7 +29,7 @@ use crate::rng::SeededRng;
 use crate::snapshot_transfer::IncomingSnapshot;
 use crate::snapshot_types::{ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
 use crate::transfer_state::Transfer;
-use crate::types::{HardState, Index, NodeId, Role, SoftState, Term};
+use crate::types::{HardState, Index, NodeId, Role, SoftState, Status, Term};
 
 /// What a node had persisted when it stopped, to restart from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,31 +44,6 @@ pub struct RestoredState {
     pub entries: Vec<Entry>,
     /// The index the state machine has already applied (0 for a state machine that starts empty).
     pub applied: Index,
-}
-
-/// A snapshot of a node's state for observers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Status {
-    /// This node.
-    pub id: NodeId,
-    /// Its role.
-    pub role: Role,
-    /// Its current term.
-    pub term: Term,
-    /// The leader it knows of.
-    pub leader: Option<NodeId>,
-    /// Its commit index.
-    pub commit_index: Index,
-    /// Its applied index (acknowledged by the caller).
-    pub applied_index: Index,
-    /// The index of its last log entry, durable or not.
-    pub last_log_index: Index,
-    /// The index up to which its log is durable.
-    pub persisted_index: Index,
-    /// The index of its latest snapshot (0 when it has none).
-    pub snapshot_index: Index,
-    /// The index of the first entry its log still holds (the log before it is compacted).
-    pub first_log_index: Index,
 }
 
 /// The leader's view of one follower, for metrics and tests.

@@ -11,11 +11,10 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::core::Status;
 use crate::entry::{Entry, EntryPayload};
 use crate::message::{AppendEntriesResponse, Message, MessageBody};
 use crate::ready::Ready;
-use crate::types::{Index, NodeId, Term};
+use crate::types::{Index, NodeId, Status, Term};
 
 /// A message in a few numbers: who, to whom, in which term, what kind, and what matters about
 /// it. It is `Copy` and allocation-free, so a trace may keep one per message; its `Display` is

@@ -36,7 +36,7 @@
 //! | `membership` | voters, learners and quorums | values |
 //! | `message` | the messages between nodes | values |
 //! | `entry` | log entries | values |
-//! | `types` | ids, terms, indexes, hard and soft state, roles | values |
+//! | `types` | ids, terms, indexes, hard and soft state, roles, `Status` | values |
 //! | `snapshot_types` | snapshot metadata, checksum, chunks | values |
 //! | `ready` | the batch of work handed to the caller | values |
 //! | `storage` | the backend traits (`LogStorage`, `StateMachine`, `Transport`, `Inbox`) and `LogWrite` | values |
@@ -91,7 +91,7 @@ mod transfer_state;
 mod types;
 
 pub use crate::config::Config;
-pub use crate::core::{FollowerProgress, RaftCore, RestoredState, Status};
+pub use crate::core::{FollowerProgress, RaftCore, RestoredState};
 pub use crate::describe::MessageSummary;
 pub use crate::entry::{Entry, EntryPayload};
 pub use crate::error::{
@@ -115,4 +115,4 @@ pub use crate::storage::{
     Inbox, LogImage, LogStorage, LogWrite, SnapshotRead, SnapshotSink, SnapshotStore, SnapshotWrite,
     StateMachine, StoredLog, Transport,
 };
-pub use crate::types::{ClusterId, HardState, Index, NodeId, Role, SoftState, Term};
+pub use crate::types::{ClusterId, HardState, Index, NodeId, Role, SoftState, Status, Term};

@@ -64,3 +64,28 @@ pub struct SoftState {
     /// The current term.
     pub term: Term,
 }
+
+/// A snapshot of a node's state for observers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: Index,
+    /// Its applied index (acknowledged by the caller).
+    pub applied_index: Index,
+    /// The index of its last log entry, durable or not.
+    pub last_log_index: Index,
+    /// The index up to which its log is durable.
+    pub persisted_index: Index,
+    /// The index of its latest snapshot (0 when it has none).
+    pub snapshot_index: Index,
+    /// The index of the first entry its log still holds (the log before it is compacted).
+    pub first_log_index: Index,
+}
