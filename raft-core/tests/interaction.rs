@@ -263,14 +263,9 @@ impl Script {
             "propose" => {
                 let id = one(case);
                 let text = case.input.trim().to_string();
-                match self.net.node(id).propose(text.into()) {
-                    Ok(index) => {
-                        let _ = writeln!(out, "index {index}");
-                    }
-                    Err(error) => {
-                        let _ = writeln!(out, "refused: {error}");
-                    }
-                }
+                out.push_str(&answer(self.net.node(id).propose(text.into()), |index| {
+                    format!("index {index}")
+                }));
             }
             "stabilize" => self.stabilize(&mut out),
             "process-ready" => {
@@ -338,38 +333,22 @@ impl Script {
                 let id = one(case);
                 let voters: BTreeSet<NodeId> = ids(case, "voters").into_iter().collect();
                 let learners: BTreeSet<NodeId> = ids(case, "learners").into_iter().collect();
-                match self.net.node(id).change_membership(voters, learners) {
-                    Ok(index) => {
-                        let _ = writeln!(out, "configuration entry at index {index}");
-                    }
-                    Err(error) => {
-                        let _ = writeln!(out, "refused: {error}");
-                    }
-                }
+                out.push_str(&answer(
+                    self.net.node(id).change_membership(voters, learners),
+                    |index| format!("configuration entry at index {index}"),
+                ));
             }
             "transfer" => {
                 let id = one(case);
                 let to: NodeId = case.take_arg("to").unwrap();
-                match self.net.node(id).transfer_leadership(to) {
-                    Ok(()) => {
-                        let _ = writeln!(out, "transfer to {to} started");
-                    }
-                    Err(error) => {
-                        let _ = writeln!(out, "refused: {error}");
-                    }
-                }
+                let started = self.net.node(id).transfer_leadership(to);
+                out.push_str(&answer(started, |()| format!("transfer to {to} started")));
             }
             "read-index" => {
                 let id = one(case);
                 let read: u64 = case.take_arg("id").unwrap();
-                match self.net.node(id).read_index(read) {
-                    Ok(()) => {
-                        let _ = writeln!(out, "read {read} asked");
-                    }
-                    Err(error) => {
-                        let _ = writeln!(out, "refused: {error}");
-                    }
-                }
+                let asked = self.net.node(id).read_index(read);
+                out.push_str(&answer(asked, |()| format!("read {read} asked")));
             }
             "compact" => {
                 let id = one(case);
@@ -427,6 +406,14 @@ impl Script {
             out.push_str("ok\n");
         }
         out
+    }
+}
+
+/// What a command that the core may refuse printed: `done`'s text, or why it was refused.
+fn answer<T, E: std::fmt::Display>(result: Result<T, E>, done: impl FnOnce(T) -> String) -> String {
+    match result {
+        Ok(value) => done(value) + "\n",
+        Err(error) => format!("refused: {error}\n"),
     }
 }
 
