@@ -237,6 +237,7 @@ impl RaftCore {
             });
         }
         trace!(node = self.id(), message = %crate::describe::MessageSummary::of(&message), "step");
+        crate::inbound::check(&message)?;
         if !self.observe_term(&message) {
             return Ok(());
         }
@@ -663,6 +664,18 @@ impl RaftCore {
 }
 
 fn check_stored_log(state: &RestoredState) -> Result<(), InitError> {
+    let last_index = state
+        .entries
+        .last()
+        .map(|e| e.index)
+        .max(state.snapshot.as_ref().map(|s| s.index))
+        .unwrap_or(0);
+    if state.hard_state.term > crate::inbound::MAX_TERM || last_index > crate::inbound::MAX_INDEX {
+        return Err(InitError::ImpossibleStoredState {
+            term: state.hard_state.term,
+            index: last_index,
+        });
+    }
     let mut previous_term = 0;
     let first = match (&state.snapshot, state.entries.first()) {
         (Some(snapshot), _) if state.applied < snapshot.index => {

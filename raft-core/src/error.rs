@@ -19,6 +19,26 @@ pub enum StepError {
         /// This node.
         local: NodeId,
     },
+    /// The message carries a term no real cluster reaches (above [`MAX_TERM`](crate::MAX_TERM)):
+    /// corruption or a hostile peer. Adopting it would leave no room for the next election.
+    #[error("message from node {from} carries the impossible term {term}; refused")]
+    ImpossibleTerm {
+        /// The sender.
+        from: NodeId,
+        /// The term it carries.
+        term: Term,
+    },
+    /// The message contradicts itself (entries that do not follow one another, a log term above
+    /// the message's term, an offset that overflows): no honest peer sends it.
+    #[error("malformed {kind} from node {from}: {reason}; refused")]
+    Malformed {
+        /// The sender.
+        from: NodeId,
+        /// The message kind.
+        kind: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// A proposal the core did not accept. Nothing was appended.
@@ -91,6 +111,16 @@ pub enum InitError {
         index: Index,
         /// The snapshot's term.
         term: Term,
+    },
+    /// The stored term, or the index of the last stored entry or snapshot, is above what any
+    /// cluster reaches ([`MAX_TERM`](crate::MAX_TERM), [`MAX_INDEX`](crate::MAX_INDEX)): the
+    /// storage is corrupt.
+    #[error("stored state is impossible (term {term}, last index {index}): the storage is corrupt")]
+    ImpossibleStoredState {
+        /// The stored term.
+        term: Term,
+        /// The highest stored index.
+        index: Index,
     },
     /// The stored log's terms decrease, or exceed the stored term.
     #[error("stored log entry {index} has term {term}, which is out of order (stored term {hard_term})")]

@@ -42,6 +42,7 @@
 //! | `storage` | the backend traits (`LogStorage`, `StateMachine`, `Transport`, `Inbox`) and `LogWrite` | values |
 //! | `describe` | the one text form of messages, entries, status and ready batches | values |
 //! | `error` | every error type | values |
+//! | `inbound` | what the core refuses from the network before any rule sees it | values |
 //! | `config` | the settings | values |
 //! | `rng` | the seeded generator | values |
 //! | `planted` | bugs that can be switched on to prove the simulator catches them | values |
@@ -71,6 +72,7 @@ mod describe;
 mod election;
 mod entry;
 mod error;
+mod inbound;
 mod log;
 mod membership;
 mod message;
@@ -98,6 +100,7 @@ pub use crate::error::{
     ConfigError, InitError, MembershipChangeError, MembershipError, ProposeError, ReadError,
     StateMachineError, StepError, StorageError, TransferError, TransportError,
 };
+pub use crate::inbound::{MAX_INDEX, MAX_TERM};
 pub use crate::membership::{Membership, VoteResult};
 pub use crate::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, InstallSnapshot,
