@@ -238,6 +238,16 @@ impl RaftCore {
         }
         trace!(node = self.id(), message = %crate::describe::MessageSummary::of(&message), "step");
         crate::inbound::check(&message)?;
+        let from_a_leader = matches!(
+            message.body,
+            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) | MessageBody::InstallSnapshot(_)
+        );
+        if from_a_leader && self.role == Role::Leader && message.term == self.term {
+            return Err(StepError::AnotherLeader {
+                from: message.from,
+                term: message.term,
+            });
+        }
         if !self.observe_term(&message) {
             return Ok(());
         }

@@ -28,6 +28,15 @@ pub enum StepError {
         /// The term it carries.
         term: Term,
     },
+    /// A leader's message (AppendEntries, heartbeat, snapshot chunk) in the term this node leads:
+    /// there is one leader per term, so the sender is confused or hostile.
+    #[error("node {from} claims to lead term {term}, which this node leads; refused")]
+    AnotherLeader {
+        /// The sender.
+        from: NodeId,
+        /// The term.
+        term: Term,
+    },
     /// The message contradicts itself (entries that do not follow one another, a log term above
     /// the message's term, an offset that overflows): no honest peer sends it.
     #[error("malformed {kind} from node {from}: {reason}; refused")]

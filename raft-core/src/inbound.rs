@@ -2,7 +2,8 @@
 //! peer sends. A term above [`MAX_TERM`], AppendEntries whose entries do not follow `prev_log_index`
 //! one by one with terms that never fall and never pass the message's term, a vote request whose
 //! log is from a later term than the candidate's, snapshot chunks whose offsets overflow, and
-//! answers naming the last possible index. Everything after this check may add one to a term or an
+//! answers naming the last possible index, and messages that claim to come from the recipient
+//! itself or from node 0. Everything after this check may add one to a term or an
 //! index without overflowing. A leaf: it reads messages and says no.
 
 use crate::error::StepError;
@@ -21,6 +22,9 @@ pub const MAX_INDEX: Index = u64::MAX >> 1;
 pub(crate) fn check(message: &Message) -> Result<(), StepError> {
     let (from, kind) = (message.from, message.body.kind());
     let malformed = |reason: &'static str| StepError::Malformed { from, kind, reason };
+    if message.from == message.to || message.from == 0 {
+        return Err(malformed("the sender is this node itself, or node 0"));
+    }
     if message.term > MAX_TERM {
         return Err(StepError::ImpossibleTerm {
             from,

@@ -104,7 +104,8 @@ pub use crate::inbound::{MAX_INDEX, MAX_TERM};
 pub use crate::membership::{Membership, VoteResult};
 pub use crate::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, InstallSnapshot,
-    InstallSnapshotResponse, Message, MessageBody, RequestVote, RequestVoteResponse,
+    InstallSnapshotResponse, Message, MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote,
+    RequestVoteResponse,
 };
 pub use crate::planted::PlantedBug;
 pub use crate::progress::ReplicationState;

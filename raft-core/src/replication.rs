@@ -162,6 +162,13 @@ impl RaftCore {
                 conflict_index,
                 conflict_term,
             } => {
+                if rejected_index > self.log.last_index() {
+                    warn!(
+                        follower,
+                        rejected_index, "follower rejects entries this leader never sent"
+                    );
+                    return;
+                }
                 let stale = match progress.state {
                     ReplicationState::Probe => rejected_index + 1 != progress.next_index,
                     ReplicationState::Replicate => rejected_index <= progress.match_index,
@@ -176,7 +183,7 @@ impl RaftCore {
                     Some(index) => index + 1,
                     None => conflict_index,
                 };
-                let next = next.min(rejected_index).max(1);
+                let next = next.min(rejected_index).min(self.log.last_index() + 1).max(1);
                 if rejected_index <= progress.match_index {
                     warn!(
                         follower,

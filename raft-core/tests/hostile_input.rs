@@ -229,3 +229,56 @@ fn restart_refuses_an_impossible_stored_term_or_index() {
         Err(InitError::ImpossibleStoredState { .. }) | Err(InitError::LogNotContiguous { .. })
     ));
 }
+
+#[test]
+fn leader_ignores_a_conflict_for_entries_it_never_sent() {
+    // Found by the step fuzzer: a rejection of index 4 from a leader whose log ends at 2 moved the
+    // follower's next index past the log, and the leader then looked for a snapshot it never took.
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.node(1).propose("x".into()).unwrap();
+    net.settle();
+    let before = net.node(1).follower_progress(2).unwrap();
+    let last = net.node(1).status().last_log_index;
+    let term = net.node(1).term();
+    let bogus = Message {
+        from: 2,
+        to: 1,
+        term,
+        body: MessageBody::AppendEntriesResponse(AppendEntriesResponse::Conflict {
+            rejected_index: last + 2,
+            conflict_index: last + 2,
+            conflict_term: None,
+        }),
+    };
+    net.node(1).step(bogus).unwrap();
+    assert_eq!(net.node(1).follower_progress(2).unwrap(), before);
+    net.tick_all(3);
+    assert_eq!(net.leaders(), vec![1]);
+}
+
+#[test]
+fn message_claiming_to_come_from_the_recipient_itself_is_refused() {
+    let mut from_self = append(2, (2, 2), Vec::new());
+    from_self.from = 1;
+    refused(from_self, |e| matches!(e, StepError::Malformed { from: 1, .. }));
+    let mut from_zero = append(2, (2, 2), Vec::new());
+    from_zero.from = 0;
+    refused(from_zero, |e| matches!(e, StepError::Malformed { from: 0, .. }));
+}
+
+#[test]
+fn leader_refuses_a_second_leader_of_its_own_term() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    let term = net.node(1).term();
+    let before = net.node(1).status();
+    let mut claim = append(term, (1, term), Vec::new());
+    claim.to = 1;
+    claim.from = 2;
+    assert_eq!(
+        net.node(1).step(claim),
+        Err(StepError::AnotherLeader { from: 2, term })
+    );
+    assert_eq!(net.node(1).status(), before);
+}
