@@ -683,3 +683,47 @@ async fn single_voter_sends_nothing_of_a_term_until_its_vote_for_that_term_is_du
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_event_loop_is_reported_as_failed_not_running() {
+    use raft_core::{Membership, Message, Transport, TransportError};
+    /// A transport with a bug: it panics on the first message it is given.
+    struct PanickingTransport;
+    impl Transport for PanickingTransport {
+        fn send(&self, _message: Message) -> Result<(), TransportError> {
+            panic!("a bug in the transport");
+        }
+    }
+    let network = raft_net_mem::MemNetwork::new(1);
+    let (_, inbox) = network.register(1);
+    let mut membership = Membership::voters([1]).unwrap();
+    membership.learners.insert(2);
+    let node = raft_node::RaftNode::start(
+        raft_node::NodeConfig::new(1),
+        membership,
+        raft_storage_mem::MemStorage::new(),
+        PanickingTransport,
+        inbox,
+        raft_node::KvStateMachine::new(),
+    )
+    .await
+    .unwrap();
+    // Once it leads, it sends the learner an AppendEntries, and the transport panics.
+    let deadline = tokio::time::Instant::now() + LEADER_TIMEOUT;
+    loop {
+        let state = node.status().state;
+        if let raft_node::RunState::Failed(why) = state {
+            assert!(why.contains("panicked"), "{why}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {state:?} after the panic"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(
+        node.propose(put("a", "b").encode()).await,
+        Err(ProposeError::Stopped | ProposeError::Timeout)
+    ));
+}

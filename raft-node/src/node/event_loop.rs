@@ -54,6 +54,19 @@ pub(super) struct EventLoop<T, I> {
     pub(super) snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
 }
 
+/// A panic in the event loop (a bug here, in the transport or in a backend called from it) must
+/// not leave the status saying `Running`: the loop is gone and the node answers nothing more.
+impl<T, I> Drop for EventLoop<T, I> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            error!(node = self.core.id(), "the event loop panicked; the node stops");
+            self.status.send_modify(|status| {
+                status.state = RunState::Failed("the event loop panicked".to_string());
+            });
+        }
+    }
+}
+
 impl<T: Transport, I: Inbox> EventLoop<T, I> {
     pub(super) async fn run(mut self) {
         let mut ticker = tokio::time::interval(self.tick_interval);
