@@ -19,6 +19,12 @@ impl RaftCore {
     /// A follower's or candidate's tick: start an election when the timer runs out.
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
+        if self.leadership_pending.is_some() {
+            // Won on its own vote; only its disk is to wait for. Campaigning again would start a
+            // new term and a new write, and a disk slower than the election timeout would never
+            // let it lead.
+            return;
+        }
         if self.election_elapsed >= self.randomized_election_timeout && self.may_campaign() {
             self.start_election();
         }

@@ -221,6 +221,25 @@ fn single_voter_leads_only_once_its_term_and_vote_are_durable() {
 }
 
 #[test]
+fn single_voter_waits_for_a_slow_disk_instead_of_campaigning_again() {
+    let mut node = single_voter_with_a_learner();
+    ticks_until_campaign(&mut node);
+    let ready = node.ready();
+    let (index, term) = ready.persisted_up_to().unwrap();
+    // The write takes longer than several election timeouts.
+    for _ in 0..100 {
+        node.tick();
+        assert!(
+            node.ready().hard_state.is_none(),
+            "no new term while the first write is pending"
+        );
+    }
+    assert_eq!((node.role(), node.term()), (Role::Candidate, 1));
+    node.on_persisted(index, term);
+    assert_eq!((node.role(), node.term()), (Role::Leader, 1));
+}
+
+#[test]
 fn single_voter_that_crashes_before_its_vote_is_durable_leaks_nothing_of_that_term() {
     // The story of simulator seed 104774: a single voter wins term 1 on its own vote and crashes
     // before the write; restarted from an empty disk it wins term 1 again and writes other
