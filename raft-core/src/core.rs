@@ -347,9 +347,7 @@ impl RaftCore {
         if !self.log.on_persisted(index, term) {
             return;
         }
-        if self.leadership_pending.is_some() {
-            self.take_up_pending_leadership();
-        }
+        self.take_up_pending_leadership();
         if self.role == Role::Leader {
             self.maybe_commit();
         }

@@ -269,15 +269,16 @@ impl RaftCore {
             self.answer_snapshot_chunk(leader, snapshot_index, expected, gap);
             return;
         }
+        // The edge check (`inbound.rs`) guarantees that the chunk ends within the snapshot.
         let end = request.offset + request.data.len() as u64;
-        if end > request.meta.size || request.done != (end == request.meta.size) {
+        if request.done != (end == request.meta.size) {
             warn!(
                 node = self.id(),
                 leader,
                 offset = request.offset,
                 len = request.data.len(),
                 size = request.meta.size,
-                "snapshot chunk does not fit the snapshot; starting over"
+                "snapshot chunk's last-chunk flag disagrees with where it ends; starting over"
             );
             self.incoming_snapshot = None;
             self.answer_snapshot_chunk(leader, snapshot_index, 0, true);

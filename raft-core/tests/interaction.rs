@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use datadriven::TestCase;
-use raft_core::{Config, EntryPayload, Membership, Message, NodeId, RaftCore, Role};
+use raft_core::{Config, EntryPayload, Membership, Message, NodeId, Role};
 use support::{config, Net};
 
 /// One script's world: the test network, who may talk to whom, and how nodes are configured.
@@ -107,15 +107,7 @@ impl Script {
         };
         let mut membership = Membership::voters(voters.clone()).unwrap();
         membership.learners = learners.iter().copied().collect();
-        let all: Vec<NodeId> = voters.iter().chain(&learners).copied().collect();
-        let mut net = Net::with_config(all.len() as u64, |id| settings.config(id));
-        net.nodes.clear();
-        for id in &all {
-            let node = RaftCore::new(settings.config(*id), membership.clone()).unwrap();
-            net.nodes.insert(*id, node);
-            net.stored.insert(*id, Default::default());
-            net.applied.insert(*id, Vec::new());
-        }
+        let net = Net::with_membership(membership.clone(), |id| settings.config(id));
         Script {
             net,
             membership,

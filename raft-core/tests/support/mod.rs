@@ -54,8 +54,13 @@ impl Net {
     }
 
     pub fn with_config(size: u64, make: impl Fn(NodeId) -> Config) -> Self {
-        let ids: Vec<NodeId> = (1..=size).collect();
-        let membership = Membership::voters(ids.clone()).unwrap();
+        let membership = Membership::voters(1..=size).unwrap();
+        Self::with_membership(membership, make)
+    }
+
+    /// Every member of `membership` (voters and learners), bootstrapped with it.
+    pub fn with_membership(membership: Membership, make: impl Fn(NodeId) -> Config) -> Self {
+        let ids: Vec<NodeId> = membership.members().collect();
         let nodes = ids
             .iter()
             .map(|id| (*id, RaftCore::new(make(*id), membership.clone()).unwrap()))
