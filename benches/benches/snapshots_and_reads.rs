@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use hdrhistogram::Histogram;
 use raft_node::raft_core::NodeId;
-use raft_node::{ClusterOptions, KvCommand, MemCluster, ReadConsistency};
+use raft_kv::{ClusterOptions, KvCommand, MemCluster};
+use raft_node::ReadConsistency;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

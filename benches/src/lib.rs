@@ -12,7 +12,8 @@ use raft_net_mem::MemNetwork;
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
 use raft_node::raft_core::{Inbox, LogStorage, Membership, NodeId, Transport};
 use raft_node::rocks::{RocksStorage, StoreIdentity};
-use raft_node::{KvCommand, KvStateMachine, NodeConfig, RaftNode};
+use raft_kv::{KvCommand, KvStateMachine};
+use raft_node::{NodeConfig, RaftNode};
 use raft_storage_mem::MemStorage;
 
 /// The payload size of the headline figures.

@@ -426,7 +426,19 @@ impl RaftCore {
         voters: BTreeSet<NodeId>,
         learners: BTreeSet<NodeId>,
     ) -> Result<Index, MembershipChangeError> {
-        self.start_membership_change(voters, learners)
+        self.start_membership_change(voters, learners, BTreeMap::new())
+    }
+
+    /// Like [`change_membership`](Self::change_membership), and records where members can be
+    /// reached ([`Membership::addresses`]): `addresses` adds or replaces those of the given nodes;
+    /// the other members keep theirs and leavers lose theirs. An address change alone is a change.
+    pub fn change_membership_with_addresses(
+        &mut self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        addresses: BTreeMap<NodeId, String>,
+    ) -> Result<Index, MembershipChangeError> {
+        self.start_membership_change(voters, learners, addresses)
     }
 
     // ---- observers ----------------------------------------------------------------------------
@@ -451,9 +463,14 @@ impl RaftCore {
         self.leader
     }
 
-    /// The configuration in force.
+    /// The configuration in force (the latest in the log, committed or not).
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// The latest committed configuration (the one in force at the commit index).
+    pub fn committed_membership(&self) -> &Membership {
+        self.configs.at(self.log.committed)
     }
 
     /// The settings.

@@ -197,6 +197,9 @@ pub enum MembershipError {
     /// A node is listed both as voter and as learner.
     #[error("node {0} cannot be both a voter and a learner")]
     VoterAndLearner(NodeId),
+    /// An address is given for a node that is not a member.
+    #[error("node {0} has an address but is not a member")]
+    AddressOfNonMember(NodeId),
 }
 
 /// Why a read cannot be served (yet).

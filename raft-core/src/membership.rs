@@ -4,6 +4,10 @@
 //! membership change (joint consensus) a decision needs a majority of the incoming voters *and* a
 //! majority of the outgoing ones; [`Membership::outgoing`] holds the latter. Every quorum question
 //! the protocol asks goes through this module, so that joint consensus changes one place.
+//!
+//! A configuration may also say where each member can be reached ([`Membership::addresses`]): the
+//! core only carries these strings from one configuration to the next, so that a node added at
+//! runtime becomes reachable by every member that learns the configuration.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +25,9 @@ pub struct Membership {
     pub outgoing: Option<BTreeSet<NodeId>>,
     /// Members that receive the log but do not vote.
     pub learners: BTreeSet<NodeId>,
+    /// Where members can be reached, as the application writes it (for example a peer and a
+    /// client address). Opaque to the protocol; only members may have one.
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 /// The outcome of counting votes.
@@ -48,9 +55,28 @@ impl Membership {
             voters: ids.into_iter().collect(),
             outgoing: None,
             learners: BTreeSet::new(),
+            addresses: BTreeMap::new(),
         };
         membership.validate()?;
         Ok(membership)
+    }
+
+    /// The same configuration with these members' addresses.
+    ///
+    /// ```
+    /// use raft_core::Membership;
+    /// let m = Membership::voters([1, 2])?.with_addresses([(1, "10.0.0.1:7000".to_string())])?;
+    /// assert_eq!(m.addresses[&1], "10.0.0.1:7000");
+    /// assert!(Membership::voters([1])?.with_addresses([(9, "x".to_string())]).is_err());
+    /// # Ok::<(), raft_core::MembershipError>(())
+    /// ```
+    pub fn with_addresses(
+        mut self,
+        addresses: impl IntoIterator<Item = (NodeId, String)>,
+    ) -> Result<Self, MembershipError> {
+        self.addresses.extend(addresses);
+        self.validate()?;
+        Ok(self)
     }
 
     /// Whether this is the empty configuration of a node that has not joined a cluster yet: it
@@ -74,6 +100,9 @@ impl Membership {
         }
         if let Some(id) = self.voters.intersection(&self.learners).next() {
             return Err(MembershipError::VoterAndLearner(*id));
+        }
+        if let Some(id) = self.addresses.keys().find(|id| !self.contains(**id)) {
+            return Err(MembershipError::AddressOfNonMember(*id));
         }
         Ok(())
     }

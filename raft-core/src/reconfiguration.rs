@@ -8,7 +8,7 @@
 //! and only once the leader has committed an entry of its own term. A leader that is not a voter in
 //! C_new keeps leading until C_new is committed, then steps down.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::info;
 
@@ -25,6 +25,7 @@ impl RaftCore {
         &mut self,
         voters: BTreeSet<NodeId>,
         learners: BTreeSet<NodeId>,
+        new_addresses: BTreeMap<NodeId, String>,
     ) -> Result<Index, MembershipChangeError> {
         if self.role != Role::Leader {
             return Err(MembershipChangeError::NotLeader {
@@ -40,10 +41,15 @@ impl RaftCore {
         if self.change_pending() {
             return Err(MembershipChangeError::ChangeInProgress);
         }
+        // Members keep their addresses unless new ones are given; leavers' addresses go.
+        let mut addresses = self.membership.addresses.clone();
+        addresses.extend(new_addresses);
+        addresses.retain(|id, _| voters.contains(id) || learners.contains(id));
         let target = Membership {
             voters,
             outgoing: None,
             learners,
+            addresses,
         };
         target.validate()?;
         let current = self.membership.clone();
@@ -54,8 +60,16 @@ impl RaftCore {
         let next = if target.voters == current.voters {
             target
         } else {
+            // During the joint phase the outgoing voters stay reachable.
+            let mut addresses = target.addresses.clone();
+            for id in &current.voters {
+                if let Some(address) = current.addresses.get(id) {
+                    addresses.entry(*id).or_insert_with(|| address.clone());
+                }
+            }
             Membership {
                 outgoing: Some(current.voters.clone()),
+                addresses,
                 ..target
             }
         };
@@ -170,10 +184,19 @@ impl RaftCore {
             return;
         }
         if self.membership.is_joint() {
-            let final_config = Membership {
+            let mut final_config = Membership {
                 outgoing: None,
                 ..self.membership.clone()
             };
+            let leavers: Vec<NodeId> = final_config
+                .addresses
+                .keys()
+                .copied()
+                .filter(|id| !final_config.contains(*id))
+                .collect();
+            for id in leavers {
+                final_config.addresses.remove(&id);
+            }
             self.append_configuration(final_config);
         } else if !self.membership.is_voter(self.id()) {
             info!(

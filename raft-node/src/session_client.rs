@@ -42,16 +42,31 @@ pub enum ClientError {
 
 /// A client session: numbers its requests and retries each until applied, exactly once.
 ///
+/// The node runtime's state machine must be wrapped in [`Sessions`](crate::Sessions); the
+/// directory says where the nodes are (`raft_kv::MemCluster` is one).
+///
 /// ```
-/// use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, SessionClient};
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let cluster = std::sync::Arc::new(MemCluster::start(3, ClusterOptions::default()).await?);
-/// let mut client = SessionClient::register(cluster.clone(), std::time::Duration::from_secs(10)).await?;
-/// let append = KvCommand::Append { key: "k".into(), value: "x".into() };
-/// let reply = client.propose(append.encode()).await?;
-/// assert_eq!(KvResponse::decode(&reply)?, KvResponse::Value(Some("x".into())));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use raft_node::{ClientError, NodeDirectory, RaftNode, SessionClient};
+///
+/// /// A cluster of one node.
+/// struct OneNode(Arc<RaftNode>);
+///
+/// impl NodeDirectory for OneNode {
+///     fn node_ids(&self) -> Vec<u64> {
+///         vec![self.0.id()]
+///     }
+///     fn node(&self, id: u64) -> Option<Arc<RaftNode>> {
+///         (id == self.0.id()).then(|| self.0.clone())
+///     }
+/// }
+///
+/// async fn append_exactly_once(node: Arc<RaftNode>) -> Result<bytes::Bytes, ClientError> {
+///     let mut client = SessionClient::register(Arc::new(OneNode(node)), Duration::from_secs(10)).await?;
+///     // Retried across timeouts and leader changes, applied once.
+///     client.propose(&b"x"[..]).await
+/// }
 /// ```
 pub struct SessionClient<D> {
     directory: Arc<D>,

@@ -1,9 +1,9 @@
-//! A replicated key-value store: the example state machine that the tests, the benchmarks and the
-//! demo use.
+//! The replicated key-value store: the state machine of the service, the tests and the benchmarks.
 //!
-//! Commands are encoded with postcard. Writes go through the log; a `Get` can too, but is better
-//! sent through [`RaftNode::read`](crate::RaftNode::read), which serves it from the state machine
-//! at the consistency level asked for, without writing to the log.
+//! Commands are encoded with postcard. Writes go through the log; a `Get` or a `Scan` can too, but
+//! is better sent through [`RaftNode::read`](raft_node::RaftNode::read), which serves it from the
+//! state machine at the consistency level asked for, without writing to the log. Every answer is a
+//! [`KvReply`]: the response and the index of the last entry applied when it was made.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError, StorageError};
 
-use crate::snapshot_stream::{RecordReader, RecordWriter, SnapshotHeader};
+use raft_node::snapshot_stream::{RecordReader, RecordWriter, SnapshotHeader};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -52,6 +52,13 @@ pub enum KvCommand {
         /// The value to set.
         new: Option<String>,
     },
+    /// Reads the keys that start with `prefix`, in order, at most `limit` of them.
+    Scan {
+        /// The prefix (empty: every key).
+        prefix: String,
+        /// The most pairs returned.
+        limit: usize,
+    },
 }
 
 /// The store's answer to a [`KvCommand`].
@@ -68,8 +75,25 @@ pub enum KvResponse {
         /// The key's value after the operation.
         current: Option<String>,
     },
+    /// The pairs a `Scan` found, in key order.
+    Entries {
+        /// The pairs.
+        entries: Vec<(String, String)>,
+        /// Whether more keys with the prefix were left out by the limit.
+        more: bool,
+    },
     /// The command could not be decoded; nothing changed. Every replica answers the same.
     Invalid(String),
+}
+
+/// What the state machine returns for every command and query: the response and the index of the
+/// last entry applied when it was made (the entry of the command itself, for a write).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvReply {
+    /// The index the response reflects.
+    pub index: Index,
+    /// The response.
+    pub response: KvResponse,
 }
 
 /// A value that could not be decoded.
@@ -78,7 +102,7 @@ pub enum KvResponse {
 pub struct DecodeError(#[from] postcard::Error);
 
 impl KvCommand {
-    /// Encodes the command for [`RaftNode::propose`](crate::RaftNode::propose).
+    /// Encodes the command for [`RaftNode::propose`](raft_node::RaftNode::propose).
     pub fn encode(&self) -> Bytes {
         // Encoding a plain enum of strings into a Vec cannot fail.
         postcard::to_allocvec(self).map(Bytes::from).unwrap_or_default()
@@ -97,19 +121,38 @@ impl KvCommand {
             | KvCommand::Delete { key }
             | KvCommand::Append { key, .. }
             | KvCommand::CompareAndSwap { key, .. } => key,
+            KvCommand::Scan { prefix, .. } => prefix,
         }
+    }
+
+    /// Whether the command only reads (it may be served by [`RaftNode::read`](raft_node::RaftNode::read)).
+    pub fn is_read(&self) -> bool {
+        matches!(self, KvCommand::Get { .. } | KvCommand::Scan { .. })
     }
 }
 
-impl KvResponse {
-    /// Encodes the response.
+impl KvReply {
+    /// Encodes the reply.
     pub fn encode(&self) -> Bytes {
         postcard::to_allocvec(self).map(Bytes::from).unwrap_or_default()
     }
 
-    /// Decodes a response returned by [`RaftNode::propose`](crate::RaftNode::propose).
+    /// Decodes a reply returned by [`RaftNode::propose`](raft_node::RaftNode::propose) or
+    /// [`RaftNode::read`](raft_node::RaftNode::read).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Ok(postcard::from_bytes(bytes)?)
+    }
+
+    /// The response in a reply's bytes, without its index.
+    ///
+    /// ```
+    /// use raft_kv::{KvReply, KvResponse};
+    /// let reply = KvReply { index: 7, response: KvResponse::Value(None) };
+    /// assert_eq!(KvReply::response_of(&reply.encode())?, KvResponse::Value(None));
+    /// # Ok::<(), raft_kv::DecodeError>(())
+    /// ```
+    pub fn response_of(bytes: &[u8]) -> Result<KvResponse, DecodeError> {
+        Ok(Self::decode(bytes)?.response)
     }
 }
 
@@ -123,7 +166,7 @@ struct KvState {
 /// while the node owns the state machine.
 ///
 /// ```
-/// use raft_node::{KvCommand, KvResponse, KvStateMachine};
+/// use raft_kv::{KvCommand, KvResponse, KvStateMachine};
 /// use raft_core::StateMachine;
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let mut kv = KvStateMachine::new();
@@ -163,6 +206,7 @@ impl KvStateMachine {
     fn execute(data: &mut BTreeMap<String, String>, command: KvCommand) -> KvResponse {
         match command {
             KvCommand::Get { key } => KvResponse::Value(data.get(&key).cloned()),
+            KvCommand::Scan { prefix, limit } => Self::scan(data, &prefix, limit),
             KvCommand::Put { key, value } => KvResponse::Previous(data.insert(key, value)),
             KvCommand::Delete { key } => KvResponse::Previous(data.remove(&key)),
             KvCommand::Append { key, value } => {
@@ -190,6 +234,19 @@ impl KvStateMachine {
             }
         }
     }
+
+    fn scan(data: &BTreeMap<String, String>, prefix: &str, limit: usize) -> KvResponse {
+        let mut matching = data
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix));
+        let entries: Vec<(String, String)> = matching
+            .by_ref()
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let more = matching.next().is_some();
+        KvResponse::Entries { entries, more }
+    }
 }
 
 #[async_trait]
@@ -201,19 +258,24 @@ impl StateMachine for KvStateMachine {
             Err(error) => KvResponse::Invalid(error.to_string()),
         };
         state.applied = index;
-        Ok(response.encode())
+        Ok(KvReply { index, response }.encode())
     }
 
     async fn query(&mut self, query: Bytes) -> Result<Bytes, StateMachineError> {
         let state = self.lock();
         let response = match KvCommand::decode(&query) {
             Ok(KvCommand::Get { key }) => KvResponse::Value(state.data.get(&key).cloned()),
+            Ok(KvCommand::Scan { prefix, limit }) => Self::scan(&state.data, &prefix, limit),
             Ok(other) => KvResponse::Invalid(format!(
                 "{other:?} changes the store; propose it instead of reading it"
             )),
             Err(error) => KvResponse::Invalid(error.to_string()),
         };
-        Ok(response.encode())
+        Ok(KvReply {
+            index: state.applied,
+            response,
+        }
+        .encode())
     }
 
     /// Streams the pairs in key order, a batch at a time, so the lock is never held across a
@@ -364,16 +426,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn scan_returns_the_prefixed_keys_in_order_up_to_the_limit_at_the_applied_index() {
+        let mut kv = KvStateMachine::new();
+        for (index, key) in ["b/2", "a/1", "b/1", "b/3", "c"].into_iter().enumerate() {
+            let put = KvCommand::Put {
+                key: key.into(),
+                value: index.to_string(),
+            };
+            kv.apply(index as u64 + 1, put.encode()).await.unwrap();
+        }
+        let scan = |prefix: &str, limit| KvCommand::Scan {
+            prefix: prefix.into(),
+            limit,
+        };
+        let reply = KvReply::decode(&kv.query(scan("b/", 2).encode()).await.unwrap()).unwrap();
+        assert_eq!(reply.index, 5);
+        assert_eq!(
+            reply.response,
+            KvResponse::Entries {
+                entries: vec![("b/1".into(), "2".into()), ("b/2".into(), "0".into())],
+                more: true
+            }
+        );
+        let all = KvReply::response_of(&kv.query(scan("b/", 10).encode()).await.unwrap()).unwrap();
+        assert!(matches!(all, KvResponse::Entries { ref entries, more: false } if entries.len() == 3));
+        let none = KvReply::response_of(&kv.query(scan("z", 10).encode()).await.unwrap()).unwrap();
+        assert_eq!(none, KvResponse::Entries { entries: vec![], more: false });
+    }
+
+    #[tokio::test]
+    async fn a_write_sent_as_a_query_is_refused_and_changes_nothing() {
+        let mut kv = KvStateMachine::new();
+        let put = KvCommand::Put {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        let reply = KvReply::response_of(&kv.query(put.encode()).await.unwrap()).unwrap();
+        assert!(matches!(reply, KvResponse::Invalid(_)));
+        assert!(kv.contents().is_empty());
+    }
+
+    #[tokio::test]
     async fn malformed_command_changes_nothing_and_says_so() {
         let mut kv = KvStateMachine::new();
         let reply = kv
             .apply(1, Bytes::from_static(&[0xff, 0xff, 0xff]))
             .await
             .unwrap();
-        assert!(matches!(
-            KvResponse::decode(&reply).unwrap(),
-            KvResponse::Invalid(_)
-        ));
+        let reply = KvReply::decode(&reply).unwrap();
+        assert!(matches!(reply.response, KvResponse::Invalid(_)));
+        assert_eq!(reply.index, 1);
         assert!(kv.contents().is_empty());
         assert_eq!(kv.applied_index(), 1);
     }

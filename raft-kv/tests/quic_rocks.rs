@@ -2,7 +2,6 @@
 //! loopback ports. It elects, replicates, survives a leader restart with every committed entry
 //! intact, and refuses a node whose certificate comes from another CA.
 
-#![cfg(all(feature = "rocksdb", feature = "quic"))]
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -11,7 +10,8 @@ use std::time::Duration;
 use raft_core::{Membership, NodeId};
 use raft_node::quic::{ClusterCa, NodeTls, QuicConfig, QuicTransport};
 use raft_node::rocks::{RocksStorage, StoreIdentity};
-use raft_node::{KvCommand, KvResponse, KvStateMachine, NodeConfig, RaftNode, ReadConsistency};
+use raft_kv::{KvCommand, KvReply, KvResponse, KvStateMachine};
+use raft_node::{NodeConfig, RaftNode, ReadConsistency};
 
 const CLUSTER: u64 = 0xC0FFEE;
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -149,7 +149,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             match self.members[&on].node.read(query.clone(), consistency).await {
-                Ok(reply) => match KvResponse::decode(&reply).expect("decodes") {
+                Ok(reply) => match KvReply::response_of(&reply).expect("decodes") {
                     KvResponse::Value(value) => return value,
                     other => panic!("unexpected answer {other:?}"),
                 },

@@ -15,12 +15,12 @@ use raft_storage_mem::MemStorage;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::config::NodeConfig;
-use crate::error::{ChangeMembershipError, ProposeError, ReadError, StartError};
-use crate::kv::{KvCommand, KvResponse, KvStateMachine};
-use crate::node::{RaftNode, ReadConsistency};
-use crate::session_client::NodeDirectory;
-use crate::sessions::Sessions;
+use raft_node::{
+    ChangeMembershipError, NodeConfig, NodeDirectory, ProposeError, RaftNode, ReadConsistency, ReadError,
+    Sessions, StartError,
+};
+
+use crate::kv::{KvCommand, KvReply, KvResponse, KvStateMachine};
 
 /// Settings of a [`MemCluster`].
 #[derive(Clone, Debug)]
@@ -93,7 +93,7 @@ struct Member {
 /// clients and a fault injector can share one cluster (in an `Arc`) while it runs.
 ///
 /// ```
-/// use raft_node::{ClusterOptions, KvCommand, MemCluster};
+/// use raft_kv::{ClusterOptions, KvCommand, MemCluster};
 /// use std::time::Duration;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -102,7 +102,7 @@ struct Member {
 /// cluster.kv(KvCommand::Put { key: "a".into(), value: "1".into() }).await?;
 /// println!("leader is node {leader}");
 /// cluster.shutdown().await;
-/// # Ok::<(), raft_node::ClusterError>(())
+/// # Ok::<(), raft_kv::ClusterError>(())
 /// # }).unwrap();
 /// ```
 pub struct MemCluster {
@@ -378,7 +378,7 @@ impl MemCluster {
     /// Runs a key-value command through [`propose`](Self::propose).
     pub async fn kv(&self, command: KvCommand) -> Result<KvResponse, ClusterError> {
         let reply = self.propose(command.encode()).await?;
-        Ok(KvResponse::decode(&reply)?)
+        Ok(KvReply::response_of(&reply)?)
     }
 
     /// Reads `key` at the given consistency level through [`RaftNode::read`], retrying on another
@@ -394,7 +394,7 @@ impl MemCluster {
                 None => Err(raft_core::ReadError::NotLeader { leader_hint: None }.into()),
             };
             let hint = match attempt {
-                Ok(reply) => match KvResponse::decode(&reply)? {
+                Ok(reply) => match KvReply::response_of(&reply)? {
                     KvResponse::Value(value) => return Ok(value),
                     other => return Err(ClusterError::UnexpectedReply(format!("{other:?}"))),
                 },

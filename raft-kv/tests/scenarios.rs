@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use raft_core::{Entry, EntryPayload, HardState, NodeId, Role};
 use raft_net_mem::Faults;
-use raft_node::{ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError, ReadConsistency};
+use raft_kv::{ClusterOptions, KvCommand, KvReply, KvResponse, MemCluster};
+use raft_node::{ProposeError, ReadConsistency};
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -189,7 +190,7 @@ async fn partitioned_minority_leader_loses_its_uncommitted_entries_after_the_hea
             .propose(put(&format!("majority{i}"), "kept").encode())
             .await
             .unwrap();
-        assert_eq!(KvResponse::decode(&reply).unwrap(), KvResponse::Previous(None));
+        assert_eq!(KvReply::response_of(&reply).unwrap(), KvResponse::Previous(None));
     }
 
     // After the heal the minority's entries are gone and every log matches.
@@ -438,7 +439,7 @@ async fn read_issued_just_after_a_leader_change_never_returns_stale_data() {
             let query = KvCommand::Get { key: "k".into() }.encode();
             if let Ok(reply) = node.read(query, ReadConsistency::Linearizable).await {
                 assert_eq!(
-                    KvResponse::decode(&reply).unwrap(),
+                    KvReply::response_of(&reply).unwrap(),
                     KvResponse::Value(Some("new".into()))
                 );
             }
@@ -471,7 +472,7 @@ async fn every_read_consistency_level_sees_a_completed_write_on_the_leader() {
             .await
             .unwrap();
         assert_eq!(
-            KvResponse::decode(&reply).unwrap(),
+            KvReply::response_of(&reply).unwrap(),
             KvResponse::Value(Some("v".into())),
             "{consistency:?}"
         );
@@ -502,7 +503,7 @@ async fn serializable_read_on_a_cut_off_follower_may_be_stale_but_answers() {
         .await
         .unwrap();
     assert_eq!(
-        KvResponse::decode(&stale).unwrap(),
+        KvReply::response_of(&stale).unwrap(),
         KvResponse::Value(Some("1".into()))
     );
     // A linearizable read on the cut-off follower cannot be confirmed.
@@ -565,7 +566,7 @@ async fn every_node_is_replaced_one_at_a_time_while_writes_continue() {
                     }
                     // In flight on a node that was just removed and stopped: the outcome is
                     // unknown by definition, so it is neither counted nor checked.
-                    Err(raft_node::ClusterError::Propose(ProposeError::Stopped | ProposeError::Timeout)) => {}
+                    Err(raft_kv::ClusterError::Propose(ProposeError::Stopped | ProposeError::Timeout)) => {}
                     Err(e) => panic!("write {key} failed: {e}"),
                 }
             }
@@ -650,7 +651,7 @@ async fn single_voter_sends_nothing_of_a_term_until_its_vote_for_that_term_is_du
         storage.clone(),
         transport,
         inbox,
-        raft_node::KvStateMachine::new(),
+        raft_kv::KvStateMachine::new(),
     )
     .await
     .unwrap();
@@ -704,7 +705,7 @@ async fn a_panic_in_the_event_loop_is_reported_as_failed_not_running() {
         raft_storage_mem::MemStorage::new(),
         PanickingTransport,
         inbox,
-        raft_node::KvStateMachine::new(),
+        raft_kv::KvStateMachine::new(),
     )
     .await
     .unwrap();

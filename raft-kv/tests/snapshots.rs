@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use raft_core::NodeId;
-use raft_node::{ClusterOptions, KvCommand, MemCluster};
+use raft_kv::{ClusterOptions, KvCommand, MemCluster};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -158,7 +158,7 @@ impl raft_core::SnapshotWrite for Buffer {
 /// The snapshot, at `index` of term 1 in a 3-voter cluster, of a store holding `pairs`.
 async fn kv_snapshot(index: u64, pairs: &[(&str, &str)]) -> (bytes::Bytes, raft_core::SnapshotMeta) {
     use raft_core::StateMachine;
-    let mut kv = raft_node::KvStateMachine::new();
+    let mut kv = raft_kv::KvStateMachine::new();
     for (i, (key, value)) in pairs.iter().enumerate() {
         let put = KvCommand::Put {
             key: key.to_string(),
@@ -213,7 +213,7 @@ async fn follower_given_two_snapshots_back_to_back_restores_them_in_turn() {
     let (leader, _leader_inbox) = network.register(1);
     let (transport, inbox) = network.register(2);
     let storage = raft_storage_mem::MemStorage::new();
-    let kv = raft_node::KvStateMachine::new();
+    let kv = raft_kv::KvStateMachine::new();
     let node = raft_node::RaftNode::start(
         raft_node::NodeConfig::new(2),
         raft_core::Membership::voters([1, 2, 3]).unwrap(),

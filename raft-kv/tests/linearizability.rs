@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 use raft_core::ProposeError as Refusal;
 use raft_core::{NodeId, SeededRng};
 use raft_net_mem::Faults;
-use raft_node::{
-    ClientError, ClusterOptions, KvCommand, KvResponse, MemCluster, ProposeError, ReadConsistency, ReadError,
-    SessionClient,
-};
+use raft_kv::{ClusterOptions, KvCommand, KvReply, KvResponse, MemCluster};
+use raft_node::{ClientError, ProposeError, ReadConsistency, ReadError, SessionClient};
 use raft_sim::history::{history_path, write_history, Command, Operation, Outcome};
 use raft_sim::linearizability::{check, Verdict};
 
@@ -54,7 +52,7 @@ async fn read(
             .unwrap_or_else(|| ids[rng.below(ids.len() as u64) as usize]);
         if let Some(node) = cluster.node(target) {
             match node.read(query.clone(), consistency).await {
-                Ok(reply) => return Attempt::Done(KvResponse::decode(&reply).unwrap()),
+                Ok(reply) => return Attempt::Done(KvReply::response_of(&reply).unwrap()),
                 Err(ReadError::Refused(raft_core::ReadError::NotLeader { leader_hint })) => {
                     *guess = leader_hint
                 }
@@ -76,7 +74,7 @@ async fn read(
 /// so only running out of time leaves the outcome unknown.
 async fn execute_once(session: &mut SessionClient<MemCluster>, command: &KvCommand) -> Attempt {
     match session.propose(command.encode()).await {
-        Ok(reply) => Attempt::Done(KvResponse::decode(&reply).unwrap()),
+        Ok(reply) => Attempt::Done(KvReply::response_of(&reply).unwrap()),
         Err(ClientError::Timeout) => Attempt::Unknown,
         Err(ClientError::SessionExpired) | Err(ClientError::Refused(_)) => Attempt::Failed,
         Err(ClientError::BadResponse(what)) => panic!("bad session response: {what}"),
@@ -130,7 +128,7 @@ async fn execute(
             continue;
         };
         match node.propose(command.encode()).await {
-            Ok(reply) => return Attempt::Done(KvResponse::decode(&reply).unwrap()),
+            Ok(reply) => return Attempt::Done(KvReply::response_of(&reply).unwrap()),
             Err(ProposeError::Refused(Refusal::NotLeader { leader_hint })) => *guess = leader_hint,
             Err(ProposeError::Dropped) | Err(ProposeError::Refused(Refusal::TooManyUncommitted { .. })) => {
                 *guess = None

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_node::{
-    ClusterOptions, KvCommand, KvResponse, MemCluster, ReadConsistency, SessionClient, SessionCommand,
-    SessionResponse,
-};
+use raft_kv::{ClusterOptions, KvCommand, KvReply, KvResponse, MemCluster};
+use raft_node::{ReadConsistency, SessionClient, SessionCommand, SessionResponse};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,7 +68,7 @@ async fn session_client_writes_exactly_once_while_leaders_are_cut_off() {
         let reply = client.propose(append(&token)).await.unwrap();
         expected.push_str(&token);
         assert_eq!(
-            KvResponse::decode(&reply).unwrap(),
+            KvReply::response_of(&reply).unwrap(),
             KvResponse::Value(Some(expected.clone())),
             "each append lands once, in order"
         );

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use raft_node::{ClusterError, ClusterOptions, KvCommand, KvResponse, MemCluster};
+use raft_kv::{ClusterError, ClusterOptions, KvCommand, KvResponse, MemCluster};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -36,7 +36,6 @@ enum Command {
         seed: u64,
     },
     /// Creates certificates for the QUIC transport's mutual TLS.
-    #[cfg(feature = "quic")]
     #[command(subcommand)]
     Certs(certs::Certs),
 }
@@ -51,7 +50,6 @@ async fn main() -> ExitCode {
         Command::Demo { nodes, keys, seed } => demo(nodes, keys, seed)
             .await
             .map_err(|e| format!("demo FAILED: {e}")),
-        #[cfg(feature = "quic")]
         Command::Certs(command) => certs::run(command),
     };
     match result {
@@ -171,7 +169,6 @@ async fn put(cluster: &MemCluster, key: &str, value: &str) -> Result<(), String>
         .map_err(|e| format!("writing {key}: {e}"))
 }
 
-#[cfg(feature = "quic")]
 mod certs {
     //! `raft-kv certs`: the cluster CA and node certificates, as PEM files.
 

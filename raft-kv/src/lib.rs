@@ -1,0 +1,32 @@
+//! `raft-kv`: a replicated key-value service on Raft.
+//!
+//! - [`KvStateMachine`]: the store (get, put, delete, append, compare-and-swap, scan by prefix),
+//!   whose every answer carries the index it reflects ([`KvReply`]).
+//! - [`MemCluster`]: a whole cluster in one process on the in-memory backends, for tests, the
+//!   benchmarks and `raft-kv demo --in-memory`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use raft_kv::{ClusterOptions, KvCommand, KvResponse, MemCluster};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let cluster = MemCluster::start(3, ClusterOptions::default()).await?;
+//! let leader = cluster.wait_for_leader(Duration::from_secs(5)).await?;
+//! cluster.kv(KvCommand::Put { key: "x".into(), value: "1".into() }).await?;
+//!
+//! cluster.kill(leader);
+//! cluster.wait_for_leader(Duration::from_secs(5)).await?;
+//! let read = cluster.kv(KvCommand::Get { key: "x".into() }).await?;
+//! assert_eq!(read, KvResponse::Value(Some("1".into())));
+//! cluster.shutdown().await;
+//! # Ok::<(), raft_kv::ClusterError>(())
+//! # }).unwrap();
+//! ```
+
+mod cluster;
+mod kv;
+
+pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
+pub use crate::kv::{DecodeError, KvCommand, KvReply, KvResponse, KvStateMachine};
