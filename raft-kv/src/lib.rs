@@ -4,6 +4,11 @@
 //!   whose every answer carries the index it reflects ([`KvReply`]).
 //! - [`MemCluster`]: a whole cluster in one process on the in-memory backends, for tests, the
 //!   benchmarks and `raft-kv demo --in-memory`.
+//! - [`Server`]: one node of the service (`raft-kv serve`): RocksDB storage, the QUIC transport
+//!   with mutual TLS, and the client API over HTTPS ([`api`] lists its routes), configured by a
+//!   [`ServerConfig`].
+//! - [`Client`](client::Client): the client library (sessions for exactly-once writes, following
+//!   the leader), used by the CLI and the load generator.
 //!
 //! # Example
 //!
@@ -25,8 +30,16 @@
 //! # }).unwrap();
 //! ```
 
+pub mod api;
 mod cluster;
+mod config;
+mod http;
 mod kv;
+mod server;
+mod tls;
 
 pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
+pub use crate::config::{ConfigError, InitialMember, ServerConfig, TlsFiles, Tuning};
 pub use crate::kv::{DecodeError, KvCommand, KvReply, KvResponse, KvStateMachine};
+pub use crate::server::{Server, ServerError};
+pub use crate::tls::{TlsError, TlsMaterial};

@@ -120,8 +120,43 @@ impl ClusterCa {
 
     /// Issues node `id` a certificate valid from now for [`NODE_VALIDITY`].
     pub fn issue(&self, id: NodeId) -> Result<NodeCertificate, CertError> {
+        self.issue_for_hosts(id, &[])
+    }
+
+    /// Issues node `id` a certificate that is also valid for `hosts` (IP addresses or DNS names),
+    /// so that clients reaching the node's client API at one of them can verify it.
+    ///
+    /// ```
+    /// let ca = raft_net_quic::ClusterCa::generate("c")?;
+    /// let cert = ca.issue_for_hosts(1, &["127.0.0.1".into(), "localhost".into()])?;
+    /// assert_eq!(cert.node_id, 1);
+    /// # Ok::<(), raft_net_quic::CertError>(())
+    /// ```
+    pub fn issue_for_hosts(&self, id: NodeId, hosts: &[String]) -> Result<NodeCertificate, CertError> {
         let now = SystemTime::now();
-        self.issue_valid_between(id, now - Duration::from_secs(3600), now + NODE_VALIDITY)
+        self.issue_with(id, hosts, now - Duration::from_secs(3600), now + NODE_VALIDITY)
+    }
+
+    /// Issues a client of the cluster's API a certificate named `name` (client authentication
+    /// only: it cannot act as a node).
+    pub fn issue_client(&self, name: &str) -> Result<ClientCertificate, CertError> {
+        let mut params = CertificateParams::new(vec![format!("client-{name}")])?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("client-{name}"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = SystemTime::now();
+        params.not_before = (now - Duration::from_secs(3600)).into();
+        params.not_after = (now + NODE_VALIDITY).into();
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(ClientCertificate {
+            name: name.to_string(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// Issues node `id` a certificate valid between the two times (tests use it for expired
@@ -132,8 +167,20 @@ impl ClusterCa {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<NodeCertificate, CertError> {
+        self.issue_with(id, &[], not_before, not_after)
+    }
+
+    fn issue_with(
+        &self,
+        id: NodeId,
+        hosts: &[String],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<NodeCertificate, CertError> {
         let name = node_name(id);
-        let mut params = CertificateParams::new(vec![name.clone()])?;
+        let mut names = vec![name.clone()];
+        names.extend(hosts.iter().cloned());
+        let mut params = CertificateParams::new(names)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
@@ -179,6 +226,25 @@ impl NodeCertificate {
     /// The TLS material for this node, trusting the CA in `ca_cert_pem`.
     pub fn tls(&self, ca_cert_pem: &str) -> Result<NodeTls, CertError> {
         NodeTls::from_pem(ca_cert_pem, &self.cert_pem, &self.key_pem)
+    }
+}
+
+/// A client's certificate and private key, PEM.
+#[derive(Clone)]
+pub struct ClientCertificate {
+    /// The client's name (the certificate names `client-<name>`).
+    pub name: String,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM. Keep it secret.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

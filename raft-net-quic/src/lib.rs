@@ -29,6 +29,6 @@ pub mod certs;
 mod transport;
 pub mod wire;
 
-pub use crate::certs::{CertError, ClusterCa, NodeCertificate, NodeTls};
+pub use crate::certs::{CertError, ClientCertificate, ClusterCa, NodeCertificate, NodeTls};
 pub use crate::transport::{QuicConfig, QuicError, QuicInbox, QuicTransport};
 pub use crate::wire::WireError;

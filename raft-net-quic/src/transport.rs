@@ -306,9 +306,15 @@ impl QuicTransport {
         self.shared.tasks().push(task);
     }
 
-    /// Removes a peer: messages to it are refused and its connections are no longer accepted.
+    /// Removes a peer: messages to it are refused, its connections are no longer accepted, and
+    /// its open streams are closed at their next message.
     pub fn remove_peer(&self, id: NodeId) {
         self.shared.peers().remove(&id);
+    }
+
+    /// The peers messages may be sent to and received from.
+    pub fn peer_ids(&self) -> Vec<NodeId> {
+        self.shared.peers().keys().copied().collect()
     }
 
     /// Stops the transport: connections close, the inbox ends, `send` returns `Closed`, and the
@@ -636,6 +642,10 @@ async fn receive_stream(
             Frame::Message(message) => message,
             Frame::Hello(_) => return Err(WireError::Protocol("second hello on a stream").into()),
         };
+        // A peer removed while its stream is open is cut off at its next message.
+        if !shared.is_peer(from) {
+            return Err(WireError::WrongNode(format!("node {from} is no longer a peer")).into());
+        }
         if message.from != from || message.to != shared.node_id {
             return Err(WireError::WrongNode(format!(
                 "message from {} to {} on a stream from {from} to {}",

@@ -151,9 +151,10 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             Event::Request(Request::ChangeMembership {
                 voters,
                 learners,
+                addresses,
                 started,
                 applied,
-            }) => match self.core.change_membership(voters, learners) {
+            }) => match self.core.change_membership_with_addresses(voters, learners, addresses) {
                 Ok(index) => {
                     let term = self.core.term();
                     let _ = started.send(Ok(()));

@@ -299,11 +299,25 @@ impl RaftNode {
         voters: BTreeSet<NodeId>,
         learners: BTreeSet<NodeId>,
     ) -> Result<(), ChangeMembershipError> {
+        self.change_membership_with_addresses(voters, learners, BTreeMap::new())
+            .await
+    }
+
+    /// Like [`change_membership`](Self::change_membership), and records where the given members
+    /// can be reached in the replicated configuration
+    /// ([`Membership::addresses`](raft_core::Membership::addresses)); other members keep theirs.
+    pub async fn change_membership_with_addresses(
+        &self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        addresses: BTreeMap<NodeId, String>,
+    ) -> Result<(), ChangeMembershipError> {
         let (started, accepted) = oneshot::channel();
         let (applied, first_entry) = oneshot::channel();
         let request = Request::ChangeMembership {
             voters: voters.clone(),
             learners: learners.clone(),
+            addresses: addresses.clone(),
             started,
             applied,
         };
@@ -330,7 +344,8 @@ impl RaftNode {
             let appended = status
                 .wait_for(|s| {
                     let m = &s.membership;
-                    (m.voters == voters && m.learners == learners && !m.is_joint())
+                    let addressed = addresses.iter().all(|(id, a)| m.addresses.get(id) == Some(a));
+                    (m.voters == voters && m.learners == learners && !m.is_joint() && addressed)
                         || s.state != RunState::Running
                 })
                 .await

@@ -2,7 +2,7 @@
 //! persist and apply tasks and their results, and the public status and read-consistency types.
 //! A leaf: it refers to none of the tasks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raft_core::{
@@ -32,6 +32,8 @@ pub struct NodeStatus {
     pub raft: Status,
     /// The configuration in force on this node (the latest in its log).
     pub membership: Membership,
+    /// The latest committed configuration this node knows of.
+    pub committed_membership: Membership,
     /// Whether the node runs.
     pub state: RunState,
 }
@@ -41,6 +43,7 @@ impl NodeStatus {
         NodeStatus {
             raft: core.status(),
             membership: core.membership().clone(),
+            committed_membership: core.committed_membership().clone(),
             state,
         }
     }
@@ -82,6 +85,7 @@ pub(super) enum Request {
     ChangeMembership {
         voters: BTreeSet<NodeId>,
         learners: BTreeSet<NodeId>,
+        addresses: BTreeMap<NodeId, String>,
         started: ReplyTo<(), MembershipChangeError>,
         applied: ReplyTo<Bytes, ProposeError>,
     },
