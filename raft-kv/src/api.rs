@@ -70,8 +70,17 @@ pub enum WriteOp {
 }
 
 /// The body of `POST /v1/kv`: a write, exactly once when `session` and `sequence` are given.
+/// Unknown fields are refused (by [`WriteOp`], which receives every field but these two).
+///
+/// ```
+/// use raft_kv::api::{WriteOp, WriteRequest};
+/// let put: WriteRequest = serde_json::from_str(r#"{"op":"put","key":"k","value":"v","session":3,"sequence":1}"#)?;
+/// assert_eq!(put.op, WriteOp::Put { key: "k".into(), value: "v".into() });
+/// assert_eq!((put.session, put.sequence), (Some(3), Some(1)));
+/// assert!(serde_json::from_str::<WriteRequest>(r#"{"op":"put","key":"k","value":"v","ttl":5}"#).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WriteRequest {
     /// The write.
     #[serde(flatten)]

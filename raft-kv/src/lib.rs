@@ -31,10 +31,12 @@
 //! ```
 
 pub mod api;
+pub mod client;
 mod cluster;
 mod config;
 mod http;
 mod kv;
+pub mod local_cluster;
 mod server;
 mod tls;
 

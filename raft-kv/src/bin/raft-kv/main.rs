@@ -1,0 +1,143 @@
+//! `raft-kv`: the replicated key-value service's command line.
+//!
+//! - `raft-kv serve --config node.toml`: runs one node.
+//! - `raft-kv get|put|delete|cas|append|scan`: the key-value API; `raft-kv cluster ...`: status
+//!   and membership; both take `--endpoints` (any nodes) and the client certificate.
+//! - `raft-kv bench`: a closed-loop load generator over the client API.
+//! - `raft-kv certs ca|node|client`: certificates.
+//! - `raft-kv demo`: three server processes on loopback, a leader killed and restarted, every
+//!   acknowledged write checked on every node; `--in-memory` runs the one-process demo.
+//!
+//! Exit codes: 0 success; 1 the request failed or was refused (nothing applied), or the demo
+//! found a loss; 2 bad usage; 3 no answer in time (a write's outcome is unknown).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+mod bench;
+mod certs;
+mod demo;
+mod demo_mem;
+mod ops;
+mod serve;
+
+#[derive(Parser)]
+#[command(name = "raft-kv", about = "A replicated key-value store on Raft", version)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one node of the service.
+    Serve(Box<serve::ServeArgs>),
+    /// Reads a key.
+    Get(ops::GetArgs),
+    /// Sets a key.
+    Put(ops::PutArgs),
+    /// Removes a key.
+    Delete(ops::KeyArgs),
+    /// Sets a key only if it has an expected value.
+    Cas(ops::CasArgs),
+    /// Appends to a key's value.
+    Append(ops::PutArgs),
+    /// Lists the keys with a prefix.
+    Scan(ops::ScanArgs),
+    /// Cluster status and operations.
+    #[command(subcommand)]
+    Cluster(ops::ClusterCommand),
+    /// Runs closed-loop clients against the cluster and reports throughput and latency.
+    Bench(bench::BenchArgs),
+    /// Creates certificates for the cluster's mutual TLS.
+    #[command(subcommand)]
+    Certs(certs::Certs),
+    /// Starts three server processes, kills the leader, restarts it, and verifies every write.
+    Demo(demo::DemoArgs),
+}
+
+/// A command's failure and the exit code it maps to.
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// A failure (exit code 1).
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<raft_kv::client::ClientError> for Failure {
+    fn from(error: raft_kv::client::ClientError) -> Self {
+        let code = if error.is_unknown_outcome() { 3 } else { 1 };
+        Failure {
+            code,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::new(message)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match &cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), Failure> = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Get(args) => ops::get(args).await,
+            Command::Put(args) => ops::put(args, false).await,
+            Command::Append(args) => ops::put(args, true).await,
+            Command::Delete(args) => ops::delete(args).await,
+            Command::Cas(args) => ops::cas(args).await,
+            Command::Scan(args) => ops::scan(args).await,
+            Command::Cluster(command) => ops::cluster(command).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Certs(command) => certs::run(command).map_err(Failure::new),
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The client library of the service: talks to any node over HTTPS (or plain HTTP on loopback),
+//! follows the leader, and retries until a deadline. Writes go through a session, opened on the
+//! first write, and carry a sequence number, so a retry after a timeout, a lost connection or a
+//! leader change is applied exactly once.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use raft_kv::api::Consistency;
+//! use raft_kv::client::{Client, ClientOptions};
+//!
+//! # async fn example() -> Result<(), raft_kv::client::ClientError> {
+//! let tls = raft_kv::TlsMaterial::from_files("ca.pem".as_ref(), "client.pem".as_ref(), "client.key".as_ref())?;
+//! let mut client = Client::new(
+//!     vec!["127.0.0.1:8001".parse().unwrap(), "127.0.0.1:8002".parse().unwrap()],
+//!     Some(&tls),
+//!     ClientOptions::default(),
+//! )?;
+//! let written = client.put("greeting", "hello").await?;
+//! let read = client.get("greeting", Consistency::Linearizable).await?;
+//! assert_eq!(read.value.as_deref(), Some("hello"));
+//! assert!(read.index >= written.index);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::api::{
+    AddNodeRequest, Consistency, ErrorReply, MembershipReply, NodeRequest, NodeStatusReply, ReadReply, SessionReply,
+    SnapshotReply, WriteOp, WriteReply, WriteRequest,
+};
+use crate::tls::{TlsError, TlsMaterial};
+
+/// Why a request has no result.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+    /// No endpoint was given.
+    #[error("no endpoints given")]
+    NoEndpoints,
+    /// The server refused the request (a bad request, over a limit, not found, ...). Nothing was
+    /// applied.
+    #[error("{status}: {} ({})", .reply.message, .reply.error)]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The server's explanation.
+        reply: ErrorReply,
+    },
+    /// No node answered in time. A write may or may not have been applied; retrying it through
+    /// the same client stays exactly-once.
+    #[error("no answer before the deadline ({last})")]
+    Timeout {
+        /// The last failure seen.
+        last: String,
+    },
+    /// The server's answer could not be read.
+    #[error("unreadable answer from {url}: {detail}")]
+    BadAnswer {
+        /// The request.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// Whether the outcome of a write is unknown (it may have been applied).
+    pub fn is_unknown_outcome(&self) -> bool {
+        matches!(self, ClientError::Timeout { .. })
+    }
+}
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long one call may keep retrying (default 10 s).
+    pub deadline: Duration,
+    /// How long one HTTP request may take (default 6 s: above the server's request timeout).
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            deadline: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(6),
+        }
+    }
+}
+
+/// A client of the key-value service.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    scheme: &'static str,
+    endpoints: Vec<SocketAddr>,
+    /// The endpoint to try first: the leader, once known.
+    preferred: SocketAddr,
+    next_endpoint: usize,
+    options: ClientOptions,
+    /// The session and the sequence number of its last request.
+    session: Option<(u64, u64)>,
+    /// The last write, kept until it has an answer, so a retry reuses its sequence number.
+    pending: Option<(WriteOp, u64)>,
+}
+
+/// What one attempt came to.
+enum Attempt<T> {
+    Done(T),
+    /// Try again (after following the leader or a pause).
+    Retry(String),
+}
+
+impl Client {
+    /// A client of the nodes at `endpoints` (any subset of the cluster). `tls`: the CA, the
+    /// client certificate and key; `None` talks plain HTTP (servers started with `--insecure`).
+    pub fn new(endpoints: Vec<SocketAddr>, tls: Option<&TlsMaterial>, options: ClientOptions) -> Result<Self, ClientError> {
+        let first = *endpoints.first().ok_or(ClientError::NoEndpoints)?;
+        let builder = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true);
+        let (builder, scheme) = match tls {
+            Some(tls) => (builder.use_preconfigured_tls(tls.client_config()?), "https"),
+            None => (builder, "http"),
+        };
+        Ok(Client {
+            http: builder.build().map_err(ClientError::Build)?,
+            scheme,
+            endpoints,
+            preferred: first,
+            next_endpoint: 0,
+            options,
+            session: None,
+            pending: None,
+        })
+    }
+
+    /// The endpoints given.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.endpoints
+    }
+
+    fn rotate(&mut self) {
+        self.next_endpoint = (self.next_endpoint + 1) % self.endpoints.len();
+        self.preferred = self.endpoints[self.next_endpoint];
+    }
+
+    async fn attempt<B: Serialize, T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        target: SocketAddr,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<Attempt<T>, ClientError> {
+        let url = format!("{}://{target}{path}", self.scheme);
+        let mut request = self.http.request(method, &url).query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.rotate();
+                return Ok(Attempt::Retry(format!("{url}: {e}")));
+            }
+        };
+        let status = response.status();
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.rotate();
+                return Ok(Attempt::Retry(format!("{url}: {e}")));
+            }
+        };
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map(Attempt::Done).map_err(|e| ClientError::BadAnswer {
+                url,
+                detail: e.to_string(),
+            });
+        }
+        let reply: ErrorReply = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorReply {
+            error: "unknown".into(),
+            message: String::from_utf8_lossy(&bytes).into_owned(),
+            leader: None,
+            leader_client: None,
+        });
+        match status {
+            StatusCode::MISDIRECTED_REQUEST => {
+                match reply.leader_client {
+                    Some(leader) => self.preferred = leader,
+                    None => self.rotate(),
+                }
+                Ok(Attempt::Retry(reply.message))
+            }
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    self.rotate();
+                }
+                Ok(Attempt::Retry(reply.message))
+            }
+            _ => Err(ClientError::Refused {
+                status: status.as_u16(),
+                reply,
+            }),
+        }
+    }
+
+    /// Sends a request until it has an answer or the deadline passes, following the leader.
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let deadline = Instant::now() + self.options.deadline;
+        let mut pause = Duration::from_millis(10);
+        let mut last = String::from("no attempt");
+        for attempt in 0..1000u32 {
+            if attempt > 0 {
+                if Instant::now() + pause > deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            let target = self.preferred;
+            match self.attempt(method.clone(), target, path, query, body).await? {
+                Attempt::Done(answer) => return Ok(answer),
+                Attempt::Retry(why) => {
+                    debug!(%target, path, %why, "retrying");
+                    last = why;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(ClientError::Timeout { last })
+    }
+
+    /// Reads a key.
+    pub async fn get(&mut self, key: &str, consistency: Consistency) -> Result<ReadReply, ClientError> {
+        let query = [("key", key), ("consistency", consistency_name(consistency))];
+        self.call::<(), _>(Method::GET, "/v1/kv", &query, None).await
+    }
+
+    /// Reads up to `limit` keys starting with `prefix`, in order.
+    pub async fn scan(&mut self, prefix: &str, limit: usize, consistency: Consistency) -> Result<ReadReply, ClientError> {
+        let limit = limit.to_string();
+        let query = [
+            ("prefix", prefix),
+            ("limit", limit.as_str()),
+            ("consistency", consistency_name(consistency)),
+        ];
+        self.call::<(), _>(Method::GET, "/v1/scan", &query, None).await
+    }
+
+    /// Applies a write exactly once: through this client's session, retried with the same
+    /// sequence number until it has an answer. After a [`ClientError::Timeout`], calling
+    /// [`write`](Self::write) again with the same operation resumes that request.
+    pub async fn write(&mut self, op: WriteOp) -> Result<WriteReply, ClientError> {
+        let (session, last) = match self.session {
+            Some(s) => s,
+            None => {
+                let reply: SessionReply = self.call::<(), _>(Method::POST, "/v1/sessions", &[], None).await?;
+                self.session = Some((reply.session, 0));
+                (reply.session, 0)
+            }
+        };
+        let sequence = match &self.pending {
+            Some((pending, sequence)) if *pending == op => *sequence,
+            _ => last + 1,
+        };
+        self.pending = Some((op.clone(), sequence));
+        let request = WriteRequest {
+            op,
+            session: Some(session),
+            sequence: Some(sequence),
+        };
+        let result = self.call(Method::POST, "/v1/kv", &[], Some(&request)).await;
+        match &result {
+            Err(e) if e.is_unknown_outcome() => {}
+            Err(ClientError::Refused { reply, .. }) if reply.error == "session_expired" => {
+                // Not applied: a fresh session may retry it.
+                self.session = None;
+                self.pending = None;
+            }
+            Ok(_) => {
+                self.session = Some((session, sequence));
+                self.pending = None;
+            }
+            Err(_) => self.pending = None,
+        }
+        result
+    }
+
+    /// Sets a key.
+    pub async fn put(&mut self, key: &str, value: &str) -> Result<WriteReply, ClientError> {
+        self.write(WriteOp::Put {
+            key: key.into(),
+            value: value.into(),
+        })
+        .await
+    }
+
+    /// Removes a key.
+    pub async fn delete(&mut self, key: &str) -> Result<WriteReply, ClientError> {
+        self.write(WriteOp::Delete { key: key.into() }).await
+    }
+
+    /// Appends to a key's value.
+    pub async fn append(&mut self, key: &str, value: &str) -> Result<WriteReply, ClientError> {
+        self.write(WriteOp::Append {
+            key: key.into(),
+            value: value.into(),
+        })
+        .await
+    }
+
+    /// Sets `key` to `new` if its value is `expected`.
+    pub async fn cas(&mut self, key: &str, expected: Option<&str>, new: Option<&str>) -> Result<WriteReply, ClientError> {
+        self.write(WriteOp::Cas {
+            key: key.into(),
+            expected: expected.map(str::to_string),
+            new: new.map(str::to_string),
+        })
+        .await
+    }
+
+    /// The status of the node at `endpoint` (one attempt, no retries).
+    pub async fn status_of(&mut self, endpoint: SocketAddr) -> Result<NodeStatusReply, ClientError> {
+        match self.attempt::<(), _>(Method::GET, endpoint, "/v1/status", &[], None).await? {
+            Attempt::Done(status) => Ok(status),
+            Attempt::Retry(last) => Err(ClientError::Timeout { last }),
+        }
+    }
+
+    /// Adds a node as a learner, with its addresses.
+    pub async fn add_node(&mut self, request: &AddNodeRequest) -> Result<MembershipReply, ClientError> {
+        self.call(Method::POST, "/v1/cluster/add", &[], Some(request)).await
+    }
+
+    /// Makes a caught-up learner a voter.
+    pub async fn promote_node(&mut self, id: u64) -> Result<MembershipReply, ClientError> {
+        self.call(Method::POST, "/v1/cluster/promote", &[], Some(&NodeRequest { id })).await
+    }
+
+    /// Removes a member.
+    pub async fn remove_node(&mut self, id: u64) -> Result<MembershipReply, ClientError> {
+        self.call(Method::POST, "/v1/cluster/remove", &[], Some(&NodeRequest { id })).await
+    }
+
+    /// Hands leadership to `id`.
+    pub async fn transfer_leadership(&mut self, id: u64) -> Result<NodeStatusReply, ClientError> {
+        self.call(Method::POST, "/v1/cluster/transfer", &[], Some(&NodeRequest { id })).await
+    }
+
+    /// Takes a snapshot on the node at `endpoint` now.
+    pub async fn snapshot(&mut self, endpoint: SocketAddr) -> Result<SnapshotReply, ClientError> {
+        self.preferred = endpoint;
+        self.call::<(), _>(Method::POST, "/v1/cluster/snapshot", &[], None).await
+    }
+}
+
+fn consistency_name(consistency: Consistency) -> &'static str {
+    match consistency {
+        Consistency::Linearizable => "linearizable",
+        Consistency::Lease => "lease",
+        Consistency::Serializable => "serializable",
+    }
+}
