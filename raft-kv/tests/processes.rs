@@ -1,0 +1,308 @@
+//! Real processes: the `raft-kv` binary run as a cluster on loopback (RocksDB, QUIC with mutual
+//! TLS, the HTTPS client API), killed, paused, changed and fed bad input. Every wait is bounded;
+//! the children are killed when the cluster is dropped.
+
+use std::path::Path;
+use std::time::Duration;
+
+use raft_kv::api::{AddNodeRequest, Consistency, ErrorReply};
+use raft_kv::client::{ClientError, ClientOptions};
+use raft_kv::local_cluster::LocalCluster;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_raft-kv");
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn cluster(dir: &Path, size: u64) -> LocalCluster {
+    LocalCluster::create(Path::new(BINARY), dir, size).expect("prepare the cluster")
+}
+
+fn start_all(cluster: &mut LocalCluster) {
+    for id in cluster.ids() {
+        cluster.start(id, &[]).expect("start");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_survive_a_sigkill_of_the_leader_and_its_restart_with_every_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    start_all(&mut cluster);
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
+    let mut acknowledged = Vec::new();
+    for i in 0..30 {
+        let key = format!("k{i:02}");
+        let reply = client.put(&key, &format!("v{i}")).await.expect("put");
+        acknowledged.push((key, format!("v{i}"), reply.index));
+    }
+
+    cluster.kill(leader).expect("SIGKILL");
+    let survivors: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+    let new_leader = cluster
+        .wait_for_leader(&survivors, Duration::from_secs(10))
+        .await
+        .expect("a new leader within 10 s");
+    assert_ne!(new_leader, leader);
+    for i in 30..60 {
+        let key = format!("k{i:02}");
+        let reply = client.put(&key, &format!("v{i}")).await.expect("put after the kill");
+        acknowledged.push((key, format!("v{i}"), reply.index));
+    }
+
+    cluster.start(leader, &[]).expect("restart");
+    let last = acknowledged.last().map(|a| a.2).unwrap_or_default();
+    for &id in &ids {
+        cluster.wait_for_applied(id, last, TIMEOUT).await.expect("caught up");
+        let endpoint = cluster.node(id).expect("node").client;
+        let mut local = raft_kv::client::Client::new(vec![endpoint], Some(cluster.client_tls()), ClientOptions::default())
+            .expect("client");
+        for (key, value, _) in &acknowledged {
+            let read = local.get(key, Consistency::Serializable).await.expect("local read");
+            assert_eq!(read.value.as_ref(), Some(value), "node {id} lost {key}");
+        }
+    }
+    for &id in &ids {
+        let status = cluster.stop(id, Duration::from_secs(15)).await.expect("SIGTERM");
+        assert!(status.success(), "node {id} exited with {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    start_all(&mut cluster);
+    let ids = cluster.ids();
+    cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[1, 2, 3], ClientOptions::default()).expect("client");
+    for i in 0..20 {
+        client.put(&format!("before-{i}"), "x").await.expect("put");
+    }
+
+    // Node 4 joins: it knows where the cluster is (initial_members) and waits to be added.
+    let members = cluster.members();
+    cluster.prepare_node(4).expect("prepare node 4");
+    cluster.write_config(4, &members).expect("config of node 4");
+    cluster.start(4, &["--join"]).expect("start node 4");
+    let node4 = cluster.node(4).expect("node 4");
+    let request = AddNodeRequest {
+        id: 4,
+        peer: node4.peer,
+        client: node4.client,
+    };
+    let added = client.add_node(&request).await.expect("add node 4 as a learner");
+    assert!(added.learners.contains(&4), "{added:?}");
+    let promoted = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match client.promote_node(4).await {
+                Ok(reply) => return reply,
+                Err(ClientError::Refused { reply, .. }) if reply.error == "not_caught_up" => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("promote: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("promoted in time");
+    assert!(promoted.voters.contains(&4), "{promoted:?}");
+    client.put("after-join", "y").await.expect("the cluster serves with 4 voters");
+
+    // Remove an original member that is not the leader; the cluster keeps serving.
+    let leader = cluster.wait_for_leader(&[1, 2, 3, 4], TIMEOUT).await.expect("leader");
+    let removed = [1, 2, 3].into_iter().find(|id| *id != leader).expect("a follower");
+    let reply = client.remove_node(removed).await.expect("remove");
+    assert!(!reply.voters.contains(&removed) && !reply.learners.contains(&removed));
+    let remaining: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != removed).collect();
+    let mut client = cluster.client(&remaining, ClientOptions::default()).expect("client");
+    let last = client.put("after-remove", "z").await.expect("the cluster serves after the removal").index;
+    for &id in &remaining {
+        cluster.wait_for_applied(id, last, TIMEOUT).await.expect("applied");
+    }
+    let term = cluster.status(leader).await.expect("leader status").term;
+
+    // The removed node still runs, but the others refuse it: it learns nothing new and cannot
+    // disturb the leader.
+    let removed_status = cluster.status(removed).await.expect("removed node answers");
+    for i in 0..10 {
+        client.put(&format!("late-{i}"), "w").await.expect("put");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let later = cluster.status(removed).await.expect("removed node answers");
+    assert!(
+        later.commit_index <= removed_status.commit_index + 1,
+        "the removed node kept receiving entries: {removed_status:?} then {later:?}"
+    );
+    let now = cluster.status(leader).await.expect("leader status");
+    assert_eq!((now.role.as_str(), now.term), ("leader", term), "the removed node disturbed the leader");
+    let log = std::fs::read_to_string(&cluster.node(leader).expect("leader").log_path).expect("leader log");
+    assert!(log.contains("peer removed"), "the leader did not drop the removed peer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_election_timeout_steps_down_and_no_read_goes_back_in_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    cluster.tuning.lease_reads = true;
+    for id in cluster.ids() {
+        cluster.write_config(id, &cluster.members()).expect("config");
+    }
+    start_all(&mut cluster);
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let mut writer = cluster.client(&[], ClientOptions::default()).expect("client");
+    writer.put("k", "1").await.expect("put 1");
+
+    cluster.pause(leader).expect("SIGSTOP");
+    let others: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+    let new_leader = cluster.wait_for_leader(&others, TIMEOUT).await.expect("a new leader");
+    let mut writer = cluster.client(&others, ClientOptions::default()).expect("client");
+    let acked = writer.put("k", "2").await.expect("put 2 under the new leader");
+    cluster.resume(leader).expect("SIGCONT");
+
+    // Right after it wakes, the old leader may still think it leads: a lease read through it
+    // must not return the value from before the acknowledged write.
+    let endpoint = cluster.node(leader).expect("node").client;
+    let options = ClientOptions {
+        deadline: Duration::from_secs(5),
+        ..ClientOptions::default()
+    };
+    let mut old = raft_kv::client::Client::new(vec![endpoint], Some(cluster.client_tls()), options).expect("client");
+    for _ in 0..20 {
+        for consistency in [Consistency::Lease, Consistency::Linearizable] {
+            if let Ok(read) = old.get("k", consistency).await {
+                assert_eq!(read.value.as_deref(), Some("2"), "{consistency:?} read went back in time");
+                assert!(read.index >= acked.index);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = cluster.status(leader).await.expect("old leader answers");
+    assert_ne!(status.role, "leader", "the paused leader did not step down: {status:?}");
+    assert_eq!(cluster.wait_for_leader(&ids, TIMEOUT).await.expect("leader"), new_leader);
+}
+
+/// A raw HTTPS client with the cluster's client certificate, or with `tls` as given.
+fn raw_client(tls: rustls::ClientConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("reqwest client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_clear_status_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    start_all(&mut cluster);
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let base = format!("https://{}", cluster.node(leader).expect("leader").client);
+    let http = raw_client(cluster.client_tls().client_config().expect("tls"));
+    let error = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: ErrorReply = response.json().await.expect("an error body in JSON");
+        (status, body.error)
+    };
+
+    let r = http.post(format!("{base}/v1/kv")).body("{not json").send().await.expect("send");
+    assert_eq!(error(r).await, (400, "bad_request".to_string()));
+    let r = http
+        .post(format!("{base}/v1/kv"))
+        .body(r#"{"op":"put","key":"k","value":"v","ttl":3}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error(r).await, (400, "bad_request".to_string()), "an unknown field is refused");
+    let big = "x".repeat(1 << 20 | 1);
+    let body = serde_json::json!({"op": "put", "key": "big", "value": big}).to_string();
+    let r = http.post(format!("{base}/v1/kv")).body(body).send().await.expect("send");
+    assert_eq!(error(r).await, (413, "too_large".to_string()));
+    let huge = "x".repeat(3 << 20);
+    let r = http.post(format!("{base}/v1/kv")).body(huge).send().await.expect("send");
+    assert_eq!(r.status().as_u16(), 413, "a body over the limit");
+    let r = http.get(format!("{base}/v1/nope")).send().await.expect("send");
+    assert_eq!(error(r).await, (404, "not_found".to_string()));
+    let r = http.get(format!("{base}/v1/kv?consistency=psychic&key=k")).send().await.expect("send");
+    assert_eq!(error(r).await.0, 400);
+
+    // Nothing was applied.
+    let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
+    let read = client.get("big", Consistency::Linearizable).await.expect("get");
+    assert_eq!(read.value, None);
+    let read = client.get("k", Consistency::Linearizable).await.expect("get");
+    assert_eq!(read.value, None);
+
+    // Without a client certificate, or with one from another CA: no TLS session at all.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cluster.client_tls().ca.clone()).expect("root");
+    let no_cert = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    assert!(raw_client(no_cert).get(format!("{base}/v1/status")).send().await.is_err());
+    let stranger_dir = tempfile::tempdir().expect("tempdir");
+    let stranger = LocalCluster::create(Path::new(BINARY), stranger_dir.path(), 1).expect("another CA");
+    let foreign = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(stranger.client_tls().chain.clone(), stranger.client_tls().key.clone_key())
+        .expect("client auth");
+    assert!(raw_client(foreign).get(format!("{base}/v1/status")).send().await.is_err());
+    let ok = http.get(format!("{base}/v1/status")).send().await.expect("status");
+    assert!(ok.status().is_success());
+}
+
+fn serve_fails(args: &[&str]) -> String {
+    let output = std::process::Command::new(BINARY)
+        .arg("serve")
+        .args(args)
+        .output()
+        .expect("run raft-kv serve");
+    assert!(!output.status.success(), "serve {args:?} should fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_config_or_a_data_directory_of_another_node_is_refused_with_a_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 2);
+    let config_1 = cluster.node(1).expect("node").config_path.clone();
+
+    let text = std::fs::read_to_string(&config_1).expect("config");
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, format!("{text}\nelection_timeout = 3\n")).expect("write");
+    let stderr = serve_fails(&["--config", typo.to_str().expect("path")]);
+    assert!(stderr.contains("unknown field"), "{stderr}");
+
+    let stderr = serve_fails(&[
+        "--config",
+        config_1.to_str().expect("path"),
+        "--insecure",
+        "--client-listen",
+        "0.0.0.0:0",
+    ]);
+    assert!(stderr.contains("loopback"), "{stderr}");
+
+    // Node 1 makes its data directory; node 2 pointed at it is refused.
+    cluster.start(1, &[]).expect("start node 1");
+    cluster.wait_for_applied(1, 0, TIMEOUT).await.expect("node 1 answers");
+    cluster.stop(1, Duration::from_secs(15)).await.expect("stop node 1");
+    let data_1 = dir.path().join("data-1");
+    let config_2 = cluster.node(2).expect("node").config_path.clone();
+    let stderr = serve_fails(&[
+        "--config",
+        config_2.to_str().expect("path"),
+        "--data-dir",
+        data_1.to_str().expect("path"),
+    ]);
+    assert!(stderr.contains("node"), "{stderr}");
+    // And node 1 still starts from it.
+    cluster.start(1, &[]).expect("restart node 1");
+    cluster.wait_for_applied(1, 0, TIMEOUT).await.expect("node 1 answers again");
+}
