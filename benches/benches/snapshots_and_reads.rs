@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hdrhistogram::Histogram;
-use raft_node::raft_core::NodeId;
 use raft_kv::{ClusterOptions, KvCommand, MemCluster};
+use raft_node::raft_core::NodeId;
 use raft_node::ReadConsistency;
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use raft_kv::{KvCommand, KvStateMachine};
 use raft_net_mem::MemNetwork;
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
 use raft_node::raft_core::{Inbox, LogStorage, Membership, NodeId, Transport};
 use raft_node::rocks::{RocksStorage, StoreIdentity};
-use raft_kv::{KvCommand, KvStateMachine};
 use raft_node::{NodeConfig, RaftNode};
 use raft_storage_mem::MemStorage;
 

@@ -514,6 +514,11 @@ impl RaftCore {
             persisted_index: self.log.persisted,
             snapshot_index: self.log.snapshot_index,
             first_log_index: self.log.first_index(),
+            leader_contact_ticks: match (self.role, self.leader) {
+                (Role::Leader, _) => Some(0),
+                (_, Some(_)) => Some(self.election_elapsed),
+                (_, None) => None,
+            },
         }
     }
 

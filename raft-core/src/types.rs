@@ -88,4 +88,7 @@ pub struct Status {
     pub snapshot_index: Index,
     /// The index of the first entry its log still holds (the log before it is compacted).
     pub first_log_index: Index,
+    /// Ticks since this node last heard from the leader of its term: 0 on the leader itself,
+    /// `None` when it knows no leader.
+    pub leader_contact_ticks: Option<u32>,
 }

@@ -178,7 +178,8 @@ pub struct NodeStatusReply {
     pub applied_index: Index,
     /// Its latest snapshot's index.
     pub snapshot_index: Index,
-    /// Milliseconds since it last heard from a leader (0 on the leader itself).
+    /// Milliseconds since it last heard from the leader (0 on the leader itself; `null` when it
+    /// knows no leader), to the precision of a tick.
     pub last_contact_ms: Option<u64>,
     /// The members of the configuration in force on this node.
     pub members: Vec<MemberInfo>,

@@ -34,8 +34,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::api::{
-    AddNodeRequest, Consistency, ErrorReply, MembershipReply, NodeRequest, NodeStatusReply, ReadReply, SessionReply,
-    SnapshotReply, WriteOp, WriteReply, WriteRequest,
+    AddNodeRequest, Consistency, ErrorReply, MembershipReply, NodeRequest, NodeStatusReply, ReadReply,
+    SessionReply, SnapshotReply, WriteOp, WriteReply, WriteRequest,
 };
 use crate::tls::{TlsError, TlsMaterial};
 
@@ -112,7 +112,7 @@ pub struct Client {
     preferred: SocketAddr,
     next_endpoint: usize,
     options: ClientOptions,
-    /// The session and the sequence number of its last request.
+    /// The session and the highest sequence number used in it.
     session: Option<(u64, u64)>,
     /// The last write, kept until it has an answer, so a retry reuses its sequence number.
     pending: Option<(WriteOp, u64)>,
@@ -128,7 +128,11 @@ enum Attempt<T> {
 impl Client {
     /// A client of the nodes at `endpoints` (any subset of the cluster). `tls`: the CA, the
     /// client certificate and key; `None` talks plain HTTP (servers started with `--insecure`).
-    pub fn new(endpoints: Vec<SocketAddr>, tls: Option<&TlsMaterial>, options: ClientOptions) -> Result<Self, ClientError> {
+    pub fn new(
+        endpoints: Vec<SocketAddr>,
+        tls: Option<&TlsMaterial>,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
         let first = *endpoints.first().ok_or(ClientError::NoEndpoints)?;
         let builder = reqwest::Client::builder()
             .timeout(options.request_timeout)
@@ -190,10 +194,12 @@ impl Client {
             }
         };
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map(Attempt::Done).map_err(|e| ClientError::BadAnswer {
-                url,
-                detail: e.to_string(),
-            });
+            return serde_json::from_slice(&bytes)
+                .map(Attempt::Done)
+                .map_err(|e| ClientError::BadAnswer {
+                    url,
+                    detail: e.to_string(),
+                });
         }
         let reply: ErrorReply = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorReply {
             error: "unknown".into(),
@@ -263,7 +269,12 @@ impl Client {
     }
 
     /// Reads up to `limit` keys starting with `prefix`, in order.
-    pub async fn scan(&mut self, prefix: &str, limit: usize, consistency: Consistency) -> Result<ReadReply, ClientError> {
+    pub async fn scan(
+        &mut self,
+        prefix: &str,
+        limit: usize,
+        consistency: Consistency,
+    ) -> Result<ReadReply, ClientError> {
         let limit = limit.to_string();
         let query = [
             ("prefix", prefix),
@@ -277,18 +288,24 @@ impl Client {
     /// sequence number until it has an answer. After a [`ClientError::Timeout`], calling
     /// [`write`](Self::write) again with the same operation resumes that request.
     pub async fn write(&mut self, op: WriteOp) -> Result<WriteReply, ClientError> {
-        let (session, last) = match self.session {
+        let (session, highest) = match self.session {
             Some(s) => s,
             None => {
-                let reply: SessionReply = self.call::<(), _>(Method::POST, "/v1/sessions", &[], None).await?;
+                let reply: SessionReply = self
+                    .call::<(), _>(Method::POST, "/v1/sessions", &[], None)
+                    .await?;
                 self.session = Some((reply.session, 0));
                 (reply.session, 0)
             }
         };
+        // A retry of the pending write keeps its number; any other write takes a new one, above
+        // every number used so far (the pending one may still be applied: the session then
+        // refuses it once a higher number was applied, so it never applies after this one).
         let sequence = match &self.pending {
             Some((pending, sequence)) if *pending == op => *sequence,
-            _ => last + 1,
+            _ => highest + 1,
         };
+        self.session = Some((session, highest.max(sequence)));
         self.pending = Some((op.clone(), sequence));
         let request = WriteRequest {
             op,
@@ -303,11 +320,7 @@ impl Client {
                 self.session = None;
                 self.pending = None;
             }
-            Ok(_) => {
-                self.session = Some((session, sequence));
-                self.pending = None;
-            }
-            Err(_) => self.pending = None,
+            _ => self.pending = None,
         }
         result
     }
@@ -336,7 +349,12 @@ impl Client {
     }
 
     /// Sets `key` to `new` if its value is `expected`.
-    pub async fn cas(&mut self, key: &str, expected: Option<&str>, new: Option<&str>) -> Result<WriteReply, ClientError> {
+    pub async fn cas(
+        &mut self,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<WriteReply, ClientError> {
         self.write(WriteOp::Cas {
             key: key.into(),
             expected: expected.map(str::to_string),
@@ -347,7 +365,10 @@ impl Client {
 
     /// The status of the node at `endpoint` (one attempt, no retries).
     pub async fn status_of(&mut self, endpoint: SocketAddr) -> Result<NodeStatusReply, ClientError> {
-        match self.attempt::<(), _>(Method::GET, endpoint, "/v1/status", &[], None).await? {
+        match self
+            .attempt::<(), _>(Method::GET, endpoint, "/v1/status", &[], None)
+            .await?
+        {
             Attempt::Done(status) => Ok(status),
             Attempt::Retry(last) => Err(ClientError::Timeout { last }),
         }
@@ -355,28 +376,43 @@ impl Client {
 
     /// Adds a node as a learner, with its addresses.
     pub async fn add_node(&mut self, request: &AddNodeRequest) -> Result<MembershipReply, ClientError> {
-        self.call(Method::POST, "/v1/cluster/add", &[], Some(request)).await
+        self.call(Method::POST, "/v1/cluster/add", &[], Some(request))
+            .await
     }
 
     /// Makes a caught-up learner a voter.
     pub async fn promote_node(&mut self, id: u64) -> Result<MembershipReply, ClientError> {
-        self.call(Method::POST, "/v1/cluster/promote", &[], Some(&NodeRequest { id })).await
+        self.call(
+            Method::POST,
+            "/v1/cluster/promote",
+            &[],
+            Some(&NodeRequest { id }),
+        )
+        .await
     }
 
     /// Removes a member.
     pub async fn remove_node(&mut self, id: u64) -> Result<MembershipReply, ClientError> {
-        self.call(Method::POST, "/v1/cluster/remove", &[], Some(&NodeRequest { id })).await
+        self.call(Method::POST, "/v1/cluster/remove", &[], Some(&NodeRequest { id }))
+            .await
     }
 
     /// Hands leadership to `id`.
     pub async fn transfer_leadership(&mut self, id: u64) -> Result<NodeStatusReply, ClientError> {
-        self.call(Method::POST, "/v1/cluster/transfer", &[], Some(&NodeRequest { id })).await
+        self.call(
+            Method::POST,
+            "/v1/cluster/transfer",
+            &[],
+            Some(&NodeRequest { id }),
+        )
+        .await
     }
 
     /// Takes a snapshot on the node at `endpoint` now.
     pub async fn snapshot(&mut self, endpoint: SocketAddr) -> Result<SnapshotReply, ClientError> {
         self.preferred = endpoint;
-        self.call::<(), _>(Method::POST, "/v1/cluster/snapshot", &[], None).await
+        self.call::<(), _>(Method::POST, "/v1/cluster/snapshot", &[], None)
+            .await
     }
 }
 

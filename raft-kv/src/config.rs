@@ -107,6 +107,9 @@ pub struct Tuning {
     pub max_scan_limit: usize,
     /// Client sessions unused for this many log entries expire.
     pub session_expiry_entries: u64,
+    /// A peer connection with nothing received for this long is dropped (keep-alives go at a
+    /// fifth of it).
+    pub peer_idle_timeout_ms: u64,
 }
 
 impl Default for Tuning {
@@ -123,6 +126,7 @@ impl Default for Tuning {
             max_request_bytes: 2 << 20,
             max_scan_limit: 10_000,
             session_expiry_entries: 1_000_000,
+            peer_idle_timeout_ms: 5_000,
         }
     }
 }
@@ -199,11 +203,21 @@ impl ServerConfig {
         }
         if t.max_key_bytes == 0 || t.max_request_bytes < t.max_key_bytes.saturating_add(t.max_value_bytes) {
             return invalid(
-                "tuning.max_request_bytes must hold a key of max_key_bytes and a value of max_value_bytes".into(),
+                "tuning.max_request_bytes must hold a key of max_key_bytes and a value of max_value_bytes"
+                    .into(),
             );
         }
+        if !(100..=600_000).contains(&t.peer_idle_timeout_ms) {
+            return invalid(format!(
+                "tuning.peer_idle_timeout_ms {} must be in 100..=600000",
+                t.peer_idle_timeout_ms
+            ));
+        }
         if t.request_timeout_ms == 0 || t.max_scan_limit == 0 || t.session_expiry_entries == 0 {
-            return invalid("tuning.request_timeout_ms, max_scan_limit and session_expiry_entries must be positive".into());
+            return invalid(
+                "tuning.request_timeout_ms, max_scan_limit and session_expiry_entries must be positive"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -48,7 +48,13 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/cluster/remove", post(remove_node))
         .route("/v1/cluster/transfer", post(transfer))
         .route("/v1/cluster/snapshot", post(snapshot))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see the API table in the docs") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see the API table in the docs",
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -138,23 +144,33 @@ fn propose_error(state: &ApiState, error: ProposeError) -> ApiError {
         ProposeError::Refused(raft_core::ProposeError::EntryTooLarge { .. }) => {
             ApiError::too_large(error.to_string())
         }
-        ProposeError::Refused(_) | ProposeError::Dropped => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{error}; retry"))
-        }
+        ProposeError::Refused(_) | ProposeError::Dropped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{error}; retry"),
+        ),
         ProposeError::Timeout | ProposeError::Superseded => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
             format!("{error}; retrying with the same session and sequence is safe"),
         ),
-        ProposeError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", error.to_string()),
+        ProposeError::Stopped => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", error.to_string())
+        }
     }
 }
 
 fn read_error(state: &ApiState, error: ReadError) -> ApiError {
     match error {
-        ReadError::Refused(raft_core::ReadError::NotLeader { leader_hint }) => ApiError::not_leader(state, leader_hint),
+        ReadError::Refused(raft_core::ReadError::NotLeader { leader_hint }) => {
+            ApiError::not_leader(state, leader_hint)
+        }
         ReadError::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", error.to_string()),
-        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{other}; retry")),
+        other => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{other}; retry"),
+        ),
     }
 }
 
@@ -194,7 +210,8 @@ async fn read(state: &ApiState, command: KvCommand, consistency: Consistency) ->
         .read(command.encode(), node_consistency(consistency))
         .await
         .map_err(|e| read_error(state, e))?;
-    KvReply::decode(&reply).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    KvReply::decode(&reply)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
 async fn get_key(
@@ -227,7 +244,9 @@ async fn scan(
     let max = state.tuning.max_scan_limit;
     let limit = params.limit.unwrap_or(max);
     if limit > max {
-        return Err(ApiError::bad_request(format!("limit {limit} is over the maximum of {max}")));
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is over the maximum of {max}"
+        )));
     }
     let command = KvCommand::Scan {
         prefix: params.prefix,
@@ -343,7 +362,13 @@ async fn write(
                 ))
             }
             Ok(other) => return Err(ApiError::bad_request(format!("{other:?}"))),
-            Err(e) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    e.to_string(),
+                ))
+            }
         }
     } else {
         bytes
@@ -428,7 +453,9 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<NodeStatusReply> {
         commit_index: raft.commit_index,
         applied_index: raft.applied_index,
         snapshot_index: raft.snapshot_index,
-        last_contact_ms: None,
+        last_contact_ms: raft
+            .leader_contact_ticks
+            .map(|ticks| u64::from(ticks).saturating_mul(state.tuning.tick_ms)),
         members,
         joint: m.is_joint(),
     })
@@ -437,13 +464,25 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<NodeStatusReply> {
 fn membership_error(state: &ApiState, error: ChangeMembershipError) -> ApiError {
     use raft_core::MembershipChangeError as E;
     match error {
-        ChangeMembershipError::Refused(E::NotLeader { leader_hint }) => ApiError::not_leader(state, leader_hint),
-        ChangeMembershipError::Refused(E::Invalid(_) | E::Unchanged) => ApiError::bad_request(error.to_string()),
-        ChangeMembershipError::Refused(E::NotCaughtUp { .. }) => {
-            ApiError::new(StatusCode::CONFLICT, "not_caught_up", format!("{error}; retry when it has caught up"))
+        ChangeMembershipError::Refused(E::NotLeader { leader_hint }) => {
+            ApiError::not_leader(state, leader_hint)
         }
-        ChangeMembershipError::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", error.to_string()),
-        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{other}; retry")),
+        ChangeMembershipError::Refused(E::Invalid(_) | E::Unchanged) => {
+            ApiError::bad_request(error.to_string())
+        }
+        ChangeMembershipError::Refused(E::NotCaughtUp { .. }) => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_caught_up",
+            format!("{error}; retry when it has caught up"),
+        ),
+        ChangeMembershipError::Timeout => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", error.to_string())
+        }
+        other => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{other}; retry"),
+        ),
     }
 }
 
@@ -480,7 +519,10 @@ async fn add_node(
     let request: AddNodeRequest = parse_json(body)?;
     let m = state.node.status().membership;
     if m.contains(request.id) {
-        return Err(ApiError::bad_request(format!("node {} is already a member", request.id)));
+        return Err(ApiError::bad_request(format!(
+            "node {} is already a member",
+            request.id
+        )));
     }
     let mut learners = m.learners.clone();
     learners.insert(request.id);
@@ -499,7 +541,10 @@ async fn promote_node(
     let request: NodeRequest = parse_json(body)?;
     let m = state.node.status().membership;
     if !m.learners.contains(&request.id) {
-        return Err(ApiError::bad_request(format!("node {} is not a learner", request.id)));
+        return Err(ApiError::bad_request(format!(
+            "node {} is not a learner",
+            request.id
+        )));
     }
     let mut voters = m.voters.clone();
     voters.insert(request.id);
@@ -515,7 +560,10 @@ async fn remove_node(
     let request: NodeRequest = parse_json(body)?;
     let m = state.node.status().membership;
     if !m.contains(request.id) {
-        return Err(ApiError::bad_request(format!("node {} is not a member", request.id)));
+        return Err(ApiError::bad_request(format!(
+            "node {} is not a member",
+            request.id
+        )));
     }
     let mut voters = m.voters.clone();
     voters.remove(&request.id);
@@ -535,7 +583,11 @@ async fn transfer(
             Err(ApiError::not_leader(&state, leader_hint))
         }
         Err(e @ TransferError::Refused(_)) => Err(ApiError::bad_request(e.to_string())),
-        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )),
     }
 }
 
@@ -545,8 +597,14 @@ async fn snapshot(State(state): State<Arc<ApiState>>) -> Result<Json<SnapshotRep
             index: meta.index,
             term: meta.term,
         })),
-        Err(e @ SnapshotError::NothingApplied) => Err(ApiError::new(StatusCode::CONFLICT, "refused", e.to_string())),
-        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())),
+        Err(e @ SnapshotError::NothingApplied) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "refused", e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )),
     }
 }
 

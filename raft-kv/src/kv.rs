@@ -451,7 +451,13 @@ mod tests {
         let all = KvReply::response_of(&kv.query(scan("b/", 10).encode()).await.unwrap()).unwrap();
         assert!(matches!(all, KvResponse::Entries { ref entries, more: false } if entries.len() == 3));
         let none = KvReply::response_of(&kv.query(scan("z", 10).encode()).await.unwrap()).unwrap();
-        assert_eq!(none, KvResponse::Entries { entries: vec![], more: false });
+        assert_eq!(
+            none,
+            KvResponse::Entries {
+                entries: vec![],
+                more: false
+            }
+        );
     }
 
     #[tokio::test]

@@ -39,6 +39,7 @@ mod kv;
 pub mod local_cluster;
 mod server;
 mod tls;
+pub mod udp_relay;
 
 pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
 pub use crate::config::{ConfigError, InitialMember, ServerConfig, TlsFiles, Tuning};

@@ -19,6 +19,7 @@ use crate::api::NodeStatusReply;
 use crate::client::{Client, ClientOptions};
 use crate::config::{InitialMember, ServerConfig, TlsFiles, Tuning};
 use crate::tls::TlsMaterial;
+use crate::udp_relay::UdpRelay;
 
 /// Why a local cluster operation failed.
 #[derive(Debug, Error)]
@@ -61,11 +62,15 @@ pub struct LocalCluster {
     /// Tuning written into every node's config.
     pub tuning: Tuning,
     nodes: BTreeMap<NodeId, LocalNode>,
+    /// A relay in front of each node's peer port, when [`add_relays`](Self::add_relays) was called.
+    relays: BTreeMap<NodeId, UdpRelay>,
 }
 
 impl std::fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCluster").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("LocalCluster")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +97,9 @@ impl LocalCluster {
         let ca = ClusterCa::generate("raft-kv-local").map_err(|e| io("make the CA", e))?;
         let certs = dir.join("certs");
         write(&certs.join("ca.pem"), &ca.cert_pem())?;
-        let client = ca.issue_client("local").map_err(|e| io("issue a client certificate", e))?;
+        let client = ca
+            .issue_client("local")
+            .map_err(|e| io("issue a client certificate", e))?;
         write(&certs.join("client-local.pem"), &client.cert_pem)?;
         write(&certs.join("client-local.key"), &client.key_pem)?;
         let client_tls = TlsMaterial::from_files(
@@ -109,6 +116,7 @@ impl LocalCluster {
             client_tls,
             tuning: Tuning::default(),
             nodes: BTreeMap::new(),
+            relays: BTreeMap::new(),
         };
         for id in 1..=size {
             cluster.prepare_node(id)?;
@@ -152,7 +160,11 @@ impl LocalCluster {
     }
 
     /// The config of node `id` with these initial members.
-    pub fn config_of(&self, id: NodeId, members: &[InitialMember]) -> Result<ServerConfig, LocalClusterError> {
+    pub fn config_of(
+        &self,
+        id: NodeId,
+        members: &[InitialMember],
+    ) -> Result<ServerConfig, LocalClusterError> {
         let node = self.node(id)?;
         let certs = self.dir.join("certs");
         Ok(ServerConfig {
@@ -179,16 +191,56 @@ impl LocalCluster {
         write(&self.node(id)?.config_path, &text)
     }
 
-    /// The members as `initial_members` lists them.
+    /// The members as `initial_members` lists them (with relays, the relays' addresses).
     pub fn members(&self) -> Vec<InitialMember> {
         self.nodes
             .values()
             .map(|n| InitialMember {
                 id: n.id,
-                peer: n.peer,
+                peer: self.relays.get(&n.id).map_or(n.peer, UdpRelay::addr),
                 client: n.client,
             })
             .collect()
+    }
+
+    /// Puts a [`UdpRelay`] in front of every node's peer port and rewrites the configs so that
+    /// the nodes reach each other through them; then [`isolate`](Self::isolate) and
+    /// [`heal`](Self::heal) cut and restore Raft traffic. Call it before the first start.
+    pub async fn add_relays(&mut self) -> Result<(), LocalClusterError> {
+        for node in self.nodes.values() {
+            let relay = UdpRelay::start(node.peer)
+                .await
+                .map_err(|e| io("start a relay", e))?;
+            self.relays.insert(node.id, relay);
+        }
+        let members = self.members();
+        for id in self.ids() {
+            self.write_config(id, &members)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts node `id`'s Raft traffic to and from every other node (its client API still works).
+    pub fn isolate(&self, id: NodeId) -> Result<(), LocalClusterError> {
+        let node = self.node(id)?;
+        let own = self
+            .relays
+            .get(&id)
+            .ok_or_else(|| LocalClusterError::Io("no relays: call add_relays first".into()))?;
+        own.block_all(true);
+        for (other, relay) in &self.relays {
+            if *other != id {
+                relay.block_source(node.peer);
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores all Raft traffic.
+    pub fn heal(&self) {
+        for relay in self.relays.values() {
+            relay.heal();
+        }
     }
 
     /// Node `id`.
@@ -234,7 +286,10 @@ impl LocalCluster {
             .arg("--config")
             .arg(&node.config_path)
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -290,7 +345,9 @@ impl LocalCluster {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(LocalClusterError::Timeout(format!("node {id} did not exit after SIGTERM")));
+                return Err(LocalClusterError::Timeout(format!(
+                    "node {id} did not exit after SIGTERM"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -327,7 +384,11 @@ impl LocalCluster {
     }
 
     /// Waits until one of `among` leads in a term that a majority of `among` agrees on.
-    pub async fn wait_for_leader(&self, among: &[NodeId], timeout: Duration) -> Result<NodeId, LocalClusterError> {
+    pub async fn wait_for_leader(
+        &self,
+        among: &[NodeId],
+        timeout: Duration,
+    ) -> Result<NodeId, LocalClusterError> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut views = BTreeMap::new();
@@ -354,14 +415,21 @@ impl LocalCluster {
     }
 
     /// Waits until node `id` has applied `index`.
-    pub async fn wait_for_applied(&self, id: NodeId, index: u64, timeout: Duration) -> Result<(), LocalClusterError> {
+    pub async fn wait_for_applied(
+        &self,
+        id: NodeId,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<(), LocalClusterError> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.status(id).await.is_some_and(|s| s.applied_index >= index) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(LocalClusterError::Timeout(format!("node {id} did not apply index {index}")));
+                return Err(LocalClusterError::Timeout(format!(
+                    "node {id} did not apply index {index}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

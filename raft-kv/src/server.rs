@@ -144,8 +144,12 @@ fn base_membership(config: &ServerConfig, join: bool) -> Result<Membership, Serv
     let path = config.data_dir.join(MEMBERSHIP_FILE);
     if path.exists() {
         let text = std::fs::read(&path).map_err(|e| data_dir_error(&path, e))?;
-        let recorded: Membership = serde_json::from_slice(&text)
-            .map_err(|e| data_dir_error(&path, format!("not a configuration ({e}); the data directory is damaged")))?;
+        let recorded: Membership = serde_json::from_slice(&text).map_err(|e| {
+            data_dir_error(
+                &path,
+                format!("not a configuration ({e}); the data directory is damaged"),
+            )
+        })?;
         if !recorded.is_empty() {
             recorded.validate()?;
         }
@@ -231,7 +235,11 @@ async fn follow_membership(
             }
             for id in current.keys() {
                 if !desired.contains_key(id) {
-                    info!(node = me, peer = id, "peer removed: its connections are closed and refused");
+                    info!(
+                        node = me,
+                        peer = id,
+                        "peer removed: its connections are closed and refused"
+                    );
                     transport.remove_peer(*id);
                 }
             }
@@ -259,7 +267,8 @@ impl Server {
         )
         .await?;
 
-        let seeds: BTreeMap<NodeId, SocketAddr> = config.initial_members.iter().map(|m| (m.id, m.peer)).collect();
+        let seeds: BTreeMap<NodeId, SocketAddr> =
+            config.initial_members.iter().map(|m| (m.id, m.peer)).collect();
         let mut peers = peers_of([&membership, &membership], id);
         if membership.is_empty() {
             peers.extend(seeds.iter().filter(|(p, _)| **p != id));
@@ -269,7 +278,8 @@ impl Server {
             chain: tls.chain.clone(),
             key: tls.key.clone_key(),
         };
-        let quic = QuicConfig::new(id, config.cluster_id, config.peer_listen, peers.clone(), node_tls);
+        let mut quic = QuicConfig::new(id, config.cluster_id, config.peer_listen, peers.clone(), node_tls);
+        quic.idle_timeout = Duration::from_millis(config.tuning.peer_idle_timeout_ms);
         let (transport, inbox) = QuicTransport::start(quic)?;
 
         let t = &config.tuning;
@@ -282,7 +292,16 @@ impl Server {
         node_config.core.snapshot_after_entries = t.snapshot_after_entries;
         node_config.core.seed = rand_seed(id);
         let state_machine = Sessions::new(KvStateMachine::new(), t.session_expiry_entries);
-        let node = match RaftNode::start(node_config, membership, storage, transport.clone(), inbox, state_machine).await {
+        let node = match RaftNode::start(
+            node_config,
+            membership,
+            storage,
+            transport.clone(),
+            inbox,
+            state_machine,
+        )
+        .await
+        {
             Ok(node) => Arc::new(node),
             Err(e) => {
                 transport.shutdown();

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use raft_core::ProposeError as Refusal;
 use raft_core::{NodeId, SeededRng};
-use raft_net_mem::Faults;
 use raft_kv::{ClusterOptions, KvCommand, KvReply, KvResponse, MemCluster};
+use raft_net_mem::Faults;
 use raft_node::{ClientError, ProposeError, ReadConsistency, ReadError, SessionClient};
 use raft_sim::history::{history_path, write_history, Command, Operation, Outcome};
 use raft_sim::linearizability::{check, Verdict};

@@ -26,6 +26,11 @@ fn start_all(cluster: &mut LocalCluster) {
 async fn three_processes_survive_a_sigkill_of_the_leader_and_its_restart_with_every_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = cluster(dir.path(), 3);
+    // Long enough that only a stateless reset lets the leader reach the restarted node soon.
+    cluster.tuning.peer_idle_timeout_ms = 60_000;
+    for id in cluster.ids() {
+        cluster.write_config(id, &cluster.members()).expect("config");
+    }
     start_all(&mut cluster);
     let ids = cluster.ids();
     let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
@@ -46,19 +51,39 @@ async fn three_processes_survive_a_sigkill_of_the_leader_and_its_restart_with_ev
     assert_ne!(new_leader, leader);
     for i in 30..60 {
         let key = format!("k{i:02}");
-        let reply = client.put(&key, &format!("v{i}")).await.expect("put after the kill");
+        let reply = client
+            .put(&key, &format!("v{i}"))
+            .await
+            .expect("put after the kill");
         acknowledged.push((key, format!("v{i}"), reply.index));
     }
 
     cluster.start(leader, &[]).expect("restart");
     let last = acknowledged.last().map(|a| a.2).unwrap_or_default();
+    // The new leader's connection to the killed process is stale; the restarted endpoint must
+    // reset it (it recognizes its earlier self's connection ids) rather than drop its packets
+    // until the 60 s idle timeout.
+    cluster
+        .wait_for_applied(leader, last, Duration::from_secs(20))
+        .await
+        .expect("the restarted node catches up long before the peer idle timeout");
     for &id in &ids {
-        cluster.wait_for_applied(id, last, TIMEOUT).await.expect("caught up");
+        cluster
+            .wait_for_applied(id, last, TIMEOUT)
+            .await
+            .expect("caught up");
         let endpoint = cluster.node(id).expect("node").client;
-        let mut local = raft_kv::client::Client::new(vec![endpoint], Some(cluster.client_tls()), ClientOptions::default())
-            .expect("client");
+        let mut local = raft_kv::client::Client::new(
+            vec![endpoint],
+            Some(cluster.client_tls()),
+            ClientOptions::default(),
+        )
+        .expect("client");
         for (key, value, _) in &acknowledged {
-            let read = local.get(key, Consistency::Serializable).await.expect("local read");
+            let read = local
+                .get(key, Consistency::Serializable)
+                .await
+                .expect("local read");
             assert_eq!(read.value.as_ref(), Some(value), "node {id} lost {key}");
         }
     }
@@ -75,7 +100,9 @@ async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_ref
     start_all(&mut cluster);
     let ids = cluster.ids();
     cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
-    let mut client = cluster.client(&[1, 2, 3], ClientOptions::default()).expect("client");
+    let mut client = cluster
+        .client(&[1, 2, 3], ClientOptions::default())
+        .expect("client");
     for i in 0..20 {
         client.put(&format!("before-{i}"), "x").await.expect("put");
     }
@@ -107,18 +134,36 @@ async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_ref
     .await
     .expect("promoted in time");
     assert!(promoted.voters.contains(&4), "{promoted:?}");
-    client.put("after-join", "y").await.expect("the cluster serves with 4 voters");
+    client
+        .put("after-join", "y")
+        .await
+        .expect("the cluster serves with 4 voters");
 
     // Remove an original member that is not the leader; the cluster keeps serving.
-    let leader = cluster.wait_for_leader(&[1, 2, 3, 4], TIMEOUT).await.expect("leader");
-    let removed = [1, 2, 3].into_iter().find(|id| *id != leader).expect("a follower");
+    let leader = cluster
+        .wait_for_leader(&[1, 2, 3, 4], TIMEOUT)
+        .await
+        .expect("leader");
+    let removed = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
     let reply = client.remove_node(removed).await.expect("remove");
     assert!(!reply.voters.contains(&removed) && !reply.learners.contains(&removed));
     let remaining: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != removed).collect();
-    let mut client = cluster.client(&remaining, ClientOptions::default()).expect("client");
-    let last = client.put("after-remove", "z").await.expect("the cluster serves after the removal").index;
+    let mut client = cluster
+        .client(&remaining, ClientOptions::default())
+        .expect("client");
+    let last = client
+        .put("after-remove", "z")
+        .await
+        .expect("the cluster serves after the removal")
+        .index;
     for &id in &remaining {
-        cluster.wait_for_applied(id, last, TIMEOUT).await.expect("applied");
+        cluster
+            .wait_for_applied(id, last, TIMEOUT)
+            .await
+            .expect("applied");
     }
     let term = cluster.status(leader).await.expect("leader status").term;
 
@@ -135,9 +180,16 @@ async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_ref
         "the removed node kept receiving entries: {removed_status:?} then {later:?}"
     );
     let now = cluster.status(leader).await.expect("leader status");
-    assert_eq!((now.role.as_str(), now.term), ("leader", term), "the removed node disturbed the leader");
+    assert_eq!(
+        (now.role.as_str(), now.term),
+        ("leader", term),
+        "the removed node disturbed the leader"
+    );
     let log = std::fs::read_to_string(&cluster.node(leader).expect("leader").log_path).expect("leader log");
-    assert!(log.contains("peer removed"), "the leader did not drop the removed peer");
+    assert!(
+        log.contains("peer removed"),
+        "the leader did not drop the removed peer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +208,10 @@ async fn a_leader_paused_past_its_election_timeout_steps_down_and_no_read_goes_b
 
     cluster.pause(leader).expect("SIGSTOP");
     let others: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
-    let new_leader = cluster.wait_for_leader(&others, TIMEOUT).await.expect("a new leader");
+    let new_leader = cluster
+        .wait_for_leader(&others, TIMEOUT)
+        .await
+        .expect("a new leader");
     let mut writer = cluster.client(&others, ClientOptions::default()).expect("client");
     let acked = writer.put("k", "2").await.expect("put 2 under the new leader");
     cluster.resume(leader).expect("SIGCONT");
@@ -168,19 +223,30 @@ async fn a_leader_paused_past_its_election_timeout_steps_down_and_no_read_goes_b
         deadline: Duration::from_secs(5),
         ..ClientOptions::default()
     };
-    let mut old = raft_kv::client::Client::new(vec![endpoint], Some(cluster.client_tls()), options).expect("client");
+    let mut old =
+        raft_kv::client::Client::new(vec![endpoint], Some(cluster.client_tls()), options).expect("client");
     for _ in 0..20 {
         for consistency in [Consistency::Lease, Consistency::Linearizable] {
             if let Ok(read) = old.get("k", consistency).await {
-                assert_eq!(read.value.as_deref(), Some("2"), "{consistency:?} read went back in time");
+                assert_eq!(
+                    read.value.as_deref(),
+                    Some("2"),
+                    "{consistency:?} read went back in time"
+                );
                 assert!(read.index >= acked.index);
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status = cluster.status(leader).await.expect("old leader answers");
-    assert_ne!(status.role, "leader", "the paused leader did not step down: {status:?}");
-    assert_eq!(cluster.wait_for_leader(&ids, TIMEOUT).await.expect("leader"), new_leader);
+    assert_ne!(
+        status.role, "leader",
+        "the paused leader did not step down: {status:?}"
+    );
+    assert_eq!(
+        cluster.wait_for_leader(&ids, TIMEOUT).await.expect("leader"),
+        new_leader
+    );
 }
 
 /// A raw HTTPS client with the cluster's client certificate, or with `tls` as given.
@@ -207,7 +273,12 @@ async fn bad_requests_get_a_clear_status_and_change_nothing() {
         (status, body.error)
     };
 
-    let r = http.post(format!("{base}/v1/kv")).body("{not json").send().await.expect("send");
+    let r = http
+        .post(format!("{base}/v1/kv"))
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(error(r).await, (400, "bad_request".to_string()));
     let r = http
         .post(format!("{base}/v1/kv"))
@@ -215,17 +286,35 @@ async fn bad_requests_get_a_clear_status_and_change_nothing() {
         .send()
         .await
         .expect("send");
-    assert_eq!(error(r).await, (400, "bad_request".to_string()), "an unknown field is refused");
+    assert_eq!(
+        error(r).await,
+        (400, "bad_request".to_string()),
+        "an unknown field is refused"
+    );
     let big = "x".repeat(1 << 20 | 1);
     let body = serde_json::json!({"op": "put", "key": "big", "value": big}).to_string();
-    let r = http.post(format!("{base}/v1/kv")).body(body).send().await.expect("send");
+    let r = http
+        .post(format!("{base}/v1/kv"))
+        .body(body)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(error(r).await, (413, "too_large".to_string()));
     let huge = "x".repeat(3 << 20);
-    let r = http.post(format!("{base}/v1/kv")).body(huge).send().await.expect("send");
+    let r = http
+        .post(format!("{base}/v1/kv"))
+        .body(huge)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 413, "a body over the limit");
     let r = http.get(format!("{base}/v1/nope")).send().await.expect("send");
     assert_eq!(error(r).await, (404, "not_found".to_string()));
-    let r = http.get(format!("{base}/v1/kv?consistency=psychic&key=k")).send().await.expect("send");
+    let r = http
+        .get(format!("{base}/v1/kv?consistency=psychic&key=k"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(error(r).await.0, 400);
 
     // Nothing was applied.
@@ -244,17 +333,32 @@ async fn bad_requests_get_a_clear_status_and_change_nothing() {
         .expect("tls13")
         .with_root_certificates(roots.clone())
         .with_no_client_auth();
-    assert!(raw_client(no_cert).get(format!("{base}/v1/status")).send().await.is_err());
+    assert!(raw_client(no_cert)
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await
+        .is_err());
     let stranger_dir = tempfile::tempdir().expect("tempdir");
     let stranger = LocalCluster::create(Path::new(BINARY), stranger_dir.path(), 1).expect("another CA");
     let foreign = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("tls13")
         .with_root_certificates(roots)
-        .with_client_auth_cert(stranger.client_tls().chain.clone(), stranger.client_tls().key.clone_key())
+        .with_client_auth_cert(
+            stranger.client_tls().chain.clone(),
+            stranger.client_tls().key.clone_key(),
+        )
         .expect("client auth");
-    assert!(raw_client(foreign).get(format!("{base}/v1/status")).send().await.is_err());
-    let ok = http.get(format!("{base}/v1/status")).send().await.expect("status");
+    assert!(raw_client(foreign)
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await
+        .is_err());
+    let ok = http
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await
+        .expect("status");
     assert!(ok.status().is_success());
 }
 
@@ -291,8 +395,14 @@ async fn a_wrong_config_or_a_data_directory_of_another_node_is_refused_with_a_me
 
     // Node 1 makes its data directory; node 2 pointed at it is refused.
     cluster.start(1, &[]).expect("start node 1");
-    cluster.wait_for_applied(1, 0, TIMEOUT).await.expect("node 1 answers");
-    cluster.stop(1, Duration::from_secs(15)).await.expect("stop node 1");
+    cluster
+        .wait_for_applied(1, 0, TIMEOUT)
+        .await
+        .expect("node 1 answers");
+    cluster
+        .stop(1, Duration::from_secs(15))
+        .await
+        .expect("stop node 1");
     let data_1 = dir.path().join("data-1");
     let config_2 = cluster.node(2).expect("node").config_path.clone();
     let stderr = serve_fails(&[
@@ -304,5 +414,8 @@ async fn a_wrong_config_or_a_data_directory_of_another_node_is_refused_with_a_me
     assert!(stderr.contains("node"), "{stderr}");
     // And node 1 still starts from it.
     cluster.start(1, &[]).expect("restart node 1");
-    cluster.wait_for_applied(1, 0, TIMEOUT).await.expect("node 1 answers again");
+    cluster
+        .wait_for_applied(1, 0, TIMEOUT)
+        .await
+        .expect("node 1 answers again");
 }

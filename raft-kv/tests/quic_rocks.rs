@@ -2,15 +2,14 @@
 //! loopback ports. It elects, replicates, survives a leader restart with every committed entry
 //! intact, and refuses a node whose certificate comes from another CA.
 
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use raft_core::{Membership, NodeId};
+use raft_kv::{KvCommand, KvReply, KvResponse, KvStateMachine};
 use raft_node::quic::{ClusterCa, NodeTls, QuicConfig, QuicTransport};
 use raft_node::rocks::{RocksStorage, StoreIdentity};
-use raft_kv::{KvCommand, KvReply, KvResponse, KvStateMachine};
 use raft_node::{NodeConfig, RaftNode, ReadConsistency};
 
 const CLUSTER: u64 = 0xC0FFEE;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft_core::{Entry, EntryPayload, HardState, NodeId, Role};
-use raft_net_mem::Faults;
 use raft_kv::{ClusterOptions, KvCommand, KvReply, KvResponse, MemCluster};
+use raft_net_mem::Faults;
 use raft_node::{ProposeError, ReadConsistency};
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -15,8 +15,9 @@
 //! cluster, version or node) is logged with its typed [`WireError`] and the stream is closed;
 //! the node carries on.
 //!
-//! **Restarts.** The endpoint's stateless-reset key is derived from the node's private key, so a
-//! restarted node resets its peers' stale connections at once and they reconnect.
+//! **Restarts.** The endpoint's stateless-reset key and its connection-id key are derived from
+//! the node's private key, so a restarted node recognizes the connection ids its earlier self
+//! issued, resets its peers' stale connections at once, and they reconnect.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -243,7 +244,18 @@ impl QuicTransport {
         // A stateless-reset key derived from the node's key: after a restart, this node can
         // still reset the connections its earlier self had, so peers reconnect at once.
         let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.tls.key.secret_der());
-        let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        // Connection ids keyed by the node's key too: the endpoint drops packets whose
+        // connection id it cannot have issued, so with a fresh random key a restarted node would
+        // silently drop its peers' packets (no reset) until their idle timeout.
+        let cid_key = ring::hmac::sign(&reset_key, b"raft connection ids");
+        let cid_key = cid_key
+            .as_ref()
+            .iter()
+            .take(8)
+            .fold(0u64, |key, byte| (key << 8) | u64::from(*byte));
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        endpoint_config
+            .cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
         let addr = socket.local_addr().map_err(|source| QuicError::Bind {
             addr: config.listen,
             source,

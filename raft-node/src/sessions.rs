@@ -337,7 +337,11 @@ mod tests {
         async fn snapshot(&mut self, _snapshot: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
             Ok(())
         }
-        async fn restore(&mut self, index: Index, _snapshot: &mut dyn SnapshotRead) -> Result<(), StateMachineError> {
+        async fn restore(
+            &mut self,
+            index: Index,
+            _snapshot: &mut dyn SnapshotRead,
+        ) -> Result<(), StateMachineError> {
             self.applied = index;
             Ok(())
         }

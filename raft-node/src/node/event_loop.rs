@@ -154,7 +154,10 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                 addresses,
                 started,
                 applied,
-            }) => match self.core.change_membership_with_addresses(voters, learners, addresses) {
+            }) => match self
+                .core
+                .change_membership_with_addresses(voters, learners, addresses)
+            {
                 Ok(index) => {
                     let term = self.core.term();
                     let _ = started.send(Ok(()));

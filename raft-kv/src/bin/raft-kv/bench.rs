@@ -107,14 +107,22 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         } else {
             "{bar:40} {pos}/{len} s {msg}"
         };
-        bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_style(
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         bar
     };
 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (n, mut client) in clients.into_iter().enumerate() {
-        let (stop, done, errors, budget, value) = (stop.clone(), done.clone(), errors.clone(), budget.clone(), value.clone());
+        let (stop, done, errors, budget, value) = (
+            stop.clone(),
+            done.clone(),
+            errors.clone(),
+            budget.clone(),
+            value.clone(),
+        );
         let (keys, read_percent) = (args.keys, u64::from(args.read_percent));
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new(3).ok();
@@ -197,8 +205,13 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     } else {
         println!(
             "{} clients, {} B values, {}% reads: {} ops in {:.1} s = {:.0} ops/s ({} errors)",
-            report.clients, report.value_size, report.read_percent, report.operations, report.seconds,
-            report.ops_per_second, report.errors
+            report.clients,
+            report.value_size,
+            report.read_percent,
+            report.operations,
+            report.seconds,
+            report.ops_per_second,
+            report.errors
         );
         println!(
             "latency µs: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",

@@ -54,7 +54,12 @@ pub fn run(command: Certs) -> Result<(), String> {
             write(&out, "ca.key", &ca.key_pem(), true)?;
             println!("wrote {0}/ca.pem and {0}/ca.key", out.display());
         }
-        Certs::Node { ca_dir, id, hosts, out } => {
+        Certs::Node {
+            ca_dir,
+            id,
+            hosts,
+            out,
+        } => {
             let ca = load_ca(&ca_dir)?;
             let cert = ca.issue_for_hosts(id, &hosts).map_err(|e| e.to_string())?;
             write(&out, &format!("node-{id}.pem"), &cert.cert_pem, false)?;
@@ -66,7 +71,10 @@ pub fn run(command: Certs) -> Result<(), String> {
             let cert = ca.issue_client(&name).map_err(|e| e.to_string())?;
             write(&out, &format!("client-{name}.pem"), &cert.cert_pem, false)?;
             write(&out, &format!("client-{name}.key"), &cert.key_pem, true)?;
-            println!("wrote {0}/client-{name}.pem and {0}/client-{name}.key", out.display());
+            println!(
+                "wrote {0}/client-{name}.pem and {0}/client-{name}.key",
+                out.display()
+            );
         }
     }
     Ok(())

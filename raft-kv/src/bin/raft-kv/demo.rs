@@ -41,7 +41,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::new(format!("demo FAILED: {e}")));
     }
-    processes(args).await.map_err(|e| Failure::new(format!("demo FAILED: {e}")))
+    processes(args)
+        .await
+        .map_err(|e| Failure::new(format!("demo FAILED: {e}")))
 }
 
 fn fail(e: impl std::fmt::Display) -> String {
@@ -76,7 +78,10 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
     }
     let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.map_err(fail)?;
     let term = cluster.status(leader).await.map_or(0, |s| s.term);
-    println!("leader elected: node {leader} (term {term}) {:.2?} after the start", started.elapsed());
+    println!(
+        "leader elected: node {leader} (term {term}) {:.2?} after the start",
+        started.elapsed()
+    );
 
     let mut client = cluster.client(&[], ClientOptions::default()).map_err(fail)?;
     let mut acknowledged = BTreeMap::new();
@@ -101,7 +106,10 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
     println!("new leader: node {new_leader} (term {new_term}), {election:.2?} after the kill");
 
     for i in args.keys..2 * args.keys {
-        let (key, value) = (format!("demo/key-{i:03}"), format!("written-under-node-{new_leader}"));
+        let (key, value) = (
+            format!("demo/key-{i:03}"),
+            format!("written-under-node-{new_leader}"),
+        );
         last_index = client.put(&key, &value).await.map_err(fail)?.index;
         acknowledged.insert(key, value);
     }
@@ -110,23 +118,46 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
     println!("restarting node {leader} from its data directory");
     cluster.start(leader, &[]).map_err(fail)?;
     let restarted = Instant::now();
-    cluster.wait_for_applied(leader, last_index, TIMEOUT).await.map_err(fail)?;
-    println!("node {leader} caught up to index {last_index} {:.2?} after its restart", restarted.elapsed());
+    cluster
+        .wait_for_applied(leader, last_index, TIMEOUT)
+        .await
+        .map_err(fail)?;
+    println!(
+        "node {leader} caught up to index {last_index} {:.2?} after its restart",
+        restarted.elapsed()
+    );
 
     for &id in &ids {
-        cluster.wait_for_applied(id, last_index, TIMEOUT).await.map_err(fail)?;
+        cluster
+            .wait_for_applied(id, last_index, TIMEOUT)
+            .await
+            .map_err(fail)?;
         let endpoint = cluster.node(id).map_err(fail)?.client;
-        let mut local = Client::new(vec![endpoint], Some(cluster.client_tls()), ClientOptions::default()).map_err(fail)?;
+        let mut local = Client::new(
+            vec![endpoint],
+            Some(cluster.client_tls()),
+            ClientOptions::default(),
+        )
+        .map_err(fail)?;
         let reply = local
             .scan("demo/", acknowledged.len() + 10, Consistency::Serializable)
             .await
             .map_err(fail)?;
         let found: BTreeMap<String, String> = reply.entries.unwrap_or_default().into_iter().collect();
         if found != acknowledged {
-            let missing: Vec<&String> = acknowledged.keys().filter(|k| found.get(*k) != acknowledged.get(*k)).collect();
-            return Err(format!("node {id} lost or changed acknowledged writes: {missing:?}"));
+            let missing: Vec<&String> = acknowledged
+                .keys()
+                .filter(|k| found.get(*k) != acknowledged.get(*k))
+                .collect();
+            return Err(format!(
+                "node {id} lost or changed acknowledged writes: {missing:?}"
+            ));
         }
-        println!("node {id}: all {} acknowledged keys present (read locally at index {})", found.len(), reply.index);
+        println!(
+            "node {id}: all {} acknowledged keys present (read locally at index {})",
+            found.len(),
+            reply.index
+        );
     }
 
     for &id in &ids {

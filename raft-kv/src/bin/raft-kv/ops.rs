@@ -16,7 +16,12 @@ use crate::Failure;
 #[derive(Args, Clone)]
 pub struct ClientArgs {
     /// Client API addresses of any nodes, comma-separated.
-    #[arg(long, env = "RAFT_KV_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:8001")]
+    #[arg(
+        long,
+        env = "RAFT_KV_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8001"
+    )]
     pub endpoints: Vec<SocketAddr>,
     /// The cluster CA's certificate.
     #[arg(long, env = "RAFT_KV_CA_CERT")]
@@ -60,7 +65,11 @@ impl ClientArgs {
             deadline: std::time::Duration::from_secs(self.timeout),
             ..ClientOptions::default()
         };
-        Ok(Client::new(self.endpoints.clone(), self.tls()?.as_ref(), options)?)
+        Ok(Client::new(
+            self.endpoints.clone(),
+            self.tls()?.as_ref(),
+            options,
+        )?)
     }
 }
 
@@ -140,7 +149,11 @@ fn print_json(value: &impl Serialize) -> Result<(), Failure> {
 }
 
 pub async fn get(args: GetArgs) -> Result<(), Failure> {
-    let reply = args.client.client()?.get(&args.key, args.consistency.into()).await?;
+    let reply = args
+        .client
+        .client()?
+        .get(&args.key, args.consistency.into())
+        .await?;
     if args.client.json {
         return print_json(&reply);
     }
@@ -219,7 +232,11 @@ pub async fn scan(args: ScanArgs) -> Result<(), Failure> {
     }
     println!("{table}");
     let count = reply.entries.as_ref().map_or(0, Vec::len);
-    let more = if reply.more == Some(true) { " (more left out by --limit)" } else { "" };
+    let more = if reply.more == Some(true) {
+        " (more left out by --limit)"
+    } else {
+        ""
+    };
     println!("{count} keys at index {}{more}", reply.index);
     Ok(())
 }
@@ -268,7 +285,9 @@ pub enum ClusterCommand {
 }
 
 /// The status of every member the first answering endpoint knows of, plus the endpoints.
-async fn cluster_status(args: &ClientArgs) -> Result<Vec<(SocketAddr, Result<NodeStatusReply, String>)>, Failure> {
+async fn cluster_status(
+    args: &ClientArgs,
+) -> Result<Vec<(SocketAddr, Result<NodeStatusReply, String>)>, Failure> {
     let mut client = args.client()?;
     let mut known = None;
     for &endpoint in &args.endpoints {
@@ -283,7 +302,11 @@ async fn cluster_status(args: &ClientArgs) -> Result<Vec<(SocketAddr, Result<Nod
             message: format!("no endpoint answered: {:?}", args.endpoints),
         });
     };
-    let mut addrs: Vec<SocketAddr> = first.members.iter().filter_map(|m| m.address.as_ref().map(|a| a.client)).collect();
+    let mut addrs: Vec<SocketAddr> = first
+        .members
+        .iter()
+        .filter_map(|m| m.address.as_ref().map(|a| a.client))
+        .collect();
     for endpoint in &args.endpoints {
         if !addrs.contains(endpoint) {
             addrs.push(*endpoint);
@@ -312,7 +335,8 @@ pub async fn cluster(command: ClusterCommand) -> Result<(), Failure> {
             }
             let mut table = Table::new();
             table.set_header([
-                "id", "endpoint", "role", "term", "leader", "last", "commit", "applied", "snapshot", "members",
+                "id", "endpoint", "role", "term", "leader", "contact", "last", "commit", "applied",
+                "snapshot", "members",
             ]);
             for (addr, status) in &statuses {
                 match status {
@@ -320,7 +344,13 @@ pub async fn cluster(command: ClusterCommand) -> Result<(), Failure> {
                         let members: Vec<String> = s
                             .members
                             .iter()
-                            .map(|m| if m.role == "learner" { format!("{}(l)", m.id) } else { m.id.to_string() })
+                            .map(|m| {
+                                if m.role == "learner" {
+                                    format!("{}(l)", m.id)
+                                } else {
+                                    m.id.to_string()
+                                }
+                            })
                             .collect();
                         table.add_row([
                             s.id.to_string(),
@@ -328,6 +358,7 @@ pub async fn cluster(command: ClusterCommand) -> Result<(), Failure> {
                             s.role.clone(),
                             s.term.to_string(),
                             s.leader.map_or("-".into(), |l| l.to_string()),
+                            s.last_contact_ms.map_or("-".into(), |ms| format!("{ms} ms")),
                             s.last_index.to_string(),
                             s.commit_index.to_string(),
                             s.applied_index.to_string(),
@@ -407,7 +438,10 @@ pub async fn cluster(command: ClusterCommand) -> Result<(), Failure> {
             if args.json {
                 return print_json(&reply);
             }
-            println!("snapshot at index {} (term {}) on {first}", reply.index, reply.term);
+            println!(
+                "snapshot at index {} (term {}) on {first}",
+                reply.index, reply.term
+            );
             Ok(())
         }
     }

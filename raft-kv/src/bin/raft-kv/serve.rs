@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// Client sessions unused for this many log entries expire (default 1,000,000).
     #[arg(long)]
     session_expiry_entries: Option<u64>,
+    /// A peer connection silent this long is dropped (ms, default 5,000).
+    #[arg(long)]
+    peer_idle_timeout_ms: Option<u64>,
 }
 
 fn parse_member(text: &str) -> Result<InitialMember, String> {
@@ -113,7 +116,10 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
     };
     let tls = file.as_ref().map(|f| f.tls.clone());
     let mut config = ServerConfig {
-        node_id: args.node_id.or(file.as_ref().map(|f| f.node_id)).ok_or_else(|| missing("node_id"))?,
+        node_id: args
+            .node_id
+            .or(file.as_ref().map(|f| f.node_id))
+            .ok_or_else(|| missing("node_id"))?,
         cluster_id: args
             .cluster_id
             .or(file.as_ref().map(|f| f.cluster_id))
@@ -146,7 +152,9 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
         },
         insecure: args.insecure || file.as_ref().is_some_and(|f| f.insecure),
         initial_members: if args.members.is_empty() {
-            file.as_ref().map(|f| f.initial_members.clone()).unwrap_or_default()
+            file.as_ref()
+                .map(|f| f.initial_members.clone())
+                .unwrap_or_default()
         } else {
             args.members
         },
@@ -166,7 +174,8 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
         max_value_bytes,
         max_request_bytes,
         max_scan_limit,
-        session_expiry_entries
+        session_expiry_entries,
+        peer_idle_timeout_ms
     );
     if let Some(v) = args.heartbeat_ticks {
         t.heartbeat_ticks = v;
