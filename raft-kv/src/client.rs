@@ -391,6 +391,26 @@ impl Client {
         .await
     }
 
+    /// Makes learner `id` a voter as soon as it has caught up: retries while the leader refuses
+    /// with `not_caught_up`, until `deadline`.
+    pub async fn promote_when_caught_up(
+        &mut self,
+        id: u64,
+        deadline: Duration,
+    ) -> Result<MembershipReply, ClientError> {
+        let until = Instant::now() + deadline;
+        loop {
+            match self.promote_node(id).await {
+                Err(ClientError::Refused { reply, .. })
+                    if reply.error == "not_caught_up" && Instant::now() < until =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Removes a member.
     pub async fn remove_node(&mut self, id: u64) -> Result<MembershipReply, ClientError> {
         self.call(Method::POST, "/v1/cluster/remove", &[], Some(&NodeRequest { id }))

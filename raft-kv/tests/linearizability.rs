@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raft_core::ProposeError as Refusal;
@@ -16,7 +16,7 @@ use raft_core::{NodeId, SeededRng};
 use raft_kv::{ClusterOptions, KvCommand, KvReply, KvResponse, MemCluster};
 use raft_net_mem::Faults;
 use raft_node::{ClientError, ProposeError, ReadConsistency, ReadError, SessionClient};
-use raft_sim::history::{history_path, write_history, Command, Operation, Outcome};
+use raft_sim::history::{history_path, write_history, Command, Operation, Outcome, Recorder};
 use raft_sim::linearizability::{check, Verdict};
 
 /// Which faults a run injects.
@@ -86,17 +86,6 @@ fn compact_often(config: &mut raft_core::Config) {
     config.snapshot_after_entries = 200;
     config.snapshot_keep_entries = 20;
     config.snapshot_chunk_bytes = 4096;
-}
-
-struct Recorder {
-    start: Instant,
-    operations: Mutex<Vec<Operation>>,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
 }
 
 enum Attempt {
@@ -238,7 +227,7 @@ async fn client(
             return_ns: (outcome != Outcome::Unknown).then_some(return_ns),
             outcome,
         };
-        recorder.operations.lock().unwrap().push(operation);
+        recorder.record(operation);
     }
 }
 
@@ -379,10 +368,7 @@ async fn run_schedule(run: Run) {
     };
     let cluster = Arc::new(MemCluster::start(nodes, options).await.unwrap());
     cluster.wait_for_leader(Duration::from_secs(10)).await.unwrap();
-    let recorder = Arc::new(Recorder {
-        start: Instant::now(),
-        operations: Mutex::new(Vec::new()),
-    });
+    let recorder = Arc::new(Recorder::new());
     let until = Instant::now() + Duration::from_secs(seconds);
     let faults = tokio::spawn(inject_faults(cluster.clone(), schedule, seed, until));
     let mut tasks = Vec::new();
@@ -401,7 +387,7 @@ async fn run_schedule(run: Run) {
     for task in tasks {
         task.await.unwrap();
     }
-    let operations = std::mem::take(&mut *recorder.operations.lock().unwrap());
+    let operations = recorder.take();
     let path = history_path(&format!("{name}-{seed}"));
     write_history(&path, &operations).unwrap();
 

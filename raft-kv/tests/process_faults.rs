@@ -5,26 +5,32 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raft_kv::api::{AddNodeRequest, Consistency, WriteOp};
 use raft_kv::client::{Client, ClientError, ClientOptions};
 use raft_kv::local_cluster::LocalCluster;
-use raft_sim::history::{history_path, write_history, Command, Operation, Outcome};
+use raft_sim::history::{history_path, write_history, Command, Operation, Outcome, Recorder};
 use raft_sim::linearizability::{check, Verdict};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_raft-kv");
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_isolated_leader_steps_down_and_nothing_written_on_its_side_is_acknowledged() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cluster = LocalCluster::create(Path::new(BINARY), dir.path(), 3).expect("prepare");
+/// Three nodes behind UDP relays, started.
+async fn relayed_cluster(dir: &Path) -> LocalCluster {
+    let mut cluster = LocalCluster::create(Path::new(BINARY), dir, 3).expect("prepare");
     cluster.add_relays().await.expect("relays");
     for id in cluster.ids() {
         cluster.start(id, &[]).expect("start");
     }
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_steps_down_and_nothing_written_on_its_side_is_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = relayed_cluster(dir.path()).await;
     let ids = cluster.ids();
     let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
     let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
@@ -99,24 +105,6 @@ async fn an_isolated_leader_steps_down_and_nothing_written_on_its_side_is_acknow
         cluster.wait_for_leader(&ids, TIMEOUT).await.expect("leader"),
         new_leader
     );
-}
-
-/// Records the operations of every client on one clock.
-struct Recorder {
-    start: Instant,
-    operations: Mutex<Vec<Operation>>,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-    fn record(&self, operation: Operation) {
-        self.operations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(operation);
-    }
 }
 
 /// A small deterministic generator (xorshift).
@@ -207,18 +195,11 @@ async fn client_loop(mut client: Client, client_id: u64, recorder: Arc<Recorder>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_clients_stay_linearizable_through_kills_pauses_partitions_and_a_membership_change() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cluster = LocalCluster::create(Path::new(BINARY), dir.path(), 3).expect("prepare");
-    cluster.add_relays().await.expect("relays");
-    for id in cluster.ids() {
-        cluster.start(id, &[]).expect("start");
-    }
+    let mut cluster = relayed_cluster(dir.path()).await;
     let ids = cluster.ids();
     cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
 
-    let recorder = Arc::new(Recorder {
-        start: Instant::now(),
-        operations: Mutex::new(Vec::new()),
-    });
+    let recorder = Arc::new(Recorder::new());
     let until = Instant::now() + Duration::from_secs(14);
     let options = ClientOptions {
         deadline: Duration::from_secs(2),
@@ -267,27 +248,15 @@ async fn http_clients_stay_linearizable_through_kills_pauses_partitions_and_a_me
     };
     let mut admin = cluster.client(&ids, ClientOptions::default()).expect("admin");
     admin.add_node(&request).await.expect("add node 4");
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match admin.promote_node(4).await {
-            Ok(_) => break,
-            Err(ClientError::Refused { reply, .. })
-                if reply.error == "not_caught_up" && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("promote node 4: {e}"),
-        }
-    }
+    admin
+        .promote_when_caught_up(4, TIMEOUT)
+        .await
+        .expect("promote node 4");
 
     for client in clients {
         client.await.expect("client task");
     }
-    let operations = recorder
-        .operations
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let operations = recorder.take();
     let path = history_path("processes-http-faults");
     write_history(&path, &operations).expect("write the history");
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use raft_kv::api::{AddNodeRequest, Consistency, ErrorReply};
-use raft_kv::client::{ClientError, ClientOptions};
+use raft_kv::client::ClientOptions;
 use raft_kv::local_cluster::LocalCluster;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_raft-kv");
@@ -120,19 +120,10 @@ async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_ref
     };
     let added = client.add_node(&request).await.expect("add node 4 as a learner");
     assert!(added.learners.contains(&4), "{added:?}");
-    let promoted = tokio::time::timeout(TIMEOUT, async {
-        loop {
-            match client.promote_node(4).await {
-                Ok(reply) => return reply,
-                Err(ClientError::Refused { reply, .. }) if reply.error == "not_caught_up" => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("promote: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("promoted in time");
+    let promoted = client
+        .promote_when_caught_up(4, TIMEOUT)
+        .await
+        .expect("promote node 4");
     assert!(promoted.voters.contains(&4), "{promoted:?}");
     client
         .put("after-join", "y")

@@ -16,6 +16,8 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -292,5 +294,61 @@ mod tests {
             Operation::from_json_line(no_ok),
             Err(HistoryError::Format { .. })
         ));
+    }
+}
+
+/// Collects the operations of concurrent clients on one monotonic clock, for a history file.
+///
+/// ```
+/// use raft_sim::history::{Command, Operation, Outcome, Recorder};
+/// let recorder = Recorder::new();
+/// let call_ns = recorder.now();
+/// recorder.record(Operation {
+///     client_id: 0,
+///     key: "k".into(),
+///     command: Command::Get { output: None },
+///     call_ns,
+///     return_ns: Some(recorder.now()),
+///     outcome: Outcome::Ok,
+/// });
+/// assert_eq!(recorder.take().len(), 1);
+/// ```
+#[derive(Debug)]
+pub struct Recorder {
+    start: Instant,
+    operations: Mutex<Vec<Operation>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now.
+    pub fn new() -> Self {
+        Recorder {
+            start: Instant::now(),
+            operations: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Nanoseconds since the recorder was made.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Adds a completed (or abandoned) operation.
+    pub fn record(&self, operation: Operation) {
+        self.operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(operation);
+    }
+
+    /// The operations recorded so far, leaving none.
+    pub fn take(&self) -> Vec<Operation> {
+        std::mem::take(&mut *self.operations.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -389,18 +389,8 @@ pub async fn cluster(command: ClusterCommand) -> Result<(), Failure> {
             };
             let mut reply = client.add_node(&request).await?;
             if promote {
-                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
-                reply = loop {
-                    match client.promote_node(id).await {
-                        Ok(reply) => break reply,
-                        Err(raft_kv::client::ClientError::Refused { reply, .. })
-                            if reply.error == "not_caught_up" && tokio::time::Instant::now() < deadline =>
-                        {
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                };
+                let deadline = std::time::Duration::from_secs(args.timeout);
+                reply = client.promote_when_caught_up(id, deadline).await?;
             }
             if args.json {
                 return print_json(&reply);
