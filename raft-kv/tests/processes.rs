@@ -240,6 +240,85 @@ async fn a_leader_paused_past_its_election_timeout_steps_down_and_no_read_goes_b
     );
 }
 
+/// Runs the CLI against the cluster; returns its exit code and stdout.
+fn cli(cluster: &LocalCluster, args: &[&str]) -> (i32, String) {
+    let endpoints: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|id| cluster.node(*id).expect("node").client.to_string())
+        .collect();
+    let certs = cluster.dir().join("certs");
+    let output = std::process::Command::new(BINARY)
+        .args(args)
+        .env("RAFT_KV_ENDPOINTS", endpoints.join(","))
+        .env("RAFT_KV_CA_CERT", certs.join("ca.pem"))
+        .env("RAFT_KV_CERT", certs.join("client-local.pem"))
+        .env("RAFT_KV_KEY", certs.join("client-local.key"))
+        .output()
+        .expect("run the CLI");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code().unwrap_or(-1), stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_writes_reads_scans_swaps_and_shows_the_cluster_with_exit_codes_that_mean_something() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    start_all(&mut cluster);
+    cluster
+        .wait_for_leader(&cluster.ids(), TIMEOUT)
+        .await
+        .expect("a leader");
+
+    assert_eq!(cli(&cluster, &["put", "greeting", "hello"]).0, 0);
+    assert_eq!(cli(&cluster, &["append", "greeting", "!"]).0, 0);
+    assert_eq!(cli(&cluster, &["get", "greeting"]), (0, "hello!\n".to_string()));
+    assert_eq!(cli(&cluster, &["get", "absent"]).0, 1, "a missing key exits 1");
+    assert_eq!(
+        cli(&cluster, &["cas", "greeting", "--expected", "nope", "--new", "x"]).0,
+        1
+    );
+    assert_eq!(
+        cli(
+            &cluster,
+            &["cas", "greeting", "--expected", "hello!", "--new", "bye"]
+        )
+        .0,
+        0
+    );
+    let (code, out) = cli(
+        &cluster,
+        &["get", "greeting", "--consistency", "serializable", "--json"],
+    );
+    assert_eq!(code, 0);
+    let read: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(read["value"], "bye");
+    assert_eq!(cli(&cluster, &["put", "other", "1"]).0, 0);
+    let (code, out) = cli(&cluster, &["scan", "", "--json"]);
+    assert_eq!(code, 0);
+    let scan: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(scan["entries"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(cli(&cluster, &["delete", "other"]).0, 0);
+    let (code, out) = cli(&cluster, &["cluster", "status", "--json"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let roles: Vec<&str> = status
+        .as_array()
+        .expect("one entry per node")
+        .iter()
+        .filter_map(|n| n["status"]["role"].as_str())
+        .collect();
+    assert_eq!(roles.len(), 3, "{out}");
+    assert_eq!(roles.iter().filter(|r| **r == "leader").count(), 1, "{out}");
+    let (code, out) = cli(&cluster, &["cluster", "snapshot"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = cli(
+        &cluster,
+        &["get", "k", "--endpoints", "127.0.0.1:1", "--timeout", "1"],
+    );
+    assert_eq!(code, 3, "no answer in time exits 3");
+}
+
 /// A raw HTTPS client with the cluster's client certificate, or with `tls` as given.
 fn raw_client(tls: rustls::ClientConfig) -> reqwest::Client {
     reqwest::Client::builder()

@@ -30,8 +30,8 @@ pub struct ClientArgs {
     #[arg(long, env = "RAFT_KV_CERT")]
     pub cert: Option<PathBuf>,
     /// This client's key.
-    #[arg(long, env = "RAFT_KV_KEY")]
-    pub key: Option<PathBuf>,
+    #[arg(long = "key", env = "RAFT_KV_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Talk plain HTTP (to servers started with --insecure).
     #[arg(long)]
     pub insecure: bool,
@@ -48,7 +48,7 @@ impl ClientArgs {
         if self.insecure {
             return Ok(None);
         }
-        match (&self.ca_cert, &self.cert, &self.key) {
+        match (&self.ca_cert, &self.cert, &self.tls_key) {
             (Some(ca), Some(cert), Some(key)) => Ok(Some(
                 TlsMaterial::from_files(ca, cert, key).map_err(|e| Failure::new(e.to_string()))?,
             )),
