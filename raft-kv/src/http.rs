@@ -64,6 +64,8 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
 pub(crate) struct ApiError {
     status: StatusCode,
     body: ErrorReply,
+    /// Close the connection after the answer (the request body was left unread).
+    close: bool,
 }
 
 impl ApiError {
@@ -76,6 +78,7 @@ impl ApiError {
                 leader: None,
                 leader_client: None,
             },
+            close: false,
         }
     }
 
@@ -111,6 +114,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.close {
+            let close = [(axum::http::header::CONNECTION, "close")];
+            return (self.status, close, Json(self.body)).into_response();
+        }
         (self.status, Json(self.body)).into_response()
     }
 }
@@ -125,7 +132,10 @@ fn client_address(membership: &Membership, id: NodeId) -> Option<SocketAddr> {
 
 fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::too_large(format!("the request body is over the limit: {rejection}"))
+        // The rest of the body is not read: tell the client not to reuse the connection.
+        let mut error = ApiError::too_large(format!("the request body is over the limit: {rejection}"));
+        error.close = true;
+        error
     } else {
         ApiError::new(rejection.status(), "bad_request", rejection.body_text())
     }
