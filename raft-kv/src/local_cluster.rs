@@ -15,7 +15,7 @@ use raft_node::quic::ClusterCa;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::api::NodeStatusReply;
+use crate::api::{AddNodeRequest, NodeStatusReply};
 use crate::client::{Client, ClientOptions};
 use crate::config::{InitialMember, ServerConfig, TlsFiles, Tuning};
 use crate::tls::TlsMaterial;
@@ -157,6 +157,21 @@ impl LocalCluster {
         };
         self.nodes.insert(id, node);
         Ok(&self.nodes[&id])
+    }
+
+    /// Prepares node `id` as a newcomer and starts it with `--join`: it knows where the running
+    /// members are and waits to be added. Returns the request that adds it.
+    pub fn start_joining(&mut self, id: NodeId) -> Result<AddNodeRequest, LocalClusterError> {
+        let members = self.members();
+        self.prepare_node(id)?;
+        self.write_config(id, &members)?;
+        self.start(id, &["--join"])?;
+        let node = self.node(id)?;
+        Ok(AddNodeRequest {
+            id,
+            peer: self.relays.get(&id).map_or(node.peer, UdpRelay::addr),
+            client: node.client,
+        })
     }
 
     /// The config of node `id` with these initial members.

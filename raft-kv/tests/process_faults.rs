@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft_kv::api::{AddNodeRequest, Consistency, WriteOp};
+use raft_kv::api::{Consistency, WriteOp};
 use raft_kv::client::{Client, ClientError, ClientOptions};
 use raft_kv::local_cluster::LocalCluster;
 use raft_sim::history::{history_path, write_history, Command, Operation, Outcome, Recorder};
@@ -236,16 +236,7 @@ async fn http_clients_stay_linearizable_through_kills_pauses_partitions_and_a_me
     cluster.heal();
     tokio::time::sleep(pause).await;
     // 4. A membership change: node 4 joins as a learner and is promoted.
-    let members = cluster.members();
-    cluster.prepare_node(4).expect("prepare node 4");
-    cluster.write_config(4, &members).expect("config of node 4");
-    cluster.start(4, &["--join"]).expect("start node 4");
-    let node4 = cluster.node(4).expect("node 4");
-    let request = AddNodeRequest {
-        id: 4,
-        peer: node4.peer,
-        client: node4.client,
-    };
+    let request = cluster.start_joining(4).expect("start node 4 with --join");
     let mut admin = cluster.client(&ids, ClientOptions::default()).expect("admin");
     admin.add_node(&request).await.expect("add node 4");
     admin

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use raft_kv::api::{AddNodeRequest, Consistency, ErrorReply};
+use raft_kv::api::{Consistency, ErrorReply};
 use raft_kv::client::ClientOptions;
 use raft_kv::local_cluster::LocalCluster;
 
@@ -108,16 +108,7 @@ async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_ref
     }
 
     // Node 4 joins: it knows where the cluster is (initial_members) and waits to be added.
-    let members = cluster.members();
-    cluster.prepare_node(4).expect("prepare node 4");
-    cluster.write_config(4, &members).expect("config of node 4");
-    cluster.start(4, &["--join"]).expect("start node 4");
-    let node4 = cluster.node(4).expect("node 4");
-    let request = AddNodeRequest {
-        id: 4,
-        peer: node4.peer,
-        client: node4.client,
-    };
+    let request = cluster.start_joining(4).expect("start node 4 with --join");
     let added = client.add_node(&request).await.expect("add node 4 as a learner");
     assert!(added.learners.contains(&4), "{added:?}");
     let promoted = client

@@ -140,22 +140,15 @@ impl ClusterCa {
     /// Issues a client of the cluster's API a certificate named `name` (client authentication
     /// only: it cannot act as a node).
     pub fn issue_client(&self, name: &str) -> Result<ClientCertificate, CertError> {
-        let mut params = CertificateParams::new(vec![format!("client-{name}")])?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("client-{name}"));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let subject = format!("client-{name}");
         let now = SystemTime::now();
-        params.not_before = (now - Duration::from_secs(3600)).into();
-        params.not_after = (now + NODE_VALIDITY).into();
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let validity = (now - Duration::from_secs(3600), now + NODE_VALIDITY);
+        let usage = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let (cert_pem, key_pem) = self.sign_leaf(&subject, vec![subject.clone()], usage, validity)?;
         Ok(ClientCertificate {
             name: name.to_string(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            cert_pem,
+            key_pem,
         })
     }
 
@@ -180,26 +173,39 @@ impl ClusterCa {
         let name = node_name(id);
         let mut names = vec![name.clone()];
         names.extend(hosts.iter().cloned());
-        let mut params = CertificateParams::new(names)?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         // Every node is both a client (it dials) and a server (it accepts).
-        params.extended_key_usages = vec![
+        let usage = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        let (cert_pem, key_pem) = self.sign_leaf(&name, names, usage, (not_before, not_after))?;
+        Ok(NodeCertificate {
+            node_id: id,
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    /// Signs a new key's certificate for `common_name`, valid for `names`; returns both as PEM.
+    fn sign_leaf(
+        &self,
+        common_name: &str,
+        names: Vec<String>,
+        usage: Vec<ExtendedKeyUsagePurpose>,
+        (not_before, not_after): (SystemTime, SystemTime),
+    ) -> Result<(String, String), CertError> {
+        let mut params = CertificateParams::new(names)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = usage;
         params.not_before = not_before.into();
         params.not_after = not_after.into();
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(NodeCertificate {
-            node_id: id,
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok((cert.pem(), key.serialize_pem()))
     }
 }
 
