@@ -212,12 +212,16 @@ async fn follow_membership(
     let mut status = node.watch_status();
     let mut seen: Option<(Membership, Membership)> = None;
     loop {
+        // The status changes on every commit: compare before cloning anything.
         let changed = {
             let s = status.borrow_and_update();
-            let pair = (s.membership.clone(), s.committed_membership.clone());
-            if seen.as_ref() == Some(&pair) {
+            let same = seen
+                .as_ref()
+                .is_some_and(|(l, c)| *l == s.membership && *c == s.committed_membership);
+            if same {
                 None
             } else {
+                let pair = (s.membership.clone(), s.committed_membership.clone());
                 seen = Some(pair.clone());
                 Some(pair)
             }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use raft_core::SeededRng;
 use raft_kv::api::{Consistency, WriteOp};
 use raft_kv::client::{Client, ClientError, ClientOptions};
 use raft_kv::local_cluster::LocalCluster;
@@ -107,20 +108,8 @@ async fn an_isolated_leader_steps_down_and_nothing_written_on_its_side_is_acknow
     );
 }
 
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 async fn client_loop(mut client: Client, client_id: u64, recorder: Arc<Recorder>, until: Instant) {
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (client_id + 1));
+    let mut rng = SeededRng::new(client_id + 1);
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;

@@ -293,15 +293,20 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         }
     }
 
+    /// Publishes the status when it changed. Runs every loop turn: compare first, clone the
+    /// configurations only when something differs.
     fn publish_status(&self, state: RunState) {
-        let status = NodeStatus::of(&self.core, state);
+        let core = &self.core;
+        let raft = core.status();
         self.status.send_if_modified(|current| {
-            if *current == status {
-                false
-            } else {
-                *current = status;
-                true
+            let unchanged = current.raft == raft
+                && current.state == state
+                && current.membership == *core.membership()
+                && current.committed_membership == *core.committed_membership();
+            if !unchanged {
+                *current = NodeStatus::of(core, state);
             }
+            !unchanged
         });
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use raft_core::SeededRng;
 use raft_kv::api::Consistency;
 use serde::Serialize;
 
@@ -59,18 +60,6 @@ struct Report {
     p99_us: u64,
     p999_us: u64,
     max_us: u64,
-}
-
-/// A small deterministic generator per client (xorshift), so runs are repeatable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
@@ -126,7 +115,8 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         let (keys, read_percent) = (args.keys, u64::from(args.read_percent));
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new(3).ok();
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (n as u64 + 1));
+            // Seeded per client, so runs are repeatable.
+            let mut rng = SeededRng::new(n as u64 + 1);
             while !stop.load(Ordering::Relaxed) {
                 if let Some(budget) = &budget {
                     if budget
@@ -136,9 +126,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                         break;
                     }
                 }
-                let key = format!("bench/{:08}", rng.next() % keys);
+                let key = format!("bench/{:08}", rng.below(keys));
                 let began = Instant::now();
-                let ok = if rng.next() % 100 < read_percent {
+                let ok = if rng.below(100) < read_percent {
                     client.get(&key, consistency).await.is_ok()
                 } else {
                     client.put(&key, &value).await.is_ok()
