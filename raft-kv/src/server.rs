@@ -212,8 +212,8 @@ async fn follow_membership(
     let mut status = node.watch_status();
     let mut seen: Option<(Membership, Membership)> = None;
     loop {
-        // The status changes on every commit: compare before cloning anything.
-        let changed = {
+        // The status changes on every commit: compare before decoding or cloning anything.
+        let desired = {
             let s = status.borrow_and_update();
             let same = seen
                 .as_ref()
@@ -221,16 +221,15 @@ async fn follow_membership(
             if same {
                 None
             } else {
-                let pair = (s.membership.clone(), s.committed_membership.clone());
-                seen = Some(pair.clone());
-                Some(pair)
+                let mut desired = peers_of([&s.membership, &s.committed_membership], me);
+                if s.membership.is_empty() && s.committed_membership.is_empty() {
+                    desired.extend(seeds.iter().filter(|(id, _)| **id != me));
+                }
+                seen = Some((s.membership.clone(), s.committed_membership.clone()));
+                Some(desired)
             }
         };
-        if let Some((latest, committed)) = changed {
-            let mut desired = peers_of([&latest, &committed], me);
-            if latest.is_empty() && committed.is_empty() {
-                desired.extend(seeds.iter().filter(|(id, _)| **id != me));
-            }
+        if let Some(desired) = desired {
             for (id, addr) in &desired {
                 if current.get(id) != Some(addr) {
                     info!(node = me, peer = id, %addr, "peer added");
@@ -277,11 +276,7 @@ impl Server {
         if membership.is_empty() {
             peers.extend(seeds.iter().filter(|(p, _)| **p != id));
         }
-        let node_tls = NodeTls {
-            ca: tls.ca.clone(),
-            chain: tls.chain.clone(),
-            key: tls.key.clone_key(),
-        };
+        let node_tls = NodeTls::clone(&tls);
         let mut quic = QuicConfig::new(id, config.cluster_id, config.peer_listen, peers.clone(), node_tls);
         quic.idle_timeout = Duration::from_millis(config.tuning.peer_idle_timeout_ms);
         let (transport, inbox) = QuicTransport::start(quic)?;

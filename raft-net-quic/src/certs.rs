@@ -15,6 +15,7 @@
 //! # Ok::<(), raft_net_quic::CertError>(())
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use raft_core::NodeId;
@@ -22,6 +23,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyPair, KeyUsagePurpose,
 };
+use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
@@ -37,6 +39,9 @@ pub enum CertError {
     /// rcgen could not generate or sign.
     #[error("cannot generate certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// rustls refused the material (a key that does not match its certificate, say).
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
     /// A PEM input holds no certificate or key, or a malformed one.
     #[error("cannot read {what} from PEM: {detail}")]
     Pem {
@@ -297,6 +302,49 @@ impl NodeTls {
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem("node key"))?;
         Ok(NodeTls { ca, chain, key })
     }
+}
+
+impl NodeTls {
+    fn roots(&self) -> Result<Arc<rustls::RootCertStore>, CertError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).map_err(tls_error)?;
+        Ok(Arc::new(roots))
+    }
+
+    /// A TLS 1.3 server (ring provider) presenting this certificate and requiring a client
+    /// certificate from the CA, offering the ALPN protocol `alpn`.
+    pub fn server_config(&self, alpn: &[u8]) -> Result<rustls::ServerConfig, CertError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
+            .build()
+            .map_err(tls_error)?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(tls_error)?;
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Ok(config)
+    }
+
+    /// A TLS 1.3 client (ring provider) trusting only the CA and presenting this certificate,
+    /// offering the ALPN protocol `alpn`.
+    pub fn client_config(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, CertError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(tls_error)?;
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Ok(config)
+    }
+}
+
+fn tls_error(e: impl std::fmt::Display) -> CertError {
+    CertError::Tls(e.to_string())
 }
 
 #[cfg(test)]

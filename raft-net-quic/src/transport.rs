@@ -29,7 +29,6 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use raft_core::{ClusterId, Inbox, Message, MessageBody, NodeId, Transport, TransportError};
-use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -175,30 +174,9 @@ fn tls_error(e: impl std::fmt::Display) -> QuicError {
 
 /// Client and server QUIC configurations for mutual TLS with the cluster's CA.
 fn quic_configs(config: &QuicConfig) -> Result<(quinn::ServerConfig, quinn::ClientConfig), QuicError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(config.tls.ca.clone()).map_err(tls_error)?;
-    let roots = Arc::new(roots);
-
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(tls_error)?;
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_error)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(config.tls.chain.clone(), config.tls.key.clone_key())
-        .map_err(tls_error)?;
-    server.alpn_protocols = vec![ALPN.to_vec()];
+    let server = config.tls.server_config(ALPN).map_err(tls_error)?;
     let server = QuicServerConfig::try_from(server).map_err(tls_error)?;
-
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_error)?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(config.tls.chain.clone(), config.tls.key.clone_key())
-        .map_err(tls_error)?;
-    client.alpn_protocols = vec![ALPN.to_vec()];
+    let client = config.tls.client_config(ALPN).map_err(tls_error)?;
     let client = QuicClientConfig::try_from(client).map_err(tls_error)?;
 
     let mut transport = quinn::TransportConfig::default();
