@@ -26,6 +26,21 @@ pub enum OpenError {
         #[source]
         source: rocksdb::Error,
     },
+    /// RocksDB found a record or a file that does not check out (a checksum mismatch, a
+    /// corrupt record in the middle of the write-ahead log). The node's durable state (its term,
+    /// its vote, its log) cannot be trusted, and a node that forgot a vote could vote twice.
+    #[error(
+        "RocksDB at {path} is corrupt: {source}; this node's durable state cannot be trusted: \
+         remove the node from the cluster, move its data directory aside (keep it for diagnosis) \
+         and add it back as a new node"
+    )]
+    DatabaseCorrupt {
+        /// The database directory.
+        path: PathBuf,
+        /// RocksDB's error.
+        #[source]
+        source: rocksdb::Error,
+    },
     /// The store was written in a format this version does not read.
     #[error("storage format version {found} is not supported (this build reads version {supported}); use a matching release")]
     UnsupportedFormat {

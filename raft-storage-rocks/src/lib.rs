@@ -14,6 +14,11 @@
 //!   directory synced; a half-written snapshot is never taken for a complete one.
 //! * **Validation**: opening checks the format version, the cluster id and the node id, and
 //!   every record read is decoded with typed errors: nothing on disk can make it panic.
+//! * **Corruption refuses, it is never replayed around**: the write-ahead log is recovered with
+//!   `TolerateCorruptedTailRecords`, so only a record cut short at the very end (a write a crash
+//!   interrupted before it was acknowledged) is dropped; a damaged record before the end fails the
+//!   open with [`OpenError::DatabaseCorrupt`] rather than bring the node back with an older term
+//!   and vote. A block checksum that fails when the log is read is [`StorageError::Corrupt`](raft_core::StorageError::Corrupt).
 //! * **No blocking on tokio workers**: RocksDB and file calls run on the blocking pool.
 //!
 //! ```

@@ -9,7 +9,8 @@ use raft_core::{
     ClusterId, Entry, HardState, Index, LogStorage, LogWrite, NodeId, SnapshotMeta, StorageError, StoredLog,
 };
 use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    ColumnFamilyDescriptor, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
 };
 use tracing::{debug, info};
 
@@ -59,8 +60,13 @@ impl std::fmt::Debug for RocksStorage {
     }
 }
 
+/// RocksDB's corruption (a checksum that does not match) is the store's corruption; anything else
+/// is a backend failure.
 fn backend(e: rocksdb::Error) -> StorageError {
-    StorageError::Backend(Box::new(e))
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => StorageError::Corrupt(format!("RocksDB: {e}")),
+        _ => StorageError::Backend(Box::new(e)),
+    }
 }
 
 /// Runs blocking RocksDB work off the tokio workers.
@@ -98,11 +104,24 @@ impl RocksStorage {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
+        // A record cut short at the very end of the write-ahead log is a write that a crash
+        // interrupted before it was acknowledged: dropping it is right. A damaged record anywhere
+        // before the end is not: replaying up to it (RocksDB's default, point-in-time recovery)
+        // would bring the node back with an older term and vote, so it could vote twice in a
+        // term. That refuses the open instead.
+        options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        options.set_paranoid_checks(true);
         let families = [LOG_CF, META_CF].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db =
-            DB::open_cf_descriptors(&options, &db_path, families).map_err(|source| OpenError::Database {
-                path: db_path.clone(),
-                source,
+            DB::open_cf_descriptors(&options, &db_path, families).map_err(|source| match source.kind() {
+                rocksdb::ErrorKind::Corruption => OpenError::DatabaseCorrupt {
+                    path: db_path.clone(),
+                    source,
+                },
+                _ => OpenError::Database {
+                    path: db_path.clone(),
+                    source,
+                },
             })?;
         let db = Arc::new(db);
         let bounds = check_identity_and_read_bounds(&db, identity)?;
