@@ -46,6 +46,10 @@ pub struct Config {
     /// A leader refuses new proposals while this many entries of its log are not yet committed
     /// (backpressure: a leader cannot run unboundedly ahead of its followers).
     pub max_uncommitted_entries: usize,
+    /// A leader refuses new proposals while the entries of its log not yet committed hold this
+    /// many bytes ([`Entry::size_bytes`](crate::Entry::size_bytes)); one entry is always
+    /// admitted, however large. Counting entries alone would let 16,384 entries of 8 MiB pile up.
+    pub max_uncommitted_bytes: usize,
     /// Take a snapshot once this many entries were applied since the last one (0: never by count).
     pub snapshot_after_entries: u64,
     /// Take a snapshot once the entries applied since the last one hold this many bytes (0: never
@@ -74,7 +78,7 @@ pub struct Config {
 impl Config {
     /// Default settings for node `id`: T = 15 ticks, heartbeat every 3 ticks, pre-vote and
     /// check-quorum on, 256 entries or 1 MiB per message, 32 messages or 16 MiB in flight,
-    /// commands of at most 8 MiB, at most 16,384 uncommitted entries; a snapshot after 10,000
+    /// commands of at most 8 MiB, at most 16,384 uncommitted entries or 64 MiB; a snapshot after 10,000
     /// entries or 64 MiB of applied log, keeping 1,000 entries, sent in 4 chunks of 1 MiB at a time.
     pub fn new(id: NodeId) -> Self {
         Config {
@@ -89,6 +93,7 @@ impl Config {
             max_inflight_bytes: 16 << 20,
             max_entry_bytes: 8 << 20,
             max_uncommitted_entries: 16_384,
+            max_uncommitted_bytes: 64 << 20,
             lease_reads: false,
             lease_clock_drift_ticks: 2,
             snapshot_after_entries: 10_000,
@@ -154,6 +159,24 @@ impl Config {
         Ok(self)
     }
 
+    /// An upper bound on the encoded size of any message these settings let the node build: the
+    /// largest AppendEntries (a batch of `max_bytes_per_message`, or one entry of
+    /// `max_entry_bytes`, which is always sent whole) or snapshot chunk, with room for the
+    /// message's own fields and a membership entry's addresses.
+    ///
+    /// ```
+    /// use raft_core::Config;
+    /// let config = Config::new(1);
+    /// assert!(config.max_message_bytes() > config.max_entry_bytes);
+    /// ```
+    pub fn max_message_bytes(&self) -> usize {
+        const ROOM: usize = 64 << 10;
+        self.max_bytes_per_message
+            .max(self.max_entry_bytes.saturating_add(crate::Entry::OVERHEAD_BYTES))
+            .max(self.snapshot_chunk_bytes)
+            .saturating_add(ROOM)
+    }
+
     /// Checks that the settings can work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == 0 {
@@ -187,6 +210,7 @@ impl Config {
             ("max_inflight_bytes", self.max_inflight_bytes),
             ("max_entry_bytes", self.max_entry_bytes),
             ("max_uncommitted_entries", self.max_uncommitted_entries),
+            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
             ("snapshot_chunks_in_flight", self.snapshot_chunks_in_flight),
         ];

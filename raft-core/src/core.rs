@@ -143,8 +143,19 @@ pub struct RaftCore {
     pub(crate) received_chunks: Vec<ReceivedChunk>,
     /// Snapshot chunks to read and send.
     pub(crate) snapshot_sends: Vec<SnapshotChunkRequest>,
+    /// What [`uncommitted_bytes`](Self::uncommitted_bytes) counted last.
+    uncommitted_tally: UncommittedTally,
     last_hard_state: HardState,
     last_soft_state: SoftState,
+}
+
+/// The bytes of the entries in `(committed, last]` of a leader's log in `term`.
+#[derive(Clone, Copy, Debug, Default)]
+struct UncommittedTally {
+    term: Term,
+    committed: Index,
+    last: Index,
+    bytes: usize,
 }
 
 impl RaftCore {
@@ -204,6 +215,7 @@ impl RaftCore {
             snapshot_update: None,
             received_chunks: Vec::new(),
             snapshot_sends: Vec::new(),
+            uncommitted_tally: UncommittedTally::default(),
             last_hard_state: hard_state,
             last_soft_state: SoftState {
                 role: Role::Follower,
@@ -305,9 +317,55 @@ impl RaftCore {
                 max: self.config.max_uncommitted_entries,
             });
         }
-        let index = self.log.last_index() + 1;
-        self.log.push(Entry::command(self.term, index, command));
+        let entry = Entry::command(self.term, self.log.last_index() + 1, command);
+        let bytes = self.uncommitted_bytes();
+        if uncommitted > 0 && bytes.saturating_add(entry.size_bytes()) > self.config.max_uncommitted_bytes {
+            return Err(ProposeError::TooManyUncommittedBytes {
+                bytes,
+                max: self.config.max_uncommitted_bytes,
+            });
+        }
+        let index = entry.index;
+        self.log.push(entry);
         Ok(index)
+    }
+
+    /// Bytes of the leader's entries after the commit index. Kept up to date lazily from what
+    /// changed since the last call: a leader never truncates its own log in its term, so only
+    /// appends and commits move it; after a compaction took entries it needs, it is recounted.
+    fn uncommitted_bytes(&mut self) -> usize {
+        let (committed, last) = (self.log.committed, self.log.last_index());
+        let tally = &mut self.uncommitted_tally;
+        let mut recount = tally.term != self.term || tally.committed > committed || tally.last > last;
+        if !recount {
+            for index in tally.committed + 1..=committed.min(tally.last) {
+                match self.log.entry(index) {
+                    Some(entry) => tally.bytes = tally.bytes.saturating_sub(entry.size_bytes()),
+                    None => {
+                        recount = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let counted_to = if recount {
+            tally.bytes = 0;
+            committed
+        } else {
+            tally.last.max(committed)
+        };
+        for index in counted_to + 1..=last {
+            if let Some(entry) = self.log.entry(index) {
+                tally.bytes = tally.bytes.saturating_add(entry.size_bytes());
+            }
+        }
+        *tally = UncommittedTally {
+            term: self.term,
+            committed,
+            last,
+            bytes: tally.bytes,
+        };
+        tally.bytes
     }
 
     /// Collects the work produced since the last call. See [`Ready`] for what to do with it.

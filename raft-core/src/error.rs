@@ -74,6 +74,15 @@ pub enum ProposeError {
         /// The configured limit.
         max: usize,
     },
+    /// The entries waiting to commit hold too many bytes (`Config::max_uncommitted_bytes`); retry
+    /// once the cluster catches up.
+    #[error("{bytes} bytes of entries are not committed yet (limit {max}); retry later")]
+    TooManyUncommittedBytes {
+        /// Bytes of the entries appended but not committed.
+        bytes: usize,
+        /// The configured limit.
+        max: usize,
+    },
     /// The command exceeds `Config::max_entry_bytes`.
     #[error("command of {size} bytes exceeds the limit of {max} bytes")]
     EntryTooLarge {

@@ -271,6 +271,15 @@ pub trait StateMachine: Send + 'static {
 pub trait Transport: Send + Sync + 'static {
     /// Queues a message for delivery to `message.to`.
     fn send(&self, message: Message) -> Result<(), TransportError>;
+
+    /// The largest message, encoded, that the transport carries, if it has a limit. The node
+    /// refuses to start when its settings let it build a larger one
+    /// ([`Config::max_message_bytes`](crate::Config::max_message_bytes)): such a message would
+    /// never arrive, and the follower waiting for it would never catch up. The default has no
+    /// limit.
+    fn max_message_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Receives the messages addressed to one node.

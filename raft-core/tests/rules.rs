@@ -1134,3 +1134,50 @@ fn same_inputs_give_same_outputs() {
     }
     assert_eq!(run(), run());
 }
+
+#[test]
+fn leader_refuses_proposals_while_uncommitted_entries_hold_max_uncommitted_bytes() {
+    let mut net = Net::with_config(3, |id| {
+        let mut c = config(id);
+        c.max_uncommitted_bytes = 10_000;
+        c
+    });
+    net.elect(1);
+    net.settle();
+    net.isolated.extend([2, 3]);
+    let entry = |i: u32| bytes::Bytes::from(vec![i as u8; 2_000]);
+    let mut accepted = 0;
+    let refusal = loop {
+        match net.node(1).propose(entry(accepted)) {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 100, "the byte budget never refused");
+    };
+    assert_eq!(
+        accepted, 4,
+        "four entries of 2,000 bytes (plus overhead) fit in 10,000"
+    );
+    assert!(
+        matches!(refusal, ProposeError::TooManyUncommittedBytes { max: 10_000, .. }),
+        "{refusal:?}"
+    );
+    // Once they commit, the budget is free again.
+    net.isolated.clear();
+    net.tick_all(2);
+    net.settle();
+    let leader = net.node(1);
+    let status = leader.status();
+    assert_eq!(status.commit_index, status.last_log_index);
+    for i in 0..4 {
+        leader
+            .propose(entry(i))
+            .expect("committed entries free the budget");
+    }
+    // One entry is always admitted, however large, so that a large command is not refused forever.
+    net.settle();
+    net.node(1)
+        .propose(bytes::Bytes::from(vec![0u8; 50_000]))
+        .expect("one large entry alone fits");
+    assert!(net.node(1).propose(entry(0)).is_err());
+}

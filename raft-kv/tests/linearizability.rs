@@ -119,9 +119,10 @@ async fn execute(
         match node.propose(command.encode()).await {
             Ok(reply) => return Attempt::Done(KvReply::response_of(&reply).unwrap()),
             Err(ProposeError::Refused(Refusal::NotLeader { leader_hint })) => *guess = leader_hint,
-            Err(ProposeError::Dropped) | Err(ProposeError::Refused(Refusal::TooManyUncommitted { .. })) => {
-                *guess = None
-            }
+            Err(ProposeError::Dropped)
+            | Err(ProposeError::Refused(
+                Refusal::TooManyUncommitted { .. } | Refusal::TooManyUncommittedBytes { .. },
+            )) => *guess = None,
             Err(ProposeError::Refused(Refusal::TransferInProgress { target })) => *guess = Some(target),
             Err(ProposeError::Refused(Refusal::EntryTooLarge { .. })) => return Attempt::Failed,
             Err(ProposeError::Timeout) | Err(ProposeError::Stopped) | Err(ProposeError::Superseded) => {

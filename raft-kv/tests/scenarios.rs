@@ -728,3 +728,38 @@ async fn a_panic_in_the_event_loop_is_reported_as_failed_not_running() {
         Err(ProposeError::Stopped | ProposeError::Timeout)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_build_messages_larger_than_the_transport_carries_refuse_to_start() {
+    use raft_core::{Membership, Message, Transport, TransportError};
+    /// A transport that carries messages of at most 1 MiB.
+    struct SmallFrames;
+    impl Transport for SmallFrames {
+        fn send(&self, _message: Message) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn max_message_bytes(&self) -> Option<usize> {
+            Some(1 << 20)
+        }
+    }
+    let network = raft_net_mem::MemNetwork::new(1);
+    let (_, inbox) = network.register(1);
+    // The default settings allow entries of 8 MiB.
+    let refused = raft_node::RaftNode::start(
+        raft_node::NodeConfig::new(1),
+        Membership::voters([1]).unwrap(),
+        raft_storage_mem::MemStorage::new(),
+        SmallFrames,
+        inbox,
+        raft_kv::KvStateMachine::new(),
+    )
+    .await;
+    let Err(error) = refused else {
+        panic!("a node whose entries cannot be sent must not start");
+    };
+    assert!(
+        matches!(error, raft_node::StartError::MessageTooLargeForTransport { limit, .. } if limit == 1 << 20),
+        "{error}"
+    );
+    assert!(error.to_string().contains("max_entry_bytes"), "{error}");
+}

@@ -15,13 +15,27 @@
 //! cluster, version or node) is logged with its typed [`WireError`] and the stream is closed;
 //! the node carries on.
 //!
+//! **Bounded, whatever a peer sends.** A certificate holder could otherwise pin memory or slots:
+//! * the first frame of a stream may be no longer than a hello, so nothing large is held before
+//!   the sender has said who it is;
+//! * a frame's bytes are reserved from the inbox's byte budget ([`QuicConfig::inbox_bytes`])
+//!   when its length arrives, before its body is read, and returned when the node takes the
+//!   message: received data never holds more than the budget, and a full budget is
+//!   backpressure, not loss;
+//! * once a frame has begun, the rest must come within [`QuicConfig::frame_read_timeout`], and
+//!   a connection must identify itself with a good hello within it too;
+//! * four streams per connection, [`QuicConfig::max_connections_per_peer`] connections per peer
+//!   (a new one closes the oldest, so a restarted peer always gets in) and
+//!   [`QuicConfig::max_incoming_connections`] in all;
+//! * refused connections are logged at most once a second, with a count of those suppressed.
+//!
 //! **Restarts.** The endpoint's stateless-reset key and its connection-id key are derived from
 //! the node's private key, so a restarted node recognizes the connection ids its earlier self
 //! issued, resets its peers' stale connections at once, and they reconnect.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,14 +45,14 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use raft_core::{ClusterId, Inbox, Message, MessageBody, NodeId, Transport, TransportError};
 use rustls_pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::certs::{node_name, NodeTls};
 use crate::wire::{
     check_hello, decode_body, encode_hello, encode_message, frame_length, Frame, Hello, WireError,
-    LENGTH_BYTES, PROTOCOL_VERSION,
+    HELLO_FRAME_BYTES, LENGTH_BYTES, PROTOCOL_VERSION,
 };
 
 /// The ALPN protocol name both ends must offer.
@@ -76,6 +90,22 @@ pub struct QuicConfig {
     pub snapshot_queue_capacity: usize,
     /// Messages received but not yet taken from the inbox before the streams wait (default 8,192).
     pub inbox_capacity: usize,
+    /// Bytes of frames being read and of messages received but not yet taken from the inbox
+    /// (default 64 MiB; at least `max_frame_bytes`). A frame's bytes are reserved from this
+    /// budget when its length prefix arrives, before its body is read, and returned when the
+    /// node takes the message: whatever peers send, received data never holds more memory than
+    /// this. When it is spent, streams wait (backpressure).
+    pub inbox_bytes: usize,
+    /// Once the first byte of a frame (or a stream's hello) has arrived, the rest must arrive
+    /// within this time, or the stream is closed (default 10 s). A peer cannot hold a stream, or
+    /// the budget it reserved, by sending a byte at a time.
+    pub frame_read_timeout: Duration,
+    /// Incoming connections open at once from one peer (default 4). A peer that opens another
+    /// one closes its oldest: a restarted peer's new connection always gets in.
+    pub max_connections_per_peer: usize,
+    /// Incoming connections open at once in all (default 64). Connections beyond it are refused
+    /// before their handshake.
+    pub max_incoming_connections: usize,
     /// A connection with nothing received for this long is dropped (default 5 s; keep-alives are
     /// sent at a fifth of it).
     pub idle_timeout: Duration,
@@ -103,6 +133,10 @@ impl QuicConfig {
             queue_capacity: 4096,
             snapshot_queue_capacity: 8,
             inbox_capacity: 8192,
+            inbox_bytes: 64 << 20,
+            frame_read_timeout: Duration::from_secs(10),
+            max_connections_per_peer: 4,
+            max_incoming_connections: 64,
             idle_timeout: Duration::from_secs(5),
         }
     }
@@ -142,6 +176,14 @@ struct Shared {
     config: QuicConfig,
     closed: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The inbox's byte budget ([`QuicConfig::inbox_bytes`]).
+    budget: Arc<Semaphore>,
+    /// Incoming connections open now, of every peer and of none yet.
+    incoming: AtomicUsize,
+    /// The incoming connections each peer has identified itself on, oldest first.
+    identified: Mutex<BTreeMap<NodeId, VecDeque<quinn::Connection>>>,
+    /// Refused connections, logged at most once a second.
+    refusals: RateLimitedLog,
 }
 
 struct PeerQueues {
@@ -149,9 +191,12 @@ struct PeerQueues {
     chunks: mpsc::Sender<Message>,
 }
 
+/// A received message and its share of the inbox's byte budget, returned when it is taken.
+type Received = (Message, OwnedSemaphorePermit);
+
 /// Receives the messages addressed to this node.
 pub struct QuicInbox {
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<Received>,
 }
 
 impl std::fmt::Debug for QuicTransport {
@@ -184,8 +229,8 @@ fn quic_configs(config: &QuicConfig) -> Result<(quinn::ServerConfig, quinn::Clie
         quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| QuicError::Config(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));
     transport.keep_alive_interval(Some(config.idle_timeout / 5));
-    // Raft uses two unidirectional streams per connection; a few spare for reconnects.
-    transport.max_concurrent_uni_streams(16u32.into());
+    // Raft uses two unidirectional streams per connection; two spare.
+    transport.max_concurrent_uni_streams(4u32.into());
     transport.max_concurrent_bidi_streams(0u32.into());
     let transport = Arc::new(transport);
 
@@ -217,6 +262,15 @@ impl QuicTransport {
         }
         if config.queue_capacity == 0 || config.snapshot_queue_capacity == 0 || config.inbox_capacity == 0 {
             return Err(QuicError::Config("queue capacities must be at least 1".into()));
+        }
+        if config.inbox_bytes < config.max_frame_bytes || config.inbox_bytes > u32::MAX as usize {
+            return Err(QuicError::Config(format!(
+                "inbox_bytes {} must be at least max_frame_bytes ({}) and below 4 GiB",
+                config.inbox_bytes, config.max_frame_bytes
+            )));
+        }
+        if config.max_connections_per_peer == 0 || config.max_incoming_connections == 0 {
+            return Err(QuicError::Config("connection limits must be at least 1".into()));
         }
         let (server, client) = quic_configs(&config)?;
         // A stateless-reset key derived from the node's key: after a restart, this node can
@@ -252,6 +306,10 @@ impl QuicTransport {
             config: config.clone(),
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            budget: Arc::new(Semaphore::new(config.inbox_bytes)),
+            incoming: AtomicUsize::new(0),
+            identified: Mutex::new(BTreeMap::new()),
+            refusals: RateLimitedLog::new(),
         });
         let transport = QuicTransport { shared };
         for (&id, &addr) in &config.peers {
@@ -296,10 +354,13 @@ impl QuicTransport {
         self.shared.tasks().push(task);
     }
 
-    /// Removes a peer: messages to it are refused, its connections are no longer accepted, and
-    /// its open streams are closed at their next message.
+    /// Removes a peer: messages to it are refused, its connections are closed, and new ones are
+    /// no longer accepted.
     pub fn remove_peer(&self, id: NodeId) {
         self.shared.peers().remove(&id);
+        for connection in self.shared.identified().remove(&id).unwrap_or_default() {
+            connection.close(BAD_INPUT.into(), b"peer removed");
+        }
     }
 
     /// The peers messages may be sent to and received from.
@@ -344,9 +405,80 @@ impl Shared {
     fn is_peer(&self, id: NodeId) -> bool {
         self.peers().contains_key(&id)
     }
+
+    fn identified(&self) -> MutexGuard<'_, BTreeMap<NodeId, VecDeque<quinn::Connection>>> {
+        self.identified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that `connection` carries a stream from `peer`; closes the peer's oldest
+    /// connections beyond the limit.
+    fn identify(&self, peer: NodeId, connection: &quinn::Connection) {
+        let mut identified = self.identified();
+        let connections = identified.entry(peer).or_default();
+        if connections
+            .iter()
+            .any(|c| c.stable_id() == connection.stable_id())
+        {
+            return;
+        }
+        connections.push_back(connection.clone());
+        while connections.len() > self.config.max_connections_per_peer {
+            if let Some(oldest) = connections.pop_front() {
+                debug!(
+                    node = self.node_id,
+                    peer, "closing a peer's oldest connection over the limit"
+                );
+                oldest.close(BAD_INPUT.into(), b"too many connections");
+            }
+        }
+    }
+
+    /// Forgets `connection` once it has ended.
+    fn forget(&self, connection: &quinn::Connection) {
+        let id = connection.stable_id();
+        for connections in self.identified().values_mut() {
+            connections.retain(|c| c.stable_id() != id);
+        }
+    }
+}
+
+/// A warning that is logged at most once a second, with the count of those suppressed between.
+struct RateLimitedLog {
+    last: Mutex<Option<std::time::Instant>>,
+    suppressed: AtomicUsize,
+}
+
+impl RateLimitedLog {
+    fn new() -> Self {
+        RateLimitedLog {
+            last: Mutex::new(None),
+            suppressed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether to log now, and how many were suppressed since the last time.
+    fn admit(&self) -> Option<usize> {
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(at) if now.duration_since(at) < Duration::from_secs(1) => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(self.suppressed.swap(0, Ordering::Relaxed))
+            }
+        }
+    }
 }
 
 impl Transport for QuicTransport {
+    fn max_message_bytes(&self) -> Option<usize> {
+        // A frame holds a kind byte and the message.
+        Some(self.shared.config.max_frame_bytes - 1)
+    }
+
     fn send(&self, message: Message) -> Result<(), TransportError> {
         if self.shared.closed.load(Ordering::Relaxed) {
             return Err(TransportError::Closed);
@@ -370,11 +502,12 @@ impl Transport for QuicTransport {
 #[async_trait]
 impl Inbox for QuicInbox {
     async fn recv(&mut self) -> Option<Message> {
-        self.rx.recv().await
+        // The permit drops here: the message's bytes go back to the budget.
+        self.rx.recv().await.map(|(message, _permit)| message)
     }
 
     fn try_recv(&mut self) -> Option<Message> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(|(message, _permit)| message)
     }
 }
 
@@ -509,17 +642,31 @@ async fn send_stream(
 }
 
 /// Accepts connections until the endpoint closes.
-async fn accept_connections(shared: Arc<Shared>, endpoint: quinn::Endpoint, inbox: mpsc::Sender<Message>) {
+async fn accept_connections(shared: Arc<Shared>, endpoint: quinn::Endpoint, inbox: mpsc::Sender<Received>) {
     while let Some(incoming) = endpoint.accept().await {
+        let remote = incoming.remote_address();
+        let open = shared.incoming.fetch_add(1, Ordering::SeqCst);
+        if open >= shared.config.max_incoming_connections {
+            shared.incoming.fetch_sub(1, Ordering::SeqCst);
+            if let Some(suppressed) = shared.refusals.admit() {
+                warn!(node = shared.node_id, %remote, open, suppressed, "refused a connection: too many open");
+            }
+            incoming.refuse();
+            continue;
+        }
         let shared = shared.clone();
         let inbox = inbox.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
             match incoming.await {
-                Ok(connection) => receive_connection(shared, connection, inbox).await,
+                Ok(connection) => receive_connection(&shared, connection, inbox).await,
                 // A peer without a certificate from our CA, or an expired one, ends here.
-                Err(e) => warn!(node = shared.node_id, %remote, error = %e, "refused a connection"),
+                Err(e) => {
+                    if let Some(suppressed) = shared.refusals.admit() {
+                        warn!(node = shared.node_id, %remote, error = %e, suppressed, "refused a connection");
+                    }
+                }
             }
+            shared.incoming.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -532,9 +679,9 @@ fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'st
 }
 
 async fn receive_connection(
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
     connection: quinn::Connection,
-    inbox: mpsc::Sender<Message>,
+    inbox: mpsc::Sender<Received>,
 ) {
     let remote = connection.remote_address();
     let Some(certificate) = peer_certificate(&connection) else {
@@ -543,23 +690,53 @@ async fn receive_connection(
         return;
     };
     let certificate = Arc::new(certificate);
+    // A connection that has not identified itself with a good hello in time is closed: it would
+    // otherwise hold one of the incoming slots for as long as its keep-alives last.
+    let unidentified = {
+        let (shared, connection) = (shared.clone(), connection.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(shared.config.frame_read_timeout).await;
+            debug!(node = shared.node_id, remote = %connection.remote_address(), "no hello in time; closing");
+            connection.close(BAD_INPUT.into(), b"no hello");
+        })
+    };
+    let mut unidentified = Some(unidentified);
+    let (hellos, mut identified) = mpsc::channel::<()>(1);
     loop {
-        let stream = match connection.accept_uni().await {
+        let stream = tokio::select! {
+            stream = connection.accept_uni() => stream,
+            Some(()) = identified.recv(), if unidentified.is_some() => {
+                if let Some(timer) = unidentified.take() {
+                    timer.abort();
+                }
+                continue;
+            }
+        };
+        let stream = match stream {
             Ok(stream) => stream,
             Err(e) => {
                 debug!(node = shared.node_id, %remote, error = %e, "incoming connection ended");
-                return;
+                break;
             }
         };
         let (shared, inbox, certificate) = (shared.clone(), inbox.clone(), certificate.clone());
+        let (connection, hellos) = (connection.clone(), hellos.clone());
         tokio::spawn(async move {
             let mut stream = stream;
-            if let Err(e) = receive_stream(&shared, &certificate, &mut stream, &inbox).await {
+            let identified = |peer| {
+                shared.identify(peer, &connection);
+                let _ = hellos.try_send(());
+            };
+            if let Err(e) = receive_stream(&shared, &certificate, &mut stream, &inbox, identified).await {
                 warn!(node = shared.node_id, %remote, error = %e, "closing a stream over bad input");
                 let _ = stream.stop(BAD_INPUT.into());
             }
         });
     }
+    if let Some(timer) = unidentified {
+        timer.abort();
+    }
+    shared.forget(&connection);
 }
 
 /// Why a received stream was closed.
@@ -569,32 +746,61 @@ enum ReceiveError {
     Wire(#[from] WireError),
     #[error("read: {0}")]
     Read(#[from] quinn::ReadError),
+    #[error("a frame's remaining bytes did not arrive within {0:?}")]
+    Slow(Duration),
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
+/// How long a frame may take, and the budget its bytes are reserved from.
+struct FrameLimits<'a> {
+    max_bytes: usize,
+    timeout: Duration,
+    budget: &'a Arc<Semaphore>,
+}
+
+/// Reads one frame with its share of the budget; `Ok(None)` at a clean end of stream. Waiting for
+/// a frame to start has no deadline (a stream may be quiet between messages); once its first
+/// byte is in, the rest must come within the timeout.
 async fn read_frame(
     stream: &mut quinn::RecvStream,
-    max_frame_bytes: usize,
-) -> Result<Option<Frame>, ReceiveError> {
+    limits: &FrameLimits<'_>,
+) -> Result<Option<(Frame, OwnedSemaphorePermit)>, ReceiveError> {
     let mut prefix = [0u8; LENGTH_BYTES];
-    match read_exact(stream, &mut prefix).await? {
-        0 => return Ok(None),
-        n if n < LENGTH_BYTES => {
+    let first = match stream.read(&mut prefix).await? {
+        None => return Ok(None),
+        Some(n) => n,
+    };
+    let rest = async {
+        let got = first + read_exact(stream, &mut prefix[first..]).await?;
+        if got < LENGTH_BYTES {
             return Err(WireError::Truncated {
-                got: n,
+                got,
                 expected: LENGTH_BYTES,
             }
-            .into())
+            .into());
         }
-        _ => {}
+        // Checked against the maximum before a byte of the body is held.
+        let len = frame_length(prefix, limits.max_bytes)?;
+        let permits = u32::try_from(len).map_err(|_| WireError::Oversized {
+            len,
+            max: limits.max_bytes,
+        })?;
+        let permit = limits
+            .budget
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| WireError::Protocol("transport shut down"))?;
+        let mut body = vec![0u8; len];
+        let got = read_exact(stream, &mut body).await?;
+        if got < len {
+            return Err(WireError::Truncated { got, expected: len }.into());
+        }
+        Ok((decode_body(&body)?, permit))
+    };
+    match tokio::time::timeout(limits.timeout, rest).await {
+        Ok(frame) => frame.map(Some),
+        Err(_) => Err(ReceiveError::Slow(limits.timeout)),
     }
-    let len = frame_length(prefix, max_frame_bytes)?;
-    let mut body = vec![0u8; len];
-    let got = read_exact(stream, &mut body).await?;
-    if got < len {
-        return Err(WireError::Truncated { got, expected: len }.into());
-    }
-    Ok(Some(decode_body(&body)?))
 }
 
 /// Fills `buf` unless the stream ends first; returns the bytes read.
@@ -613,13 +819,26 @@ async fn receive_stream(
     shared: &Shared,
     certificate: &CertificateDer<'static>,
     stream: &mut quinn::RecvStream,
-    inbox: &mpsc::Sender<Message>,
+    inbox: &mpsc::Sender<Received>,
+    identified: impl FnOnce(NodeId),
 ) -> Result<(), ReceiveError> {
     let config = &shared.config;
-    let hello = match read_frame(stream, config.max_frame_bytes).await? {
-        Some(Frame::Hello(hello)) => hello,
-        Some(Frame::Message(_)) => return Err(WireError::Protocol("stream did not start with hello").into()),
-        None => return Ok(()),
+    // Nothing but a hello may open a stream, so the first frame may be no longer than one:
+    // a peer cannot make the node hold a large buffer before it has said who it is.
+    let first = FrameLimits {
+        max_bytes: HELLO_FRAME_BYTES,
+        timeout: config.frame_read_timeout,
+        budget: &shared.budget,
+    };
+    let hello = match tokio::time::timeout(config.frame_read_timeout, read_frame(stream, &first)).await {
+        Err(_) => return Err(ReceiveError::Slow(config.frame_read_timeout)),
+        Ok(frame) => match frame? {
+            Some((Frame::Hello(hello), _)) => hello,
+            Some((Frame::Message(_), _)) => {
+                return Err(WireError::Protocol("stream did not start with hello").into())
+            }
+            None => return Ok(()),
+        },
     };
     check_hello(&hello, config.cluster_id, shared.node_id)?;
     let from = hello.from;
@@ -627,7 +846,13 @@ async fn receive_stream(
         return Err(WireError::WrongNode(format!("node {from} is not a configured peer")).into());
     }
     check_certificate_names(certificate, from)?;
-    while let Some(frame) = read_frame(stream, config.max_frame_bytes).await? {
+    identified(from);
+    let limits = FrameLimits {
+        max_bytes: config.max_frame_bytes,
+        timeout: config.frame_read_timeout,
+        budget: &shared.budget,
+    };
+    while let Some((frame, permit)) = read_frame(stream, &limits).await? {
         let message = match frame {
             Frame::Message(message) => message,
             Frame::Hello(_) => return Err(WireError::Protocol("second hello on a stream").into()),
@@ -643,7 +868,7 @@ async fn receive_stream(
             ))
             .into());
         }
-        if inbox.send(message).await.is_err() {
+        if inbox.send((message, permit)).await.is_err() {
             // The inbox is gone: the node stopped.
             return Ok(());
         }

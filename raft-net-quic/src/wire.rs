@@ -21,6 +21,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 const KIND_HELLO: u8 = 1;
 const KIND_MESSAGE: u8 = 2;
 const HELLO_BODY_BYTES: usize = 1 + 2 + 8 + 8 + 8;
+/// The length a hello frame's prefix announces: the most the first frame of a stream may be.
+pub const HELLO_FRAME_BYTES: usize = HELLO_BODY_BYTES;
 /// The length prefix.
 pub const LENGTH_BYTES: usize = 4;
 

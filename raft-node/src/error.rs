@@ -122,6 +122,20 @@ pub enum StartError {
     /// The state machine could not be restored from the stored snapshot.
     #[error("cannot restore the state machine from the stored snapshot: {0}")]
     Restore(#[from] StateMachineError),
+    /// The settings let the node build messages larger than the transport carries: such a
+    /// message would be dropped every time it is sent, and the follower waiting for it would
+    /// never catch up.
+    #[error(
+        "the largest message these settings allow ({needed} bytes: max_entry_bytes, \
+         max_bytes_per_message or snapshot_chunk_bytes) exceeds the transport's limit of \
+         {limit} bytes; raise the transport's frame limit or lower those settings"
+    )]
+    MessageTooLargeForTransport {
+        /// The bound on the node's messages ([`raft_core::Config::max_message_bytes`]).
+        needed: usize,
+        /// What the transport carries ([`raft_core::Transport::max_message_bytes`]).
+        limit: usize,
+    },
 }
 
 /// Why a snapshot was not taken.

@@ -145,6 +145,12 @@ impl RaftNode {
         I: Inbox,
         M: StateMachine,
     {
+        if let Some(limit) = transport.max_message_bytes() {
+            let needed = config.core.max_message_bytes();
+            if needed > limit {
+                return Err(StartError::MessageTooLargeForTransport { needed, limit });
+            }
+        }
         let stored = storage.load().await?;
         let snapshots = storage.snapshot_store();
         if let Some(snapshot) = &stored.snapshot {
