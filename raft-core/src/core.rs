@@ -260,6 +260,19 @@ impl RaftCore {
                 term: message.term,
             });
         }
+        // A leader's configuration is the latest in the cluster it leads: a sender outside it
+        // was removed (or never added), and nothing it says may move this leader (a removed
+        // node times out and campaigns with ever higher terms). Honest removed nodes still
+        // answer what was sent to them before, so this is ignored, not an error. A follower
+        // cannot ignore the same way: its log may lag the configuration that added the sender.
+        if self.role == Role::Leader && !self.membership.contains(message.from) {
+            debug!(
+                node = self.id(),
+                from = message.from,
+                "ignored a message from a non-member"
+            );
+            return Ok(());
+        }
         if !self.observe_term(&message) {
             return Ok(());
         }

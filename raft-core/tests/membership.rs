@@ -260,3 +260,51 @@ fn leader_refuses_to_promote_a_learner_that_fell_behind() {
         .change_membership(set(&[1, 2, 3, 4]), set(&[]))
         .unwrap();
 }
+
+#[test]
+fn leader_ignores_messages_from_nodes_outside_its_configuration() {
+    use raft_core::{HeartbeatResponse, Message, MessageBody, RequestVote};
+    let mut net = Net::new(4);
+    net.elect(1);
+    net.node(1).change_membership(set(&[1, 2, 3]), set(&[])).unwrap();
+    net.settle();
+    net.tick_all(3);
+    net.settle();
+    assert_eq!(net.node(1).membership().voters, set(&[1, 2, 3]));
+    assert!(net.node(1).membership().outgoing.is_none());
+    let term = net.node(1).term();
+    let last = net.node(1).status().last_log_index;
+    // Node 4 was removed; a higher-term answer or a vote request from it (a removed node times out
+    // and campaigns, and may transfer stale responses) must not depose the leader.
+    let from_removed = [
+        MessageBody::HeartbeatResponse(HeartbeatResponse { round: 1 }),
+        MessageBody::RequestVote(RequestVote {
+            pre_vote: false,
+            transfer: true,
+            last_log_index: last + 10,
+            last_log_term: term + 5,
+        }),
+    ];
+    for body in from_removed {
+        // Ignored, not refused as malformed: an honest removed node sends such messages.
+        net.node(1)
+            .step(Message {
+                from: 4,
+                to: 1,
+                term: term + 5,
+                body,
+            })
+            .unwrap();
+        assert_eq!((net.node(1).role(), net.node(1).term()), (Role::Leader, term));
+    }
+    // A node that never was a member is ignored the same way.
+    net.node(1)
+        .step(Message {
+            from: 99,
+            to: 1,
+            term: term + 1,
+            body: MessageBody::HeartbeatResponse(HeartbeatResponse { round: 1 }),
+        })
+        .unwrap();
+    assert_eq!((net.node(1).role(), net.node(1).term()), (Role::Leader, term));
+}
