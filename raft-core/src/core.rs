@@ -233,6 +233,7 @@ impl RaftCore {
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        self.expire_reads();
         if self.role == Role::Leader {
             self.tick_leader();
         } else {

@@ -223,6 +223,10 @@ pub enum ReadError {
     /// Lease reads are off, or the lease is not held right now; use ReadIndex.
     #[error("the leader does not hold a read lease; use a ReadIndex read")]
     LeaseNotHeld,
+    /// No confirmation came within two election timeouts (a request or an answer was lost, or
+    /// the leader cannot reach a quorum); retry.
+    #[error("the read was not confirmed within two election timeouts; retry")]
+    Expired,
 }
 
 /// Why a membership change was refused. Nothing was appended.

@@ -17,6 +17,11 @@
 //!
 //! A follower forwards a read to the leader and gets back the confirmed index; it serves the read
 //! once it has applied that index itself.
+//!
+//! Every read ends: served, failed when leadership changes, or failed with
+//! [`ReadError::Expired`] once it has waited two election timeouts (a forwarded request or its
+//! answer was lost, or the leader's rounds find no quorum), so nothing waits forever for an
+//! answer that will not come.
 
 use tracing::debug;
 
@@ -35,12 +40,16 @@ impl RaftCore {
         match self.role {
             Role::Leader => {
                 let me = self.id();
-                self.queue_read(PendingRead { id, from: me });
+                self.queue_read(PendingRead {
+                    id,
+                    from: me,
+                    arrived: self.ticks,
+                });
                 Ok(())
             }
             _ => match self.leader {
                 Some(leader) => {
-                    self.reads.forwarded.push(id);
+                    self.reads.forwarded.push((id, self.ticks));
                     self.send(leader, MessageBody::ReadIndexRequest(ReadIndexRequest { id }));
                     Ok(())
                 }
@@ -164,7 +173,11 @@ impl RaftCore {
     /// A follower forwarded a read.
     pub(crate) fn handle_read_index_request(&mut self, from: NodeId, request: ReadIndexRequest) {
         if self.role == Role::Leader {
-            self.queue_read(PendingRead { id: request.id, from });
+            self.queue_read(PendingRead {
+                id: request.id,
+                from,
+                arrived: self.ticks,
+            });
         } else {
             let answer = ReadIndexResponse {
                 id: request.id,
@@ -176,7 +189,7 @@ impl RaftCore {
 
     /// The leader answered a forwarded read.
     pub(crate) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
-        let Some(position) = self.reads.forwarded.iter().position(|id| *id == response.id) else {
+        let Some(position) = self.reads.forwarded.iter().position(|(id, _)| *id == response.id) else {
             return;
         };
         self.reads.forwarded.swap_remove(position);
@@ -205,7 +218,7 @@ impl RaftCore {
         pending.extend(tracker.rounds.into_iter().flat_map(|r| r.reads));
         self.reads.ready = tracker.ready;
         self.reads.failed = tracker.failed;
-        for id in tracker.forwarded {
+        for (id, _) in tracker.forwarded {
             self.reads
                 .failed
                 .push((id, ReadError::NotLeader { leader_hint: hint }));
@@ -222,6 +235,57 @@ impl RaftCore {
                 self.reads
                     .failed
                     .push((read.id, ReadError::NotLeader { leader_hint: hint }));
+            } else {
+                let answer = ReadIndexResponse {
+                    id: read.id,
+                    index: None,
+                };
+                self.send(read.from, MessageBody::ReadIndexResponse(answer));
+            }
+        }
+    }
+
+    /// Fails the reads that have waited two election timeouts: a forwarded request or its answer
+    /// was lost, or the leader's rounds find no quorum (and, without check-quorum, nothing else
+    /// would end them). Called on every tick.
+    pub(crate) fn expire_reads(&mut self) {
+        let patience = 2 * u64::from(self.config.election_timeout_ticks);
+        let Some(cutoff) = self.ticks.checked_sub(patience) else {
+            return;
+        };
+        let mut expired = Vec::new();
+        self.reads.forwarded.retain(|(id, sent)| {
+            let keep = *sent > cutoff;
+            if !keep {
+                expired.push(*id);
+            }
+            keep
+        });
+        for id in expired {
+            self.reads.failed.push((id, ReadError::Expired));
+        }
+        let mut unconfirmed = Vec::new();
+        while self.reads.rounds.front().is_some_and(|r| r.sent_tick <= cutoff) {
+            if let Some(round) = self.reads.rounds.pop_front() {
+                unconfirmed.extend(round.reads);
+            }
+        }
+        // Reads still waiting for the term's first commit (a leader that cannot commit).
+        let (old, young) = std::mem::take(&mut self.reads.waiting_for_term_commit)
+            .into_iter()
+            .partition(|read| read.arrived <= cutoff);
+        self.reads.waiting_for_term_commit = young;
+        unconfirmed.extend::<Vec<PendingRead>>(old);
+        if !unconfirmed.is_empty() {
+            debug!(
+                node = self.id(),
+                reads = unconfirmed.len(),
+                "reads expired unconfirmed"
+            );
+        }
+        for read in unconfirmed {
+            if read.from == self.id() {
+                self.reads.failed.push((read.id, ReadError::Expired));
             } else {
                 let answer = ReadIndexResponse {
                     id: read.id,

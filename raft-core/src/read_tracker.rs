@@ -24,6 +24,8 @@ pub(crate) struct PendingRead {
     pub(crate) id: ReadId,
     /// The node whose client asked: this node, or a follower that forwarded the read.
     pub(crate) from: NodeId,
+    /// The tick it arrived at.
+    pub(crate) arrived: u64,
 }
 
 #[derive(Debug)]
@@ -50,8 +52,8 @@ pub(crate) struct ReadTracker {
     /// A transfer was started in this term: a TimeoutNow may make another node leader at any
     /// time without waiting out the followers' leases, so no lease holds until the term ends.
     pub(crate) lease_forfeited: bool,
-    /// Reads this follower forwarded to the leader.
-    pub(crate) forwarded: Vec<ReadId>,
+    /// Reads this follower forwarded to the leader, with the tick each was sent at.
+    pub(crate) forwarded: Vec<(ReadId, u64)>,
     pub(crate) ready: Vec<ReadState>,
     pub(crate) failed: Vec<(ReadId, ReadError)>,
 }

@@ -282,3 +282,44 @@ fn transfer_to_itself_a_stranger_or_during_another_transfer_is_refused() {
         Err(TransferError::NotLeader { leader_hint: Some(1) })
     );
 }
+
+#[test]
+fn forwarded_read_whose_request_or_answer_is_lost_fails_after_two_election_timeouts() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.settle();
+    net.node(2).read_index(5).unwrap();
+    net.process(2);
+    // The forwarded request is lost; heartbeats keep flowing, so the leader never changes.
+    net.queue
+        .retain(|m| !matches!(m.body, MessageBody::ReadIndexRequest(_)));
+    for _ in 0..19 {
+        net.tick_all(1);
+        net.settle();
+    }
+    assert!(
+        net.read_failures(2).is_empty(),
+        "not before two election timeouts"
+    );
+    net.tick_all(1);
+    net.settle();
+    assert_eq!(net.node(1).role(), Role::Leader);
+    assert_eq!(net.read_failures(2), vec![(5, ReadError::Expired)]);
+    assert!(net.read_states(2).is_empty());
+}
+
+#[test]
+fn leader_read_without_a_quorum_fails_after_two_election_timeouts_even_without_check_quorum() {
+    let mut net = Net::with_config(3, |id| config(id).with_check_quorum(false));
+    net.elect(1);
+    net.settle();
+    net.isolated.extend([2, 3]);
+    net.node(1).read_index(9).unwrap();
+    for _ in 0..21 {
+        net.tick(1, 1);
+        net.settle();
+    }
+    assert_eq!(net.node(1).role(), Role::Leader, "nothing deposes it");
+    assert!(net.read_states(1).is_empty());
+    assert_eq!(net.read_failures(1), vec![(9, ReadError::Expired)]);
+}

@@ -58,6 +58,8 @@ async fn read(
                 }
                 // Reads fall back to ReadIndex without a lease, so this one never surfaces.
                 Err(ReadError::Refused(raft_core::ReadError::LeaseNotHeld)) => *guess = None,
+                // A lost request or answer: a read has no effect, so it is retried.
+                Err(ReadError::Refused(raft_core::ReadError::Expired)) => *guess = None,
                 Err(ReadError::Timeout) | Err(ReadError::Stopped) => return Attempt::Failed,
             }
         } else {

@@ -109,15 +109,24 @@ fn no_module_imports_one_that_imports_it_back() {
 #[test]
 fn each_task_refers_only_to_the_shared_types_of_the_node() {
     let graph = module_graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
-    for task in [
+    let tasks = [
         "node::event_loop",
         "node::persist",
         "node::apply",
         "node::snapshot_sender",
-    ] {
+    ];
+    // A leaf of the node (it refers to no other module of the node, like the tick clock) may be
+    // used by a task; another task may not, nor anything that reaches back into the node.
+    let is_leaf = |module: &String| {
+        !tasks.contains(&module.as_str())
+            && graph
+                .get(module)
+                .is_some_and(|uses| !uses.iter().any(|m| m.starts_with("node")))
+    };
+    for task in tasks {
         let siblings: Vec<&String> = graph[task]
             .iter()
-            .filter(|m| m.starts_with("node") && *m != "node::types")
+            .filter(|m| m.starts_with("node") && *m != "node::types" && !is_leaf(m))
             .collect();
         assert!(siblings.is_empty(), "{task} refers to {siblings:?}");
     }

@@ -17,6 +17,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::error::{ReadError, SnapshotError};
 
+use super::tick_clock::TickClock;
 use super::types::{
     send, Applied, ApplyJob, NodeStatus, PendingQuery, PersistJob, Persisted, ReadConsistency, ReplyTo,
     Request, RunState,
@@ -45,6 +46,8 @@ pub(super) struct EventLoop<T, I> {
     pub(super) applied: mpsc::UnboundedReceiver<Result<Applied, StateMachineError>>,
     pub(super) status: watch::Sender<NodeStatus>,
     pub(super) tick_interval: Duration,
+    /// The core's ticks, from the monotonic clock.
+    pub(super) clock: TickClock,
     pub(super) next_read: u64,
     /// Reads waiting for the core to confirm a read index.
     pub(super) pending_reads: BTreeMap<u64, PendingQuery>,
@@ -80,6 +83,9 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                 Some(message) = self.inbox.recv() => Event::Message(message),
                 _ = ticker.tick() => Event::Tick,
             };
+            // Time first: after a pause the core must see the ticks it missed before it takes in
+            // anything (a lease read judged on a stopped clock could be stale).
+            self.catch_up_ticks();
             if let Some(stop) = self.handle(event) {
                 break stop;
             }
@@ -92,6 +98,17 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         };
         info!(node = self.core.id(), state = ?final_state, "node stopping");
         self.publish_status(final_state);
+    }
+
+    /// Gives the core the ticks due by the monotonic clock.
+    fn catch_up_ticks(&mut self) {
+        let due = self.clock.due(tokio::time::Instant::now());
+        if due > 1 {
+            debug!(node = self.core.id(), ticks = due, "catching up on missed ticks");
+        }
+        for _ in 0..due {
+            self.core.tick();
+        }
     }
 
     /// Takes in everything that has already arrived, so that one round of work covers it all.
@@ -118,7 +135,8 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
     /// Feeds one input to the core. Returns the state to stop in, if the node must stop.
     fn handle(&mut self, event: Event) -> Option<RunState> {
         match event {
-            Event::Tick => self.core.tick(),
+            // The ticks themselves were counted by `catch_up_ticks`; the timer only wakes the loop.
+            Event::Tick => {}
             Event::Message(message) => {
                 trace!(
                     node = self.core.id(),

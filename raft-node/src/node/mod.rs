@@ -34,6 +34,7 @@ mod apply;
 mod event_loop;
 mod persist;
 mod snapshot_sender;
+mod tick_clock;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +59,7 @@ use self::apply::apply_loop;
 use self::event_loop::EventLoop;
 use self::persist::persist_loop;
 use self::snapshot_sender::send_snapshot_chunks;
+use self::tick_clock::TickClock;
 use self::types::Request;
 pub use self::types::{NodeStatus, ReadConsistency, RunState};
 
@@ -201,6 +203,13 @@ impl RaftNode {
             applied: applied_rx,
             status: status_tx,
             tick_interval: config.tick_interval,
+            clock: TickClock::new(
+                tokio::time::Instant::now(),
+                config.tick_interval,
+                // Past two election timeouts every timer of the core has fired: leases, elections,
+                // check-quorum, read expiry.
+                2 * u64::from(config.core.election_timeout_ticks) + 2,
+            ),
             next_read: 0,
             pending_reads: BTreeMap::new(),
             snapshot_chunks: chunk_tx,
