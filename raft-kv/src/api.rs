@@ -10,6 +10,7 @@
 //! | `POST /v1/cluster/add` | [`AddNodeRequest`] | [`MembershipReply`] |
 //! | `POST /v1/cluster/promote`, `/remove`, `/transfer` | [`NodeRequest`] | [`MembershipReply`] |
 //! | `POST /v1/cluster/snapshot` | | [`SnapshotReply`] |
+//! | `POST /v1/cluster/sessions` | [`SessionLimitsRequest`] | [`SessionLimitsRequest`] in force |
 //!
 //! Every failure is an HTTP status with an [`ErrorReply`]: 400 a malformed request, 404 an
 //! unknown route, 413 a key, value or body over the limits, 421 not the leader (with the leader's
@@ -225,6 +226,17 @@ pub struct SnapshotReply {
     pub index: Index,
     /// Its term.
     pub term: Term,
+}
+
+/// The limits on client sessions (`POST /v1/cluster/sessions`): replicated through the log, so
+/// every node applies them at the same entry. The answer is the limits in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLimitsRequest {
+    /// A session unused for this many log entries expires.
+    pub expire_after_entries: u64,
+    /// At most this many sessions are kept; one more evicts the least recently used.
+    pub max_sessions: u64,
 }
 
 /// Every failure's body.

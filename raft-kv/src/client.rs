@@ -35,7 +35,7 @@ use tracing::debug;
 
 use crate::api::{
     AddNodeRequest, Consistency, ErrorReply, MembershipReply, NodeRequest, NodeStatusReply, ReadReply,
-    SessionReply, SnapshotReply, WriteOp, WriteReply, WriteRequest,
+    SessionLimitsRequest, SessionReply, SnapshotReply, WriteOp, WriteReply, WriteRequest,
 };
 use crate::tls::{TlsError, TlsMaterial};
 
@@ -426,6 +426,16 @@ impl Client {
             Some(&NodeRequest { id }),
         )
         .await
+    }
+
+    /// Changes the limits on client sessions, through the log (every node applies them at the
+    /// same entry); returns the limits in force.
+    pub async fn configure_sessions(
+        &mut self,
+        limits: SessionLimitsRequest,
+    ) -> Result<SessionLimitsRequest, ClientError> {
+        self.call(Method::POST, "/v1/cluster/sessions", &[], Some(&limits))
+            .await
     }
 
     /// Takes a snapshot on the node at `endpoint` now.

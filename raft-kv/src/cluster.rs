@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use raft_node::{
     ChangeMembershipError, NodeConfig, NodeDirectory, ProposeError, RaftNode, ReadConsistency, ReadError,
-    Sessions, StartError,
+    SessionLimits, Sessions, StartError,
 };
 
 use crate::kv::{KvCommand, KvReply, KvResponse, KvStateMachine};
@@ -33,8 +33,9 @@ pub struct ClusterOptions {
     pub propose_timeout: Duration,
     /// Applied to each node's protocol settings.
     pub configure: fn(&mut raft_core::Config),
-    /// Client sessions unused for this many log entries expire (see [`Sessions`]).
-    pub session_expiry_entries: u64,
+    /// The limits client sessions start with on every node (see [`Sessions`]); they change
+    /// through the log.
+    pub session_limits: SessionLimits,
 }
 
 impl Default for ClusterOptions {
@@ -44,7 +45,10 @@ impl Default for ClusterOptions {
             tick_interval: Duration::from_millis(10),
             propose_timeout: Duration::from_secs(10),
             configure: |_| {},
-            session_expiry_entries: 100_000,
+            session_limits: SessionLimits {
+                expire_after_entries: 100_000,
+                ..SessionLimits::default()
+            },
         }
     }
 }
@@ -219,7 +223,7 @@ impl MemCluster {
             (member.storage.clone(), member.initial.clone())
         };
         let (transport, inbox) = self.network.register(id);
-        let state_machine = Sessions::new(state_machine, self.options.session_expiry_entries);
+        let state_machine = Sessions::with_limits(state_machine, self.options.session_limits);
         let node = RaftNode::start(config, membership, storage, transport, inbox, state_machine).await?;
         if let Some(member) = self.members().get_mut(&id) {
             member.node = Some(Arc::new(node));

@@ -105,8 +105,6 @@ pub struct Tuning {
     pub max_request_bytes: usize,
     /// The most pairs one scan returns.
     pub max_scan_limit: usize,
-    /// Client sessions unused for this many log entries expire.
-    pub session_expiry_entries: u64,
     /// A peer connection with nothing received for this long is dropped (keep-alives go at a
     /// fifth of it).
     pub peer_idle_timeout_ms: u64,
@@ -125,7 +123,6 @@ impl Default for Tuning {
             max_value_bytes: 1 << 20,
             max_request_bytes: 2 << 20,
             max_scan_limit: 10_000,
-            session_expiry_entries: 1_000_000,
             peer_idle_timeout_ms: 5_000,
         }
     }
@@ -213,11 +210,8 @@ impl ServerConfig {
                 t.peer_idle_timeout_ms
             ));
         }
-        if t.request_timeout_ms == 0 || t.max_scan_limit == 0 || t.session_expiry_entries == 0 {
-            return invalid(
-                "tuning.request_timeout_ms, max_scan_limit and session_expiry_entries must be positive"
-                    .into(),
-            );
+        if t.request_timeout_ms == 0 || t.max_scan_limit == 0 {
+            return invalid("tuning.request_timeout_ms and max_scan_limit must be positive".into());
         }
         Ok(())
     }

@@ -16,14 +16,15 @@ use axum::{Json, Router};
 use raft_core::{Membership, NodeId, Role};
 use raft_node::{
     ChangeMembershipError, ProposeError, RaftNode, ReadConsistency, ReadError, RunState, SessionCommand,
-    SessionResponse, SnapshotError, TransferError,
+    SessionLimits, SessionResponse, SnapshotError, TransferError,
 };
 use serde::Deserialize;
 use tracing::debug;
 
 use crate::api::{
     AddNodeRequest, Consistency, ErrorReply, MemberAddress, MemberInfo, MembershipReply, NodeRequest,
-    NodeStatusReply, ReadReply, SessionReply, SnapshotReply, WriteOp, WriteReply, WriteRequest,
+    NodeStatusReply, ReadReply, SessionLimitsRequest, SessionReply, SnapshotReply, WriteOp, WriteReply,
+    WriteRequest,
 };
 use crate::config::Tuning;
 use crate::kv::{KvCommand, KvReply, KvResponse};
@@ -48,6 +49,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/cluster/remove", post(remove_node))
         .route("/v1/cluster/transfer", post(transfer))
         .route("/v1/cluster/snapshot", post(snapshot))
+        .route("/v1/cluster/sessions", post(configure_sessions))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -597,6 +599,38 @@ async fn transfer(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             e.to_string(),
+        )),
+    }
+}
+
+async fn configure_sessions(
+    State(state): State<Arc<ApiState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SessionLimitsRequest>, ApiError> {
+    let request: SessionLimitsRequest = parse_json(body)?;
+    if request.expire_after_entries == 0 || request.max_sessions == 0 {
+        return Err(ApiError::bad_request(
+            "expire_after_entries and max_sessions must be positive",
+        ));
+    }
+    let change = SessionCommand::Configure(SessionLimits {
+        expire_after_entries: request.expire_after_entries,
+        max_sessions: request.max_sessions,
+    });
+    let bytes = state
+        .node
+        .propose(change.encode())
+        .await
+        .map_err(|e| propose_error(&state, e))?;
+    match SessionResponse::decode(&bytes) {
+        Ok(SessionResponse::Configured(limits)) => Ok(Json(SessionLimitsRequest {
+            expire_after_entries: limits.expire_after_entries,
+            max_sessions: limits.max_sessions,
+        })),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected answer to a session configuration: {other:?}"),
         )),
     }
 }

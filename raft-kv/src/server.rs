@@ -290,7 +290,7 @@ impl Server {
         node_config.core.lease_reads = t.lease_reads;
         node_config.core.snapshot_after_entries = t.snapshot_after_entries;
         node_config.core.seed = rand_seed(id);
-        let state_machine = Sessions::new(KvStateMachine::new(), t.session_expiry_entries);
+        let state_machine = Sessions::new(KvStateMachine::new());
         let node = match RaftNode::start(
             node_config,
             membership,

@@ -328,6 +328,25 @@ async fn the_cli_writes_reads_scans_swaps_and_shows_the_cluster_with_exit_codes_
     // On the first endpoint, which has applied the writes by now.
     let (code, out) = cli(&cluster, &["cluster", "snapshot"]);
     assert_eq!(code, 0, "{out}");
+    // Session limits go through the log: the answer is what every node now applies.
+    let (code, out) = cli(
+        &cluster,
+        &[
+            "cluster",
+            "sessions",
+            "--expire-after-entries",
+            "5000",
+            "--max-sessions",
+            "64",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let limits: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(limits["expire_after_entries"], 5000, "{out}");
+    assert_eq!(limits["max_sessions"], 64, "{out}");
+    let (code, _) = cli(&cluster, &["cluster", "sessions", "--max-sessions", "0"]);
+    assert_eq!(code, 1, "a limit of 0 is refused by the server");
     let (code, _) = cli(
         &cluster,
         &["get", "k", "--endpoints", "127.0.0.1:1", "--timeout", "1"],

@@ -31,7 +31,7 @@ pub use crate::error::{
 };
 pub use crate::node::{NodeStatus, RaftNode, ReadConsistency, RunState};
 pub use crate::session_client::{ClientError, NodeDirectory, SessionClient};
-pub use crate::sessions::{SessionCommand, SessionId, SessionResponse, Sessions};
+pub use crate::sessions::{SessionCommand, SessionId, SessionLimits, SessionResponse, Sessions};
 pub use raft_core;
 /// The in-memory backends: storage (`raft_storage_mem`) and transport (`raft_net_mem`).
 #[cfg(feature = "mem")]

@@ -282,6 +282,17 @@ pub enum ClusterCommand {
     },
     /// Takes a snapshot now on the first endpoint.
     Snapshot(ClientArgs),
+    /// Sets the limits on client sessions, for every node at once (they are replicated).
+    Sessions {
+        /// A session unused for this many log entries expires.
+        #[arg(long, default_value_t = 1_000_000)]
+        expire_after_entries: u64,
+        /// At most this many sessions are kept; one more evicts the least recently used.
+        #[arg(long, default_value_t = 100_000)]
+        max_sessions: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// The status of every member the first answering endpoint knows of, plus the endpoints.
@@ -420,6 +431,25 @@ pub async fn cluster(command: ClusterCommand) -> Result<(), Failure> {
                 return print_json(&reply);
             }
             println!("node {id} leads (term {})", reply.term);
+            Ok(())
+        }
+        ClusterCommand::Sessions {
+            expire_after_entries,
+            max_sessions,
+            client: args,
+        } => {
+            let limits = raft_kv::api::SessionLimitsRequest {
+                expire_after_entries,
+                max_sessions,
+            };
+            let reply = args.client()?.configure_sessions(limits).await?;
+            if args.json {
+                return print_json(&reply);
+            }
+            println!(
+                "sessions expire after {} entries unused; at most {} are kept",
+                reply.expire_after_entries, reply.max_sessions
+            );
             Ok(())
         }
         ClusterCommand::Snapshot(args) => {

@@ -79,9 +79,6 @@ pub struct ServeArgs {
     /// The most pairs one scan returns (default 10,000).
     #[arg(long)]
     max_scan_limit: Option<usize>,
-    /// Client sessions unused for this many log entries expire (default 1,000,000).
-    #[arg(long)]
-    session_expiry_entries: Option<u64>,
     /// A peer connection silent this long is dropped (ms, default 5,000).
     #[arg(long)]
     peer_idle_timeout_ms: Option<u64>,
@@ -174,7 +171,6 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
         max_value_bytes,
         max_request_bytes,
         max_scan_limit,
-        session_expiry_entries,
         peer_idle_timeout_ms
     );
     if let Some(v) = args.heartbeat_ticks {
