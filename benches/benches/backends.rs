@@ -88,7 +88,7 @@ fn quic_round_trip(c: &mut Criterion) {
     .into();
     let [s1, s2] = sockets;
     let (t1, mut i1, t2, mut i2) = rt.block_on(async {
-        let tls = |id| ca.issue(id).expect("issue").tls(&ca.cert_pem()).expect("tls");
+        let tls = |id| ca.issue(1, id).expect("issue").tls(&ca.cert_pem()).expect("tls");
         let (t1, i1) = QuicTransport::start_on(QuicConfig::new(1, 1, addrs[&1], addrs.clone(), tls(1)), s1)
             .expect("start");
         let (t2, i2) = QuicTransport::start_on(QuicConfig::new(2, 1, addrs[&2], addrs.clone(), tls(2)), s2)

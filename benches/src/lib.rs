@@ -104,7 +104,7 @@ pub async fn start(storage: StorageKind, net: NetKind) -> Bench {
                     }
                     NetKind::Quic => {
                         let tls = ca
-                            .issue(id)
+                            .issue(CLUSTER_ID, id)
                             .expect("issue")
                             .tls(&ca.cert_pem())
                             .expect("tls");

@@ -142,7 +142,7 @@ impl LocalCluster {
         let certs = self.dir.join("certs");
         let cert = self
             .ca
-            .issue_for_hosts(id, &["127.0.0.1".into(), "localhost".into()])
+            .issue_for_hosts(self.cluster_id, id, &["127.0.0.1".into(), "localhost".into()])
             .map_err(|e| io("issue a node certificate", e))?;
         write(&certs.join(format!("node-{id}.pem")), &cert.cert_pem)?;
         write(&certs.join(format!("node-{id}.key")), &cert.key_pem)?;

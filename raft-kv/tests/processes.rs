@@ -439,7 +439,9 @@ async fn bad_requests_get_a_clear_status_and_change_nothing() {
     // Without a client certificate, or with one from another CA: no TLS session at all.
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(cluster.client_tls().ca.clone()).expect("root");
+    for ca in &cluster.client_tls().cas {
+        roots.add(ca.clone()).expect("root");
+    }
     let no_cert = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("tls13")

@@ -64,7 +64,7 @@ impl Cluster {
 
     fn tls(&self, id: NodeId) -> NodeTls {
         self.ca
-            .issue(id)
+            .issue(CLUSTER, id)
             .expect("issue")
             .tls(&self.ca.cert_pem())
             .expect("tls")
@@ -229,11 +229,11 @@ async fn a_node_with_a_certificate_from_another_ca_cannot_join() {
     // Node 3 trusts our CA but holds a certificate from another one: nobody talks to it.
     let rogue = ClusterCa::generate("rogue").expect("CA");
     let mut tls = rogue
-        .issue(3)
+        .issue(CLUSTER, 3)
         .expect("issue")
         .tls(&rogue.cert_pem())
         .expect("tls");
-    tls.ca = cluster.tls(3).ca;
+    tls.cas = cluster.tls(3).cas;
     cluster.start(3, tls).await;
     cluster.put("after", "2").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -265,8 +265,21 @@ async fn certificates_from_the_certs_command_connect_two_nodes() {
     };
     let out = dir.path().to_str().expect("utf-8 path");
     run(&["certs", "ca", "--out", out, "--name", "cli"]);
-    run(&["certs", "node", "--ca-dir", out, "--id", "1", "--out", out]);
-    run(&["certs", "node", "--ca-dir", out, "--id", "2", "--out", out]);
+    let cluster = CLUSTER.to_string();
+    for id in ["1", "2"] {
+        run(&[
+            "certs",
+            "node",
+            "--ca-dir",
+            out,
+            "--cluster-id",
+            &cluster,
+            "--id",
+            id,
+            "--out",
+            out,
+        ]);
+    }
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).expect("read");
     let tls = |id: u64| {
         NodeTls::from_pem(

@@ -1,15 +1,23 @@
 //! The cluster's certificate authority and the node certificates it issues (rcgen).
 //!
-//! Every node presents a certificate signed by the cluster's CA. The node id is bound to the
-//! certificate as the DNS subject alternative name `node-<id>` (see [`node_name`]): a node
-//! dialing node 2 accepts only a certificate valid for `node-2`, and a node accepting a stream
-//! that says it comes from node 2 checks the same of the dialer's certificate.
+//! Every node presents a certificate signed by the cluster's CA. The cluster id and the node id
+//! are bound to the certificate as the DNS subject alternative name `node-<id>.cluster-<cluster>`
+//! (see [`node_name`]): a node of cluster 7 dialing node 2 accepts only a certificate valid for
+//! `node-2.cluster-7`, and a node accepting a stream that says it comes from node 2 checks the
+//! same of the dialer's certificate. So a CA shared by two clusters does not let node 2 of one
+//! join the other as its node 2: the hello's cluster id is what a peer says, the certificate is
+//! what the CA vouches for.
+//!
+//! **Rotating the CA** without a flag day: the CA PEM a node trusts may hold several
+//! certificates (a bundle). Give every node the bundle of the old and the new CA and restart
+//! them one at a time; then issue node certificates from the new CA and restart them one at a
+//! time; then drop the old CA from the bundle.
 //!
 //! ```
 //! use raft_net_quic::ClusterCa;
 //!
 //! let ca = ClusterCa::generate("my-cluster")?;
-//! let node_1 = ca.issue(1)?;
+//! let node_1 = ca.issue(7, 1)?; // cluster 7, node 1
 //! let tls = node_1.tls(&ca.cert_pem())?; // what `QuicConfig::tls` takes
 //! # let _ = tls;
 //! # Ok::<(), raft_net_quic::CertError>(())
@@ -18,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use raft_core::NodeId;
+use raft_core::{ClusterId, NodeId};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyPair, KeyUsagePurpose,
@@ -52,9 +60,13 @@ pub enum CertError {
     },
 }
 
-/// The name a node's certificate is issued for: `node-<id>`.
-pub fn node_name(id: NodeId) -> String {
-    format!("node-{id}")
+/// The name a node's certificate is issued for: `node-<id>.cluster-<cluster_id>`.
+///
+/// ```
+/// assert_eq!(raft_net_quic::certs::node_name(7, 2), "node-2.cluster-7");
+/// ```
+pub fn node_name(cluster_id: ClusterId, id: NodeId) -> String {
+    format!("node-{id}.cluster-{cluster_id}")
 }
 
 /// The cluster's certificate authority: signs node certificates.
@@ -123,9 +135,10 @@ impl ClusterCa {
         self.key_pem.clone()
     }
 
-    /// Issues node `id` a certificate valid from now for [`NODE_VALIDITY`].
-    pub fn issue(&self, id: NodeId) -> Result<NodeCertificate, CertError> {
-        self.issue_for_hosts(id, &[])
+    /// Issues node `id` of cluster `cluster_id` a certificate valid from now for
+    /// [`NODE_VALIDITY`].
+    pub fn issue(&self, cluster_id: ClusterId, id: NodeId) -> Result<NodeCertificate, CertError> {
+        self.issue_for_hosts(cluster_id, id, &[])
     }
 
     /// Issues node `id` a certificate that is also valid for `hosts` (IP addresses or DNS names),
@@ -133,13 +146,19 @@ impl ClusterCa {
     ///
     /// ```
     /// let ca = raft_net_quic::ClusterCa::generate("c")?;
-    /// let cert = ca.issue_for_hosts(1, &["127.0.0.1".into(), "localhost".into()])?;
-    /// assert_eq!(cert.node_id, 1);
+    /// let cert = ca.issue_for_hosts(7, 1, &["127.0.0.1".into(), "localhost".into()])?;
+    /// assert_eq!((cert.cluster_id, cert.node_id), (7, 1));
     /// # Ok::<(), raft_net_quic::CertError>(())
     /// ```
-    pub fn issue_for_hosts(&self, id: NodeId, hosts: &[String]) -> Result<NodeCertificate, CertError> {
+    pub fn issue_for_hosts(
+        &self,
+        cluster_id: ClusterId,
+        id: NodeId,
+        hosts: &[String],
+    ) -> Result<NodeCertificate, CertError> {
         let now = SystemTime::now();
-        self.issue_with(id, hosts, now - Duration::from_secs(3600), now + NODE_VALIDITY)
+        let validity = (now - Duration::from_secs(3600), now + NODE_VALIDITY);
+        self.issue_with(cluster_id, id, hosts, validity)
     }
 
     /// Issues a client of the cluster's API a certificate named `name` (client authentication
@@ -161,21 +180,22 @@ impl ClusterCa {
     /// certificates).
     pub fn issue_valid_between(
         &self,
+        cluster_id: ClusterId,
         id: NodeId,
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<NodeCertificate, CertError> {
-        self.issue_with(id, &[], not_before, not_after)
+        self.issue_with(cluster_id, id, &[], (not_before, not_after))
     }
 
     fn issue_with(
         &self,
+        cluster_id: ClusterId,
         id: NodeId,
         hosts: &[String],
-        not_before: SystemTime,
-        not_after: SystemTime,
+        validity: (SystemTime, SystemTime),
     ) -> Result<NodeCertificate, CertError> {
-        let name = node_name(id);
+        let name = node_name(cluster_id, id);
         let mut names = vec![name.clone()];
         names.extend(hosts.iter().cloned());
         // Every node is both a client (it dials) and a server (it accepts).
@@ -183,8 +203,9 @@ impl ClusterCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let (cert_pem, key_pem) = self.sign_leaf(&name, names, usage, (not_before, not_after))?;
+        let (cert_pem, key_pem) = self.sign_leaf(&name, names, usage, validity)?;
         Ok(NodeCertificate {
+            cluster_id,
             node_id: id,
             cert_pem,
             key_pem,
@@ -217,6 +238,8 @@ impl ClusterCa {
 /// A node's certificate and private key, PEM.
 #[derive(Clone)]
 pub struct NodeCertificate {
+    /// The cluster the certificate names.
+    pub cluster_id: ClusterId,
     /// The node the certificate names.
     pub node_id: NodeId,
     /// The certificate, PEM.
@@ -228,13 +251,14 @@ pub struct NodeCertificate {
 impl std::fmt::Debug for NodeCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeCertificate")
+            .field("cluster_id", &self.cluster_id)
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
 }
 
 impl NodeCertificate {
-    /// The TLS material for this node, trusting the CA in `ca_cert_pem`.
+    /// The TLS material for this node, trusting the CA (or the bundle of CAs) in `ca_cert_pem`.
     pub fn tls(&self, ca_cert_pem: &str) -> Result<NodeTls, CertError> {
         NodeTls::from_pem(ca_cert_pem, &self.cert_pem, &self.key_pem)
     }
@@ -259,11 +283,12 @@ impl std::fmt::Debug for ClientCertificate {
     }
 }
 
-/// What a node needs for mutual TLS: the CA it trusts, its certificate chain and its key.
+/// What a node needs for mutual TLS: the CAs it trusts, its certificate chain and its key.
 #[derive(Debug)]
 pub struct NodeTls {
-    /// The cluster's CA certificate.
-    pub ca: CertificateDer<'static>,
+    /// The CA certificates this node trusts: the cluster's CA, or during a rotation the old one
+    /// and the new one (see the [module](self) docs). Never empty.
+    pub cas: Vec<CertificateDer<'static>>,
     /// This node's certificate (first) and any intermediates.
     pub chain: Vec<CertificateDer<'static>>,
     /// This node's private key.
@@ -273,7 +298,7 @@ pub struct NodeTls {
 impl Clone for NodeTls {
     fn clone(&self) -> Self {
         NodeTls {
-            ca: self.ca.clone(),
+            cas: self.cas.clone(),
             chain: self.chain.clone(),
             key: self.key.clone_key(),
         }
@@ -281,7 +306,8 @@ impl Clone for NodeTls {
 }
 
 impl NodeTls {
-    /// Reads the CA certificate, the node's certificate chain and its key from PEM text.
+    /// Reads the CA certificates (one, or a bundle during a rotation), the node's certificate
+    /// chain and its key from PEM text.
     pub fn from_pem(ca_cert_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
         let pem = |what: &'static str| {
             move |e: rustls_pki_types::pem::Error| CertError::Pem {
@@ -289,7 +315,15 @@ impl NodeTls {
                 detail: e.to_string(),
             }
         };
-        let ca = CertificateDer::from_pem_slice(ca_cert_pem.as_bytes()).map_err(pem("CA certificate"))?;
+        let cas = CertificateDer::pem_slice_iter(ca_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pem("CA certificate"))?;
+        if cas.is_empty() {
+            return Err(CertError::Pem {
+                what: "CA certificate",
+                detail: "no certificate in the PEM text".into(),
+            });
+        }
         let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(pem("node certificate"))?;
@@ -300,14 +334,16 @@ impl NodeTls {
             });
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(pem("node key"))?;
-        Ok(NodeTls { ca, chain, key })
+        Ok(NodeTls { cas, chain, key })
     }
 }
 
 impl NodeTls {
     fn roots(&self) -> Result<Arc<rustls::RootCertStore>, CertError> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.clone()).map_err(tls_error)?;
+        for ca in &self.cas {
+            roots.add(ca.clone()).map_err(tls_error)?;
+        }
         Ok(Arc::new(roots))
     }
 
@@ -355,10 +391,30 @@ mod tests {
     fn a_ca_saved_as_pem_issues_certificates_after_loading() {
         let ca = ClusterCa::generate("test").expect("generate");
         let loaded = ClusterCa::from_pem(&ca.cert_pem(), &ca.key_pem()).expect("load");
-        let cert = loaded.issue(4).expect("issue");
+        let cert = loaded.issue(1, 4).expect("issue");
         assert_eq!(cert.node_id, 4);
         let tls = cert.tls(&ca.cert_pem()).expect("tls material");
         assert_eq!(tls.chain.len(), 1);
+    }
+
+    #[test]
+    fn a_bundle_of_cas_is_trusted_whole() {
+        let old = ClusterCa::generate("old").expect("generate");
+        let new = ClusterCa::generate("new").expect("generate");
+        let bundle = format!("{}{}", old.cert_pem(), new.cert_pem());
+        let tls = new
+            .issue(1, 2)
+            .expect("issue")
+            .tls(&bundle)
+            .expect("tls material");
+        assert_eq!(tls.cas.len(), 2);
+        assert!(matches!(
+            NodeTls::from_pem("", &old.issue(1, 2).expect("issue").cert_pem, "k"),
+            Err(CertError::Pem {
+                what: "CA certificate",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let ca = ClusterCa::generate("prod")?;
-//! let tls = ca.issue(1)?.tls(&ca.cert_pem())?;
+//! let tls = ca.issue(7, 1)?.tls(&ca.cert_pem())?;
 //! let peers = BTreeMap::from([(2, "10.0.0.2:7000".parse()?), (3, "10.0.0.3:7000".parse()?)]);
 //! let config = QuicConfig::new(1, 42, "0.0.0.0:7000".parse()?, peers, tls);
 //! let (transport, inbox) = QuicTransport::start(config)?;

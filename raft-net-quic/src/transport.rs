@@ -30,7 +30,7 @@
 //! * refused connections are logged at most once a second, with a count of those suppressed.
 //!
 //! **Restarts.** The endpoint's stateless-reset key and its connection-id key are derived from
-//! the node's private key, so a restarted node recognizes the connection ids its earlier self
+//! the node's private key (HKDF, one key per purpose), so a restarted node recognizes the connection ids its earlier self
 //! issued, resets its peers' stale connections at once, and they reconnect.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -241,6 +241,17 @@ fn quic_configs(config: &QuicConfig) -> Result<(quinn::ServerConfig, quinn::Clie
     Ok((server, client))
 }
 
+/// A key for one `purpose`, derived from the node's private key with HKDF-SHA256.
+fn derived_key(secret: &[u8], purpose: &'static [u8]) -> Result<ring::hmac::Key, QuicError> {
+    let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"raft-net-quic endpoint keys v1");
+    let info = [purpose];
+    let prk = salt.extract(secret);
+    let okm = prk
+        .expand(&info, ring::hmac::HMAC_SHA256)
+        .map_err(|_| QuicError::Config("cannot derive an endpoint key".into()))?;
+    Ok(okm.into())
+}
+
 impl QuicTransport {
     /// Binds `config.listen` and starts the transport.
     pub fn start(config: QuicConfig) -> Result<(QuicTransport, QuicInbox), QuicError> {
@@ -275,11 +286,14 @@ impl QuicTransport {
         let (server, client) = quic_configs(&config)?;
         // A stateless-reset key derived from the node's key: after a restart, this node can
         // still reset the connections its earlier self had, so peers reconnect at once.
-        let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.tls.key.secret_der());
         // Connection ids keyed by the node's key too: the endpoint drops packets whose
         // connection id it cannot have issued, so with a fresh random key a restarted node would
-        // silently drop its peers' packets (no reset) until their idle timeout.
-        let cid_key = ring::hmac::sign(&reset_key, b"raft connection ids");
+        // silently drop its peers' packets (no reset) until their idle timeout. Both keys come
+        // from the private key through HKDF, one per purpose, so neither exposes the other or the
+        // private key.
+        let secret = config.tls.key.secret_der();
+        let reset_key = derived_key(secret, b"stateless reset")?;
+        let cid_key = ring::hmac::sign(&derived_key(secret, b"connection ids")?, b"generator key");
         let cid_key = cid_key
             .as_ref()
             .iter()
@@ -592,7 +606,7 @@ async fn connect(
     peer: NodeId,
     addr: SocketAddr,
 ) -> Result<quinn::Connection, LinkError> {
-    let connecting = endpoint.connect(addr, &node_name(peer))?;
+    let connecting = endpoint.connect(addr, &node_name(shared.config.cluster_id, peer))?;
     let timeout = shared.config.connect_timeout;
     match tokio::time::timeout(timeout, connecting).await {
         Ok(connection) => Ok(connection?),
@@ -845,7 +859,7 @@ async fn receive_stream(
     if !shared.is_peer(from) {
         return Err(WireError::WrongNode(format!("node {from} is not a configured peer")).into());
     }
-    check_certificate_names(certificate, from)?;
+    check_certificate_names(certificate, config.cluster_id, from)?;
     identified(from);
     let limits = FrameLimits {
         max_bytes: config.max_frame_bytes,
@@ -876,9 +890,13 @@ async fn receive_stream(
     Ok(())
 }
 
-/// Checks that the (CA-verified) certificate was issued to node `id`.
-fn check_certificate_names(certificate: &CertificateDer<'static>, id: NodeId) -> Result<(), WireError> {
-    let name = node_name(id);
+/// Checks that the (CA-verified) certificate was issued to node `id` of cluster `cluster_id`.
+fn check_certificate_names(
+    certificate: &CertificateDer<'static>,
+    cluster_id: ClusterId,
+    id: NodeId,
+) -> Result<(), WireError> {
+    let name = node_name(cluster_id, id);
     let not_named =
         |detail: String| WireError::WrongNode(format!("certificate is not valid for {name}: {detail}"));
     let cert = webpki::EndEntityCert::try_from(certificate).map_err(|e| not_named(e.to_string()))?;

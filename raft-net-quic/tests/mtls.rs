@@ -35,11 +35,11 @@ async fn node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     // An impostor at node 2's address: trusts our CA but its certificate is from its own.
     let rogue_ca = ClusterCa::generate("rogue").expect("CA");
     let mut tls = rogue_ca
-        .issue(2)
+        .issue(CLUSTER, 2)
         .expect("issue")
         .tls(&rogue_ca.cert_pem())
         .expect("tls");
-    tls.ca = cluster.tls(1).ca;
+    tls.cas = cluster.tls(1).cas;
     let config = cluster.config(2, tls);
     let (t2, mut i2) = cluster.start_with(config);
     nothing_arrives(&t2, 2, &mut i1, 1).await;
@@ -88,7 +88,7 @@ async fn node_with_an_expired_certificate_is_refused() {
     let now = SystemTime::now();
     let expired = cluster
         .ca
-        .issue_valid_between(2, now - 30 * day, now - day)
+        .issue_valid_between(CLUSTER, 2, now - 30 * day, now - day)
         .expect("issue")
         .tls(&cluster.ca.cert_pem())
         .expect("tls");
@@ -222,4 +222,56 @@ async fn bad_frames_close_their_stream_and_the_node_carries_on() {
     let (t3, _i3) = cluster.start(3);
     let message = send_until_received(&t3, 3, &mut i1, 1).await;
     assert_eq!(message.from, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_of_another_cluster_sharing_the_ca_cannot_join_as_a_node_of_this_one() {
+    let mut cluster = Cluster::new(2);
+    let (t1, mut i1) = cluster.start(1);
+    // The same CA issued node 2 of cluster 78 its certificate. Configured (and saying in its
+    // hello) that it is node 2 of this cluster, it is refused: the certificate binds the cluster.
+    let other_cluster = cluster
+        .ca
+        .issue(CLUSTER + 1, 2)
+        .expect("issue")
+        .tls(&cluster.ca.cert_pem())
+        .expect("tls");
+    let config = cluster.config(2, other_cluster);
+    let (t2, mut i2) = cluster.start_with(config);
+    nothing_arrives(&t2, 2, &mut i1, 1).await;
+    // Node 1 dialing it refuses it too: it is not node-2.cluster-77.
+    nothing_arrives(&t1, 1, &mut i2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_ca_rotation_nodes_trusting_both_cas_talk_across_them() {
+    let mut cluster = Cluster::new(3);
+    let new_ca = ClusterCa::generate("new").expect("CA");
+    let bundle = format!("{}{}", cluster.ca.cert_pem(), new_ca.cert_pem());
+    // Node 1 still has its certificate from the old CA, node 2 already one from the new; both
+    // trust the bundle.
+    let old_cert = cluster
+        .ca
+        .issue(CLUSTER, 1)
+        .expect("issue")
+        .tls(&bundle)
+        .expect("tls");
+    let new_cert = new_ca
+        .issue(CLUSTER, 2)
+        .expect("issue")
+        .tls(&bundle)
+        .expect("tls");
+    let (t1, mut i1) = cluster.start_with(cluster.config(1, old_cert));
+    let (t2, mut i2) = cluster.start_with(cluster.config(2, new_cert));
+    assert_eq!(send_until_received(&t2, 2, &mut i1, 1).await.from, 2);
+    assert_eq!(send_until_received(&t1, 1, &mut i2, 2).await.from, 1);
+    // Node 3 trusts only the new CA: node 1's old certificate is refused, once the old CA is
+    // dropped from the bundle.
+    let only_new = new_ca
+        .issue(CLUSTER, 3)
+        .expect("issue")
+        .tls(&new_ca.cert_pem())
+        .expect("tls");
+    let (_t3, mut i3) = cluster.start_with(cluster.config(3, only_new));
+    nothing_arrives(&t1, 1, &mut i3, 3).await;
 }

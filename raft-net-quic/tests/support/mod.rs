@@ -49,7 +49,7 @@ impl Cluster {
     /// A fresh certificate for node `id` from the cluster's CA.
     pub fn tls(&self, id: NodeId) -> NodeTls {
         self.ca
-            .issue(id)
+            .issue(CLUSTER, id)
             .expect("issue")
             .tls(&self.ca.cert_pem())
             .expect("tls")
@@ -121,7 +121,9 @@ pub async fn try_raw_connection(
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(tls.ca.clone()).expect("CA");
+    for ca in &tls.cas {
+        roots.add(ca.clone()).expect("CA");
+    }
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
@@ -139,7 +141,7 @@ pub async fn try_raw_connection(
         quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
     endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(client)));
     endpoint
-        .connect(addr, &raft_net_quic::certs::node_name(to))
+        .connect(addr, &raft_net_quic::certs::node_name(CLUSTER, to))
         .expect("connect")
         .await
 }

@@ -16,11 +16,16 @@ pub enum Certs {
         #[arg(long, default_value = "raft")]
         name: String,
     },
-    /// Issues node `id` a certificate signed by the CA: writes `node-<id>.pem` and `node-<id>.key`.
+    /// Issues node `id` of cluster `cluster-id` a certificate signed by the CA: writes
+    /// `node-<id>.pem` and `node-<id>.key`.
     Node {
         /// The directory holding `ca.pem` and `ca.key`.
         #[arg(long)]
         ca_dir: PathBuf,
+        /// The cluster id to bind to the certificate (the `cluster_id` of the node's config): a
+        /// CA shared by several clusters cannot then let a node of one join another.
+        #[arg(long)]
+        cluster_id: u64,
         /// The node id to bind to the certificate.
         #[arg(long)]
         id: u64,
@@ -56,12 +61,15 @@ pub fn run(command: Certs) -> Result<(), String> {
         }
         Certs::Node {
             ca_dir,
+            cluster_id,
             id,
             hosts,
             out,
         } => {
             let ca = load_ca(&ca_dir)?;
-            let cert = ca.issue_for_hosts(id, &hosts).map_err(|e| e.to_string())?;
+            let cert = ca
+                .issue_for_hosts(cluster_id, id, &hosts)
+                .map_err(|e| e.to_string())?;
             write(&out, &format!("node-{id}.pem"), &cert.cert_pem, false)?;
             write(&out, &format!("node-{id}.key"), &cert.key_pem, true)?;
             println!("wrote {0}/node-{id}.pem and {0}/node-{id}.key", out.display());
