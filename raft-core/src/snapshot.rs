@@ -198,7 +198,8 @@ impl RaftCore {
     }
 
     /// A transfer that heard nothing for a while lost a chunk or its answer: resend from the last
-    /// confirmed byte, or start over with a newer snapshot if one was taken meanwhile.
+    /// confirmed byte; only a transfer that has confirmed nothing for several stalls in a row
+    /// starts over with a newer snapshot, if one was taken meanwhile.
     pub(crate) fn resume_stalled_snapshot(&mut self, follower: NodeId) {
         let latest = self.snapshot.clone();
         let Some(progress) = self.progress.get_mut(&follower) else {
@@ -207,8 +208,9 @@ impl RaftCore {
         let Some(transfer) = progress.snapshot.as_mut() else {
             return;
         };
+        let give_up = transfer.give_up_on_stall();
         match latest {
-            Some(latest) if latest.index != transfer.meta.index => {
+            Some(latest) if give_up && latest.index != transfer.meta.index => {
                 debug!(
                     follower,
                     snapshot_index = latest.index,

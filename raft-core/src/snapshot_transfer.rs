@@ -17,7 +17,15 @@ pub(crate) struct SnapshotTransfer {
     /// Sending went back to `acked_offset` since the follower last confirmed progress, so further
     /// answers naming the same gap are echoes of it.
     rewound: bool,
+    /// `acked_offset` when the transfer last stalled.
+    acked_at_last_stall: u64,
+    /// Stalls in a row with nothing confirmed in between.
+    stalls_without_progress: u32,
 }
+
+/// Stalls in a row without a confirmed byte after which a transfer is given up for a newer
+/// snapshot (its bytes may be gone).
+const STALLS_BEFORE_GIVING_UP: u32 = 3;
 
 impl SnapshotTransfer {
     pub(crate) fn new(meta: SnapshotMeta) -> Self {
@@ -27,7 +35,24 @@ impl SnapshotTransfer {
             acked_offset: 0,
             last_sent: false,
             rewound: false,
+            acked_at_last_stall: 0,
+            stalls_without_progress: 0,
         }
+    }
+
+    /// The transfer heard nothing for a while. Whether to give it up for a newer snapshot: only
+    /// when several stalls in a row confirmed nothing (its snapshot may have been deleted). A
+    /// transfer that is progressing, however slowly, is resumed, never restarted: a newer
+    /// snapshot is recorded every few entries under sustained writes, and a large transfer that
+    /// started over with each one would never finish.
+    pub(crate) fn give_up_on_stall(&mut self) -> bool {
+        if self.acked_offset > self.acked_at_last_stall {
+            self.acked_at_last_stall = self.acked_offset;
+            self.stalls_without_progress = 0;
+        } else {
+            self.stalls_without_progress += 1;
+        }
+        self.stalls_without_progress >= STALLS_BEFORE_GIVING_UP
     }
 
     /// The next chunk to send (offset, length), if the window allows one.

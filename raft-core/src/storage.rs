@@ -211,6 +211,11 @@ pub trait SnapshotStore: Clone + Send + Sync + 'static {
     async fn open(&self, index: Index) -> Result<Box<dyn SnapshotRead>, StorageError>;
 
     /// Reads `len` bytes at `offset` of the complete snapshot at `index` (fewer at its end).
+    ///
+    /// A leader sends a snapshot to a follower with these reads, chunk by chunk. A store that
+    /// deletes a snapshot once a newer one is recorded must keep one still being read this way
+    /// (for a while after its last chunk was read): otherwise, under sustained writes that keep
+    /// recording newer snapshots, a large transfer would restart forever.
     async fn read_chunk(&self, index: Index, offset: u64, len: u64) -> Result<Bytes, StorageError>;
 }
 

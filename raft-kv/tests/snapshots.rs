@@ -269,3 +269,88 @@ async fn follower_given_two_snapshots_back_to_back_restores_them_in_turn() {
     assert_eq!(storage.durable_snapshot().map(|m| m.index), Some(20));
     node.shutdown().await;
 }
+
+/// A snapshot taken every 10 entries, sent in 256 KiB chunks.
+fn compacting_often(seed: u64) -> ClusterOptions {
+    ClusterOptions {
+        seed,
+        configure: |config| {
+            config.snapshot_after_entries = 10;
+            config.snapshot_keep_entries = 5;
+            config.snapshot_chunk_bytes = 256 << 10;
+        },
+        ..ClusterOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_snapshot_transfer_completes_while_writes_keep_superseding_the_snapshot() {
+    let cluster = std::sync::Arc::new(MemCluster::start(3, compacting_often(23)).await.unwrap());
+    let leader = cluster.wait_for_leader(TIMEOUT).await.unwrap();
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    cluster.network().isolate(follower);
+    // 50 MiB of state: the snapshot is 200 chunks.
+    let big = "x".repeat(1 << 20);
+    for i in 0..50 {
+        let put = KvCommand::Put {
+            key: format!("big-{i:02}"),
+            value: big.clone(),
+        };
+        cluster.kv(put).await.unwrap();
+    }
+    let follower_last = cluster.node(follower).unwrap().status().raft.last_log_index;
+    // Each message takes 10 to 20 ms: the transfer (200 chunks, 4 in flight) takes longer than
+    // four writers take to write 10 entries and make the leader record a newer snapshot, again
+    // and again.
+    cluster.network().set_faults(raft_net_mem::Faults {
+        delay: (Duration::from_millis(10), Duration::from_millis(20)),
+        ..raft_net_mem::Faults::none()
+    });
+    cluster.network().heal();
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (cluster, writing) = (cluster.clone(), writing.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                    n += 1;
+                    let put = KvCommand::Put {
+                        key: format!("small-{w}-{}", n % 10),
+                        value: n.to_string(),
+                    };
+                    let _ = cluster.kv(put).await;
+                }
+                n
+            })
+        })
+        .collect();
+    let leader_snapshots_at_start = cluster.node(leader).unwrap().status().raft.snapshot_index;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.node(follower).unwrap().status().raft;
+        if status.snapshot_index > follower_last && status.applied_index >= status.snapshot_index {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never completed a snapshot transfer: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut writes = 0;
+    for writer in writers {
+        writes += writer.await.unwrap();
+    }
+    let leader_snapshot = cluster.node(leader).unwrap().status().raft.snapshot_index;
+    assert!(
+        leader_snapshot > leader_snapshots_at_start + 20,
+        "the writes ({writes}) superseded the leader's snapshot during the transfer"
+    );
+    wait_until_replica_matches_leader(&cluster, follower).await;
+    assert_eq!(
+        cluster.replica(follower).unwrap().get("big-49").map(String::len),
+        Some(1 << 20)
+    );
+}

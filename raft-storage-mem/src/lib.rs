@@ -46,15 +46,25 @@ struct Store {
     writes: u64,
     /// Complete snapshots by index (finishing one makes it durable).
     snapshots: BTreeMap<Index, Bytes>,
+    /// When each snapshot was last read in chunks (sent to a follower).
+    chunk_reads: BTreeMap<Index, std::time::Instant>,
 }
 
+/// A superseded snapshot read in chunks this recently is kept: a transfer is still reading it.
+const IN_TRANSFER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Store {
-    /// Makes `write` durable; snapshots older than a newly recorded one are deleted.
+    /// Makes `write` durable; snapshots older than a newly recorded one are deleted, unless a
+    /// transfer is still reading them.
     fn make_durable(&mut self, write: &LogWrite) -> Result<(), StorageError> {
         self.durable.apply(write)?;
         if let Some(latest) = &self.durable.snapshot {
             let latest = latest.index;
-            self.snapshots.retain(|index, _| *index >= latest);
+            let now = std::time::Instant::now();
+            let reads = &mut self.chunk_reads;
+            reads.retain(|_, at| now.duration_since(*at) < IN_TRANSFER_GRACE);
+            self.snapshots
+                .retain(|index, _| *index >= latest || reads.contains_key(index));
         }
         Ok(())
     }
@@ -252,6 +262,11 @@ impl SnapshotStore for MemSnapshots {
 
     async fn read_chunk(&self, index: Index, offset: u64, len: u64) -> Result<Bytes, StorageError> {
         let data = self.snapshot(index)?;
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .chunk_reads
+            .insert(index, std::time::Instant::now());
         let start = (offset as usize).min(data.len());
         let end = (offset.saturating_add(len) as usize).min(data.len());
         Ok(data.slice(start..end))

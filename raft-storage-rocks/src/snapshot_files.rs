@@ -1,11 +1,13 @@
 //! Snapshots as files: written under a temporary name, synced, renamed into place, and the
 //! directory synced, so that a file with a snapshot's name is always a complete snapshot.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -18,6 +20,8 @@ use crate::format::{snapshot_file_name, snapshot_index_of_file, SNAPSHOT_TEMP_PR
 const READ_PIECE_BYTES: usize = 256 << 10;
 /// Bytes a sink gathers before it hands them to the file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// A superseded snapshot read in chunks this recently is kept: a transfer is still reading it.
+const IN_TRANSFER_GRACE: Duration = Duration::from_secs(30);
 
 /// The snapshot store of a [`RocksStorage`](crate::RocksStorage): one file per complete snapshot
 /// in a directory. Clones share the directory.
@@ -26,6 +30,8 @@ pub struct FileSnapshots {
     dir: Arc<PathBuf>,
     /// Distinguishes temporary files of sinks started in this process.
     next_temp: Arc<AtomicU64>,
+    /// When each snapshot was last read in chunks (sent to a follower).
+    chunk_reads: Arc<Mutex<BTreeMap<Index, Instant>>>,
 }
 
 fn backend(context: &str, e: std::io::Error) -> StorageError {
@@ -59,6 +65,7 @@ impl FileSnapshots {
         Ok(FileSnapshots {
             dir: Arc::new(dir),
             next_temp: Arc::new(AtomicU64::new(0)),
+            chunk_reads: Arc::new(Mutex::new(BTreeMap::new())),
         })
     }
 
@@ -83,9 +90,25 @@ impl FileSnapshots {
         Ok(indexes)
     }
 
-    /// Deletes the complete snapshots that `keep` says to (blocking).
+    fn chunk_reads(&self) -> MutexGuard<'_, BTreeMap<Index, Instant>> {
+        self.chunk_reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deletes the complete snapshots that `delete` says to (blocking), except those a transfer
+    /// is still reading (read in chunks within the last [`IN_TRANSFER_GRACE`]): a later call
+    /// deletes them once the transfer is over.
     pub(crate) fn delete_where(&self, delete: impl Fn(Index) -> bool) -> std::io::Result<()> {
+        let in_transfer: BTreeSet<Index> = {
+            let mut reads = self.chunk_reads();
+            let now = Instant::now();
+            reads.retain(|_, at| now.duration_since(*at) < IN_TRANSFER_GRACE);
+            reads.keys().copied().collect()
+        };
         for index in self.indexes()? {
+            if in_transfer.contains(&index) {
+                debug!(index, "keeping a superseded snapshot while a transfer reads it");
+                continue;
+            }
             if delete(index) {
                 debug!(index, "deleting a superseded snapshot");
                 match std::fs::remove_file(self.path(index)) {
@@ -140,6 +163,7 @@ impl SnapshotStore for FileSnapshots {
     }
 
     async fn read_chunk(&self, index: Index, offset: u64, len: u64) -> Result<Bytes, StorageError> {
+        self.chunk_reads().insert(index, Instant::now());
         let this = self.clone();
         blocking(move || {
             let file = this.open_file(index)?;

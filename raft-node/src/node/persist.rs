@@ -76,6 +76,9 @@ impl ReceivingSnapshot {
         for chunk in chunks {
             let index = chunk.snapshot_index;
             if chunk.offset == 0 {
+                // A new transfer: one started earlier (another snapshot, or this one from an
+                // earlier leader) will not be finished; dropping its sink abandons its file.
+                self.sinks.clear();
                 self.sinks.insert(index, snapshots.create(index).await?);
             }
             match self.sinks.get_mut(&index) {
