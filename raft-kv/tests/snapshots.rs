@@ -354,3 +354,53 @@ async fn a_large_snapshot_transfer_completes_while_writes_keep_superseding_the_s
         Some(1 << 20)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_stored_snapshot_is_damaged_refuses_to_start_and_says_why() {
+    let cluster = MemCluster::start(3, compacting(31)).await.unwrap();
+    write_many(&cluster, "k", 40).await;
+    let leader = cluster.wait_for_leader(TIMEOUT).await.unwrap();
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    wait_until_replica_matches_leader(&cluster, follower).await;
+    cluster.kill(follower);
+    let storage = cluster.storage(follower).unwrap();
+    let snapshot = storage.durable_snapshot().expect("the follower compacted");
+    assert!(storage.damage_snapshot(snapshot.index));
+    let refused = cluster.restart(follower).await;
+    let error = refused.expect_err("a node must not restore from a damaged snapshot");
+    let message = error.to_string();
+    assert!(message.contains("does not match its metadata"), "{message}");
+    assert!(message.contains("add it back"), "{message}");
+    // The others carry on.
+    write_many(&cluster, "after", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_snapshot_is_damaged_stops_instead_of_sending_it_and_the_cluster_recovers() {
+    let cluster = MemCluster::start(3, compacting(37)).await.unwrap();
+    let leader = cluster.wait_for_leader(TIMEOUT).await.unwrap();
+    let lagging = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    cluster.network().isolate(lagging);
+    write_many(&cluster, "k", 60).await;
+    let storage = cluster.storage(leader).unwrap();
+    let snapshot = storage.durable_snapshot().expect("the leader compacted");
+    assert!(storage.damage_snapshot(snapshot.index));
+    cluster.network().heal();
+    // The leader finds the damage when it is about to send the snapshot, and stops.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let raft_node::RunState::Failed(why) = cluster.node(leader).unwrap().status().state {
+            assert!(why.contains("does not match its metadata"), "{why}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader sent a damaged snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill(leader);
+    // The third node leads and catches the lagging one up with its own, sound snapshot.
+    wait_until_replica_matches_leader(&cluster, lagging).await;
+    assert_eq!(cluster.replica(lagging).unwrap().len(), 60);
+}

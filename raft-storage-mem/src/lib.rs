@@ -165,6 +165,24 @@ impl MemStorage {
         self.lock().snapshots.keys().copied().collect()
     }
 
+    /// Damages the stored snapshot at `index` by flipping the bits of its middle byte, as a
+    /// failing disk would (fault injection); whether one was there to damage.
+    pub fn damage_snapshot(&self, index: Index) -> bool {
+        let mut store = self.lock();
+        let Some(data) = store.snapshots.get(&index) else {
+            return false;
+        };
+        let mut damaged = data.to_vec();
+        if damaged.is_empty() {
+            damaged.push(0);
+        } else {
+            let middle = damaged.len() / 2;
+            damaged[middle] ^= 0xff;
+        }
+        store.snapshots.insert(index, Bytes::from(damaged));
+        true
+    }
+
     /// How many writes were made durable so far.
     pub fn write_count(&self) -> u64 {
         self.lock().writes

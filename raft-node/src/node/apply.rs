@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use raft_core::{
-    EntryPayload, Index, SnapshotChecksum, SnapshotSink, SnapshotStore, SnapshotWrite, StateMachine,
-    StateMachineError, StorageError, Term,
+    EntryPayload, Index, SnapshotChecksum, SnapshotMeta, SnapshotSink, SnapshotStore, SnapshotWrite,
+    StateMachine, StateMachineError, StorageError, Term,
 };
 use tokio::sync::mpsc;
 
 use crate::error::{ProposeError, ReadError};
 
+use super::snapshot_check::verify_snapshot;
 use super::types::{Applied, ApplyJob, PendingQuery, ReplyTo};
 
 /// A snapshot being built: the bytes go to the store, their checksum is kept on the way.
@@ -51,12 +52,17 @@ async fn build_snapshot<M: StateMachine, St: SnapshotStore>(
     })
 }
 
-/// Replaces the state machine's state with the snapshot at `index`.
+/// Replaces the state machine's state with the snapshot `meta` describes, once its bytes check
+/// out.
 async fn restore_snapshot<M: StateMachine, St: SnapshotStore>(
     state_machine: &mut M,
     snapshots: &St,
-    index: Index,
+    meta: &SnapshotMeta,
 ) -> Result<(), StateMachineError> {
+    let index = meta.index;
+    verify_snapshot(snapshots, meta)
+        .await
+        .map_err(|error| StateMachineError::storage(index, error))?;
     let mut reader = snapshots
         .open(index)
         .await
@@ -100,7 +106,7 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                 continue;
             }
             ApplyJob::Restore(snapshot) => {
-                if let Err(error) = restore_snapshot(&mut state_machine, &snapshots, snapshot.index).await {
+                if let Err(error) = restore_snapshot(&mut state_machine, &snapshots, &snapshot).await {
                     let _ = done.send(Err(error));
                     return;
                 }

@@ -33,6 +33,7 @@
 mod apply;
 mod event_loop;
 mod persist;
+mod snapshot_check;
 mod snapshot_sender;
 mod tick_clock;
 mod types;
@@ -58,6 +59,7 @@ use crate::error::{
 use self::apply::apply_loop;
 use self::event_loop::EventLoop;
 use self::persist::persist_loop;
+use self::snapshot_check::verify_snapshot;
 use self::snapshot_sender::send_snapshot_chunks;
 use self::tick_clock::TickClock;
 use self::types::Request;
@@ -161,6 +163,7 @@ impl RaftNode {
                     index = snapshot.index,
                     "restoring the state machine from the stored snapshot"
                 );
+                verify_snapshot(&snapshots, snapshot).await?;
                 let mut reader = snapshots.open(snapshot.index).await?;
                 state_machine.restore(snapshot.index, reader.as_mut()).await?;
             }
@@ -189,9 +192,16 @@ impl RaftNode {
         let (status_tx, status_rx) = watch::channel(NodeStatus::of(&core, RunState::Running));
 
         let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
+        let snapshot_failures = persisted_tx.clone();
         let persist_task = tokio::spawn(persist_loop(storage, transport.clone(), persist_rx, persisted_tx));
         let apply_task = tokio::spawn(apply_loop(state_machine, snapshots.clone(), apply_rx, applied_tx));
-        let sender_task = tokio::spawn(send_snapshot_chunks(snapshots, transport.clone(), chunk_rx));
+        // A snapshot found corrupt when it is about to be sent stops the node like a failed write.
+        let sender_task = tokio::spawn(send_snapshot_chunks(
+            snapshots,
+            transport.clone(),
+            chunk_rx,
+            snapshot_failures,
+        ));
         let event_loop = EventLoop {
             core,
             transport,
