@@ -20,17 +20,26 @@ pub enum PlantedBug {
     LeadBeforeVoteIsDurable,
     /// Complete a newer snapshot from the leader while the previous one is still being restored.
     CompleteSnapshotWhileRestoring,
+    /// Change the voters in one step, without the joint configuration (Raft thesis §4.3): the
+    /// old and the new majorities may not overlap, so two leaders can be elected in one term.
+    SkipJointConsensus,
+    /// Keep serving lease reads while a leadership transfer is under way (Raft thesis §6.4.1):
+    /// the target may win an election the voters grant despite their leases, and acknowledge
+    /// writes the old leader's lease reads do not see.
+    KeepLeaseDuringTransfer,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::CountPreviousTermTowardCommit,
         PlantedBug::GrantSecondVoteInTerm,
         PlantedBug::AcknowledgeBeforePersist,
         PlantedBug::SkipUpToDateLogCheck,
         PlantedBug::LeadBeforeVoteIsDurable,
         PlantedBug::CompleteSnapshotWhileRestoring,
+        PlantedBug::SkipJointConsensus,
+        PlantedBug::KeepLeaseDuringTransfer,
     ];
 }
 

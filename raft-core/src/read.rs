@@ -75,10 +75,10 @@ impl RaftCore {
 
     /// The rule behind [`RaftCore::holds_lease`].
     pub(crate) fn lease_holds(&self) -> bool {
+        let transfer_ends_lease = !self.planted(crate::planted::PlantedBug::KeepLeaseDuringTransfer);
         self.config.lease_reads
             && self.role == Role::Leader
-            && self.transfer.is_none()
-            && !self.reads.lease_forfeited
+            && (!transfer_ends_lease || (self.transfer.is_none() && !self.reads.lease_forfeited))
             && self.term_committed()
             && self.ticks < self.reads.lease_until
     }

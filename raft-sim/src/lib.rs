@@ -24,6 +24,7 @@
 //! ```
 
 pub mod history;
+mod hostile;
 mod invariants;
 pub mod linearizability;
 mod log_mirror;

@@ -75,6 +75,15 @@ pub struct SimOptions {
     pub crash_after_change_probability: f64,
     /// How far behind the commit index a node may be and still be made a voter.
     pub max_promotion_lag_entries: u64,
+    /// Per-step probability that a node's disk fails the writes due now (an I/O error on write
+    /// or fsync, or a full disk). The node stops without acknowledging them, as `raft-node`
+    /// does; what the failed writes left on the disk is drawn: all of them, or none (a failed
+    /// fsync may or may not have reached the platter). It restarts later from that disk, as an
+    /// operator would after replacing it.
+    pub disk_failure_probability: f64,
+    /// Per-step probability of a hostile message among the honest traffic (see `hostile.rs`):
+    /// refused as malformed, or from an outsider, which a leader ignores.
+    pub hostile_probability: f64,
     /// A deliberate bug to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
 }
@@ -119,6 +128,8 @@ impl SimOptions {
             single_voter_probability: pick(&mut rng, &[0.0, 0.25, 0.5]),
             crash_after_change_probability: pick(&mut rng, &[0.0, 0.2]),
             max_promotion_lag_entries: pick(&mut rng, &[4.0, 32.0, 1000.0]) as u64,
+            disk_failure_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
+            hostile_probability: pick(&mut rng, &[0.0, 0.002, 0.02]),
             planted_bug: None,
         }
     }

@@ -17,6 +17,7 @@ use raft_core::{
     SoftState,
 };
 
+use crate::hostile::{self, Expect};
 use crate::invariants::{self, Observer, Violation};
 use crate::log_mirror::{entry_hash, extend_chain};
 use crate::network::{Network, SendOutcome};
@@ -45,6 +46,10 @@ pub struct SimStats {
     pub crashes: u64,
     /// Writes lost in crashes.
     pub lost_writes: u64,
+    /// Disk failures injected (writes failed, not acknowledged, the node stopped).
+    pub disk_failures: u64,
+    /// Hostile messages injected (each refused or ignored as it must be).
+    pub hostile: u64,
     /// Partition events (isolate, split, cut).
     pub partitions: u64,
     /// Steps from the end of the faults to the first new commit.
@@ -304,6 +309,13 @@ impl Simulation {
         if chaos && self.rng.chance(self.options.transfer_probability) {
             self.transfer_leadership();
         }
+        // Drawn only when the fault is on, so seeds without it replay as before.
+        if chaos
+            && self.options.hostile_probability > 0.0
+            && self.rng.chance(self.options.hostile_probability)
+        {
+            self.inject_hostile()?;
+        }
         // Without pre-vote, a removed server that never learns of its removal, or a new voter
         // with a stale log and configuration, raises the term and votes for itself again and
         // again, and can keep the electable nodes from winning for a long time (Raft thesis
@@ -441,9 +453,116 @@ impl Simulation {
         Ok(())
     }
 
+    /// Sends one hostile message to a running node and checks that it sees through it.
+    fn inject_hostile(&mut self) -> Result<(), Violation> {
+        let up: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.core.is_some())
+            .map(|n| n.id)
+            .collect();
+        if up.len() < 2 {
+            return Ok(());
+        }
+        let leader = self.leader();
+        let (to, message, expect) = match leader {
+            Some(leader) if self.rng.chance(0.3) => {
+                let term = self.core_mut(leader).map_or(0, |c| c.term());
+                let message = hostile::outsider_message(&mut self.rng, leader, term);
+                (leader, message, Expect::IgnoredByLeader)
+            }
+            _ => {
+                let to = up[self.rng.below(up.len() as u64) as usize];
+                let others: Vec<NodeId> = self.nodes.keys().copied().filter(|id| *id != to).collect();
+                let from = others[self.rng.below(others.len() as u64) as usize];
+                let term = self.core_mut(to).map_or(0, |c| c.term());
+                let message = hostile::refused_message(&mut self.rng, from, to, term);
+                (to, message, Expect::Refused)
+            }
+        };
+        let summary = MessageSummary::of(&message);
+        let Some(core) = self.core_mut(to) else {
+            return Ok(());
+        };
+        let before = (core.status(), core.role(), core.term());
+        let stepped = core.step(message);
+        let after = (core.status(), core.role(), core.term());
+        let fooled = match expect {
+            Expect::Refused if stepped.is_ok() => Some("accepted a message no honest peer sends"),
+            Expect::Refused if after != before => Some("refused a hostile message but changed its state"),
+            Expect::IgnoredByLeader if (after.1, after.2) != (before.1, before.2) => {
+                Some("a leader was moved by a message from outside its configuration")
+            }
+            _ => None,
+        };
+        self.stats.hostile += 1;
+        let outcome = match (&stepped, fooled) {
+            (_, Some(what)) => what,
+            (Err(_), None) => "refused",
+            (Ok(()), None) => "ignored",
+        };
+        self.trace.record(
+            self.now,
+            Event::Hostile {
+                message: summary,
+                outcome,
+            },
+        );
+        match fooled {
+            Some(what) => Err(Violation::Unexpected {
+                node: to,
+                error: format!("hostile {summary}: {what}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A disk failure on `id`: the writes due now fail. They are not acknowledged and their
+    /// messages are not sent; they reach the disk or not, as drawn; the node stops (it must not
+    /// go on trusting a disk that failed) and restarts later.
+    fn fail_disk(&mut self, id: NodeId) -> Result<(), Violation> {
+        let kept = self.rng.chance(0.5);
+        let back_at = self.now + 1 + self.rng.below(self.options.max_down_steps);
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let failed = if kept {
+            node.complete_writes(self.now)
+                .map_err(|error| Violation::Unexpected { node: id, error })?
+                .len()
+        } else {
+            node.pending.iter().filter(|w| w.durable_at <= self.now).count()
+        };
+        node.crash(back_at);
+        self.stats.disk_failures += 1;
+        self.trace.record(
+            self.now,
+            Event::DiskFailure {
+                node: id,
+                failed_writes: failed,
+                kept,
+            },
+        );
+        Ok(())
+    }
+
     fn complete_writes(&mut self) -> Result<(), Violation> {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let chaos = self.now < self.options.chaos_steps;
         for id in ids {
+            let Some(node) = self.nodes.get_mut(&id) else {
+                continue;
+            };
+            let due = node.pending.front().is_some_and(|w| w.durable_at <= self.now);
+            // Drawn only when the fault is on, so seeds without it replay as before.
+            if chaos
+                && due
+                && self.options.disk_failure_probability > 0.0
+                && self.rng.chance(self.options.disk_failure_probability)
+            {
+                self.fail_disk(id)?;
+                continue;
+            }
             let Some(node) = self.nodes.get_mut(&id) else {
                 continue;
             };

@@ -58,6 +58,23 @@ pub enum Event {
         /// Writes lost.
         lost_writes: usize,
     },
+    /// A node's disk failed the writes due (they were not acknowledged); `kept` says whether
+    /// they reached the disk anyway. The node stopped.
+    DiskFailure {
+        /// The node.
+        node: NodeId,
+        /// Writes that failed.
+        failed_writes: usize,
+        /// Whether the failed writes are on the disk all the same.
+        kept: bool,
+    },
+    /// A hostile message, and what the node did with it.
+    Hostile {
+        /// The message.
+        message: MessageSummary,
+        /// What the node did.
+        outcome: &'static str,
+    },
     /// A node restarted from its disk.
     Restart {
         /// The node.
@@ -162,6 +179,18 @@ impl fmt::Display for Event {
             Event::Commit { node, index } => write!(f, "node {node} commit index {index}"),
             Event::Crash { node, lost_writes } => {
                 write!(f, "node {node} CRASHED, {lost_writes} unsynced writes lost")
+            }
+            Event::Hostile { message, outcome } => write!(f, "HOSTILE {message}: {outcome}"),
+            Event::DiskFailure {
+                node,
+                failed_writes,
+                kept,
+            } => {
+                let fate = if kept { "on the disk anyway" } else { "lost" };
+                write!(
+                    f,
+                    "node {node} DISK FAILED: {failed_writes} writes not acknowledged ({fate}); the node stopped"
+                )
             }
             Event::Restart {
                 node,

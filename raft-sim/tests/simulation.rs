@@ -4,7 +4,7 @@
 //! * A sweep of fresh seeds: `RAFT_SIM_SWEEP_START` (CI sets it from the commit) or, by default,
 //!   a window chosen by today's date, so that runs do not keep proving the same seeds. The window
 //!   is printed; a failure names its seed and how to replay it.
-//! * `RAFT_SIM_SEEDS=N` changes how many fresh seeds the sweep runs (default 5,000).
+//! * `RAFT_SIM_SEEDS=N` changes how many fresh seeds the sweep runs (default 10,000).
 //! * `RAFT_SIM_SEED=N` runs only seed N (to replay a failure; its trace is printed).
 
 use std::ops::Range;
@@ -48,9 +48,12 @@ fn sweep(what: &str, seeds: &[u64]) -> Vec<raft_sim::SimReport> {
     let elections: u64 = reports.iter().map(|r| r.stats.elections).sum();
     let built: u64 = reports.iter().map(|r| r.stats.snapshots_built).sum();
     let installed: u64 = reports.iter().map(|r| r.stats.snapshots_installed).sum();
+    let disk_failures: u64 = reports.iter().map(|r| r.stats.disk_failures).sum();
+    let hostile: u64 = reports.iter().map(|r| r.stats.hostile).sum();
     println!(
         "{what}: {} seeds in {:.1?}: {steps} steps, {elections} elections, {crashes} crashes, \
-         {built} snapshots built, {installed} installed from a leader",
+         {disk_failures} disk failures, {hostile} hostile messages, {built} snapshots built, \
+         {installed} installed from a leader",
         seeds.len(),
         started.elapsed()
     );
@@ -75,7 +78,7 @@ fn sweep(what: &str, seeds: &[u64]) -> Vec<raft_sim::SimReport> {
 fn every_invariant_holds_at_every_step_for_a_window_of_fresh_seeds() {
     let seeds = match env_u64("RAFT_SIM_SEED") {
         Some(seed) => seed..seed + 1,
-        None => fresh_window(env_u64("RAFT_SIM_SEEDS").unwrap_or(5000)),
+        None => fresh_window(env_u64("RAFT_SIM_SEEDS").unwrap_or(10_000)),
     };
     println!(
         "sweeping seeds {seeds:?} (this window again: RAFT_SIM_SWEEP_START={} \
@@ -91,6 +94,12 @@ fn every_invariant_holds_at_every_step_for_a_window_of_fresh_seeds() {
         assert!(
             built > 0 && installed > 0,
             "the sweep exercises compaction and InstallSnapshot"
+        );
+        let disk_failures: u64 = reports.iter().map(|r| r.stats.disk_failures).sum();
+        let hostile: u64 = reports.iter().map(|r| r.stats.hostile).sum();
+        assert!(
+            disk_failures > 0 && hostile > 0,
+            "the sweep exercises failing disks and hostile messages"
         );
     }
 }
