@@ -9,6 +9,9 @@
 //! [`MemStorage::crash`] then discards every write that was never reported durable, as a power
 //! loss discards what was not fsynced.
 //!
+//! [`FaultyStorage`] wraps any [`LogStorage`] and fails its writes (I/O error, full disk, a sync
+//! that fails after the write) and its reads on command.
+//!
 //! ```
 //! use raft_core::{Entry, LogStorage, LogWrite};
 //! use raft_storage_mem::MemStorage;
@@ -21,6 +24,10 @@
 //! # Ok::<(), raft_core::StorageError>(())
 //! # }).unwrap();
 //! ```
+
+mod faulty;
+
+pub use crate::faulty::{FaultyStorage, StorageFaults, WriteFault};
 
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -21,7 +21,13 @@ pub enum RunState {
     Running,
     /// Shut down on request.
     Stopped,
-    /// Stopped because storage or the state machine failed; the text says how.
+    /// Stopped because storage or the state machine failed; the text says how. Nothing the
+    /// failed write held was acknowledged.
+    ///
+    /// After a storage failure, restart the **process**, not just a new `RaftNode` on the same
+    /// open store: after a failed fsync the kernel may have dropped the dirty pages and cleared
+    /// the error, so what the page cache shows is not what the disk holds. A new process reads
+    /// the store back from the disk.
     Failed(String),
 }
 
