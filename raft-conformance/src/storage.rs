@@ -45,6 +45,7 @@ macro_rules! storage_suite {
             snapshot_bytes_are_read_back_whole_and_by_chunk,
             unfinished_snapshot_is_invisible,
             recorded_snapshot_survives_reopen,
+            superseded_snapshot_being_sent_stays_readable,
             reopen_after_many_writes_loads_the_same_log,
         );
     };
@@ -603,6 +604,45 @@ pub async fn recorded_snapshot_survives_reopen<H: StorageHarness>(mut harness: H
     match read_snapshot(&storage.snapshot_store(), 10).await {
         Ok(read) => assert_eq!(read, b"ten!"),
         Err(e) => panic!("snapshot 10 after reopen: {e}"),
+    }
+}
+
+/// A snapshot a leader is sending chunk by chunk stays readable when a newer one is recorded
+/// meanwhile (see [`SnapshotStore::read_chunk`]): a store that deleted it at once would make a
+/// large transfer start over with every newer snapshot, forever under sustained writes.
+pub async fn superseded_snapshot_being_sent_stays_readable<H: StorageHarness>(mut harness: H) {
+    let mut storage = harness.open().await;
+    persist(&mut storage, append(entries(1..=12, 1))).await;
+    let store = storage.snapshot_store();
+    let older = store_snapshot(&store, 6, 1, &[Bytes::from_static(b"snapshot six")]).await;
+    persist(
+        &mut storage,
+        LogWrite {
+            purge_to: 6,
+            snapshot: Some(older),
+            ..LogWrite::default()
+        },
+    )
+    .await;
+    // A transfer of snapshot 6 begins.
+    match store.read_chunk(6, 0, 4).await {
+        Ok(chunk) => assert_eq!(&chunk[..], b"snap"),
+        Err(e) => panic!("first chunk of snapshot 6: {e}"),
+    }
+    let newer = store_snapshot(&store, 10, 1, &[Bytes::from_static(b"ten")]).await;
+    persist(
+        &mut storage,
+        LogWrite {
+            purge_to: 10,
+            snapshot: Some(newer),
+            ..LogWrite::default()
+        },
+    )
+    .await;
+    // The transfer goes on.
+    match store.read_chunk(6, 4, 100).await {
+        Ok(chunk) => assert_eq!(&chunk[..], b"shot six"),
+        Err(e) => panic!("a superseded snapshot being sent must stay readable: {e}"),
     }
 }
 
