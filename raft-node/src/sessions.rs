@@ -66,7 +66,7 @@ pub enum SessionCommand {
     Configure(SessionLimits),
 }
 
-/// The limits on client sessions: part of the replicated state (see the [module](self) docs).
+/// The limits on client sessions: part of the replicated state (see [`Sessions`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionLimits {
     /// A session unused for this many log entries expires (at least 1).
