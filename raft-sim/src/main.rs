@@ -88,6 +88,21 @@ fn main() -> ExitCode {
         failures.len(),
         steps
     );
+    let total = |field: fn(&raft_sim::SimStats) -> u64| reports.iter().map(|r| field(&r.stats)).sum::<u64>();
+    say!(
+        "faults injected in the passing seeds: {} crashes ({} unsynced writes lost), {} disk failures, \
+         {} partition events, {} messages lost, {} duplicated, {} hostile messages; {} snapshots \
+         built, {} installed from a leader",
+        total(|s| s.crashes),
+        total(|s| s.lost_writes),
+        total(|s| s.disk_failures),
+        total(|s| s.partitions),
+        total(|s| s.lost),
+        total(|s| s.duplicated),
+        total(|s| s.hostile),
+        total(|s| s.snapshots_built),
+        total(|s| s.snapshots_installed)
+    );
     if let Some(first) = failures.first() {
         say!("\nfirst failure:\n{first}");
         let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
