@@ -140,6 +140,26 @@ async fn store_snapshot<S: SnapshotStore>(
     }
 }
 
+/// Writes `data` as the snapshot at `index` and records it durably, purging the log up to it.
+async fn record_snapshot<S: LogStorage>(
+    storage: &mut S,
+    index: Index,
+    term: Term,
+    data: &[Bytes],
+) -> SnapshotMeta {
+    let meta = store_snapshot(&storage.snapshot_store(), index, term, data).await;
+    persist(
+        storage,
+        LogWrite {
+            purge_to: index,
+            snapshot: Some(meta.clone()),
+            ..LogWrite::default()
+        },
+    )
+    .await;
+    meta
+}
+
 async fn read_snapshot<S: SnapshotStore>(store: &S, index: Index) -> Result<Vec<u8>, StorageError> {
     let mut reader = store.open(index).await?;
     let mut all = Vec::new();
@@ -566,30 +586,12 @@ pub async fn unfinished_snapshot_is_invisible<H: StorageHarness>(mut harness: H)
 pub async fn recorded_snapshot_survives_reopen<H: StorageHarness>(mut harness: H) {
     let mut storage = harness.open().await;
     persist(&mut storage, append(entries(1..=12, 1))).await;
-    let older = store_snapshot(&storage.snapshot_store(), 6, 1, &[Bytes::from_static(b"six")]).await;
-    persist(
+    record_snapshot(&mut storage, 6, 1, &[Bytes::from_static(b"six")]).await;
+    let newer = record_snapshot(
         &mut storage,
-        LogWrite {
-            purge_to: 6,
-            snapshot: Some(older),
-            ..LogWrite::default()
-        },
-    )
-    .await;
-    let newer = store_snapshot(
-        &storage.snapshot_store(),
         10,
         1,
         &[Bytes::from_static(b"ten"), Bytes::from_static(b"!")],
-    )
-    .await;
-    persist(
-        &mut storage,
-        LogWrite {
-            purge_to: 10,
-            snapshot: Some(newer.clone()),
-            ..LogWrite::default()
-        },
     )
     .await;
     drop(storage);
@@ -614,31 +616,13 @@ pub async fn superseded_snapshot_being_sent_stays_readable<H: StorageHarness>(mu
     let mut storage = harness.open().await;
     persist(&mut storage, append(entries(1..=12, 1))).await;
     let store = storage.snapshot_store();
-    let older = store_snapshot(&store, 6, 1, &[Bytes::from_static(b"snapshot six")]).await;
-    persist(
-        &mut storage,
-        LogWrite {
-            purge_to: 6,
-            snapshot: Some(older),
-            ..LogWrite::default()
-        },
-    )
-    .await;
+    record_snapshot(&mut storage, 6, 1, &[Bytes::from_static(b"snapshot six")]).await;
     // A transfer of snapshot 6 begins.
     match store.read_chunk(6, 0, 4).await {
         Ok(chunk) => assert_eq!(&chunk[..], b"snap"),
         Err(e) => panic!("first chunk of snapshot 6: {e}"),
     }
-    let newer = store_snapshot(&store, 10, 1, &[Bytes::from_static(b"ten")]).await;
-    persist(
-        &mut storage,
-        LogWrite {
-            purge_to: 10,
-            snapshot: Some(newer),
-            ..LogWrite::default()
-        },
-    )
-    .await;
+    record_snapshot(&mut storage, 10, 1, &[Bytes::from_static(b"ten")]).await;
     // The transfer goes on.
     match store.read_chunk(6, 4, 100).await {
         Ok(chunk) => assert_eq!(&chunk[..], b"shot six"),
