@@ -83,9 +83,6 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                 Some(message) = self.inbox.recv() => Event::Message(message),
                 _ = ticker.tick() => Event::Tick,
             };
-            // Time first: after a pause the core must see the ticks it missed before it takes in
-            // anything (a lease read judged on a stopped clock could be stale).
-            self.catch_up_ticks();
             if let Some(stop) = self.handle(event) {
                 break stop;
             }
@@ -134,6 +131,12 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
 
     /// Feeds one input to the core. Returns the state to stop in, if the node must stop.
     fn handle(&mut self, event: Event) -> Option<RunState> {
+        // Time first, before a tick or a request: after a pause the core must see the ticks it
+        // missed before it serves anything (a lease read judged on a stopped clock could be
+        // stale). Peers' messages need no clock, so they do not read it.
+        if matches!(event, Event::Tick | Event::Request(_)) {
+            self.catch_up_ticks();
+        }
         match event {
             // The ticks themselves were counted by `catch_up_ticks`; the timer only wakes the loop.
             Event::Tick => {}
