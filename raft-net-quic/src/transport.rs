@@ -773,7 +773,8 @@ struct FrameLimits<'a> {
 
 /// Reads one frame with its share of the budget; `Ok(None)` at a clean end of stream. Waiting for
 /// a frame to start has no deadline (a stream may be quiet between messages); once its first
-/// byte is in, the rest must come within the timeout.
+/// byte is in, the rest of the prefix must come within the timeout, and so must the body once its
+/// bytes are reserved from the budget.
 async fn read_frame(
     stream: &mut quinn::RecvStream,
     limits: &FrameLimits<'_>,
@@ -783,38 +784,40 @@ async fn read_frame(
         None => return Ok(None),
         Some(n) => n,
     };
-    let rest = async {
-        let got = first + read_exact(stream, &mut prefix[first..]).await?;
-        if got < LENGTH_BYTES {
-            return Err(WireError::Truncated {
-                got,
-                expected: LENGTH_BYTES,
-            }
-            .into());
+    let slow = |_| ReceiveError::Slow(limits.timeout);
+    let got = tokio::time::timeout(limits.timeout, read_exact(stream, &mut prefix[first..]))
+        .await
+        .map_err(slow)??
+        + first;
+    if got < LENGTH_BYTES {
+        return Err(WireError::Truncated {
+            got,
+            expected: LENGTH_BYTES,
         }
-        // Checked against the maximum before a byte of the body is held.
-        let len = frame_length(prefix, limits.max_bytes)?;
-        let permits = u32::try_from(len).map_err(|_| WireError::Oversized {
-            len,
-            max: limits.max_bytes,
-        })?;
-        let permit = limits
-            .budget
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| WireError::Protocol("transport shut down"))?;
-        let mut body = vec![0u8; len];
-        let got = read_exact(stream, &mut body).await?;
-        if got < len {
-            return Err(WireError::Truncated { got, expected: len }.into());
-        }
-        Ok((decode_body(&body)?, permit))
-    };
-    match tokio::time::timeout(limits.timeout, rest).await {
-        Ok(frame) => frame.map(Some),
-        Err(_) => Err(ReceiveError::Slow(limits.timeout)),
+        .into());
     }
+    // Checked against the maximum before a byte of the body is held.
+    let len = frame_length(prefix, limits.max_bytes)?;
+    let permits = u32::try_from(len).map_err(|_| WireError::Oversized {
+        len,
+        max: limits.max_bytes,
+    })?;
+    // Waiting for the budget is this node's backpressure, not the sender's slowness: the body's
+    // deadline starts once the bytes are reserved.
+    let permit = limits
+        .budget
+        .clone()
+        .acquire_many_owned(permits)
+        .await
+        .map_err(|_| WireError::Protocol("transport shut down"))?;
+    let mut body = vec![0u8; len];
+    let got = tokio::time::timeout(limits.timeout, read_exact(stream, &mut body))
+        .await
+        .map_err(slow)??;
+    if got < len {
+        return Err(WireError::Truncated { got, expected: len }.into());
+    }
+    Ok(Some((decode_body(&body)?, permit)))
 }
 
 /// Fills `buf` unless the stream ends first; returns the bytes read.
