@@ -12,7 +12,7 @@ use crate::types::NodeId;
 /// assert_eq!(config.election_timeout_ticks, 20);
 /// # Ok::<(), raft_core::ConfigError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     /// This node's id. Must not be 0.
     pub id: NodeId,

@@ -8,7 +8,7 @@ use crate::membership::Membership;
 use crate::types::{Index, Term};
 
 /// The configurations in the in-memory log, oldest first, with the one in force before them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub(crate) struct ConfigHistory {
     /// The configuration before any configuration entry in the log (bootstrap).
     pub(crate) base: Membership,

@@ -32,7 +32,7 @@ use crate::transfer_state::Transfer;
 use crate::types::{HardState, Index, NodeId, Role, SoftState, Status, Term};
 
 /// What a node had persisted when it stopped, to restart from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RestoredState {
     /// The saved hard state.
     pub hard_state: HardState,
@@ -47,7 +47,7 @@ pub struct RestoredState {
 }
 
 /// The leader's view of one follower, for metrics and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FollowerProgress {
     /// The highest index known to match on the follower.
     pub match_index: Index,
@@ -66,6 +66,10 @@ pub struct FollowerProgress {
 /// resulting work with [`ready`](Self::ready), and reports back what it made durable
 /// ([`on_persisted`](Self::on_persisted)) and applied ([`on_applied`](Self::on_applied)). The
 /// same inputs in the same order always give the same outputs.
+///
+/// A core is a value: [`Clone`] forks it (a model checker explores both branches of a choice from
+/// one state), and [`Hash`] covers every field that can change what it does next, so equal hashes
+/// stand for equal states (up to collisions).
 ///
 /// ```
 /// use raft_core::{Config, Entry, Membership, RaftCore, Role};
@@ -96,7 +100,7 @@ pub struct FollowerProgress {
 /// node.on_applied(index);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct RaftCore {
     pub(crate) config: Config,
     pub(crate) term: Term,
@@ -150,7 +154,7 @@ pub struct RaftCore {
 }
 
 /// The bytes of the entries in `(committed, last]` of a leader's log in `term`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Hash)]
 struct UncommittedTally {
     term: Term,
     committed: Index,

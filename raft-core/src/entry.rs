@@ -8,7 +8,7 @@ use crate::membership::Membership;
 use crate::types::{Index, Term};
 
 /// What an entry carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub enum EntryPayload {
     /// An empty entry. A new leader appends one to commit the entries of earlier terms
     /// (Raft paper §5.4.2, §8).
@@ -21,7 +21,7 @@ pub enum EntryPayload {
 }
 
 /// One entry of the replicated log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct Entry {
     /// The term of the leader that created the entry.
     pub term: Term,

@@ -212,7 +212,7 @@ pub enum MembershipError {
 }
 
 /// Why a read cannot be served (yet).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Error)]
 pub enum ReadError {
     /// This node is not the leader and knows of none, or the leader changed while the read waited.
     #[error("no leader to confirm the read (leader hint: {leader_hint:?}); retry")]

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use crate::entry::Entry;
 use crate::types::{Index, Term};
 
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct RaftLog {
     /// Entries after `base_index`, consecutive.
     entries: VecDeque<Entry>,

@@ -17,7 +17,7 @@ use crate::error::MembershipError;
 use crate::types::{Index, NodeId};
 
 /// The cluster's configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct Membership {
     /// The voters of the configuration in force (C_new during a change).
     pub voters: BTreeSet<NodeId>,
@@ -31,7 +31,7 @@ pub struct Membership {
 }
 
 /// The outcome of counting votes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VoteResult {
     /// A quorum granted.
     Won,

@@ -10,7 +10,7 @@ use crate::types::{Index, NodeId, Term};
 
 /// A message from one node to another. Every message carries the sender's term, which is how
 /// terms spread through the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct Message {
     /// The sender.
     pub from: NodeId,
@@ -23,7 +23,7 @@ pub struct Message {
 }
 
 /// The kinds of message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub enum MessageBody {
     /// A candidate (or pre-candidate) asks for a vote.
     RequestVote(RequestVote),
@@ -72,7 +72,7 @@ impl MessageBody {
 }
 
 /// A request for a vote (or, with `pre_vote`, a question whether a vote would be granted).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct RequestVote {
     /// True for a pre-vote: the receiver changes no state and the sender's term stays as it is.
     pub pre_vote: bool,
@@ -86,7 +86,7 @@ pub struct RequestVote {
 }
 
 /// The answer to a vote request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct RequestVoteResponse {
     /// True when this answers a pre-vote.
     pub pre_vote: bool,
@@ -95,7 +95,7 @@ pub struct RequestVoteResponse {
 }
 
 /// Entries for a follower to append after `prev_log_index`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct AppendEntries {
     /// The index of the entry just before `entries`.
     pub prev_log_index: Index,
@@ -108,7 +108,7 @@ pub struct AppendEntries {
 }
 
 /// The answer to [`AppendEntries`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub enum AppendEntriesResponse {
     /// The follower's log matches the leader's up to `match_index`, durably.
     Success {
@@ -129,7 +129,7 @@ pub enum AppendEntriesResponse {
 }
 
 /// The leader is alive; `commit` is the highest index the follower may consider committed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct Heartbeat {
     /// The leader's commit index, capped at what the follower is known to hold.
     pub commit: Index,
@@ -139,21 +139,21 @@ pub struct Heartbeat {
 }
 
 /// The answer to a [`Heartbeat`]: the follower still follows the sender in this term.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct HeartbeatResponse {
     /// The round of the heartbeat answered.
     pub round: u64,
 }
 
 /// A follower's request for a read index.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct ReadIndexRequest {
     /// The follower's id for the read.
     pub id: u64,
 }
 
 /// The leader's answer to a [`ReadIndexRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct ReadIndexResponse {
     /// The follower's id for the read.
     pub id: u64,
@@ -162,7 +162,7 @@ pub struct ReadIndexResponse {
 }
 
 /// One chunk of the leader's snapshot (Raft paper Figure 13).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct InstallSnapshot {
     /// The snapshot: last included index and term, configuration, size and checksum.
     pub meta: SnapshotMeta,
@@ -175,7 +175,7 @@ pub struct InstallSnapshot {
 }
 
 /// The answer to an [`InstallSnapshot`] chunk that did not complete the snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct InstallSnapshotResponse {
     /// The index of the snapshot being received.
     pub snapshot_index: Index,

@@ -11,7 +11,7 @@ use crate::snapshot_types::SnapshotMeta;
 use crate::types::Index;
 
 /// How the leader sends to a follower.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplicationState {
     /// The follower's match point is being searched for; one message at a time.
     Probe,
@@ -22,7 +22,7 @@ pub enum ReplicationState {
 }
 
 /// The leader's bookkeeping for one follower.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct Progress {
     /// The highest index known to be durable on the follower and to match the leader's log.
     pub(crate) match_index: Index,
@@ -42,7 +42,7 @@ pub(crate) struct Progress {
 }
 
 /// The AppendEntries in flight to one follower: the last index and the byte size of each.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 struct Inflight {
     messages: VecDeque<(Index, usize)>,
     bytes: usize,

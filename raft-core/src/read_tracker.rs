@@ -11,7 +11,7 @@ use crate::types::{Index, NodeId};
 pub type ReadId = u64;
 
 /// A read that may be served once the state machine has applied `index`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReadState {
     /// The caller's id for the read.
     pub id: ReadId,
@@ -19,7 +19,7 @@ pub struct ReadState {
     pub index: Index,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Hash)]
 pub(crate) struct PendingRead {
     pub(crate) id: ReadId,
     /// The node whose client asked: this node, or a follower that forwarded the read.
@@ -28,7 +28,7 @@ pub(crate) struct PendingRead {
     pub(crate) arrived: u64,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct Round {
     pub(crate) id: u64,
     pub(crate) sent_tick: u64,
@@ -37,7 +37,7 @@ pub(crate) struct Round {
 }
 
 /// Reads in progress on this node.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub(crate) struct ReadTracker {
     pub(crate) last_round: u64,
     /// Reads that arrived before the leader committed an entry of its term.

@@ -13,7 +13,7 @@
 /// assert_eq!(a.next_u64(), b.next_u64());
 /// assert!((10..20).contains(&a.in_range(10, 20)));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct SeededRng {
     state: u64,
 }

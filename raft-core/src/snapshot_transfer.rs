@@ -5,7 +5,7 @@
 use crate::snapshot_types::{SnapshotChecksum, SnapshotMeta};
 
 /// The leader's side of sending a snapshot to one follower.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct SnapshotTransfer {
     pub(crate) meta: SnapshotMeta,
     /// The first byte not sent yet.
@@ -106,7 +106,7 @@ impl SnapshotTransfer {
 }
 
 /// A snapshot a follower is receiving.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct IncomingSnapshot {
     pub(crate) meta: SnapshotMeta,
     pub(crate) next_offset: u64,

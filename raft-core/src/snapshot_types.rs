@@ -13,7 +13,7 @@ use crate::membership::Membership;
 use crate::types::{Index, NodeId, Term};
 
 /// What a snapshot contains: the state after applying every entry up to `index`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct SnapshotMeta {
     /// The last entry the snapshot includes.
     pub index: Index,
@@ -69,6 +69,15 @@ impl SnapshotChecksum {
     }
 }
 
+/// Hashes what the checksum stands for (the bytes' count and CRC so far), so a core that is
+/// receiving a snapshot can be fingerprinted.
+impl std::hash::Hash for SnapshotChecksum {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.size.hash(state);
+        self.value().hash(state);
+    }
+}
+
 impl fmt::Debug for SnapshotChecksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SnapshotChecksum")
@@ -82,7 +91,7 @@ impl fmt::Debug for SnapshotChecksum {
 /// A chunk at offset 0 starts the snapshot at `snapshot_index` afresh. Chunks of different
 /// snapshots may follow one another in one batch (an older one completed, a newer one begun):
 /// keep them apart by `snapshot_index`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ReceivedChunk {
     /// The index of the snapshot the chunk belongs to.
     pub snapshot_index: Index,
@@ -93,7 +102,7 @@ pub struct ReceivedChunk {
 }
 
 /// A chunk of this leader's snapshot to read from the snapshot store and send to a follower.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SnapshotChunkRequest {
     /// This node.
     pub from: NodeId,
@@ -111,7 +120,7 @@ pub struct SnapshotChunkRequest {
 
 /// A snapshot that becomes this node's latest, with what it does to the stored log. The caller
 /// writes it with the rest of the batch, atomically (see `LogWrite`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SnapshotUpdate {
     /// The snapshot, whose bytes are complete in the snapshot store.
     pub meta: SnapshotMeta,

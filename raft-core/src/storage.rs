@@ -13,7 +13,7 @@ use crate::snapshot_types::SnapshotMeta;
 use crate::types::{HardState, Index};
 
 /// What a node persisted, as read back when it starts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StoredLog {
     /// The saved hard state (default when nothing was saved).
     pub hard_state: HardState,
@@ -26,7 +26,7 @@ pub struct StoredLog {
 
 /// One durable write, made atomically. Storage applies its parts in this order: `discard_log`,
 /// `purge_to`, `entries`, `snapshot`, `hard_state`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LogWrite {
     /// Drop every stored entry (a snapshot from the leader replaced a log that disagreed with it).
     pub discard_log: bool,
@@ -94,7 +94,7 @@ impl LogWrite {
 /// assert_eq!(image.last_index(), 2, "the log continues after the purge");
 /// # Ok::<(), raft_core::StorageError>(())
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LogImage {
     /// The saved hard state.
     pub hard_state: HardState,

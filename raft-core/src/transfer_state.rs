@@ -3,7 +3,7 @@
 use crate::types::NodeId;
 
 /// A leadership transfer under way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Transfer {
     pub(crate) target: NodeId,
     pub(crate) elapsed: u32,

@@ -18,7 +18,7 @@ pub type Index = u64;
 
 /// The state every node must persist before it answers a message that depends on it
 /// (Raft paper Figure 2, "Persistent state on all servers").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct HardState {
     /// The latest term this node has seen.
     pub term: Term,
@@ -55,7 +55,7 @@ impl std::fmt::Display for Role {
 }
 
 /// The volatile part of a node's state that observers care about: who it is and whom it follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct SoftState {
     /// The node's role.
     pub role: Role,
@@ -66,7 +66,7 @@ pub struct SoftState {
 }
 
 /// A snapshot of a node's state for observers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Status {
     /// This node.
     pub id: NodeId,
