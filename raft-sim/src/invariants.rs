@@ -148,7 +148,7 @@ impl fmt::Display for Violation {
 }
 
 /// What the checks remember across steps.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub(crate) struct Observer {
     /// The leader of each term seen so far, with its incarnation: a node that led a term, crashed
     /// and leads the same term again is a second leader of that term.

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod history;
+mod cluster;
 mod hostile;
 mod invariants;
 pub mod linearizability;

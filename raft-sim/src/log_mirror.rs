@@ -5,7 +5,7 @@ use raft_core::{Entry, EntryPayload, Index, Term};
 
 /// Terms and cumulative hashes of a log from index 1. `chain(i)` covers entries 1..=i, so two logs
 /// with equal chains at `i` hold the same entries up to `i` (up to a 64-bit hash collision).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct LogMirror {
     terms: Vec<Term>,
     /// The hash of each entry alone.

@@ -17,7 +17,7 @@ use raft_core::{
 use crate::log_mirror::LogMirror;
 
 /// What survives a crash.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub(crate) struct Disk {
     /// The hard state, the entries and the latest recorded snapshot, as `raft-core` defines a
     /// `LogWrite` to change them.
@@ -73,7 +73,7 @@ impl Disk {
 }
 
 /// A write issued but not yet durable.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct PendingWrite {
     pub(crate) write: LogWrite,
     pub(crate) persisted: Option<(Index, Term)>,
@@ -107,7 +107,7 @@ pub(crate) fn decode_snapshot(data: &[u8]) -> Option<(Index, u64)> {
     Some((index, state))
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
@@ -197,6 +197,29 @@ impl SimNode {
         self.restart_at = None;
         self.incarnation += 1;
         Ok(())
+    }
+
+    /// Hashes what decides the node's future: its process, its disk, its writes in flight, its
+    /// state machine and what the checks remember of this incarnation. Not its clock (the
+    /// checker ticks nodes by action; the simulator never hashes).
+    pub(crate) fn hash_state<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        self.id.hash(state);
+        self.core.hash(state);
+        self.disk.hash(state);
+        self.pending.hash(state);
+        Hash::hash(&self.mirror, state);
+        (self.applied, self.state, self.incarnation).hash(state);
+        (self.last_term, self.last_commit).hash(state);
+    }
+
+    /// Makes the oldest pending write durable, whenever it was due; returns it.
+    pub(crate) fn complete_next_write(&mut self) -> Result<Option<PendingWrite>, String> {
+        let Some(write) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        self.disk.apply(&write)?;
+        Ok(Some(write))
     }
 
     /// Makes the writes due by `now` durable, in order; returns them.

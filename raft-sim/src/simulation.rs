@@ -12,16 +12,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use raft_core::{
-    Config, Membership, MessageSummary, NodeId, Role, SeededRng, SnapshotChunkRequest, SnapshotMeta,
-    SoftState,
-};
+use raft_core::{Config, Membership, Message, MessageBody, MessageSummary, NodeId, Role, SeededRng};
 
+use crate::cluster::{Cluster, Effects};
 use crate::hostile::{self, Expect};
-use crate::invariants::{self, Observer, Violation};
-use crate::log_mirror::{entry_hash, extend_chain};
+use crate::invariants::Violation;
 use crate::network::{Network, SendOutcome};
-use crate::node::{decode_snapshot, encode_snapshot, PendingWrite, SimNode};
+use crate::node::SimNode;
 use crate::options::SimOptions;
 use crate::trace::{Event, Trace};
 
@@ -139,21 +136,73 @@ pub struct Simulation {
     options: SimOptions,
     rng: SeededRng,
     now: u64,
-    nodes: BTreeMap<NodeId, SimNode>,
+    cluster: Cluster,
     network: Network,
-    observer: Observer,
     trace: Trace,
     stats: SimStats,
-    soft_states: BTreeMap<NodeId, SoftState>,
     proposal_counter: u64,
     /// In the calm phase: the entry (index, term) whose commit proves liveness.
     liveness_marker: Option<(NodeId, u64, u64)>,
     /// The step by which liveness must be shown (set when the faults stop).
     liveness_deadline: u64,
-    /// Reads asked and not yet served: id -> (node, commit index reached when asked).
-    reads: BTreeMap<u64, (NodeId, u64)>,
-    next_read: u64,
 }
+
+/// The simulator's answers to a node's output: a random network and random disk delays, with
+/// every event traced and counted.
+struct SimEffects<'a> {
+    network: &'a mut Network,
+    rng: &'a mut SeededRng,
+    trace: &'a mut Trace,
+    stats: &'a mut SimStats,
+    now: u64,
+    max_disk_delay: u64,
+}
+
+impl Effects for SimEffects<'_> {
+    fn send(&mut self, message: Message) {
+        if matches!(message.body, MessageBody::InstallSnapshot(_)) {
+            self.stats.snapshot_chunks += 1;
+        }
+        let summary = MessageSummary::of(&message);
+        match self.network.send(message, self.now, self.rng) {
+            SendOutcome::Queued => {}
+            SendOutcome::Duplicated => self.stats.duplicated += 1,
+            SendOutcome::Dropped => {
+                self.stats.lost += 1;
+                self.trace.record(
+                    self.now,
+                    Event::Lost {
+                        message: summary,
+                        why: "dropped",
+                    },
+                );
+            }
+        }
+    }
+
+    fn durable_at(&mut self) -> u64 {
+        self.now + 1 + self.rng.below(self.max_disk_delay)
+    }
+
+    fn record(&mut self, event: Event) {
+        match event {
+            Event::Role {
+                role: Role::Leader, ..
+            } => self.stats.elections += 1,
+            Event::Propose { .. } => self.stats.proposals += 1,
+            Event::Crash { lost_writes, .. } => {
+                self.stats.crashes += 1;
+                self.stats.lost_writes += lost_writes as u64;
+            }
+            Event::Deliver(_) => self.stats.delivered += 1,
+            Event::SnapshotBuilt { .. } => self.stats.snapshots_built += 1,
+            Event::SnapshotInstalled { .. } => self.stats.snapshots_installed += 1,
+            _ => {}
+        }
+        self.trace.record(self.now, event);
+    }
+}
+
 
 impl Simulation {
     /// A cluster of `options.nodes` fresh nodes.
@@ -206,18 +255,27 @@ impl Simulation {
             options,
             rng,
             now: 0,
-            nodes,
+            cluster: Cluster::new(nodes),
             network,
-            observer: Observer::default(),
             trace: Trace::new(400),
             stats: SimStats::default(),
-            soft_states: BTreeMap::new(),
             proposal_counter: 0,
             liveness_marker: None,
             liveness_deadline: u64::MAX,
-            reads: BTreeMap::new(),
-            next_read: 0,
         }
+    }
+
+    /// The cluster, and the effects of its nodes' output at this step.
+    fn split(&mut self) -> (&mut Cluster, SimEffects<'_>) {
+        let fx = SimEffects {
+            network: &mut self.network,
+            rng: &mut self.rng,
+            trace: &mut self.trace,
+            stats: &mut self.stats,
+            now: self.now,
+            max_disk_delay: self.options.max_disk_delay,
+        };
+        (&mut self.cluster, fx)
     }
 
     /// Runs the chaos phase, then the calm phase until the cluster commits a new entry.
@@ -226,6 +284,7 @@ impl Simulation {
             match self.step() {
                 Ok(true) => {
                     self.stats.steps = self.now;
+                    self.stats.committed = self.cluster.max_applied;
                     self.stats.recovery_steps = self.now - self.options.chaos_steps;
                     return Ok(SimReport {
                         seed: self.seed,
@@ -247,43 +306,9 @@ impl Simulation {
             step: self.now,
             violation,
             trace: self.trace.lines(),
-            nodes: self.describe_nodes(),
+            nodes: self.cluster.describe_nodes(),
             options: self.options.clone(),
         })
-    }
-
-    fn describe_nodes(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for node in self.nodes.values() {
-            let Some(core) = &node.core else {
-                lines.push(format!(
-                    "node {}: down, disk last index {}",
-                    node.id,
-                    node.disk.mirror.len()
-                ));
-                continue;
-            };
-            let s = core.status();
-            lines.push(format!(
-                "node {}: {} term {} leader {:?} commit {} applied {} persisted {} last {} pending writes {} config {:?}",
-                s.id,
-                s.role,
-                s.term,
-                s.leader,
-                s.commit_index,
-                s.applied_index,
-                s.persisted_index,
-                s.last_log_index,
-                node.pending.len(),
-                core.membership()
-            ));
-            for peer in self.nodes.keys() {
-                if let Some(p) = core.follower_progress(*peer) {
-                    lines.push(format!("    follower {peer}: {p:?}"));
-                }
-            }
-        }
-        lines
     }
 
     /// One step of simulated time. Returns whether liveness has been shown (calm phase only).
@@ -325,18 +350,19 @@ impl Simulation {
         if chaos && defended && self.rng.chance(self.options.membership_change_probability) {
             self.change_membership();
         }
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
-        for id in &ids {
-            self.carry_out_ready(*id)?;
+        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().collect();
+        let (cluster, mut fx) = self.split();
+        for id in ids {
+            cluster.carry_out_ready(id, &mut fx)?;
         }
-        self.check_invariants()?;
+        cluster.check_invariants()?;
         Ok(!chaos && self.liveness_shown())
     }
 
     fn inject_faults(&mut self) {
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().collect();
         if self.rng.chance(self.options.crash_probability) {
-            let up: Vec<NodeId> = ids.iter().copied().filter(|id| self.nodes[id].is_up()).collect();
+            let up: Vec<NodeId> = ids.iter().copied().filter(|id| self.cluster.is_up(*id)).collect();
             if !up.is_empty() {
                 let victim = up[self.rng.below(up.len() as u64) as usize];
                 self.crash_node(victim);
@@ -347,7 +373,7 @@ impl Simulation {
             match self.rng.below(4) {
                 0 => {
                     // Prefer isolating the leader: that is where the interesting cases are.
-                    let leader = self.leader();
+                    let leader = self.cluster.leader();
                     let victim = match leader {
                         Some(l) if self.rng.chance(0.6) => l,
                         _ => ids[self.rng.below(ids.len() as u64) as usize],
@@ -391,23 +417,12 @@ impl Simulation {
     /// Crashes `victim` (when it runs), losing its unsynced writes; it restarts within
     /// `max_down_steps`.
     fn crash_node(&mut self, victim: NodeId) {
-        if !self.nodes.get(&victim).is_some_and(|n| n.is_up()) {
+        if !self.cluster.is_up(victim) {
             return;
         }
         let back_at = self.now + 1 + self.rng.below(self.options.max_down_steps);
-        if let Some(node) = self.nodes.get_mut(&victim) {
-            let lost = node.pending.len();
-            node.crash(back_at);
-            self.stats.crashes += 1;
-            self.stats.lost_writes += lost as u64;
-            self.trace.record(
-                self.now,
-                Event::Crash {
-                    node: victim,
-                    lost_writes: lost,
-                },
-            );
-        }
+        let (cluster, mut fx) = self.split();
+        cluster.crash(victim, back_at, &mut fx);
     }
 
     /// Faults stop: the network heals and stops losing messages, and crashed nodes come back.
@@ -417,7 +432,7 @@ impl Simulation {
         self.network.heal();
         self.network.drop_probability = 0.0;
         self.network.duplicate_probability = 0.0;
-        for node in self.nodes.values_mut() {
+        for node in self.cluster.nodes.values_mut() {
             if !node.is_up() {
                 node.restart_at = Some(self.now);
             }
@@ -427,27 +442,15 @@ impl Simulation {
 
     fn restart_due_nodes(&mut self) -> Result<(), Violation> {
         let now = self.now;
-        for node in self.nodes.values_mut() {
-            if node.restart_at.is_some_and(|at| at <= now) {
-                node.restart()
-                    .map_err(|error| Violation::Unexpected { node: node.id, error })?;
-                if node.applied > 0 {
-                    invariants::check_restored_state(&self.observer, node.id, node.applied, node.state)?;
-                }
-                let (term, last_index) = node
-                    .core
-                    .as_ref()
-                    .map_or((0, 0), |c| (c.term(), c.status().last_log_index));
+        let due: Vec<NodeId> = (self.cluster.nodes.values())
+            .filter(|n| n.restart_at.is_some_and(|at| at <= now))
+            .map(|n| n.id)
+            .collect();
+        for id in due {
+            let (cluster, mut fx) = self.split();
+            cluster.restart(id, &mut fx)?;
+            if let Some(node) = self.cluster.nodes.get_mut(&id) {
                 node.next_tick = now + node.tick_period;
-                self.soft_states.remove(&node.id);
-                self.trace.record(
-                    now,
-                    Event::Restart {
-                        node: node.id,
-                        term,
-                        last_index,
-                    },
-                );
             }
         }
         Ok(())
@@ -456,6 +459,7 @@ impl Simulation {
     /// Sends one hostile message to a running node and checks that it sees through it.
     fn inject_hostile(&mut self) -> Result<(), Violation> {
         let up: Vec<NodeId> = self
+            .cluster
             .nodes
             .values()
             .filter(|n| n.core.is_some())
@@ -464,24 +468,24 @@ impl Simulation {
         if up.len() < 2 {
             return Ok(());
         }
-        let leader = self.leader();
+        let leader = self.cluster.leader();
         let (to, message, expect) = match leader {
             Some(leader) if self.rng.chance(0.3) => {
-                let term = self.core_mut(leader).map_or(0, |c| c.term());
+                let term = self.cluster.core(leader).map_or(0, |c| c.term());
                 let message = hostile::outsider_message(&mut self.rng, leader, term);
                 (leader, message, Expect::IgnoredByLeader)
             }
             _ => {
                 let to = up[self.rng.below(up.len() as u64) as usize];
-                let others: Vec<NodeId> = self.nodes.keys().copied().filter(|id| *id != to).collect();
+                let others: Vec<NodeId> = self.cluster.nodes.keys().copied().filter(|id| *id != to).collect();
                 let from = others[self.rng.below(others.len() as u64) as usize];
-                let term = self.core_mut(to).map_or(0, |c| c.term());
+                let term = self.cluster.core(to).map_or(0, |c| c.term());
                 let message = hostile::refused_message(&mut self.rng, from, to, term);
                 (to, message, Expect::Refused)
             }
         };
         let summary = MessageSummary::of(&message);
-        let Some(core) = self.core_mut(to) else {
+        let Some(core) = self.cluster.core_mut(to) else {
             return Ok(());
         };
         let before = (core.status(), core.role(), core.term());
@@ -523,7 +527,7 @@ impl Simulation {
     fn fail_disk(&mut self, id: NodeId) -> Result<(), Violation> {
         let kept = self.rng.chance(0.5);
         let back_at = self.now + 1 + self.rng.below(self.options.max_down_steps);
-        let Some(node) = self.nodes.get_mut(&id) else {
+        let Some(node) = self.cluster.nodes.get_mut(&id) else {
             return Ok(());
         };
         let failed = if kept {
@@ -547,10 +551,10 @@ impl Simulation {
     }
 
     fn complete_writes(&mut self) -> Result<(), Violation> {
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().collect();
         let chaos = self.now < self.options.chaos_steps;
         for id in ids {
-            let Some(node) = self.nodes.get_mut(&id) else {
+            let Some(node) = self.cluster.nodes.get(&id) else {
                 continue;
             };
             let due = node.pending.front().is_some_and(|w| w.durable_at <= self.now);
@@ -563,111 +567,19 @@ impl Simulation {
                 self.fail_disk(id)?;
                 continue;
             }
-            let Some(node) = self.nodes.get_mut(&id) else {
-                continue;
-            };
-            let done: Vec<PendingWrite> = node
-                .complete_writes(self.now)
-                .map_err(|error| Violation::Unexpected { node: id, error })?;
-            for write in done {
-                let hard_state = self.nodes[&id].disk.log.hard_state;
-                invariants::check_durable_state(&mut self.observer, id, hard_state)?;
-                self.trace.record(
-                    self.now,
-                    Event::Durable {
-                        node: id,
-                        last_index: write.persisted.map(|(i, _)| i),
-                        term: hard_state.term,
-                    },
-                );
-                for message in write.messages {
-                    self.send(message);
-                }
-                if let (Some((index, term)), Some(core)) = (write.persisted, self.core_mut(id)) {
-                    core.on_persisted(index, term);
-                }
-                if let Some(meta) = write.restore {
-                    self.restore_state_machine(id, &meta)?;
-                }
-            }
+            let now = self.now;
+            let (cluster, mut fx) = self.split();
+            cluster.complete_due_writes(id, now, &mut fx)?;
         }
         Ok(())
-    }
-
-    /// Restores `id`'s state machine from the durable snapshot `meta` received from a leader.
-    fn restore_state_machine(&mut self, id: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
-        let Some(node) = self.nodes.get_mut(&id) else {
-            return Ok(());
-        };
-        let decoded = node
-            .disk
-            .snapshots
-            .get(&meta.index)
-            .and_then(|data| decode_snapshot(data));
-        let Some((index, state)) = decoded.filter(|(index, _)| *index == meta.index) else {
-            return Err(Violation::Unexpected {
-                node: id,
-                error: format!("snapshot {} unreadable after install", meta.index),
-            });
-        };
-        invariants::check_restored_state(&self.observer, id, index, state)?;
-        node.applied = index;
-        node.state = state;
-        self.stats.snapshots_installed += 1;
-        self.trace
-            .record(self.now, Event::SnapshotInstalled { node: id, index });
-        if let Some(core) = self.core_mut(id) {
-            core.on_applied(index);
-        }
-        Ok(())
-    }
-
-    /// `id`'s state machine writes a snapshot of its state (at once) and reports it.
-    fn build_snapshot(&mut self, id: NodeId) {
-        let Some(node) = self.nodes.get_mut(&id) else {
-            return;
-        };
-        let (index, state) = (node.applied, node.state);
-        let (data, checksum) = encode_snapshot(index, state);
-        node.disk.snapshots.insert(index, data);
-        if let Some(core) = node.core.as_mut() {
-            if core
-                .on_snapshot_built(index, checksum.size(), checksum.value())
-                .is_some()
-            {
-                self.stats.snapshots_built += 1;
-                self.trace
-                    .record(self.now, Event::SnapshotBuilt { node: id, index });
-            }
-        }
-    }
-
-    /// Reads the snapshot chunks a leader asked for and sends them.
-    fn send_snapshot_chunks(&mut self, id: NodeId, requests: Vec<SnapshotChunkRequest>) {
-        for request in requests {
-            let data = self
-                .nodes
-                .get(&id)
-                .and_then(|n| n.disk.snapshots.get(&request.meta.index))
-                .map(|data| {
-                    let start = (request.offset as usize).min(data.len());
-                    let end = ((request.offset + request.len) as usize).min(data.len());
-                    data.slice(start..end)
-                });
-            if let Some(data) = data {
-                self.stats.snapshot_chunks += 1;
-                self.send(request.into_message(data));
-            }
-        }
     }
 
     fn deliver_messages(&mut self) -> Result<(), Violation> {
         for message in self.network.due(self.now) {
-            let summary = MessageSummary::of(&message);
             let (from, to) = (message.from, message.to);
             let why = if self.network.is_blocked(from, to) {
                 Some("partition")
-            } else if !self.nodes.get(&to).is_some_and(SimNode::is_up) {
+            } else if !self.cluster.is_up(to) {
                 Some("recipient down")
             } else {
                 None
@@ -675,27 +587,21 @@ impl Simulation {
             if let Some(why) = why {
                 self.stats.lost += 1;
                 let lost = Event::Lost {
-                    message: summary,
+                    message: MessageSummary::of(&message),
                     why,
                 };
                 self.trace.record(self.now, lost);
                 continue;
             }
-            self.stats.delivered += 1;
-            self.trace.record(self.now, Event::Deliver(summary));
-            if let Some(core) = self.core_mut(to) {
-                core.step(message).map_err(|e| Violation::Unexpected {
-                    node: to,
-                    error: format!("refused a message: {e}"),
-                })?;
-            }
+            let (cluster, mut fx) = self.split();
+            cluster.deliver(message, &mut fx)?;
         }
         Ok(())
     }
 
     fn tick_nodes(&mut self) {
         let now = self.now;
-        for node in self.nodes.values_mut() {
+        for node in self.cluster.nodes.values_mut() {
             if node.next_tick <= now {
                 node.next_tick = now + node.tick_period;
                 if let Some(core) = node.core.as_mut() {
@@ -706,58 +612,28 @@ impl Simulation {
     }
 
     fn propose_somewhere(&mut self) {
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().collect();
         let target = ids[self.rng.below(ids.len() as u64) as usize];
         self.proposal_counter += 1;
         let command = Bytes::from(format!("s{}-p{}", self.seed, self.proposal_counter));
-        if let Some(core) = self.core_mut(target) {
-            if let Ok(index) = core.propose(command) {
-                let term = core.term();
-                self.stats.proposals += 1;
-                self.trace.record(
-                    self.now,
-                    Event::Propose {
-                        node: target,
-                        index,
-                        term,
-                    },
-                );
-            }
-        }
+        let (cluster, mut fx) = self.split();
+        cluster.propose(target, command, &mut fx);
     }
 
     /// Asks a random node for a read: a lease read on the leader half the time (when leases are
     /// on), otherwise ReadIndex.
     fn read_somewhere(&mut self) {
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().collect();
         let target = ids[self.rng.below(ids.len() as u64) as usize];
-        self.next_read += 1;
-        let id = self.next_read;
-        let committed_before = self.observer.committed.len();
         let lease = self.rng.chance(0.5);
-        let Some(core) = self.core_mut(target) else { return };
-        let asked = if lease {
-            core.lease_read(id).is_ok()
-        } else {
-            core.read_index(id).is_ok()
-        };
-        if asked {
-            self.reads.insert(id, (target, committed_before));
-            self.trace.record(
-                self.now,
-                Event::Read {
-                    node: target,
-                    id,
-                    lease,
-                },
-            );
-        }
+        let (cluster, mut fx) = self.split();
+        cluster.read(target, lease, &mut fx);
     }
 
     /// The leader moves to a random configuration over all node ids: some voters, some learners.
     fn change_membership(&mut self) {
-        let Some(leader) = self.leader() else { return };
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let Some(leader) = self.cluster.leader() else { return };
+        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().collect();
         let mut voters = std::collections::BTreeSet::new();
         let mut learners = std::collections::BTreeSet::new();
         for id in &ids {
@@ -782,21 +658,10 @@ impl Simulation {
             voters = [voter].into();
             learners = ids.iter().copied().filter(|id| *id != voter).collect();
         }
-        let Some(core) = self.core_mut(leader) else {
+        let (cluster, mut fx) = self.split();
+        if cluster.change_membership(leader, voters, learners, &mut fx).is_none() {
             return;
-        };
-        let Ok(index) = core.change_membership(voters.clone(), learners.clone()) else {
-            return;
-        };
-        self.trace.record(
-            self.now,
-            Event::Reconfigure {
-                leader,
-                index,
-                voters: bits(&voters),
-                learners: bits(&learners),
-            },
-        );
+        }
         let crash = self.options.crash_after_change_probability;
         if crash > 0.0 && self.rng.chance(crash) {
             let victim = if self.rng.chance(0.5) {
@@ -809,175 +674,11 @@ impl Simulation {
     }
 
     fn transfer_leadership(&mut self) {
-        let Some(leader) = self.leader() else { return };
-        let ids: Vec<NodeId> = self.nodes.keys().copied().filter(|id| *id != leader).collect();
+        let Some(leader) = self.cluster.leader() else { return };
+        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().filter(|id| *id != leader).collect();
         let target = ids[self.rng.below(ids.len() as u64) as usize];
-        if let Some(core) = self.core_mut(leader) {
-            if core.transfer_leadership(target).is_ok() {
-                self.trace.record(
-                    self.now,
-                    Event::Transfer {
-                        from: leader,
-                        to: target,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Carries out one node's `Ready`: send, queue the write, apply what is committed.
-    fn carry_out_ready(&mut self, id: NodeId) -> Result<(), Violation> {
-        let Some(mut ready) = self.core_mut(id).map(|core| core.ready()) else {
-            return Ok(());
-        };
-        if let Some(soft) = ready.soft_state {
-            let previous = self.soft_states.insert(id, soft);
-            if previous.map(|p| (p.role, p.term)) != Some((soft.role, soft.term)) {
-                self.trace.record(
-                    self.now,
-                    Event::Role {
-                        node: id,
-                        role: soft.role,
-                        term: soft.term,
-                    },
-                );
-                if soft.role == Role::Leader {
-                    self.stats.elections += 1;
-                }
-            }
-        }
-        // A snapshot from the leader makes the committed prefix up to it the logical log (entries
-        // it covers may never have been handed out to this node's storage), followed by the
-        // node's own entries after it unless they disagreed and were discarded.
-        let mut mirror_reset = None;
-        if let Some(update) = ready.snapshot.as_ref().filter(|u| u.restore) {
-            let prefix =
-                self.observer
-                    .committed
-                    .prefix(update.meta.index)
-                    .ok_or_else(|| Violation::Unexpected {
-                        node: id,
-                        error: format!(
-                            "installed snapshot {} beyond the committed log",
-                            update.meta.index
-                        ),
-                    })?;
-            mirror_reset = Some((prefix, update.discard_log));
-        }
-        if let Some(node) = self.nodes.get_mut(&id) {
-            if let Some((prefix, discard)) = &mirror_reset {
-                node.mirror = node.mirror.rebase(prefix, *discard);
-            }
-            node.mirror.write(&ready.entries);
-        }
-        let persisted = ready.persisted_up_to();
-        let write_needed = ready.needs_persist() || !ready.messages_after_persist.is_empty();
-        let (write, restore) = ready.take_log_write();
-        for message in ready.messages {
-            self.send(message);
-        }
-        self.send_snapshot_chunks(id, ready.snapshot_sends);
-        if write_needed {
-            let delay = 1 + self.rng.below(self.options.max_disk_delay);
-            let now = self.now;
-            if let Some(node) = self.nodes.get_mut(&id) {
-                // The core's contract: one restore at a time (the state machine restores from the
-                // snapshot the store still keeps).
-                if let Some(meta) = restore.as_ref() {
-                    if let Some(earlier) = node.pending.iter().find_map(|w| w.restore.as_ref()) {
-                        return Err(Violation::Unexpected {
-                            node: id,
-                            error: format!(
-                                "snapshot {} handed out to restore while snapshot {} is still to be restored",
-                                meta.index, earlier.index
-                            ),
-                        });
-                    }
-                }
-                let after = node.pending.back().map_or(0, |w| w.durable_at);
-                node.pending.push_back(PendingWrite {
-                    write,
-                    persisted,
-                    messages: ready.messages_after_persist,
-                    chunks: ready.received_chunks,
-                    restore,
-                    mirror_reset,
-                    durable_at: after.max(now + delay),
-                });
-            }
-        }
-        if let Some(node) = self.nodes.get(&id) {
-            invariants::check_committed_prefix(&mut self.observer, node)?;
-        }
-        for read in &ready.read_states {
-            if let Some((asked_on, committed_before)) = self.reads.remove(&read.id) {
-                self.trace.record(
-                    self.now,
-                    Event::ReadReady {
-                        node: id,
-                        id: read.id,
-                        index: read.index,
-                    },
-                );
-                debug_assert_eq!(asked_on, id);
-                invariants::check_read_freshness(id, read.id, read.index, committed_before)?;
-            }
-        }
-        for (read, _) in &ready.read_failures {
-            self.reads.remove(read);
-        }
-        let mut last_applied = None;
-        for entry in &ready.committed_entries {
-            let Some(node) = self.nodes.get_mut(&id) else {
-                break;
-            };
-            invariants::check_applied_entry(&self.observer, node, entry)?;
-            node.applied = entry.index;
-            node.state = extend_chain(node.state, entry_hash(entry));
-            last_applied = Some(entry.index);
-        }
-        if let Some(index) = last_applied {
-            self.stats.committed = self.stats.committed.max(index);
-            if let Some(core) = self.core_mut(id) {
-                core.on_applied(index);
-            }
-        }
-        if ready.build_snapshot {
-            self.build_snapshot(id);
-        }
-        Ok(())
-    }
-
-    fn send(&mut self, message: raft_core::Message) {
-        let summary = MessageSummary::of(&message);
-        match self.network.send(message, self.now, &mut self.rng) {
-            SendOutcome::Queued => {}
-            SendOutcome::Duplicated => self.stats.duplicated += 1,
-            SendOutcome::Dropped => {
-                self.stats.lost += 1;
-                self.trace.record(
-                    self.now,
-                    Event::Lost {
-                        message: summary,
-                        why: "dropped",
-                    },
-                );
-            }
-        }
-    }
-
-    fn check_invariants(&mut self) -> Result<(), Violation> {
-        for node in self.nodes.values_mut() {
-            invariants::check_running_state(node)?;
-        }
-        for node in self.nodes.values() {
-            invariants::check_election_safety(&mut self.observer, node)?;
-            invariants::check_leader_append_only(&mut self.observer, node)?;
-            invariants::check_leader_completeness(&self.observer, node)?;
-            invariants::check_committed_prefix(&mut self.observer, node)?;
-        }
-        let nodes: Vec<&SimNode> = self.nodes.values().collect();
-        invariants::check_log_matching(&nodes)
+        let (cluster, mut fx) = self.split();
+        cluster.transfer_leadership(leader, target, &mut fx);
     }
 
     /// How long the calm phase may take: a fixed allowance for elections, plus the time the
@@ -987,6 +688,7 @@ impl Simulation {
         // A node may have to receive everything it lacks before a new entry can commit (after a
         // membership change it may be a new voter), so the backlog is longest log minus shortest.
         let logs: Vec<u64> = self
+            .cluster
             .nodes
             .values()
             .map(|n| n.disk.mirror.len().max(n.mirror.len()))
@@ -1003,11 +705,7 @@ impl Simulation {
     /// In the calm phase: proposes a marker on the leader and reports whether it committed.
     fn liveness_shown(&mut self) -> bool {
         if let Some((leader, index, term)) = self.liveness_marker {
-            let committed = self
-                .nodes
-                .get(&leader)
-                .and_then(|n| n.core.as_ref())
-                .is_some_and(|c| {
+            let committed = self.cluster.core(leader).is_some_and(|c| {
                     // A leader never loses its own entries during its term (even once compacted
                     // into a snapshot, when the entry itself is no longer at hand).
                     let still_leading = c.role() == Role::Leader && c.term() == term;
@@ -1017,19 +715,15 @@ impl Simulation {
             if committed {
                 return true;
             }
-            let still_leading = self
-                .nodes
-                .get(&leader)
-                .and_then(|n| n.core.as_ref())
-                .is_some_and(|c| c.role() == Role::Leader && c.term() == term);
+            let still_leading = (self.cluster.core(leader)).is_some_and(|c| c.role() == Role::Leader && c.term() == term);
             if still_leading {
                 return false;
             }
             self.liveness_marker = None;
         }
-        if let Some(leader) = self.leader() {
+        if let Some(leader) = self.cluster.leader() {
             let command = Bytes::from(format!("s{}-liveness", self.seed));
-            if let Some(core) = self.core_mut(leader) {
+            if let Some(core) = self.cluster.core_mut(leader) {
                 if let Ok(index) = core.propose(command) {
                     let term = core.term();
                     self.liveness_marker = Some((leader, index, term));
@@ -1038,23 +732,4 @@ impl Simulation {
         }
         false
     }
-
-    /// The running leader of the highest term, if any.
-    fn leader(&self) -> Option<NodeId> {
-        self.nodes
-            .values()
-            .filter_map(|n| n.core.as_ref())
-            .filter(|c| c.role() == Role::Leader)
-            .max_by_key(|c| c.term())
-            .map(|c| c.id())
-    }
-
-    fn core_mut(&mut self, id: NodeId) -> Option<&mut raft_core::RaftCore> {
-        self.nodes.get_mut(&id).and_then(|n| n.core.as_mut())
-    }
-}
-
-/// A set of node ids as a bit set (bit i = node i + 1), for compact traces.
-fn bits(ids: &std::collections::BTreeSet<NodeId>) -> u64 {
-    ids.iter().fold(0, |acc, id| acc | (1 << (id - 1)))
 }
