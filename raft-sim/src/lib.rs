@@ -24,6 +24,7 @@
 //! ```
 
 pub mod history;
+pub mod checker;
 mod cluster;
 mod hostile;
 mod invariants;

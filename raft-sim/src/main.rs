@@ -4,13 +4,25 @@
 //! raft-sim --seed 1234                    # replay one seed; prints the trace if it fails
 //! raft-sim --seeds 0..100000 --threads 2  # soak; prints every failing seed
 //! raft-sim --seeds 0..500 --bug GrantSecondVoteInTerm   # how fast a planted bug is caught
+//! raft-sim check --depth 16 --max-term 2  # every interleaving of 3 nodes up to 16 actions
+//! raft-sim check --bug CountPreviousTermTowardCommit ...   # the shortest trace to the bug
+//! raft-sim check --replay "t1 t1 d0 s2 ..."                # replay a trace the checker printed
 //! ```
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+use raft_sim::checker::{self, CheckOptions};
 use raft_sim::{run_seeds, PlantedBug, SimOptions, Simulation};
+
+/// Prints a line, ignoring a closed pipe (as when the output goes to `head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +46,155 @@ struct Cli {
     /// With --seeds: stop at the first failure.
     #[arg(long)]
     stop_at_first: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explore every interleaving of a small cluster exhaustively, breadth-first, up to a depth;
+    /// a violation prints the shortest trace that leads to it.
+    Check(CheckArgs),
+}
+
+/// The bounds of an exhaustive check (defaults: `CheckOptions::default()`).
+#[derive(Args)]
+struct CheckArgs {
+    /// Voters.
+    #[arg(long, default_value_t = CheckOptions::default().nodes)]
+    nodes: u64,
+    /// Actions from the initial state.
+    #[arg(long, default_value_t = CheckOptions::default().max_depth)]
+    depth: u32,
+    /// Highest term explored.
+    #[arg(long, default_value_t = CheckOptions::default().max_term)]
+    max_term: u64,
+    /// Client proposals.
+    #[arg(long, default_value_t = CheckOptions::default().max_proposals)]
+    proposals: u32,
+    /// Crashes (each loses the writes not yet durable).
+    #[arg(long, default_value_t = CheckOptions::default().max_crashes)]
+    crashes: u32,
+    /// Messages lost.
+    #[arg(long, default_value_t = CheckOptions::default().max_drops)]
+    drops: u32,
+    /// Messages duplicated.
+    #[arg(long, default_value_t = CheckOptions::default().max_duplicates)]
+    duplicates: u32,
+    /// ReadIndex reads.
+    #[arg(long, default_value_t = CheckOptions::default().max_reads)]
+    reads: u32,
+    /// Membership changes.
+    #[arg(long, default_value_t = CheckOptions::default().max_membership_changes)]
+    changes: u32,
+    /// Messages the network holds (more are lost).
+    #[arg(long, default_value_t = CheckOptions::default().max_in_flight)]
+    in_flight: usize,
+    /// Stop after this many distinct states.
+    #[arg(long, default_value_t = CheckOptions::default().max_states)]
+    max_states: u64,
+    /// Election timeout T in ticks.
+    #[arg(long, default_value_t = CheckOptions::default().election_ticks)]
+    election_ticks: u32,
+    /// Pre-vote on.
+    #[arg(long)]
+    pre_vote: bool,
+    /// Check-quorum on.
+    #[arg(long)]
+    check_quorum: bool,
+    /// Entries per AppendEntries.
+    #[arg(long, default_value_t = CheckOptions::default().max_entries_per_message)]
+    max_entries: usize,
+    /// Snapshot after this many applied entries (0: never).
+    #[arg(long, default_value_t = 0)]
+    snapshot_after: u64,
+    /// Replay these actions (as a violation prints them) instead of searching.
+    #[arg(long)]
+    replay: Option<String>,
+}
+
+impl CheckArgs {
+    fn options(&self, bug: Option<PlantedBug>) -> CheckOptions {
+        CheckOptions {
+            nodes: self.nodes,
+            max_depth: self.depth,
+            max_term: self.max_term,
+            max_proposals: self.proposals,
+            max_crashes: self.crashes,
+            max_drops: self.drops,
+            max_duplicates: self.duplicates,
+            max_reads: self.reads,
+            max_membership_changes: self.changes,
+            max_in_flight: self.in_flight,
+            max_states: self.max_states,
+            election_ticks: self.election_ticks,
+            heartbeat_ticks: 1,
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
+            max_entries_per_message: self.max_entries,
+            snapshot_after_entries: self.snapshot_after,
+            planted_bug: bug,
+        }
+    }
+}
+
+/// `raft-sim check`: search, or replay a trace.
+fn run_check(args: &CheckArgs, bug: Option<PlantedBug>) -> ExitCode {
+    let options = args.options(bug);
+    if let Some(text) = &args.replay {
+        let actions = match checker::decode_actions(text) {
+            Ok(actions) => actions,
+            Err(error) => {
+                say!("{error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (lines, violation) = checker::replay(&options, &actions);
+        for line in lines {
+            say!("{line}");
+        }
+        return match violation {
+            Some(violation) => {
+                say!("violation: {violation}");
+                ExitCode::FAILURE
+            }
+            None => ExitCode::SUCCESS,
+        };
+    }
+    say!("{options:?}");
+    match checker::check(&options) {
+        Ok(report) => {
+            say!("depth  new states  total states  elapsed");
+            for level in &report.levels {
+                say!(
+                    "{:>5}  {:>10}  {:>12}  {:>7.1?}",
+                    level.depth,
+                    level.new_states,
+                    level.total_states,
+                    level.elapsed
+                );
+            }
+            say!(
+                "no violation: {} states, {} transitions in {:.1?} ({:.0} states/s){}",
+                report.states,
+                report.transitions,
+                report.elapsed,
+                report.states_per_second(),
+                if !report.complete {
+                    ", stopped at --max-states"
+                } else if report.exhausted() {
+                    ", every reachable state within the bounds"
+                } else {
+                    ", up to the depth bound"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            say!("{failure}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
@@ -48,16 +209,11 @@ fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     Ok(start..end)
 }
 
-/// Prints a line, ignoring a closed pipe (as when the output goes to `head`).
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Check(args)) = &cli.command {
+        return run_check(args, cli.bug);
+    }
     if let Some(seed) = cli.seed {
         let options = SimOptions::for_seed(seed).with_planted_bug(cli.bug);
         return match Simulation::new(seed, options).run() {

@@ -1,0 +1,292 @@
+//! Exhaustive model checking of the real `RaftCore`: every interleaving of a small cluster, up to
+//! a depth and within budgets of faults and requests.
+//!
+//! A state is a cluster of cores (with their disks, their pending writes and their state
+//! machines, as the simulator keeps them), the multiset of messages in flight, and what has been
+//! spent of each budget. From each state the checker takes every action the bounds allow:
+//! deliver any one message, drop it, duplicate it, tick any node, make a node's oldest pending
+//! write durable, crash a node (losing what is not durable), restart it, propose on a leader,
+//! ask for a ReadIndex read, or change the voters. After each action the node's `Ready` is
+//! carried out and the simulator's invariants are checked. States are explored breadth-first and
+//! each is seen once, by a 64-bit fingerprint of everything that decides its future, so the
+//! first violation found comes with the shortest sequence of actions that leads to it.
+//!
+//! Not reduced by symmetry: node ids are part of each core's state (votes, leaders, progress,
+//! the seed of its election timer), and a core cannot be relabelled from outside, so two states
+//! that differ by a permutation of ids are explored as two.
+//!
+//! ```
+//! use raft_sim::checker::{check, CheckOptions};
+//!
+//! let options = CheckOptions { max_depth: 6, ..CheckOptions::default() };
+//! let report = check(&options).expect("no invariant breaks within 6 actions");
+//! assert!(report.states > 100);
+//! ```
+
+mod model;
+mod search;
+
+use std::fmt;
+use std::time::Duration;
+
+use raft_core::PlantedBug;
+
+pub use crate::checker::model::Action;
+use crate::checker::model::State;
+use crate::invariants::Violation;
+use crate::trace::Event;
+
+/// The cluster to check and the bounds of the search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Voters, with ids 1..=nodes.
+    pub nodes: u64,
+    /// Actions from the initial state.
+    pub max_depth: u32,
+    /// States in which some node reached a higher term are checked but not explored further.
+    pub max_term: u64,
+    /// Client proposals.
+    pub max_proposals: u32,
+    /// Crashes.
+    pub max_crashes: u32,
+    /// Messages lost on purpose.
+    pub max_drops: u32,
+    /// Messages sent twice.
+    pub max_duplicates: u32,
+    /// ReadIndex reads asked.
+    pub max_reads: u32,
+    /// Membership changes begun.
+    pub max_membership_changes: u32,
+    /// Messages the network holds; what is sent beyond is lost.
+    pub max_in_flight: usize,
+    /// The search stops (incomplete) after this many distinct states.
+    pub max_states: u64,
+    /// Election timeout T in ticks (each election draws its timeout from [T, 2T)).
+    pub election_ticks: u32,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u32,
+    /// Pre-vote on.
+    pub pre_vote: bool,
+    /// Check-quorum on.
+    pub check_quorum: bool,
+    /// Entries per AppendEntries.
+    pub max_entries_per_message: usize,
+    /// Compact the log into a snapshot after this many applied entries (0: never).
+    pub snapshot_after_entries: u64,
+    /// A known bug to plant in every node.
+    pub planted_bug: Option<PlantedBug>,
+}
+
+impl CheckOptions {
+    /// Checks that the options describe a cluster that can start.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=8).contains(&self.nodes) {
+            return Err(format!("nodes must be 1 to 8, not {}", self.nodes));
+        }
+        if self.max_in_flight == 0 {
+            return Err("in-flight must be at least 1".into());
+        }
+        model::node_config(self, 1)
+            .validate()
+            .map_err(|e| format!("node settings: {e}"))
+    }
+}
+
+impl Default for CheckOptions {
+    /// Three voters, two terms, one proposal, one crash, one lost message; timers of two ticks.
+    fn default() -> Self {
+        CheckOptions {
+            nodes: 3,
+            max_depth: 16,
+            max_term: 2,
+            max_proposals: 1,
+            max_crashes: 1,
+            max_drops: 1,
+            max_duplicates: 0,
+            max_reads: 0,
+            max_membership_changes: 0,
+            max_in_flight: 4,
+            max_states: 20_000_000,
+            election_ticks: 2,
+            heartbeat_ticks: 1,
+            pre_vote: false,
+            check_quorum: false,
+            max_entries_per_message: 1,
+            snapshot_after_entries: 0,
+            planted_bug: None,
+        }
+    }
+}
+
+/// One depth of the search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Level {
+    /// Actions from the initial state.
+    pub depth: u32,
+    /// States first reached at this depth.
+    pub new_states: u64,
+    /// States reached at this depth or before.
+    pub total_states: u64,
+    /// Time since the search began, when this depth was done.
+    pub elapsed: Duration,
+}
+
+/// A search that found no violation.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// Distinct states reached.
+    pub states: u64,
+    /// Actions taken (each state's every action).
+    pub transitions: u64,
+    /// Per depth.
+    pub levels: Vec<Level>,
+    /// False when the search stopped at `max_states`.
+    pub complete: bool,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl CheckReport {
+    /// States explored per second.
+    pub fn states_per_second(&self) -> f64 {
+        self.states as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Whether the bounds of counts (not depth) closed the space: no new state at the last depth.
+    pub fn exhausted(&self) -> bool {
+        self.complete && self.levels.last().is_some_and(|l| l.new_states == 0)
+    }
+}
+
+/// A violation, with the shortest way to it.
+#[derive(Clone, Debug)]
+pub struct CheckFailure {
+    /// What broke.
+    pub violation: Violation,
+    /// The actions from the initial state, replayable with [`replay`].
+    pub actions: Vec<Action>,
+    /// Each action, what it named and what followed from it.
+    pub steps: Vec<String>,
+    /// The depth of the violation (the length of `actions`).
+    pub depth: u32,
+    /// Distinct states reached before it was found.
+    pub states: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "violation at depth {} after {} states ({:.1?}): {}",
+            self.depth, self.states, self.elapsed, self.violation
+        )?;
+        writeln!(f, "shortest trace ({} actions):", self.actions.len())?;
+        for line in &self.steps {
+            writeln!(f, "  {line}")?;
+        }
+        write!(f, "replay: {}", encode_actions(&self.actions))
+    }
+}
+
+impl std::error::Error for CheckFailure {}
+
+/// Explores every state within `options`' bounds; returns the first violation, on a shortest
+/// path, if any.
+///
+/// Options that [`CheckOptions::validate`] refuses end in a violation at depth 0 (a node that
+/// cannot start).
+pub fn check(options: &CheckOptions) -> Result<CheckReport, Box<CheckFailure>> {
+    if let Err(error) = options.validate() {
+        return Err(Box::new(CheckFailure {
+            violation: Violation::Unexpected { node: 1, error },
+            actions: Vec::new(),
+            steps: Vec::new(),
+            depth: 0,
+            states: 0,
+            elapsed: Duration::ZERO,
+        }));
+    }
+    search::explore(options)
+}
+
+/// Replays `actions` from the initial state: each step as text (the action, what it named, and
+/// the events that followed), and the violation it ends in, if any. An action the state does
+/// not offer (a trace from other options) is an error.
+pub fn replay(options: &CheckOptions, actions: &[Action]) -> (Vec<String>, Option<Violation>) {
+    let mut lines = Vec::new();
+    let mut state = State::initial(options);
+    let mut offered = Vec::new();
+    for (n, &action) in actions.iter().enumerate() {
+        state.actions(options, &mut offered);
+        let step = state.describe(action);
+        if !offered.contains(&action) {
+            lines.push(format!("{:>3}. {step}: not possible in this state; the replay stops", n + 1));
+            return (lines, None);
+        }
+        lines.push(format!("{:>3}. {step}", n + 1));
+        let mut events: Vec<Event> = Vec::new();
+        let result = state.after(action, options, Some(&mut events));
+        lines.extend(events.iter().map(|e| format!("       {e}")));
+        match result {
+            Ok(next) => state = next,
+            Err(violation) => return (lines, Some(violation)),
+        }
+    }
+    lines.extend(state.cluster.describe_nodes().into_iter().map(|l| format!("     {l}")));
+    (lines, None)
+}
+
+fn replay_steps(options: &CheckOptions, actions: &[Action]) -> Vec<String> {
+    replay(options, actions).0
+}
+
+/// `actions` as one line that [`decode_actions`] reads back: `d3 t1 p2 ...`.
+pub fn encode_actions(actions: &[Action]) -> String {
+    let words: Vec<String> = actions
+        .iter()
+        .map(|a| match *a {
+            Action::Deliver(i) => format!("d{i}"),
+            Action::Drop(i) => format!("x{i}"),
+            Action::Duplicate(i) => format!("u{i}"),
+            Action::Tick(n) => format!("t{n}"),
+            Action::Persist(n) => format!("s{n}"),
+            Action::Crash(n) => format!("c{n}"),
+            Action::Restart(n) => format!("r{n}"),
+            Action::Propose(n) => format!("p{n}"),
+            Action::Read(n) => format!("q{n}"),
+            Action::ChangeVoters(n, voters) => format!("m{n}:{voters}"),
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// Reads back what [`encode_actions`] wrote.
+pub fn decode_actions(text: &str) -> Result<Vec<Action>, String> {
+    text.split_whitespace()
+        .map(|word| {
+            let bad = || format!("bad action {word:?}");
+            let mut chars = word.chars();
+            let kind = chars.next().ok_or_else(bad)?;
+            let rest = chars.as_str();
+            let number = |s: &str| s.parse::<u64>().map_err(|_| bad());
+            Ok(match kind {
+                'd' => Action::Deliver(number(rest)? as usize),
+                'x' => Action::Drop(number(rest)? as usize),
+                'u' => Action::Duplicate(number(rest)? as usize),
+                't' => Action::Tick(number(rest)?),
+                's' => Action::Persist(number(rest)?),
+                'c' => Action::Crash(number(rest)?),
+                'r' => Action::Restart(number(rest)?),
+                'p' => Action::Propose(number(rest)?),
+                'q' => Action::Read(number(rest)?),
+                'm' => {
+                    let (node, voters) = rest.split_once(':').ok_or_else(bad)?;
+                    Action::ChangeVoters(number(node)?, number(voters)?)
+                }
+                _ => return Err(bad()),
+            })
+        })
+        .collect()
+}

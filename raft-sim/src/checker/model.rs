@@ -1,0 +1,335 @@
+//! One state of the checked world (a cluster of real cores, the messages in flight, and the
+//! budget of faults and requests already spent) and every action that can follow it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use bytes::Bytes;
+use raft_core::{Config, Membership, Message, MessageSummary, NodeId, Role};
+
+use crate::checker::CheckOptions;
+use crate::cluster::{Cluster, Effects};
+use crate::invariants::Violation;
+use crate::node::SimNode;
+use crate::trace::Event;
+
+/// One step the checker can take from a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Deliver the message at this position of the state's (canonically ordered) messages.
+    Deliver(usize),
+    /// Lose it.
+    Drop(usize),
+    /// Send a second copy of it.
+    Duplicate(usize),
+    /// One tick of a node's clock.
+    Tick(NodeId),
+    /// A node's oldest pending write becomes durable.
+    Persist(NodeId),
+    /// A node's process dies, losing its writes not yet durable.
+    Crash(NodeId),
+    /// A crashed node starts again from its disk.
+    Restart(NodeId),
+    /// A client proposes a command to a leader.
+    Propose(NodeId),
+    /// A client asks a node for a ReadIndex read.
+    Read(NodeId),
+    /// A leader starts moving to the voters of this bit set (bit i = node i + 1); the others
+    /// become learners.
+    ChangeVoters(NodeId, u64),
+}
+
+/// What an action did, for a trace a person reads: the action and the message it named.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    pub(crate) action: Action,
+    pub(crate) message: Option<MessageSummary>,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = |f: &mut fmt::Formatter<'_>| match &self.message {
+            Some(m) => write!(f, " {m}"),
+            None => Ok(()),
+        };
+        match self.action {
+            Action::Deliver(i) => {
+                write!(f, "deliver #{i}")?;
+                message(f)
+            }
+            Action::Drop(i) => {
+                write!(f, "drop #{i}")?;
+                message(f)
+            }
+            Action::Duplicate(i) => {
+                write!(f, "duplicate #{i}")?;
+                message(f)
+            }
+            Action::Tick(n) => write!(f, "tick {n}"),
+            Action::Persist(n) => write!(f, "persist {n}"),
+            Action::Crash(n) => write!(f, "crash {n}"),
+            Action::Restart(n) => write!(f, "restart {n}"),
+            Action::Propose(n) => write!(f, "propose {n}"),
+            Action::Read(n) => write!(f, "read {n}"),
+            Action::ChangeVoters(n, voters) => write!(f, "change-voters {n} {voters:#b}"),
+        }
+    }
+}
+
+/// What has been spent of each budget on the way to a state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Spent {
+    pub(crate) proposals: u32,
+    pub(crate) crashes: u32,
+    pub(crate) drops: u32,
+    pub(crate) duplicates: u32,
+    pub(crate) reads: u32,
+    pub(crate) changes: u32,
+}
+
+/// The checker's answers to a node's output: messages join the set in flight (or are lost when
+/// it is full), writes wait for a `Persist` action, and events are kept only when asked for.
+pub(crate) struct ModelEffects<'a> {
+    in_flight: &'a mut Vec<Message>,
+    capacity: usize,
+    pub(crate) events: Option<&'a mut Vec<Event>>,
+}
+
+impl Effects for ModelEffects<'_> {
+    fn send(&mut self, message: Message) {
+        if self.in_flight.len() < self.capacity {
+            self.in_flight.push(message);
+        } else if let Some(events) = self.events.as_deref_mut() {
+            events.push(Event::Lost {
+                message: MessageSummary::of(&message),
+                why: "network full",
+            });
+        }
+    }
+
+    fn durable_at(&mut self) -> u64 {
+        0
+    }
+
+    fn record(&mut self, event: Event) {
+        if let Some(events) = self.events.as_deref_mut() {
+            events.push(event);
+        }
+    }
+}
+
+/// The configuration of node `id` under `options`.
+pub(crate) fn node_config(options: &CheckOptions, id: NodeId) -> Config {
+    let mut config = Config::new(id)
+        .with_election_timeout_ticks(options.election_ticks)
+        .with_heartbeat_interval_ticks(options.heartbeat_ticks)
+        .with_pre_vote(options.pre_vote)
+        .with_check_quorum(options.check_quorum);
+    config.max_entries_per_message = options.max_entries_per_message;
+    config.snapshot_after_entries = options.snapshot_after_entries;
+    config.snapshot_after_log_bytes = 0;
+    config.snapshot_keep_entries = 0;
+    config.snapshot_chunk_bytes = 64;
+    // No leases: the checker's nodes tick independently, with no bound on how far their clocks
+    // drift apart, and a lease is only as safe as that bound.
+    config.lease_reads = false;
+    config.lease_clock_drift_ticks = 0;
+    config.planted_bug = options.planted_bug;
+    config
+}
+
+/// A state of the checked world.
+#[derive(Clone, Debug)]
+pub(crate) struct State {
+    pub(crate) cluster: Cluster,
+    /// The messages in flight, a multiset kept in a canonical order (by fingerprint), so that
+    /// the same set reached in another order is the same state.
+    pub(crate) in_flight: Vec<Message>,
+    pub(crate) spent: Spent,
+}
+
+fn fingerprint_of(value: &impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl State {
+    /// The cluster as configured, before anything happened.
+    pub(crate) fn initial(options: &CheckOptions) -> Self {
+        let membership = Membership::voters(1..=options.nodes).unwrap_or_default();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=options.nodes {
+            let config = node_config(options, id);
+            nodes.insert(id, SimNode::new(id, config, &membership, 1));
+        }
+        State {
+            cluster: Cluster::new(nodes),
+            in_flight: Vec::new(),
+            spent: Spent::default(),
+        }
+    }
+
+    /// The state's fingerprint: equal states have equal fingerprints, and two different states
+    /// share one with a chance of about 2^-64 per pair.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self.cluster.hash(&mut hasher);
+        self.in_flight.hash(&mut hasher);
+        self.spent.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The highest term any node reached, running or on disk.
+    pub(crate) fn max_term(&self) -> u64 {
+        (self.cluster.nodes.values())
+            .map(|n| n.core.as_ref().map_or(0, |c| c.term()).max(n.disk.log.hard_state.term))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every action the bounds allow from here, in a fixed order.
+    pub(crate) fn actions(&self, options: &CheckOptions, out: &mut Vec<Action>) {
+        out.clear();
+        for (i, message) in self.in_flight.iter().enumerate() {
+            // Copies of one message lead to the same states: offer the first only.
+            if i > 0 && self.in_flight[i - 1] == *message {
+                continue;
+            }
+            if self.cluster.is_up(message.to) {
+                out.push(Action::Deliver(i));
+            }
+            if self.spent.drops < options.max_drops {
+                out.push(Action::Drop(i));
+            }
+            if self.spent.duplicates < options.max_duplicates && self.in_flight.len() < options.max_in_flight {
+                out.push(Action::Duplicate(i));
+            }
+        }
+        for node in self.cluster.nodes.values() {
+            let id = node.id;
+            let Some(core) = &node.core else {
+                out.push(Action::Restart(id));
+                continue;
+            };
+            out.push(Action::Tick(id));
+            if !node.pending.is_empty() {
+                out.push(Action::Persist(id));
+            }
+            if self.spent.crashes < options.max_crashes {
+                out.push(Action::Crash(id));
+            }
+            let leads = core.role() == Role::Leader;
+            if leads && self.spent.proposals < options.max_proposals {
+                out.push(Action::Propose(id));
+            }
+            if self.spent.reads < options.max_reads {
+                out.push(Action::Read(id));
+            }
+            if leads && self.spent.changes < options.max_membership_changes {
+                let all = (1u64 << options.nodes) - 1;
+                let current = crate::cluster::bits(&core.membership().voters);
+                // Every non-empty set of voters but the current one.
+                for voters in (1..=all).filter(|v| *v != current) {
+                    out.push(Action::ChangeVoters(id, voters));
+                }
+            }
+        }
+    }
+
+    /// The state after `action`, or the violation it led to. `events`, when given, receives
+    /// what happened.
+    pub(crate) fn after(
+        &self,
+        action: Action,
+        options: &CheckOptions,
+        events: Option<&mut Vec<Event>>,
+    ) -> Result<State, Violation> {
+        let mut next = self.clone();
+        let mut fx = ModelEffects {
+            in_flight: &mut next.in_flight,
+            capacity: options.max_in_flight,
+            events,
+        };
+        let cluster = &mut next.cluster;
+        let touched = match action {
+            Action::Deliver(i) => {
+                let message = fx.in_flight.remove(i);
+                let to = message.to;
+                cluster.deliver(message, &mut fx)?;
+                Some(to)
+            }
+            Action::Drop(i) => {
+                let message = fx.in_flight.remove(i);
+                fx.record(Event::Lost {
+                    message: MessageSummary::of(&message),
+                    why: "dropped",
+                });
+                next.spent.drops += 1;
+                None
+            }
+            Action::Duplicate(i) => {
+                let copy = fx.in_flight[i].clone();
+                fx.in_flight.push(copy);
+                next.spent.duplicates += 1;
+                None
+            }
+            Action::Tick(id) => {
+                if let Some(core) = cluster.core_mut(id) {
+                    core.tick();
+                }
+                Some(id)
+            }
+            Action::Persist(id) => {
+                cluster.complete_next_write(id, &mut fx)?;
+                Some(id)
+            }
+            Action::Crash(id) => {
+                cluster.crash(id, 0, &mut fx);
+                next.spent.crashes += 1;
+                None
+            }
+            Action::Restart(id) => {
+                cluster.restart(id, &mut fx)?;
+                Some(id)
+            }
+            Action::Propose(id) => {
+                next.spent.proposals += 1;
+                let command = Bytes::from(format!("p{}", next.spent.proposals));
+                cluster.propose(id, command, &mut fx);
+                Some(id)
+            }
+            Action::Read(id) => {
+                next.spent.reads += 1;
+                cluster.read(id, false, &mut fx);
+                Some(id)
+            }
+            Action::ChangeVoters(id, voters) => {
+                next.spent.changes += 1;
+                let all = 1..=options.nodes;
+                let is_voter = |n: &NodeId| voters & (1 << (n - 1)) != 0;
+                let learners = all.clone().filter(|n| !is_voter(n)).collect();
+                cluster.change_membership(id, all.filter(is_voter).collect(), learners, &mut fx);
+                Some(id)
+            }
+        };
+        if let Some(id) = touched {
+            cluster.carry_out_ready(id, &mut fx)?;
+        }
+        cluster.check_invariants()?;
+        next.in_flight.sort_by_cached_key(fingerprint_of);
+        Ok(next)
+    }
+
+    /// What `action` names, for a trace.
+    pub(crate) fn describe(&self, action: Action) -> Step {
+        let message = match action {
+            Action::Deliver(i) | Action::Drop(i) | Action::Duplicate(i) => {
+                self.in_flight.get(i).map(MessageSummary::of)
+            }
+            _ => None,
+        };
+        Step { action, message }
+    }
+}
