@@ -52,7 +52,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Explore every interleaving of a small cluster exhaustively, breadth-first, up to a depth;
+    /// Explore every interleaving of a small cluster exhaustively, depth by depth, up to a depth;
     /// a violation prints the shortest trace that leads to it.
     Check(CheckArgs),
 }

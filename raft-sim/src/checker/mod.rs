@@ -7,9 +7,10 @@
 //! deliver any one message, drop it, duplicate it, tick any node, make a node's oldest pending
 //! write durable, crash a node (losing what is not durable), restart it, propose on a leader,
 //! ask for a ReadIndex read, or change the voters. After each action the node's `Ready` is
-//! carried out and the simulator's invariants are checked. States are explored breadth-first and
-//! each is seen once, by a 64-bit fingerprint of everything that decides its future, so the
-//! first violation found comes with the shortest sequence of actions that leads to it.
+//! carried out and the simulator's invariants are checked. States are explored depth by depth and
+//! each is seen once, by a 128-bit fingerprint of everything that decides its future. The search
+//! deepens one action at a time (iterative deepening), so the first violation found comes with
+//! the shortest sequence of actions that leads to it.
 //!
 //! Not reduced by symmetry: node ids are part of each core's state (votes, leaders, progress,
 //! the seed of its election timer), and a core cannot be relabelled from outside, so two states
@@ -222,7 +223,10 @@ pub fn replay(options: &CheckOptions, actions: &[Action]) -> (Vec<String>, Optio
         state.actions(options, &mut offered);
         let step = state.describe(action);
         if !offered.contains(&action) {
-            lines.push(format!("{:>3}. {step}: not possible in this state; the replay stops", n + 1));
+            lines.push(format!(
+                "{:>3}. {step}: not possible in this state; the replay stops",
+                n + 1
+            ));
             return (lines, None);
         }
         lines.push(format!("{:>3}. {step}", n + 1));
@@ -238,9 +242,7 @@ pub fn replay(options: &CheckOptions, actions: &[Action]) -> (Vec<String>, Optio
     (lines, None)
 }
 
-fn replay_steps(options: &CheckOptions, actions: &[Action]) -> Vec<String> {
-    replay(options, actions).0
-}
+
 
 /// `actions` as one line that [`decode_actions`] reads back: `d3 t1 p2 ...`.
 pub fn encode_actions(actions: &[Action]) -> String {

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 use raft_core::{Config, Membership, Message, MessageSummary, NodeId, Role};
 
 use crate::checker::CheckOptions;
@@ -149,10 +150,48 @@ pub(crate) struct State {
     pub(crate) spent: Spent,
 }
 
-fn fingerprint_of(value: &impl Hash) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
+/// A `Hasher` that gathers the bytes and hashes them at once: a state is hashed field by field,
+/// thousands of small writes, and a streaming hash pays its bookkeeping on every one.
+#[derive(Default)]
+struct Gather {
+    bytes: Vec<u8>,
+}
+
+impl Hasher for Gather {
+    fn write(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.bytes.push(n);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.bytes.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.bytes.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        xxh3_64(&self.bytes)
+    }
+}
+
+fn fingerprint_of(value: &impl Hash) -> u128 {
+    thread_local! {
+        static GATHER: std::cell::RefCell<Gather> = std::cell::RefCell::default();
+    }
+    GATHER.with_borrow_mut(|gather| {
+        gather.bytes.clear();
+        value.hash(gather);
+        xxh3_128(&gather.bytes)
+    })
 }
 
 impl State {
@@ -171,14 +210,10 @@ impl State {
         }
     }
 
-    /// The state's fingerprint: equal states have equal fingerprints, and two different states
-    /// share one with a chance of about 2^-64 per pair.
-    pub(crate) fn fingerprint(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
-        self.cluster.hash(&mut hasher);
-        self.in_flight.hash(&mut hasher);
-        self.spent.hash(&mut hasher);
-        hasher.finish()
+    /// The state's fingerprint (XXH3, 128 bits): equal states have equal fingerprints, and two
+    /// different states share one with a chance of about 2^-128 per pair.
+    pub(crate) fn fingerprint(&self) -> u128 {
+        fingerprint_of(&(&self.cluster, &self.in_flight, &self.spent))
     }
 
     /// The highest term any node reached, running or on disk.
