@@ -108,6 +108,12 @@ struct CheckArgs {
     /// Snapshot after this many applied entries (0: never).
     #[arg(long, default_value_t = 0)]
     snapshot_after: u64,
+    /// Each tick action ticks a node until its next timer fires.
+    #[arg(long)]
+    tick_to_timeout: bool,
+    /// Writes are durable at once (no persist action).
+    #[arg(long)]
+    instant_disk: bool,
     /// Replay these actions (as a violation prints them) instead of searching.
     #[arg(long)]
     replay: Option<String>,
@@ -133,6 +139,8 @@ impl CheckArgs {
             check_quorum: self.check_quorum,
             max_entries_per_message: self.max_entries,
             snapshot_after_entries: self.snapshot_after,
+            tick_to_timeout: self.tick_to_timeout,
+            instant_disk: self.instant_disk,
             planted_bug: bug,
         }
     }

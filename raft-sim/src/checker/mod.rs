@@ -74,6 +74,12 @@ pub struct CheckOptions {
     pub max_entries_per_message: usize,
     /// Compact the log into a snapshot after this many applied entries (0: never).
     pub snapshot_after_entries: u64,
+    /// Each `Tick` action ticks the node until it sends or changes its role or term (its next
+    /// timer fires), instead of once: shallower, at the cost of the states between.
+    pub tick_to_timeout: bool,
+    /// Writes are durable as soon as they are issued (no `Persist` action; a crash loses only
+    /// the process): shallower, at the cost of the crash-before-fsync states.
+    pub instant_disk: bool,
     /// A known bug to plant in every node.
     pub planted_bug: Option<PlantedBug>,
 }
@@ -114,6 +120,8 @@ impl Default for CheckOptions {
             check_quorum: false,
             max_entries_per_message: 1,
             snapshot_after_entries: 0,
+            tick_to_timeout: false,
+            instant_disk: false,
             planted_bug: None,
         }
     }

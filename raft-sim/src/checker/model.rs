@@ -94,11 +94,14 @@ pub(crate) struct Spent {
 pub(crate) struct ModelEffects<'a> {
     in_flight: &'a mut Vec<Message>,
     capacity: usize,
+    /// Messages sent so far (kept or lost).
+    sent: usize,
     pub(crate) events: Option<&'a mut Vec<Event>>,
 }
 
 impl Effects for ModelEffects<'_> {
     fn send(&mut self, message: Message) {
+        self.sent += 1;
         if self.in_flight.len() < self.capacity {
             self.in_flight.push(message);
         } else if let Some(events) = self.events.as_deref_mut() {
@@ -138,6 +141,22 @@ pub(crate) fn node_config(options: &CheckOptions, id: NodeId) -> Config {
     config.lease_clock_drift_ticks = 0;
     config.planted_bug = options.planted_bug;
     config
+}
+
+/// Carries out `id`'s ready work; with `instant_disk`, also makes every write durable at once
+/// and carries out what that releases, until nothing is pending.
+fn settle(cluster: &mut Cluster, id: NodeId, options: &CheckOptions, fx: &mut ModelEffects<'_>) -> Result<(), Violation> {
+    cluster.carry_out_ready(id, fx)?;
+    if options.instant_disk {
+        // Each round makes at least one write durable; a core issues a bounded number in reply.
+        for _ in 0..64 {
+            if !cluster.complete_next_write(id, fx)? {
+                break;
+            }
+            cluster.carry_out_ready(id, fx)?;
+        }
+    }
+    Ok(())
 }
 
 /// A state of the checked world.
@@ -249,7 +268,7 @@ impl State {
                 continue;
             };
             out.push(Action::Tick(id));
-            if !node.pending.is_empty() {
+            if !node.pending.is_empty() && !options.instant_disk {
                 out.push(Action::Persist(id));
             }
             if self.spent.crashes < options.max_crashes {
@@ -285,6 +304,7 @@ impl State {
         let mut fx = ModelEffects {
             in_flight: &mut next.in_flight,
             capacity: options.max_in_flight,
+            sent: 0,
             events,
         };
         let cluster = &mut next.cluster;
@@ -308,6 +328,23 @@ impl State {
                 let copy = fx.in_flight[i].clone();
                 fx.in_flight.push(copy);
                 next.spent.duplicates += 1;
+                None
+            }
+            Action::Tick(id) if options.tick_to_timeout => {
+                // Tick until the node does something: sends, or changes its role or term (every
+                // timer of the core fires within 2T ticks).
+                let role = |c: &Cluster| c.core(id).map(|core| (core.role(), core.term()));
+                let before = role(cluster);
+                for _ in 0..2 * options.election_ticks + 1 {
+                    if let Some(core) = cluster.core_mut(id) {
+                        core.tick();
+                    }
+                    let sent = fx.sent;
+                    settle(cluster, id, options, &mut fx)?;
+                    if fx.sent > sent || role(cluster) != before {
+                        break;
+                    }
+                }
                 None
             }
             Action::Tick(id) => {
@@ -350,7 +387,7 @@ impl State {
             }
         };
         if let Some(id) = touched {
-            cluster.carry_out_ready(id, &mut fx)?;
+            settle(cluster, id, options, &mut fx)?;
         }
         cluster.check_invariants()?;
         next.in_flight.sort_by_cached_key(fingerprint_of);
