@@ -14,8 +14,7 @@ use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
 use raft_core::{
-    Index, Message, MessageSummary, NodeId, RaftCore, Role, SnapshotChunkRequest, SnapshotMeta,
-    SoftState,
+    Index, Message, MessageSummary, NodeId, RaftCore, Role, SnapshotChunkRequest, SnapshotMeta, SoftState,
 };
 
 use crate::invariants::{self, Observer, Violation};
@@ -146,7 +145,11 @@ impl Cluster {
     }
 
     /// Makes `id`'s oldest pending write durable. Returns whether there was one.
-    pub(crate) fn complete_next_write(&mut self, id: NodeId, fx: &mut impl Effects) -> Result<bool, Violation> {
+    pub(crate) fn complete_next_write(
+        &mut self,
+        id: NodeId,
+        fx: &mut impl Effects,
+    ) -> Result<bool, Violation> {
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(false);
         };
@@ -160,7 +163,12 @@ impl Cluster {
         Ok(true)
     }
 
-    fn write_completed(&mut self, id: NodeId, write: PendingWrite, fx: &mut impl Effects) -> Result<(), Violation> {
+    fn write_completed(
+        &mut self,
+        id: NodeId,
+        write: PendingWrite,
+        fx: &mut impl Effects,
+    ) -> Result<(), Violation> {
         let hard_state = self.nodes[&id].disk.log.hard_state;
         invariants::check_durable_state(&mut self.observer, id, hard_state)?;
         fx.record(Event::Durable {
@@ -229,7 +237,11 @@ impl Cluster {
         let core = self.core_mut(id)?;
         let index = core.propose(command).ok()?;
         let term = core.term();
-        fx.record(Event::Propose { node: id, index, term });
+        fx.record(Event::Propose {
+            node: id,
+            index,
+            term,
+        });
         Some(index)
     }
 
@@ -277,7 +289,12 @@ impl Cluster {
     }
 
     /// Asks `leader` to hand its leadership to `target`; returns whether it began.
-    pub(crate) fn transfer_leadership(&mut self, leader: NodeId, target: NodeId, fx: &mut impl Effects) -> bool {
+    pub(crate) fn transfer_leadership(
+        &mut self,
+        leader: NodeId,
+        target: NodeId,
+        fx: &mut impl Effects,
+    ) -> bool {
         let Some(core) = self.core_mut(leader) else {
             return false;
         };
@@ -423,7 +440,12 @@ impl Cluster {
     }
 
     /// Reads the snapshot chunks a leader asked for and sends them.
-    fn send_snapshot_chunks(&mut self, id: NodeId, requests: Vec<SnapshotChunkRequest>, fx: &mut impl Effects) {
+    fn send_snapshot_chunks(
+        &mut self,
+        id: NodeId,
+        requests: Vec<SnapshotChunkRequest>,
+        fx: &mut impl Effects,
+    ) {
         for request in requests {
             let data = self
                 .nodes

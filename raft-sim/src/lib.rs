@@ -23,9 +23,9 @@
 //! println!("{:?}", report.stats);
 //! ```
 
-pub mod history;
 pub mod checker;
 mod cluster;
+pub mod history;
 mod hostile;
 mod invariants;
 pub mod linearizability;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use raft_sim::checker::{self, CheckOptions};
+use raft_sim::checker::{self, CheckOptions, ReplayEnd};
 use raft_sim::{run_seeds, PlantedBug, SimOptions, Simulation};
 
 /// Prints a line, ignoring a closed pipe (as when the output goes to `head`).
@@ -69,6 +69,9 @@ struct CheckArgs {
     /// Highest term explored.
     #[arg(long, default_value_t = CheckOptions::default().max_term)]
     max_term: u64,
+    /// Tick actions (with --tick-to-timeout: timers fired).
+    #[arg(long, default_value_t = CheckOptions::default().max_ticks)]
+    ticks: u32,
     /// Client proposals.
     #[arg(long, default_value_t = CheckOptions::default().max_proposals)]
     proposals: u32,
@@ -114,17 +117,28 @@ struct CheckArgs {
     /// Writes are durable at once (no persist action).
     #[arg(long)]
     instant_disk: bool,
+    /// Search from the state these actions reach (a scenario's opening).
+    #[arg(long)]
+    from: Option<String>,
+    /// Search from the first state (the fewest actions away) in which this node leads.
+    #[arg(long, conflicts_with = "from")]
+    from_leader: Option<u64>,
     /// Replay these actions (as a violation prints them) instead of searching.
     #[arg(long)]
     replay: Option<String>,
 }
 
 impl CheckArgs {
-    fn options(&self, bug: Option<PlantedBug>) -> CheckOptions {
-        CheckOptions {
+    fn options(&self, bug: Option<PlantedBug>) -> Result<CheckOptions, String> {
+        let prefix = match &self.from {
+            Some(text) => checker::decode_actions(text)?,
+            None => Vec::new(),
+        };
+        let mut options = CheckOptions {
             nodes: self.nodes,
             max_depth: self.depth,
             max_term: self.max_term,
+            max_ticks: self.ticks,
             max_proposals: self.proposals,
             max_crashes: self.crashes,
             max_drops: self.drops,
@@ -142,13 +156,28 @@ impl CheckArgs {
             tick_to_timeout: self.tick_to_timeout,
             instant_disk: self.instant_disk,
             planted_bug: bug,
+            prefix,
+        };
+        if let Some(leader) = self.from_leader {
+            let opening = CheckOptions {
+                planted_bug: None,
+                ..options.clone()
+            };
+            options.prefix = checker::opening(&opening, checker::Goal::Leads(leader))?;
         }
+        Ok(options)
     }
 }
 
 /// `raft-sim check`: search, or replay a trace.
 fn run_check(args: &CheckArgs, bug: Option<PlantedBug>) -> ExitCode {
-    let options = args.options(bug);
+    let options = match args.options(bug) {
+        Ok(options) => options,
+        Err(error) => {
+            say!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(text) = &args.replay {
         let actions = match checker::decode_actions(text) {
             Ok(actions) => actions,
@@ -157,31 +186,38 @@ fn run_check(args: &CheckArgs, bug: Option<PlantedBug>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let (lines, violation) = checker::replay(&options, &actions);
+        let (lines, end) = checker::replay(&options, &actions);
         for line in lines {
             say!("{line}");
         }
-        return match violation {
-            Some(violation) => {
+        return match end {
+            ReplayEnd::Held => ExitCode::SUCCESS,
+            ReplayEnd::Violated(violation) => {
                 say!("violation: {violation}");
                 ExitCode::FAILURE
             }
-            None => ExitCode::SUCCESS,
+            ReplayEnd::NotPossible(at) => {
+                say!(
+                    "action {} is not possible there: were the options the same?",
+                    at + 1
+                );
+                ExitCode::FAILURE
+            }
         };
     }
     say!("{options:?}");
-    match checker::check(&options) {
+    say!("depth  new states  total states  elapsed");
+    let mut print_level = |level: &checker::Level| {
+        say!(
+            "{:>5}  {:>10}  {:>12}  {:>7.1?}",
+            level.depth,
+            level.new_states,
+            level.total_states,
+            level.elapsed
+        );
+    };
+    match checker::check_with_progress(&options, &mut print_level) {
         Ok(report) => {
-            say!("depth  new states  total states  elapsed");
-            for level in &report.levels {
-                say!(
-                    "{:>5}  {:>10}  {:>12}  {:>7.1?}",
-                    level.depth,
-                    level.new_states,
-                    level.total_states,
-                    level.elapsed
-                );
-            }
             say!(
                 "no violation: {} states, {} transitions in {:.1?} ({:.0} states/s){}",
                 report.states,

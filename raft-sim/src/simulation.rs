@@ -203,7 +203,6 @@ impl Effects for SimEffects<'_> {
     }
 }
 
-
 impl Simulation {
     /// A cluster of `options.nodes` fresh nodes.
     pub fn new(seed: u64, options: SimOptions) -> Self {
@@ -477,7 +476,13 @@ impl Simulation {
             }
             _ => {
                 let to = up[self.rng.below(up.len() as u64) as usize];
-                let others: Vec<NodeId> = self.cluster.nodes.keys().copied().filter(|id| *id != to).collect();
+                let others: Vec<NodeId> = self
+                    .cluster
+                    .nodes
+                    .keys()
+                    .copied()
+                    .filter(|id| *id != to)
+                    .collect();
                 let from = others[self.rng.below(others.len() as u64) as usize];
                 let term = self.cluster.core(to).map_or(0, |c| c.term());
                 let message = hostile::refused_message(&mut self.rng, from, to, term);
@@ -632,7 +637,9 @@ impl Simulation {
 
     /// The leader moves to a random configuration over all node ids: some voters, some learners.
     fn change_membership(&mut self) {
-        let Some(leader) = self.cluster.leader() else { return };
+        let Some(leader) = self.cluster.leader() else {
+            return;
+        };
         let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().collect();
         let mut voters = std::collections::BTreeSet::new();
         let mut learners = std::collections::BTreeSet::new();
@@ -659,7 +666,10 @@ impl Simulation {
             learners = ids.iter().copied().filter(|id| *id != voter).collect();
         }
         let (cluster, mut fx) = self.split();
-        if cluster.change_membership(leader, voters, learners, &mut fx).is_none() {
+        if cluster
+            .change_membership(leader, voters, learners, &mut fx)
+            .is_none()
+        {
             return;
         }
         let crash = self.options.crash_after_change_probability;
@@ -674,8 +684,16 @@ impl Simulation {
     }
 
     fn transfer_leadership(&mut self) {
-        let Some(leader) = self.cluster.leader() else { return };
-        let ids: Vec<NodeId> = self.cluster.nodes.keys().copied().filter(|id| *id != leader).collect();
+        let Some(leader) = self.cluster.leader() else {
+            return;
+        };
+        let ids: Vec<NodeId> = self
+            .cluster
+            .nodes
+            .keys()
+            .copied()
+            .filter(|id| *id != leader)
+            .collect();
         let target = ids[self.rng.below(ids.len() as u64) as usize];
         let (cluster, mut fx) = self.split();
         cluster.transfer_leadership(leader, target, &mut fx);
@@ -706,16 +724,17 @@ impl Simulation {
     fn liveness_shown(&mut self) -> bool {
         if let Some((leader, index, term)) = self.liveness_marker {
             let committed = self.cluster.core(leader).is_some_and(|c| {
-                    // A leader never loses its own entries during its term (even once compacted
-                    // into a snapshot, when the entry itself is no longer at hand).
-                    let still_leading = c.role() == Role::Leader && c.term() == term;
-                    c.status().commit_index >= index
-                        && (still_leading || c.entry(index).is_some_and(|e| e.term == term))
-                });
+                // A leader never loses its own entries during its term (even once compacted
+                // into a snapshot, when the entry itself is no longer at hand).
+                let still_leading = c.role() == Role::Leader && c.term() == term;
+                c.status().commit_index >= index
+                    && (still_leading || c.entry(index).is_some_and(|e| e.term == term))
+            });
             if committed {
                 return true;
             }
-            let still_leading = (self.cluster.core(leader)).is_some_and(|c| c.role() == Role::Leader && c.term() == term);
+            let still_leading =
+                (self.cluster.core(leader)).is_some_and(|c| c.role() == Role::Leader && c.term() == term);
             if still_leading {
                 return false;
             }

@@ -30,7 +30,7 @@ mod search;
 use std::fmt;
 use std::time::Duration;
 
-use raft_core::PlantedBug;
+use raft_core::{Index, NodeId, PlantedBug};
 
 pub use crate::checker::model::Action;
 use crate::checker::model::State;
@@ -46,6 +46,8 @@ pub struct CheckOptions {
     pub max_depth: u32,
     /// States in which some node reached a higher term are checked but not explored further.
     pub max_term: u64,
+    /// Tick actions (with `tick_to_timeout`, timers fired: elections begun and heartbeats).
+    pub max_ticks: u32,
     /// Client proposals.
     pub max_proposals: u32,
     /// Crashes.
@@ -82,6 +84,9 @@ pub struct CheckOptions {
     pub instant_disk: bool,
     /// A known bug to plant in every node.
     pub planted_bug: Option<PlantedBug>,
+    /// The search starts from the state these actions reach (a scenario's opening, to look
+    /// deeper into one part of the space); depths count from the initial state all the same.
+    pub prefix: Vec<Action>,
 }
 
 impl CheckOptions {
@@ -106,6 +111,7 @@ impl Default for CheckOptions {
             nodes: 3,
             max_depth: 16,
             max_term: 2,
+            max_ticks: u32::MAX,
             max_proposals: 1,
             max_crashes: 1,
             max_drops: 1,
@@ -123,6 +129,7 @@ impl Default for CheckOptions {
             tick_to_timeout: false,
             instant_disk: false,
             planted_bug: None,
+            prefix: Vec::new(),
         }
     }
 }
@@ -207,6 +214,14 @@ impl std::error::Error for CheckFailure {}
 /// Options that [`CheckOptions::validate`] refuses end in a violation at depth 0 (a node that
 /// cannot start).
 pub fn check(options: &CheckOptions) -> Result<CheckReport, Box<CheckFailure>> {
+    check_with_progress(options, &mut |_| {})
+}
+
+/// [`check`], calling `on_level` as each depth is done (a long run shows how far it got).
+pub fn check_with_progress(
+    options: &CheckOptions,
+    on_level: &mut dyn FnMut(&Level),
+) -> Result<CheckReport, Box<CheckFailure>> {
     if let Err(error) = options.validate() {
         return Err(Box::new(CheckFailure {
             violation: Violation::Unexpected { node: 1, error },
@@ -217,40 +232,103 @@ pub fn check(options: &CheckOptions) -> Result<CheckReport, Box<CheckFailure>> {
             elapsed: Duration::ZERO,
         }));
     }
-    search::explore(options)
+    search::explore(options, on_level)
+}
+
+/// A situation to set up, as the opening of a deeper search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goal {
+    /// This node leads.
+    Leads(NodeId),
+    /// This node leads and has committed (and applied) this index.
+    LeadsWithCommit(NodeId, Index),
+}
+
+/// The shortest sequence of actions from the initial state to `goal` under `options` (its
+/// `prefix` ignored), for [`CheckOptions::prefix`]; an error says why there is none within
+/// the bounds.
+///
+/// ```
+/// use raft_sim::checker::{opening, CheckOptions, Goal};
+///
+/// let options = CheckOptions { tick_to_timeout: true, ..CheckOptions::default() };
+/// let elected = opening(&options, Goal::Leads(1)).expect("node 1 can be elected");
+/// assert!(elected.len() <= 8);
+/// ```
+pub fn opening(options: &CheckOptions, goal: Goal) -> Result<Vec<Action>, String> {
+    let reached = |state: &State| {
+        let (id, index) = match goal {
+            Goal::Leads(id) => (id, 0),
+            Goal::LeadsWithCommit(id, index) => (id, index),
+        };
+        let node = state.cluster.nodes.get(&id);
+        node.and_then(|n| n.core.as_ref()).is_some_and(|core| {
+            core.role() == raft_core::Role::Leader && core.status().applied_index >= index
+        })
+    };
+    search::shortest_path(options, &reached)
+}
+
+/// How a replay ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayEnd {
+    /// Every action was taken and every invariant held.
+    Held,
+    /// The last action taken broke an invariant.
+    Violated(Violation),
+    /// The action at this position (from 0) is not one the state offers: the trace belongs to
+    /// other options.
+    NotPossible(usize),
 }
 
 /// Replays `actions` from the initial state: each step as text (the action, what it named, and
-/// the events that followed), and the violation it ends in, if any. An action the state does
-/// not offer (a trace from other options) is an error.
-pub fn replay(options: &CheckOptions, actions: &[Action]) -> (Vec<String>, Option<Violation>) {
+/// the events that followed), and how it ended.
+pub fn replay(options: &CheckOptions, actions: &[Action]) -> (Vec<String>, ReplayEnd) {
     let mut lines = Vec::new();
+    let (_, end) = walk(options, actions, Some(&mut lines));
+    (lines, end)
+}
+
+/// Takes `actions` from the initial state; returns the state reached (the last good one) and
+/// how the walk ended. With `lines`, describes each step there.
+fn walk(
+    options: &CheckOptions,
+    actions: &[Action],
+    mut lines: Option<&mut Vec<String>>,
+) -> (State, ReplayEnd) {
     let mut state = State::initial(options);
     let mut offered = Vec::new();
     for (n, &action) in actions.iter().enumerate() {
         state.actions(options, &mut offered);
         let step = state.describe(action);
         if !offered.contains(&action) {
-            lines.push(format!(
-                "{:>3}. {step}: not possible in this state; the replay stops",
-                n + 1
-            ));
-            return (lines, None);
+            if let Some(lines) = lines.as_deref_mut() {
+                lines.push(format!("{:>3}. {step}: not possible in this state", n + 1));
+            }
+            return (state, ReplayEnd::NotPossible(n));
         }
-        lines.push(format!("{:>3}. {step}", n + 1));
         let mut events: Vec<Event> = Vec::new();
-        let result = state.after(action, options, Some(&mut events));
-        lines.extend(events.iter().map(|e| format!("       {e}")));
+        let result = state.after(action, options, lines.is_some().then_some(&mut events));
+        if let Some(lines) = lines.as_deref_mut() {
+            lines.push(format!("{:>3}. {step}", n + 1));
+            lines.extend(events.iter().map(|e| format!("       {e}")));
+        }
         match result {
             Ok(next) => state = next,
-            Err(violation) => return (lines, Some(violation)),
+            Err(violation) => return (state, ReplayEnd::Violated(violation)),
         }
     }
-    lines.extend(state.cluster.describe_nodes().into_iter().map(|l| format!("     {l}")));
-    (lines, None)
+    if let Some(lines) = lines {
+        lines.extend(
+            state
+                .cluster
+                .describe_nodes()
+                .into_iter()
+                .map(|l| format!("     {l}")),
+        );
+    }
+    (state, ReplayEnd::Held)
 }
-
-
 
 /// `actions` as one line that [`decode_actions`] reads back: `d3 t1 p2 ...`.
 pub fn encode_actions(actions: &[Action]) -> String {

@@ -6,8 +6,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 use raft_core::{Config, Membership, Message, MessageSummary, NodeId, Role};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::checker::CheckOptions;
 use crate::cluster::{Cluster, Effects};
@@ -81,6 +81,7 @@ impl fmt::Display for Step {
 /// What has been spent of each budget on the way to a state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Spent {
+    pub(crate) ticks: u32,
     pub(crate) proposals: u32,
     pub(crate) crashes: u32,
     pub(crate) drops: u32,
@@ -145,7 +146,12 @@ pub(crate) fn node_config(options: &CheckOptions, id: NodeId) -> Config {
 
 /// Carries out `id`'s ready work; with `instant_disk`, also makes every write durable at once
 /// and carries out what that releases, until nothing is pending.
-fn settle(cluster: &mut Cluster, id: NodeId, options: &CheckOptions, fx: &mut ModelEffects<'_>) -> Result<(), Violation> {
+fn settle(
+    cluster: &mut Cluster,
+    id: NodeId,
+    options: &CheckOptions,
+    fx: &mut ModelEffects<'_>,
+) -> Result<(), Violation> {
     cluster.carry_out_ready(id, fx)?;
     if options.instant_disk {
         // Each round makes at least one write durable; a core issues a bounded number in reply.
@@ -238,7 +244,12 @@ impl State {
     /// The highest term any node reached, running or on disk.
     pub(crate) fn max_term(&self) -> u64 {
         (self.cluster.nodes.values())
-            .map(|n| n.core.as_ref().map_or(0, |c| c.term()).max(n.disk.log.hard_state.term))
+            .map(|n| {
+                n.core
+                    .as_ref()
+                    .map_or(0, |c| c.term())
+                    .max(n.disk.log.hard_state.term)
+            })
             .max()
             .unwrap_or(0)
     }
@@ -257,7 +268,8 @@ impl State {
             if self.spent.drops < options.max_drops {
                 out.push(Action::Drop(i));
             }
-            if self.spent.duplicates < options.max_duplicates && self.in_flight.len() < options.max_in_flight {
+            if self.spent.duplicates < options.max_duplicates && self.in_flight.len() < options.max_in_flight
+            {
                 out.push(Action::Duplicate(i));
             }
         }
@@ -267,7 +279,9 @@ impl State {
                 out.push(Action::Restart(id));
                 continue;
             };
-            out.push(Action::Tick(id));
+            if self.spent.ticks < options.max_ticks {
+                out.push(Action::Tick(id));
+            }
             if !node.pending.is_empty() && !options.instant_disk {
                 out.push(Action::Persist(id));
             }
@@ -308,6 +322,9 @@ impl State {
             events,
         };
         let cluster = &mut next.cluster;
+        if let Action::Tick(_) = action {
+            next.spent.ticks += 1;
+        }
         let touched = match action {
             Action::Deliver(i) => {
                 let message = fx.in_flight.remove(i);

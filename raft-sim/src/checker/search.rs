@@ -12,12 +12,20 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::checker::model::{Action, State};
-use crate::checker::{CheckFailure, CheckOptions, CheckReport, Level};
+use crate::checker::{walk, CheckFailure, CheckOptions, CheckReport, Level, ReplayEnd};
 use crate::invariants::Violation;
+
+/// What ended a path.
+enum Found {
+    Violation(Violation),
+    Goal,
+}
 
 /// One depth-limited search.
 struct Pass<'a> {
     options: &'a CheckOptions,
+    /// A state to look for instead of a violation.
+    goal: Option<&'a dyn Fn(&State) -> bool>,
     limit: u32,
     /// Fingerprint -> the most depth left with which the state was explored.
     seen: HashMap<u128, u32>,
@@ -28,9 +36,9 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Explores what follows `state` (at `depth`); returns the violation that ends the path in
-    /// `self.path`, if one is found.
-    fn explore(&mut self, state: &State, depth: u32) -> Option<Violation> {
+    /// Explores what follows `state` (at `depth`); returns the violation (or the goal) that
+    /// ends the path in `self.path`, if one is found.
+    fn explore(&mut self, state: &State, depth: u32) -> Option<Found> {
         if depth == self.limit || state.max_term() > self.options.max_term {
             return None;
         }
@@ -42,8 +50,11 @@ impl Pass<'_> {
             self.path.push(action);
             let next = match state.after(action, self.options, None) {
                 Ok(next) => next,
-                Err(violation) => return Some(violation),
+                Err(violation) => return Some(Found::Violation(violation)),
             };
+            if self.goal.is_some_and(|goal| goal(&next)) {
+                return Some(Found::Goal);
+            }
             let key = next.fingerprint();
             let fresh = self.seen.get(&key).is_none_or(|explored| *explored < left);
             if fresh {
@@ -52,8 +63,8 @@ impl Pass<'_> {
                     return None;
                 }
                 self.seen.insert(key, left);
-                if let Some(violation) = self.explore(&next, depth + 1) {
-                    return Some(violation);
+                if let Some(found) = self.explore(&next, depth + 1) {
+                    return Some(found);
                 }
                 if self.stopped {
                     return None;
@@ -67,41 +78,60 @@ impl Pass<'_> {
 
 /// Searches deeper and deeper up to `options.max_depth`; stops at the first violation, when a
 /// depth adds no new state (the bounds closed the space), or at `options.max_states`.
-pub(crate) fn explore(options: &CheckOptions) -> Result<CheckReport, Box<CheckFailure>> {
+pub(crate) fn explore(
+    options: &CheckOptions,
+    on_level: &mut dyn FnMut(&Level),
+) -> Result<CheckReport, Box<CheckFailure>> {
     let started = Instant::now();
-    let initial = State::initial(options);
+    let (initial, end) = walk(options, &options.prefix, None);
+    let failure = |violation, actions: Vec<Action>, states| {
+        Box::new(CheckFailure {
+            violation,
+            steps: crate::checker::replay(options, &actions).0,
+            depth: actions.len() as u32,
+            actions,
+            states,
+            elapsed: started.elapsed(),
+        })
+    };
+    match end {
+        ReplayEnd::Held => {}
+        ReplayEnd::Violated(violation) => return Err(failure(violation, options.prefix.clone(), 0)),
+        ReplayEnd::NotPossible(at) => {
+            let error = format!("the prefix's action {} is not possible", at + 1);
+            let violation = Violation::Unexpected { node: 0, error };
+            return Err(failure(violation, options.prefix[..at].to_vec(), 0));
+        }
+    }
+    let start = options.prefix.len() as u32;
     let mut levels: Vec<Level> = Vec::new();
     let mut transitions = 0;
     let mut complete = true;
-    for limit in 1..=options.max_depth {
+    for limit in start + 1..=options.max_depth {
         let mut pass = Pass {
             options,
+            goal: None,
             limit,
-            seen: HashMap::from([(initial.fingerprint(), limit)]),
-            path: Vec::new(),
+            seen: HashMap::from([(initial.fingerprint(), limit - start)]),
+            path: options.prefix.clone(),
             transitions: 0,
             stopped: false,
         };
-        let found = pass.explore(&initial, 0);
+        let found = pass.explore(&initial, start);
         transitions += pass.transitions;
         let total = pass.seen.len() as u64;
-        if let Some(violation) = found {
-            return Err(Box::new(CheckFailure {
-                violation,
-                steps: crate::checker::replay(options, &pass.path).0,
-                depth: pass.path.len() as u32,
-                actions: pass.path,
-                states: total,
-                elapsed: started.elapsed(),
-            }));
+        if let Some(Found::Violation(violation)) = found {
+            return Err(failure(violation, pass.path, total));
         }
         let before = levels.last().map_or(1, |l| l.total_states);
-        levels.push(Level {
+        let level = Level {
             depth: limit,
             new_states: total.saturating_sub(before),
             total_states: total,
             elapsed: started.elapsed(),
-        });
+        };
+        on_level(&level);
+        levels.push(level);
         if pass.stopped {
             complete = false;
             break;
@@ -117,4 +147,31 @@ pub(crate) fn explore(options: &CheckOptions) -> Result<CheckReport, Box<CheckFa
         complete,
         elapsed: started.elapsed(),
     })
+}
+
+/// The shortest path from the initial state to a state where `goal` holds, within
+/// `options.max_depth`; an error names what stopped the search.
+pub(crate) fn shortest_path(
+    options: &CheckOptions,
+    goal: &dyn Fn(&State) -> bool,
+) -> Result<Vec<Action>, String> {
+    let initial = State::initial(options);
+    for limit in 1..=options.max_depth {
+        let mut pass = Pass {
+            options,
+            goal: Some(goal),
+            limit,
+            seen: HashMap::from([(initial.fingerprint(), limit)]),
+            path: Vec::new(),
+            transitions: 0,
+            stopped: false,
+        };
+        match pass.explore(&initial, 0) {
+            Some(Found::Goal) => return Ok(pass.path),
+            Some(Found::Violation(violation)) => return Err(format!("a violation on the way: {violation}")),
+            None if pass.stopped => return Err(format!("not within {} states", options.max_states)),
+            None => {}
+        }
+    }
+    Err(format!("not within {} actions", options.max_depth))
 }
