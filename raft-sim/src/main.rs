@@ -120,9 +120,10 @@ struct CheckArgs {
     /// Search from the state these actions reach (a scenario's opening).
     #[arg(long)]
     from: Option<String>,
-    /// Search from the first state (the fewest actions away) in which this node leads.
+    /// Search from the first state (the fewest actions away) that reaches this goal:
+    /// `leads:N`, `commit:N:INDEX` or `figure8:N`.
     #[arg(long, conflicts_with = "from")]
-    from_leader: Option<u64>,
+    from_goal: Option<checker::Goal>,
     /// Replay these actions (as a violation prints them) instead of searching.
     #[arg(long)]
     replay: Option<String>,
@@ -158,12 +159,17 @@ impl CheckArgs {
             planted_bug: bug,
             prefix,
         };
-        if let Some(leader) = self.from_leader {
+        if let Some(goal) = self.from_goal {
             let opening = CheckOptions {
                 planted_bug: None,
                 ..options.clone()
             };
-            options.prefix = checker::opening(&opening, checker::Goal::Leads(leader))?;
+            options.prefix = checker::opening(&opening, goal)?;
+            say!(
+                "opening ({} actions): {}",
+                options.prefix.len(),
+                checker::encode_actions(&options.prefix)
+            );
         }
         Ok(options)
     }

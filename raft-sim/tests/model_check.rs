@@ -203,3 +203,28 @@ fn a_replay_of_a_trace_from_other_options_stops_where_it_stops_making_sense() {
     let (lines, end) = replay(&options, &actions);
     assert_eq!(end, ReplayEnd::NotPossible(at), "{lines:#?}");
 }
+
+#[test]
+fn checker_finds_figure_8_counting_replicas_of_an_earlier_term() {
+    // Figure 8 needs four elections and nineteen actions: out of reach from the initial state
+    // in CI's time (depth 14 alone is 20 million states). The checker finds the shortest way to
+    // the figure's opening (a leader whose next entry is of an earlier term, while another node
+    // holds a different entry at that index) and explores every continuation from there.
+    let options = CheckOptions {
+        max_depth: 20,
+        max_term: 4,
+        max_ticks: 4,
+        max_in_flight: 10,
+        ..shallow()
+    };
+    let prefix = opening(&options, Goal::Figure8(1)).unwrap_or_else(|e| panic!("{e}"));
+    println!("opening ({} actions): {}", prefix.len(), encode_actions(&prefix));
+    let failure = finds(
+        PlantedBug::CountPreviousTermTowardCommit,
+        CheckOptions { prefix, ..options },
+    );
+    assert!(
+        failure.violation.to_string().contains("leader completeness"),
+        "{failure}"
+    );
+}

@@ -242,6 +242,27 @@ pub enum Goal {
     Leads(NodeId),
     /// This node leads and has committed (and applied) this index.
     LeadsWithCommit(NodeId, Index),
+    /// The opening of the Raft paper's Figure 8: this node leads, the entry after its commit
+    /// index is of an earlier term than its own and not yet committed, and another node holds a
+    /// different entry at that index.
+    Figure8(NodeId),
+}
+
+impl std::str::FromStr for Goal {
+    type Err = String;
+
+    /// `leads:N`, `commit:N:INDEX` or `figure8:N`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("expected leads:N, commit:N:INDEX or figure8:N, not {text:?}");
+        let parts: Vec<&str> = text.split(':').collect();
+        let number = |s: &str| s.parse::<u64>().map_err(|_| bad());
+        match parts.as_slice() {
+            ["leads", n] => Ok(Goal::Leads(number(n)?)),
+            ["commit", n, index] => Ok(Goal::LeadsWithCommit(number(n)?, number(index)?)),
+            ["figure8", n] => Ok(Goal::Figure8(number(n)?)),
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// The shortest sequence of actions from the initial state to `goal` under `options` (its
@@ -257,14 +278,23 @@ pub enum Goal {
 /// ```
 pub fn opening(options: &CheckOptions, goal: Goal) -> Result<Vec<Action>, String> {
     let reached = |state: &State| {
-        let (id, index) = match goal {
-            Goal::Leads(id) => (id, 0),
-            Goal::LeadsWithCommit(id, index) => (id, index),
-        };
-        let node = state.cluster.nodes.get(&id);
-        node.and_then(|n| n.core.as_ref()).is_some_and(|core| {
-            core.role() == raft_core::Role::Leader && core.status().applied_index >= index
-        })
+        let core = |id: NodeId| state.cluster.core(id);
+        let leads = |id| core(id).filter(|c| c.role() == raft_core::Role::Leader);
+        match goal {
+            Goal::Leads(id) => leads(id).is_some(),
+            Goal::LeadsWithCommit(id, index) => leads(id).is_some_and(|c| c.status().applied_index >= index),
+            Goal::Figure8(id) => leads(id).is_some_and(|leader| {
+                let index = leader.status().commit_index + 1;
+                let Some(entry) = leader.entry(index).filter(|e| e.term < leader.term()) else {
+                    return false;
+                };
+                (state.cluster.nodes.keys()).any(|other| {
+                    core(*other)
+                        .and_then(|c| c.entry(index))
+                        .is_some_and(|e| e.term != entry.term)
+                })
+            }),
+        }
     };
     search::shortest_path(options, &reached)
 }
@@ -326,6 +356,12 @@ fn walk(
                 .into_iter()
                 .map(|l| format!("     {l}")),
         );
+        for (i, message) in state.in_flight.iter().enumerate() {
+            lines.push(format!(
+                "     in flight #{i}: {}",
+                raft_core::MessageSummary::of(message)
+            ));
+        }
     }
     (state, ReplayEnd::Held)
 }
