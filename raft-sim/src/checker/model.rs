@@ -79,7 +79,7 @@ impl fmt::Display for Step {
 }
 
 /// What has been spent of each budget on the way to a state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Spent {
     pub(crate) ticks: u32,
     pub(crate) proposals: u32,
@@ -237,8 +237,29 @@ impl State {
 
     /// The state's fingerprint (XXH3, 128 bits): equal states have equal fingerprints, and two
     /// different states share one with a chance of about 2^-128 per pair.
-    pub(crate) fn fingerprint(&self) -> u128 {
-        fingerprint_of(&(&self.cluster, &self.in_flight, &self.spent))
+    ///
+    /// Of each budget only what is left counts, and nothing of an unlimited one: states that
+    /// differ only in how many ticks it took to reach them have the same future. Proposals
+    /// always count (the next command's bytes depend on them).
+    pub(crate) fn fingerprint(&self, options: &CheckOptions) -> u128 {
+        let left = |max: u32, spent: u32| {
+            if max == u32::MAX {
+                u32::MAX
+            } else {
+                max - spent.min(max)
+            }
+        };
+        let s = &self.spent;
+        let budgets = [
+            left(options.max_ticks, s.ticks),
+            s.proposals,
+            left(options.max_crashes, s.crashes),
+            left(options.max_drops, s.drops),
+            left(options.max_duplicates, s.duplicates),
+            left(options.max_reads, s.reads),
+            left(options.max_membership_changes, s.changes),
+        ];
+        fingerprint_of(&(&self.cluster, &self.in_flight, budgets))
     }
 
     /// The highest term any node reached, running or on disk.

@@ -55,7 +55,7 @@ impl Pass<'_> {
             if self.goal.is_some_and(|goal| goal(&next)) {
                 return Some(Found::Goal);
             }
-            let key = next.fingerprint();
+            let key = next.fingerprint(self.options);
             let fresh = self.seen.get(&key).is_none_or(|explored| *explored < left);
             if fresh {
                 if self.seen.len() as u64 >= self.options.max_states {
@@ -112,7 +112,7 @@ pub(crate) fn explore(
             options,
             goal: None,
             limit,
-            seen: HashMap::from([(initial.fingerprint(), limit - start)]),
+            seen: HashMap::from([(initial.fingerprint(options), limit - start)]),
             path: options.prefix.clone(),
             transitions: 0,
             stopped: false,
@@ -161,7 +161,7 @@ pub(crate) fn shortest_path(
             options,
             goal: Some(goal),
             limit,
-            seen: HashMap::from([(initial.fingerprint(), limit)]),
+            seen: HashMap::from([(initial.fingerprint(options), limit)]),
             path: Vec::new(),
             transitions: 0,
             stopped: false,
