@@ -87,6 +87,9 @@ struct CheckArgs {
     /// ReadIndex reads.
     #[arg(long, default_value_t = CheckOptions::default().max_reads)]
     reads: u32,
+    /// Leadership transfers.
+    #[arg(long, default_value_t = CheckOptions::default().max_transfers)]
+    transfers: u32,
     /// Membership changes.
     #[arg(long, default_value_t = CheckOptions::default().max_membership_changes)]
     changes: u32,
@@ -145,6 +148,7 @@ impl CheckArgs {
             max_drops: self.drops,
             max_duplicates: self.duplicates,
             max_reads: self.reads,
+            max_transfers: self.transfers,
             max_membership_changes: self.changes,
             max_in_flight: self.in_flight,
             max_states: self.max_states,

@@ -101,6 +101,25 @@ fn correct_core_holds_in_every_interleaving_of_three_nodes_over_three_terms() {
 }
 
 #[test]
+fn correct_core_holds_with_pre_vote_check_quorum_reads_and_a_transfer() {
+    let options = CheckOptions {
+        max_depth: 9,
+        pre_vote: true,
+        check_quorum: true,
+        max_reads: 1,
+        max_transfers: 1,
+        max_drops: 1,
+        max_crashes: 1,
+        max_proposals: 1,
+        ..shallow()
+    };
+    let report = check(&options).unwrap_or_else(|f| panic!("{f}"));
+    print_report("pre-vote, check-quorum, a read, a transfer", &report);
+    assert!(report.complete);
+    assert!(report.states > 500_000, "{report:?}");
+}
+
+#[test]
 fn correct_core_holds_in_every_reachable_state_of_one_node_with_a_crash() {
     // Twelve ticks close the space: past them nothing new can happen.
     let options = CheckOptions {
@@ -186,7 +205,7 @@ fn checker_finds_an_acknowledgement_before_the_write_is_durable() {
 
 #[test]
 fn a_trace_reads_back_as_it_was_written() {
-    let text = "t1 d0 x2 u1 s3 c2 r2 p1 q3 m1:5";
+    let text = "t1 d0 x2 u1 s3 c2 r2 p1 q3 l1:2 m1:5";
     let actions = decode_actions(text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(encode_actions(&actions), text);
     assert!(decode_actions("t1 z9").is_err());

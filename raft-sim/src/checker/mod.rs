@@ -6,7 +6,7 @@
 //! spent of each budget. From each state the checker takes every action the bounds allow:
 //! deliver any one message, drop it, duplicate it, tick any node, make a node's oldest pending
 //! write durable, crash a node (losing what is not durable), restart it, propose on a leader,
-//! ask for a ReadIndex read, or change the voters. After each action the node's `Ready` is
+//! ask for a ReadIndex read, hand over the leadership, or change the voters. After each action the node's `Ready` is
 //! carried out and the simulator's invariants are checked. States are explored depth by depth and
 //! each is seen once, by a 128-bit fingerprint of everything that decides its future. The search
 //! deepens one action at a time (iterative deepening), so the first violation found comes with
@@ -58,6 +58,8 @@ pub struct CheckOptions {
     pub max_duplicates: u32,
     /// ReadIndex reads asked.
     pub max_reads: u32,
+    /// Leadership transfers begun.
+    pub max_transfers: u32,
     /// Membership changes begun.
     pub max_membership_changes: u32,
     /// Messages the network holds; what is sent beyond is lost.
@@ -117,6 +119,7 @@ impl Default for CheckOptions {
             max_drops: 1,
             max_duplicates: 0,
             max_reads: 0,
+            max_transfers: 0,
             max_membership_changes: 0,
             max_in_flight: 4,
             max_states: 20_000_000,
@@ -380,6 +383,7 @@ pub fn encode_actions(actions: &[Action]) -> String {
             Action::Restart(n) => format!("r{n}"),
             Action::Propose(n) => format!("p{n}"),
             Action::Read(n) => format!("q{n}"),
+            Action::Transfer(from, to) => format!("l{from}:{to}"),
             Action::ChangeVoters(n, voters) => format!("m{n}:{voters}"),
         })
         .collect();
@@ -405,6 +409,10 @@ pub fn decode_actions(text: &str) -> Result<Vec<Action>, String> {
                 'r' => Action::Restart(number(rest)?),
                 'p' => Action::Propose(number(rest)?),
                 'q' => Action::Read(number(rest)?),
+                'l' => {
+                    let (from, to) = rest.split_once(':').ok_or_else(bad)?;
+                    Action::Transfer(number(from)?, number(to)?)
+                }
                 'm' => {
                     let (node, voters) = rest.split_once(':').ok_or_else(bad)?;
                     Action::ChangeVoters(number(node)?, number(voters)?)

@@ -36,6 +36,8 @@ pub enum Action {
     Propose(NodeId),
     /// A client asks a node for a ReadIndex read.
     Read(NodeId),
+    /// A leader starts handing its leadership to another node.
+    Transfer(NodeId, NodeId),
     /// A leader starts moving to the voters of this bit set (bit i = node i + 1); the others
     /// become learners.
     ChangeVoters(NodeId, u64),
@@ -73,6 +75,7 @@ impl fmt::Display for Step {
             Action::Restart(n) => write!(f, "restart {n}"),
             Action::Propose(n) => write!(f, "propose {n}"),
             Action::Read(n) => write!(f, "read {n}"),
+            Action::Transfer(from, to) => write!(f, "transfer {from} to {to}"),
             Action::ChangeVoters(n, voters) => write!(f, "change-voters {n} {voters:#b}"),
         }
     }
@@ -87,6 +90,7 @@ pub(crate) struct Spent {
     pub(crate) drops: u32,
     pub(crate) duplicates: u32,
     pub(crate) reads: u32,
+    pub(crate) transfers: u32,
     pub(crate) changes: u32,
 }
 
@@ -257,6 +261,7 @@ impl State {
             left(options.max_drops, s.drops),
             left(options.max_duplicates, s.duplicates),
             left(options.max_reads, s.reads),
+            left(options.max_transfers, s.transfers),
             left(options.max_membership_changes, s.changes),
         ];
         fingerprint_of(&(&self.cluster, &self.in_flight, budgets))
@@ -315,6 +320,11 @@ impl State {
             }
             if self.spent.reads < options.max_reads {
                 out.push(Action::Read(id));
+            }
+            if leads && self.spent.transfers < options.max_transfers {
+                for target in (1..=options.nodes).filter(|n| *n != id) {
+                    out.push(Action::Transfer(id, target));
+                }
             }
             if leads && self.spent.changes < options.max_membership_changes {
                 let all = (1u64 << options.nodes) - 1;
@@ -413,6 +423,11 @@ impl State {
             Action::Read(id) => {
                 next.spent.reads += 1;
                 cluster.read(id, false, &mut fx);
+                Some(id)
+            }
+            Action::Transfer(id, target) => {
+                next.spent.transfers += 1;
+                cluster.transfer_leadership(id, target, &mut fx);
                 Some(id)
             }
             Action::ChangeVoters(id, voters) => {
