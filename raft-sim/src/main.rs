@@ -37,7 +37,7 @@ struct Cli {
     /// Run a range of seeds, like 0..100000.
     #[arg(long, value_parser = parse_range)]
     seeds: Option<std::ops::Range<u64>>,
-    /// Threads for a range of seeds.
+    /// Threads for a range of seeds, or for `check`.
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Plant a known bug in every node (to see the simulator catch it).
@@ -133,7 +133,7 @@ struct CheckArgs {
 }
 
 impl CheckArgs {
-    fn options(&self, bug: Option<PlantedBug>) -> Result<CheckOptions, String> {
+    fn options(&self, bug: Option<PlantedBug>, threads: usize) -> Result<CheckOptions, String> {
         let prefix = match &self.from {
             Some(text) => checker::decode_actions(text)?,
             None => Vec::new(),
@@ -152,6 +152,7 @@ impl CheckArgs {
             max_membership_changes: self.changes,
             max_in_flight: self.in_flight,
             max_states: self.max_states,
+            threads,
             election_ticks: self.election_ticks,
             heartbeat_ticks: 1,
             pre_vote: self.pre_vote,
@@ -180,8 +181,8 @@ impl CheckArgs {
 }
 
 /// `raft-sim check`: search, or replay a trace.
-fn run_check(args: &CheckArgs, bug: Option<PlantedBug>) -> ExitCode {
-    let options = match args.options(bug) {
+fn run_check(args: &CheckArgs, bug: Option<PlantedBug>, threads: usize) -> ExitCode {
+    let options = match args.options(bug, threads) {
         Ok(options) => options,
         Err(error) => {
             say!("{error}");
@@ -266,7 +267,7 @@ fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Check(args)) = &cli.command {
-        return run_check(args, cli.bug);
+        return run_check(args, cli.bug, cli.threads);
     }
     if let Some(seed) = cli.seed {
         let options = SimOptions::for_seed(seed).with_planted_bug(cli.bug);

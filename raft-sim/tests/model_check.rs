@@ -247,3 +247,33 @@ fn checker_finds_figure_8_counting_replicas_of_an_earlier_term() {
         "{failure}"
     );
 }
+
+#[test]
+fn a_search_on_two_threads_sees_the_states_one_thread_sees_and_finds_the_same_depth() {
+    let options = CheckOptions {
+        max_depth: 11,
+        ..CheckOptions::default()
+    };
+    let one = check(&options).unwrap_or_else(|f| panic!("{f}"));
+    let two = check(&CheckOptions {
+        threads: 2,
+        ..options
+    })
+    .unwrap_or_else(|f| panic!("{f}"));
+    let counts = |r: &CheckReport| r.levels.iter().map(|l| l.total_states).collect::<Vec<_>>();
+    assert_eq!(counts(&one), counts(&two));
+    let bug = CheckOptions {
+        planted_bug: Some(PlantedBug::SkipUpToDateLogCheck),
+        ..shallow()
+    };
+    let alone = check(&bug).map(|_| ()).expect_err("found on one thread");
+    let shared = check(&CheckOptions {
+        threads: 2,
+        ..bug.clone()
+    })
+    .map(|_| ())
+    .expect_err("found on two threads");
+    assert_eq!(alone.depth, shared.depth);
+    let (_, end) = replay(&bug, &shared.actions);
+    assert_eq!(end, ReplayEnd::Violated(shared.violation.clone()));
+}

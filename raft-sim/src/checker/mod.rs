@@ -66,6 +66,9 @@ pub struct CheckOptions {
     pub max_in_flight: usize,
     /// The search stops (incomplete) after this many distinct states.
     pub max_states: u64,
+    /// Threads of the search (with more than one, which of several shortest violations is
+    /// reported may vary from run to run).
+    pub threads: usize,
     /// Election timeout T in ticks (each election draws its timeout from [T, 2T)).
     pub election_ticks: u32,
     /// Heartbeat interval in ticks.
@@ -123,6 +126,7 @@ impl Default for CheckOptions {
             max_membership_changes: 0,
             max_in_flight: 4,
             max_states: 20_000_000,
+            threads: 1,
             election_ticks: 2,
             heartbeat_ticks: 1,
             pre_vote: false,
