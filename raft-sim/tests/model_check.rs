@@ -277,3 +277,23 @@ fn a_search_on_two_threads_sees_the_states_one_thread_sees_and_finds_the_same_de
     let (_, end) = replay(&bug, &shared.actions);
     assert_eq!(end, ReplayEnd::Violated(shared.violation.clone()));
 }
+
+#[test]
+fn options_a_cluster_cannot_start_with_are_refused_before_any_search() {
+    for options in [
+        CheckOptions {
+            nodes: 0,
+            ..CheckOptions::default()
+        },
+        CheckOptions {
+            heartbeat_ticks: 2,
+            election_ticks: 2,
+            ..CheckOptions::default()
+        },
+    ] {
+        assert!(options.validate().is_err(), "{options:?}");
+        let failure = check(&options).map(|_| ()).expect_err("refused");
+        assert_eq!(failure.depth, 0);
+        assert!(failure.actions.is_empty());
+    }
+}
