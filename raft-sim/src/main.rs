@@ -117,6 +117,12 @@ struct CheckArgs {
     /// Each tick action ticks a node until its next timer fires.
     #[arg(long)]
     tick_to_timeout: bool,
+    /// All running nodes tick together (clocks that never drift apart).
+    #[arg(long)]
+    lockstep_ticks: bool,
+    /// Lease reads (needs --lockstep-ticks and --check-quorum).
+    #[arg(long)]
+    lease_reads: bool,
     /// Writes are durable at once (no persist action).
     #[arg(long)]
     instant_disk: bool,
@@ -124,7 +130,7 @@ struct CheckArgs {
     #[arg(long)]
     from: Option<String>,
     /// Search from the first state (the fewest actions away) that reaches this goal:
-    /// `leads:N`, `commit:N:INDEX` or `figure8:N`.
+    /// `leads:N`, `commit:N:INDEX`, `replicated:N` or `figure8:N`.
     #[arg(long, conflicts_with = "from")]
     from_goal: Option<checker::Goal>,
     /// Replay these actions (as a violation prints them) instead of searching.
@@ -160,6 +166,8 @@ impl CheckArgs {
             max_entries_per_message: self.max_entries,
             snapshot_after_entries: self.snapshot_after,
             tick_to_timeout: self.tick_to_timeout,
+            lockstep_ticks: self.lockstep_ticks,
+            lease_reads: self.lease_reads,
             instant_disk: self.instant_disk,
             planted_bug: bug,
             prefix,

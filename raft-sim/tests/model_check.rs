@@ -205,7 +205,7 @@ fn checker_finds_an_acknowledgement_before_the_write_is_durable() {
 
 #[test]
 fn a_trace_reads_back_as_it_was_written() {
-    let text = "t1 d0 x2 u1 s3 c2 r2 p1 q3 l1:2 m1:5";
+    let text = "t1 T d0 x2 u1 s3 c2 r2 p1 q3 e2 l1:2 m1:5";
     let actions = decode_actions(text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(encode_actions(&actions), text);
     assert!(decode_actions("t1 z9").is_err());
@@ -296,4 +296,30 @@ fn options_a_cluster_cannot_start_with_are_refused_before_any_search() {
         assert_eq!(failure.depth, 0);
         assert!(failure.actions.is_empty());
     }
+}
+
+#[test]
+fn checker_finds_lease_reads_served_during_a_leadership_transfer() {
+    // Leases are safe only with a bound on clock drift: here every node ticks in lockstep. The
+    // search starts from a settled cluster (node 2 leads and every node holds its entry).
+    let options = CheckOptions {
+        lockstep_ticks: true,
+        lease_reads: true,
+        check_quorum: true,
+        max_reads: 1,
+        max_transfers: 1,
+        max_in_flight: 6,
+        max_depth: 16,
+        threads: 2,
+        ..shallow()
+    };
+    let prefix = opening(&options, Goal::Replicated(2)).unwrap_or_else(|e| panic!("{e}"));
+    let failure = finds(
+        PlantedBug::KeepLeaseDuringTransfer,
+        CheckOptions { prefix, ..options },
+    );
+    assert!(
+        failure.violation.to_string().contains("linearizable reads"),
+        "{failure}"
+    );
 }

@@ -84,6 +84,11 @@ pub struct CheckOptions {
     /// Each `Tick` action ticks the node until it sends or changes its role or term (its next
     /// timer fires), instead of once: shallower, at the cost of the states between.
     pub tick_to_timeout: bool,
+    /// All running nodes tick together (`TickAll`), so their clocks never drift apart: the
+    /// condition under which leases are safe.
+    pub lockstep_ticks: bool,
+    /// Lease reads (`LeaseRead` actions); only with `lockstep_ticks` and `check_quorum`.
+    pub lease_reads: bool,
     /// Writes are durable as soon as they are issued (no `Persist` action; a crash loses only
     /// the process): shallower, at the cost of the crash-before-fsync states.
     pub instant_disk: bool,
@@ -102,6 +107,9 @@ impl CheckOptions {
         }
         if self.max_in_flight == 0 {
             return Err("in-flight must be at least 1".into());
+        }
+        if self.lease_reads && !(self.lockstep_ticks && self.check_quorum) {
+            return Err("lease reads need lockstep ticks (a bound on clock drift) and check-quorum".into());
         }
         model::node_config(self, 1)
             .validate()
@@ -134,6 +142,8 @@ impl Default for CheckOptions {
             max_entries_per_message: 1,
             snapshot_after_entries: 0,
             tick_to_timeout: false,
+            lockstep_ticks: false,
+            lease_reads: false,
             instant_disk: false,
             planted_bug: None,
             prefix: Vec::new(),
@@ -249,6 +259,9 @@ pub enum Goal {
     Leads(NodeId),
     /// This node leads and has committed (and applied) this index.
     LeadsWithCommit(NodeId, Index),
+    /// This node leads, has committed an entry of its term, and every node holds its last
+    /// entry: a settled cluster.
+    Replicated(NodeId),
     /// The opening of the Raft paper's Figure 8: this node leads, the entry after its commit
     /// index is of an earlier term than its own and not yet committed, and another node holds a
     /// different entry at that index.
@@ -260,12 +273,13 @@ impl std::str::FromStr for Goal {
 
     /// `leads:N`, `commit:N:INDEX` or `figure8:N`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("expected leads:N, commit:N:INDEX or figure8:N, not {text:?}");
+        let bad = || format!("expected leads:N, commit:N:INDEX, replicated:N or figure8:N, not {text:?}");
         let parts: Vec<&str> = text.split(':').collect();
         let number = |s: &str| s.parse::<u64>().map_err(|_| bad());
         match parts.as_slice() {
             ["leads", n] => Ok(Goal::Leads(number(n)?)),
             ["commit", n, index] => Ok(Goal::LeadsWithCommit(number(n)?, number(index)?)),
+            ["replicated", n] => Ok(Goal::Replicated(number(n)?)),
             ["figure8", n] => Ok(Goal::Figure8(number(n)?)),
             _ => Err(bad()),
         }
@@ -290,6 +304,15 @@ pub fn opening(options: &CheckOptions, goal: Goal) -> Result<Vec<Action>, String
         match goal {
             Goal::Leads(id) => leads(id).is_some(),
             Goal::LeadsWithCommit(id, index) => leads(id).is_some_and(|c| c.status().applied_index >= index),
+            Goal::Replicated(id) => leads(id).is_some_and(|leader| {
+                let last = leader.status().last_log_index;
+                let mine = leader.entry(last).map(|e| (e.term, e.index));
+                let committed = leader.status().commit_index;
+                let of_my_term = leader.entry(committed).is_some_and(|e| e.term == leader.term());
+                of_my_term
+                    && (state.cluster.nodes.keys())
+                        .all(|n| core(*n).and_then(|c| c.entry(last)).map(|e| (e.term, e.index)) == mine)
+            }),
             Goal::Figure8(id) => leads(id).is_some_and(|leader| {
                 let index = leader.status().commit_index + 1;
                 let Some(entry) = leader.entry(index).filter(|e| e.term < leader.term()) else {
@@ -382,11 +405,13 @@ pub fn encode_actions(actions: &[Action]) -> String {
             Action::Drop(i) => format!("x{i}"),
             Action::Duplicate(i) => format!("u{i}"),
             Action::Tick(n) => format!("t{n}"),
+            Action::TickAll => "T".to_string(),
             Action::Persist(n) => format!("s{n}"),
             Action::Crash(n) => format!("c{n}"),
             Action::Restart(n) => format!("r{n}"),
             Action::Propose(n) => format!("p{n}"),
             Action::Read(n) => format!("q{n}"),
+            Action::LeaseRead(n) => format!("e{n}"),
             Action::Transfer(from, to) => format!("l{from}:{to}"),
             Action::ChangeVoters(n, voters) => format!("m{n}:{voters}"),
         })
@@ -399,6 +424,9 @@ pub fn decode_actions(text: &str) -> Result<Vec<Action>, String> {
     text.split_whitespace()
         .map(|word| {
             let bad = || format!("bad action {word:?}");
+            if word == "T" {
+                return Ok(Action::TickAll);
+            }
             let mut chars = word.chars();
             let kind = chars.next().ok_or_else(bad)?;
             let rest = chars.as_str();
@@ -413,6 +441,7 @@ pub fn decode_actions(text: &str) -> Result<Vec<Action>, String> {
                 'r' => Action::Restart(number(rest)?),
                 'p' => Action::Propose(number(rest)?),
                 'q' => Action::Read(number(rest)?),
+                'e' => Action::LeaseRead(number(rest)?),
                 'l' => {
                     let (from, to) = rest.split_once(':').ok_or_else(bad)?;
                     Action::Transfer(number(from)?, number(to)?)

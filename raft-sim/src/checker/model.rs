@@ -26,6 +26,8 @@ pub enum Action {
     Duplicate(usize),
     /// One tick of a node's clock.
     Tick(NodeId),
+    /// One tick of every running node's clock, in id order (clocks that never drift apart).
+    TickAll,
     /// A node's oldest pending write becomes durable.
     Persist(NodeId),
     /// A node's process dies, losing its writes not yet durable.
@@ -36,6 +38,8 @@ pub enum Action {
     Propose(NodeId),
     /// A client asks a node for a ReadIndex read.
     Read(NodeId),
+    /// A client asks a node for a read from its lease.
+    LeaseRead(NodeId),
     /// A leader starts handing its leadership to another node.
     Transfer(NodeId, NodeId),
     /// A leader starts moving to the voters of this bit set (bit i = node i + 1); the others
@@ -70,11 +74,13 @@ impl fmt::Display for Step {
                 message(f)
             }
             Action::Tick(n) => write!(f, "tick {n}"),
+            Action::TickAll => write!(f, "tick every node"),
             Action::Persist(n) => write!(f, "persist {n}"),
             Action::Crash(n) => write!(f, "crash {n}"),
             Action::Restart(n) => write!(f, "restart {n}"),
             Action::Propose(n) => write!(f, "propose {n}"),
             Action::Read(n) => write!(f, "read {n}"),
+            Action::LeaseRead(n) => write!(f, "lease read {n}"),
             Action::Transfer(from, to) => write!(f, "transfer {from} to {to}"),
             Action::ChangeVoters(n, voters) => write!(f, "change-voters {n} {voters:#b}"),
         }
@@ -140,10 +146,10 @@ pub(crate) fn node_config(options: &CheckOptions, id: NodeId) -> Config {
     config.snapshot_after_log_bytes = 0;
     config.snapshot_keep_entries = 0;
     config.snapshot_chunk_bytes = 64;
-    // No leases: the checker's nodes tick independently, with no bound on how far their clocks
-    // drift apart, and a lease is only as safe as that bound.
-    config.lease_reads = false;
-    config.lease_clock_drift_ticks = 0;
+    // A lease is only as safe as the bound on how far clocks drift apart: leases only with
+    // clocks that tick in lockstep (one tick of rounding allowed for).
+    config.lease_reads = options.lease_reads && options.lockstep_ticks;
+    config.lease_clock_drift_ticks = 1;
     config.planted_bug = options.planted_bug;
     config
 }
@@ -283,6 +289,9 @@ impl State {
     /// Every action the bounds allow from here, in a fixed order.
     pub(crate) fn actions(&self, options: &CheckOptions, out: &mut Vec<Action>) {
         out.clear();
+        if options.lockstep_ticks && self.spent.ticks < options.max_ticks {
+            out.push(Action::TickAll);
+        }
         for (i, message) in self.in_flight.iter().enumerate() {
             // Copies of one message lead to the same states: offer the first only.
             if i > 0 && self.in_flight[i - 1] == *message {
@@ -305,7 +314,7 @@ impl State {
                 out.push(Action::Restart(id));
                 continue;
             };
-            if self.spent.ticks < options.max_ticks {
+            if self.spent.ticks < options.max_ticks && !options.lockstep_ticks {
                 out.push(Action::Tick(id));
             }
             if !node.pending.is_empty() && !options.instant_disk {
@@ -320,6 +329,9 @@ impl State {
             }
             if self.spent.reads < options.max_reads {
                 out.push(Action::Read(id));
+                if options.lease_reads {
+                    out.push(Action::LeaseRead(id));
+                }
             }
             if leads && self.spent.transfers < options.max_transfers {
                 for target in (1..=options.nodes).filter(|n| *n != id) {
@@ -353,7 +365,7 @@ impl State {
             events,
         };
         let cluster = &mut next.cluster;
-        if let Action::Tick(_) = action {
+        if let Action::Tick(_) | Action::TickAll = action {
             next.spent.ticks += 1;
         }
         let touched = match action {
@@ -378,28 +390,38 @@ impl State {
                 next.spent.duplicates += 1;
                 None
             }
-            Action::Tick(id) if options.tick_to_timeout => {
-                // Tick until the node does something: sends, or changes its role or term (every
-                // timer of the core fires within 2T ticks).
-                let role = |c: &Cluster| c.core(id).map(|core| (core.role(), core.term()));
-                let before = role(cluster);
-                for _ in 0..2 * options.election_ticks + 1 {
-                    if let Some(core) = cluster.core_mut(id) {
-                        core.tick();
-                    }
+            Action::Tick(_) | Action::TickAll => {
+                let nodes: Vec<NodeId> = match action {
+                    Action::Tick(id) => vec![id],
+                    _ => (cluster.nodes.keys().copied())
+                        .filter(|id| cluster.is_up(*id))
+                        .collect(),
+                };
+                // With `tick_to_timeout`, tick until a node does something: sends, or changes
+                // its role or term (every timer of the core fires within 2T ticks).
+                let roles = |c: &Cluster| -> Vec<_> {
+                    let role = |id: &NodeId| c.core(*id).map(|core| (core.role(), core.term()));
+                    nodes.iter().map(role).collect()
+                };
+                let before = roles(cluster);
+                let rounds = if options.tick_to_timeout {
+                    2 * options.election_ticks + 1
+                } else {
+                    1
+                };
+                for _ in 0..rounds {
                     let sent = fx.sent;
-                    settle(cluster, id, options, &mut fx)?;
-                    if fx.sent > sent || role(cluster) != before {
+                    for id in &nodes {
+                        if let Some(core) = cluster.core_mut(*id) {
+                            core.tick();
+                        }
+                        settle(cluster, *id, options, &mut fx)?;
+                    }
+                    if fx.sent > sent || roles(cluster) != before {
                         break;
                     }
                 }
                 None
-            }
-            Action::Tick(id) => {
-                if let Some(core) = cluster.core_mut(id) {
-                    core.tick();
-                }
-                Some(id)
             }
             Action::Persist(id) => {
                 cluster.complete_next_write(id, &mut fx)?;
@@ -420,9 +442,9 @@ impl State {
                 cluster.propose(id, command, &mut fx);
                 Some(id)
             }
-            Action::Read(id) => {
+            Action::Read(id) | Action::LeaseRead(id) => {
                 next.spent.reads += 1;
-                cluster.read(id, false, &mut fx);
+                cluster.read(id, action == Action::LeaseRead(id), &mut fx);
                 Some(id)
             }
             Action::Transfer(id, target) => {
