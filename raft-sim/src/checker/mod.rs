@@ -6,7 +6,8 @@
 //! spent of each budget. From each state the checker takes every action the bounds allow:
 //! deliver any one message, drop it, duplicate it, tick any node, make a node's oldest pending
 //! write durable, crash a node (losing what is not durable), restart it, propose on a leader,
-//! ask for a ReadIndex read, hand over the leadership, or change the voters. After each action
+//! ask for a ReadIndex (or, with clocks in lockstep, a lease) read, hand over the leadership, or
+//! change the voters. After each action
 //! the node's `Ready` is carried out and the simulator's invariants are checked. States are explored depth by depth and
 //! each is seen once, by a 128-bit fingerprint of everything that decides its future. The search
 //! deepens one action at a time (iterative deepening), so the first violation found comes with
