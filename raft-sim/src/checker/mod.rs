@@ -7,11 +7,11 @@
 //! deliver any one message, drop it, duplicate it, tick any node, make a node's oldest pending
 //! write durable, crash a node (losing what is not durable), restart it, propose on a leader,
 //! ask for a ReadIndex (or, with clocks in lockstep, a lease) read, hand over the leadership, or
-//! change the voters. After each action
-//! the node's `Ready` is carried out and the simulator's invariants are checked. States are explored depth by depth and
-//! each is seen once, by a 128-bit fingerprint of everything that decides its future. The search
-//! deepens one action at a time (iterative deepening), so the first violation found comes with
-//! the shortest sequence of actions that leads to it.
+//! change the voters. After each action the node's `Ready` is carried out and the simulator's
+//! invariants are checked. States are explored depth by depth and each is seen once, by a
+//! 128-bit fingerprint of everything that decides its future. The search deepens one action at a
+//! time (iterative deepening), so the first violation found comes with the shortest sequence of
+//! actions that leads to it.
 //!
 //! Not reduced by symmetry: node ids are part of each core's state (votes, leaders, progress,
 //! the seed of its election timer), and a core cannot be relabelled from outside, so two states
