@@ -1,6 +1,8 @@
 //! Shared set-up for the benchmarks: a 3-node cluster on a chosen pair of backends (in-memory or
 //! RocksDB storage; in-memory or QUIC transport) and workloads against its leader.
 
+pub mod plot;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -11,7 +13,11 @@ use hdrhistogram::Histogram;
 use raft_kv::{KvCommand, KvStateMachine};
 use raft_net_mem::MemNetwork;
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
-use raft_node::raft_core::{Inbox, LogStorage, Membership, NodeId, Transport};
+use async_trait::async_trait;
+use raft_node::raft_core::{
+    Inbox, Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError,
+    Transport,
+};
 use raft_node::rocks::{RocksStorage, StoreIdentity};
 use raft_node::{NodeConfig, RaftNode};
 use raft_storage_mem::MemStorage;
@@ -56,29 +62,78 @@ pub struct Bench {
     _dirs: Vec<tempfile::TempDir>,
 }
 
+/// Which state machine the nodes apply to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineKind {
+    /// The key-value store (`KvStateMachine`): commands are decoded and applied to a map.
+    Kv,
+    /// [`NoopStateMachine`]: applying costs nothing, so the figures are the replication's own.
+    Noop,
+}
+
+/// A state machine that keeps nothing: it counts the index it applied and answers every command
+/// with an empty response. The closed-loop benchmark uses it, as openraft's does, so that only
+/// the replication is measured.
+#[derive(Debug, Default)]
+pub struct NoopStateMachine {
+    applied: Index,
+}
+
+#[async_trait]
+impl StateMachine for NoopStateMachine {
+    async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+        self.applied = index;
+        Ok(Bytes::new())
+    }
+
+    async fn query(&mut self, _query: Bytes) -> Result<Bytes, StateMachineError> {
+        Ok(Bytes::new())
+    }
+
+    async fn snapshot(&mut self, out: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
+        out.write(Bytes::from_static(b"noop"))
+            .await
+            .map_err(|error| StateMachineError::storage(self.applied, error))
+    }
+
+    async fn restore(&mut self, index: Index, _input: &mut dyn SnapshotRead) -> Result<(), StateMachineError> {
+        self.applied = index;
+        Ok(())
+    }
+
+    fn applied_index(&self) -> Index {
+        self.applied
+    }
+}
+
 async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
     id: NodeId,
     storage: S,
     transport: T,
     inbox: I,
+    machine: MachineKind,
 ) -> Arc<RaftNode> {
     let membership = Membership::voters([1, 2, 3]).expect("membership");
     let config = NodeConfig::new(id).with_propose_timeout(Duration::from_secs(30));
-    let node = RaftNode::start(
-        config,
-        membership,
-        storage,
-        transport,
-        inbox,
-        KvStateMachine::new(),
-    )
-    .await
-    .expect("node starts");
-    Arc::new(node)
+    let node = match machine {
+        MachineKind::Kv => {
+            RaftNode::start(config, membership, storage, transport, inbox, KvStateMachine::new()).await
+        }
+        MachineKind::Noop => {
+            let noop = NoopStateMachine::default();
+            RaftNode::start(config, membership, storage, transport, inbox, noop).await
+        }
+    };
+    Arc::new(node.expect("node starts"))
 }
 
-/// Starts 3 nodes on the given backends and waits for a leader.
+/// Starts 3 nodes on the given backends with the key-value state machine and waits for a leader.
 pub async fn start(storage: StorageKind, net: NetKind) -> Bench {
+    start_with(storage, net, MachineKind::Kv).await
+}
+
+/// Starts 3 nodes on the given backends and state machine and waits for a leader.
+pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind) -> Bench {
     let ids = [1u64, 2, 3];
     let network = MemNetwork::new(1);
     let ca = ClusterCa::generate("bench").expect("CA");
@@ -100,7 +155,7 @@ pub async fn start(storage: StorageKind, net: NetKind) -> Bench {
                 match net {
                     NetKind::Mem => {
                         let (transport, inbox) = network.register(id);
-                        start_node(id, $storage, transport, inbox).await
+                        start_node(id, $storage, transport, inbox, machine).await
                     }
                     NetKind::Quic => {
                         let tls = ca
@@ -112,7 +167,7 @@ pub async fn start(storage: StorageKind, net: NetKind) -> Bench {
                         let (transport, inbox) =
                             QuicTransport::start_on(config, socket).expect("QUIC starts");
                         quic.push(transport.clone());
-                        start_node(id, $storage, transport, inbox).await
+                        start_node(id, $storage, transport, inbox, machine).await
                     }
                 }
             };
@@ -203,5 +258,86 @@ impl Bench {
         for transport in &self.quic {
             transport.shutdown();
         }
+    }
+}
+
+/// What one closed-loop run measured.
+#[derive(Debug)]
+pub struct ClosedLoopRun {
+    /// Writes completed (each applied at the leader and answered).
+    pub operations: u64,
+    /// From the first proposal to the last answer.
+    pub elapsed: Duration,
+    /// Each write's latency, propose to answer, in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl ClosedLoopRun {
+    /// Completed writes per second.
+    pub fn per_second(&self) -> f64 {
+        self.operations as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A command of `size` bytes for write number `n`: a key-value put for [`MachineKind::Kv`] (the
+/// value is `size` bytes), raw bytes for [`MachineKind::Noop`].
+pub fn sized_command(machine: MachineKind, n: u64, size: usize) -> Bytes {
+    match machine {
+        MachineKind::Kv => KvCommand::Put {
+            key: format!("k{}", n % 10_000),
+            value: "v".repeat(size),
+        }
+        .encode(),
+        MachineKind::Noop => {
+            let mut bytes = vec![b'v'; size];
+            let tag = n.to_le_bytes();
+            let len = tag.len().min(size);
+            bytes[..len].copy_from_slice(&tag[..len]);
+            Bytes::from(bytes)
+        }
+    }
+}
+
+/// Runs `clients` closed-loop writers against `leader` (each waits for its write to be applied
+/// before it sends the next), `operations` writes in all, spawned on `runtime`.
+pub async fn closed_loop(
+    leader: Arc<RaftNode>,
+    runtime: &tokio::runtime::Handle,
+    clients: u64,
+    operations: u64,
+    machine: MachineKind,
+    value_size: usize,
+) -> ClosedLoopRun {
+    let clients = clients.max(1);
+    let per_client = (operations / clients).max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let node = leader.clone();
+        tasks.push(runtime.spawn(async move {
+            // Plain samples: a histogram per client (hundreds of KiB each) would miss the cache
+            // on every record with a thousand clients and cost more than a write.
+            let mut samples = Vec::with_capacity(per_client as usize);
+            let mut sent = Instant::now();
+            for i in 0..per_client {
+                let command = sized_command(machine, client * per_client + i, value_size);
+                node.propose(command).await.expect("the write commits");
+                let answered = Instant::now();
+                samples.push(u32::try_from((answered - sent).as_micros()).unwrap_or(u32::MAX));
+                sent = answered;
+            }
+            samples
+        }));
+    }
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for task in tasks {
+        for sample in task.await.expect("client task") {
+            latency_us.saturating_record(u64::from(sample).max(1));
+        }
+    }
+    ClosedLoopRun {
+        operations: per_client * clients,
+        elapsed: started.elapsed(),
+        latency_us,
     }
 }

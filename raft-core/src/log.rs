@@ -159,7 +159,12 @@ impl RaftLog {
 
     /// Entries from `from` on, at most `max_entries` and about `max_bytes` (at least one entry).
     pub(crate) fn entries_from(&self, from: Index, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
-        let mut batch = Vec::new();
+        let held = if from > self.base_index {
+            (self.last_index() + 1).saturating_sub(from) as usize
+        } else {
+            0
+        };
+        let mut batch = Vec::with_capacity(held.min(max_entries));
         let mut bytes = 0;
         let mut index = from;
         while let Some(entry) = self.entry(index) {

@@ -1,6 +1,7 @@
 //! The traits backends implement: log storage with its snapshot store, the user's state machine,
 //! and the transport.
 
+use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
@@ -100,8 +101,9 @@ pub struct LogImage {
     pub hard_state: HardState,
     /// The entries up to here were purged; `entries` starts right after.
     pub purged_to: Index,
-    /// The stored entries, consecutive from `purged_to + 1`.
-    pub entries: Vec<Entry>,
+    /// The stored entries, consecutive from `purged_to + 1`. A deque, so that a purge drops
+    /// from the front without moving what is left.
+    pub entries: VecDeque<Entry>,
     /// The latest recorded snapshot.
     pub snapshot: Option<SnapshotMeta>,
 }
@@ -160,7 +162,7 @@ impl LogImage {
         StoredLog {
             hard_state: self.hard_state,
             snapshot: self.snapshot.clone(),
-            entries: self.entries.clone(),
+            entries: self.entries.iter().cloned().collect(),
         }
     }
 }

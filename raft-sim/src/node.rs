@@ -185,7 +185,7 @@ impl SimNode {
         let restored = RestoredState {
             hard_state: self.disk.log.hard_state,
             snapshot: self.disk.log.snapshot.clone(),
-            entries: self.disk.log.entries.clone(),
+            entries: self.disk.log.entries.iter().cloned().collect(),
             applied,
         };
         let core = RaftCore::restore(self.config.clone(), membership.clone(), restored)

@@ -46,8 +46,10 @@ use tokio::sync::watch;
 struct Store {
     /// What survives a crash.
     durable: LogImage,
-    /// What a reader sees: `durable` plus writes accepted but not yet reported durable.
-    visible: LogImage,
+    /// While writes are held: what a reader sees, `durable` plus the writes accepted but not yet
+    /// reported durable. `None` when nothing is held, and readers see `durable` (one copy of the
+    /// log, not two, on the path every write takes).
+    pending: Option<LogImage>,
     /// Writes accepted while held, in order, not yet durable.
     held: Vec<LogWrite>,
     writes: u64,
@@ -61,6 +63,11 @@ struct Store {
 const IN_TRANSFER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Store {
+    /// What a reader sees: the durable log plus any held writes.
+    fn visible(&self) -> &LogImage {
+        self.pending.as_ref().unwrap_or(&self.durable)
+    }
+
     /// Makes `write` durable; snapshots older than a newly recorded one are deleted, unless a
     /// transfer is still reading them.
     fn make_durable(&mut self, write: &LogWrite) -> Result<(), StorageError> {
@@ -107,11 +114,11 @@ impl MemStorage {
             let mut store = storage.lock();
             let image = LogImage {
                 hard_state,
-                entries,
+                entries: entries.into(),
                 ..LogImage::default()
             };
-            store.durable = image.clone();
-            store.visible = image;
+            store.durable = image;
+            store.pending = None;
         }
         storage
     }
@@ -137,6 +144,8 @@ impl MemStorage {
                 // Held writes were validated when accepted.
                 let _ = store.make_durable(write);
             }
+            // Everything accepted is durable now: readers see the durable log again.
+            store.pending = None;
         }
         self.hold.send_replace(false);
     }
@@ -146,7 +155,7 @@ impl MemStorage {
     pub fn crash(&self) -> MemStorage {
         let mut store = self.lock();
         store.held.clear();
-        store.visible = store.durable.clone();
+        store.pending = None;
         drop(store);
         self.hold.send_replace(false);
         self.clone()
@@ -159,7 +168,7 @@ impl MemStorage {
 
     /// A copy of the durable log.
     pub fn durable_entries(&self) -> Vec<Entry> {
-        self.lock().durable.entries.clone()
+        self.lock().durable.entries.iter().cloned().collect()
     }
 
     /// The latest durably recorded snapshot.
@@ -213,13 +222,21 @@ impl LogStorage for MemStorage {
     async fn persist(&mut self, write: LogWrite) -> Result<(), StorageError> {
         let held = {
             let mut store = self.lock();
-            store.visible.apply(&write)?;
-            store.writes += 1;
+            let store = &mut *store;
             if *self.hold.borrow() {
+                let pending = store.pending.get_or_insert_with(|| store.durable.clone());
+                pending.apply(&write)?;
+                store.writes += 1;
                 store.held.push(write);
                 true
             } else {
+                // `apply` checks the write before it changes anything, so a refused write
+                // leaves both images as they were.
+                if let Some(pending) = &mut store.pending {
+                    pending.apply(&write)?;
+                }
                 store.make_durable(&write)?;
+                store.writes += 1;
                 false
             }
         };
@@ -233,7 +250,7 @@ impl LogStorage for MemStorage {
 
     async fn entries(&self, range: RangeInclusive<Index>) -> Result<Vec<Entry>, StorageError> {
         let store = self.lock();
-        let image = &store.visible;
+        let image = store.visible();
         let first = (*range.start()).max(image.purged_to + 1);
         let last = (*range.end()).min(image.last_index());
         if first > last {
@@ -241,11 +258,11 @@ impl LogStorage for MemStorage {
         }
         let start = (first - image.purged_to - 1) as usize;
         let end = (last - image.purged_to) as usize;
-        Ok(image.entries[start..end].to_vec())
+        Ok(image.entries.range(start..end).cloned().collect())
     }
 
     async fn last_index(&self) -> Result<Index, StorageError> {
-        Ok(self.lock().visible.last_index())
+        Ok(self.lock().visible().last_index())
     }
 }
 

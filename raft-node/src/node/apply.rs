@@ -2,7 +2,8 @@
 //! proposals waiting for them, builds and restores snapshots, and serves reads once their index
 //! is applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
@@ -10,11 +11,12 @@ use raft_core::{
     StateMachine, StateMachineError, StorageError, Term,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::error::{ProposeError, ReadError};
 
 use super::snapshot_check::verify_snapshot;
-use super::types::{Applied, ApplyJob, PendingQuery, ReplyTo};
+use super::types::{Applied, ApplyJob, PendingQuery, ReplyTo, Waiter};
 
 /// A snapshot being built: the bytes go to the store, their checksum is kept on the way.
 struct ChecksummedSink {
@@ -70,21 +72,92 @@ async fn restore_snapshot<M: StateMachine, St: SnapshotStore>(
     state_machine.restore(index, reader.as_mut()).await
 }
 
-/// Applies committed entries in order and answers the proposals waiting for them; builds and
-/// restores snapshots.
+/// The proposals waiting for their entries to be applied, in the order of their indexes (two
+/// may share an index: a later leader's entry can take the place of an earlier one's).
+struct Waiters {
+    waiting: VecDeque<(Waiter, Instant)>,
+    timeout: Duration,
+}
+
+impl Waiters {
+    fn add(&mut self, accepted: Vec<Waiter>) {
+        let deadline = Instant::now() + self.timeout;
+        for waiter in accepted {
+            let index = waiter.index;
+            if self.waiting.back().is_none_or(|(last, _)| last.index <= index) {
+                self.waiting.push_back((waiter, deadline));
+            } else {
+                // A new leader's index below an older proposal's: keep the order by index.
+                let at = self.waiting.partition_point(|(w, _)| w.index <= index);
+                self.waiting.insert(at, (waiter, deadline));
+            }
+        }
+    }
+
+    /// Answers every proposal at or below `index`: with `response` if it is the entry at `index`
+    /// in `term`, otherwise it was dropped (another leader's entry took its place).
+    fn decide(&mut self, index: Index, term: Term, response: &Bytes) {
+        while self.waiting.front().is_some_and(|(w, _)| w.index <= index) {
+            let Some((waiter, _)) = self.waiting.pop_front() else {
+                break;
+            };
+            let result = if waiter.index == index && waiter.term == term {
+                Ok(response.clone())
+            } else {
+                Err(ProposeError::Dropped)
+            };
+            let _ = waiter.reply.send(result);
+        }
+    }
+
+    /// Answers the proposals covered by a snapshot: which command took their index is unknown.
+    fn supersede(&mut self, index: Index) {
+        while self.waiting.front().is_some_and(|(w, _)| w.index <= index) {
+            if let Some((waiter, _)) = self.waiting.pop_front() {
+                let _ = waiter.reply.send(Err(ProposeError::Superseded));
+            }
+        }
+    }
+
+    /// Answers with a timeout the proposals past their deadline, and forgets those whose caller
+    /// has gone.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for (waiter, deadline) in self.waiting.drain(..) {
+            if deadline <= now {
+                let _ = waiter.reply.send(Err(ProposeError::Timeout));
+            } else if !waiter.reply.is_closed() {
+                kept.push_back((waiter, deadline));
+            }
+        }
+        self.waiting = kept;
+    }
+}
+
+/// Applies committed entries in order and answers the proposals waiting for them (or, past
+/// `propose_timeout`, answers them with a timeout); builds and restores snapshots.
 pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
     mut state_machine: M,
     snapshots: St,
+    propose_timeout: Duration,
     mut jobs: mpsc::UnboundedReceiver<ApplyJob>,
     done: mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
 ) {
-    let mut waiters: BTreeMap<Index, (Term, ReplyTo<Bytes, ProposeError>)> = BTreeMap::new();
+    let mut waiters = Waiters {
+        waiting: VecDeque::new(),
+        timeout: propose_timeout,
+    };
     let mut reads: BTreeMap<Index, Vec<PendingQuery>> = BTreeMap::new();
     let mut applied = state_machine.applied_index();
     while let Some(job) = jobs.recv().await {
         let entries = match job {
-            ApplyJob::Await { index, term, reply } => {
-                waiters.insert(index, (term, reply));
+            ApplyJob::Await(accepted) => {
+                waiters.add(accepted);
+                continue;
+            }
+            ApplyJob::ExpireWaiters => {
+                waiters.expire();
                 continue;
             }
             ApplyJob::Read { index, query, reply } => {
@@ -111,14 +184,7 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                     return;
                 }
                 applied = snapshot.index;
-                // Proposals covered by the snapshot: which command took their index is unknown.
-                while let Some(waiter) = waiters.first_entry() {
-                    if *waiter.key() > applied {
-                        break;
-                    }
-                    let (_, reply) = waiter.remove();
-                    let _ = reply.send(Err(ProposeError::Superseded));
-                }
+                waiters.supersede(applied);
                 if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
                     return;
                 }
@@ -142,21 +208,7 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                     }
                 },
             };
-            // Proposals at or below this index are decided: ours if the term matches, otherwise
-            // another leader's entry took the place.
-            while let Some(waiter) = waiters.first_entry() {
-                if *waiter.key() > entry.index {
-                    break;
-                }
-                let index = *waiter.key();
-                let (term, reply) = waiter.remove();
-                let result = if index == entry.index && term == entry.term {
-                    Ok(response.clone())
-                } else {
-                    Err(ProposeError::Dropped)
-                };
-                let _ = reply.send(result);
-            }
+            waiters.decide(entry.index, entry.term, &response);
             last = entry.index;
         }
         applied = applied.max(last);

@@ -20,7 +20,7 @@ use crate::error::{ReadError, SnapshotError};
 use super::tick_clock::TickClock;
 use super::types::{
     send, Applied, ApplyJob, NodeStatus, PendingQuery, PersistJob, Persisted, ReadConsistency, ReplyTo,
-    Request, RunState,
+    Request, RunState, Waiter,
 };
 
 enum Event {
@@ -55,6 +55,8 @@ pub(super) struct EventLoop<T, I> {
     pub(super) snapshot_chunks: mpsc::UnboundedSender<SnapshotChunkRequest>,
     /// Callers of `RaftNode::snapshot` waiting for the next snapshot.
     pub(super) snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
+    /// Proposals accepted in this turn, for the apply task in one job (see [`Self::to_apply`]).
+    pub(super) accepted: Vec<Waiter>,
 }
 
 /// A panic in the event loop (a bug here, in the transport or in a backend called from it) must
@@ -138,8 +140,9 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             self.catch_up_ticks();
         }
         match event {
-            // The ticks themselves were counted by `catch_up_ticks`; the timer only wakes the loop.
-            Event::Tick => {}
+            // The ticks themselves were counted by `catch_up_ticks`; the timer wakes the loop, and
+            // the apply task answers the proposals that waited too long.
+            Event::Tick => self.to_apply(ApplyJob::ExpireWaiters),
             Event::Message(message) => {
                 trace!(
                     node = self.core.id(),
@@ -154,8 +157,9 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             Event::Request(Request::Propose { command, reply }) => match self.core.propose(command) {
                 Ok(index) => {
                     let term = self.core.term();
-                    // The apply task receives this before the entry can be committed.
-                    let _ = self.apply_jobs.send(ApplyJob::Await { index, term, reply });
+                    // The apply task receives this before the entry can be committed: the entry
+                    // is written in this turn's dispatch, which hands these over first.
+                    self.accepted.push(Waiter { index, term, reply });
                 }
                 Err(error) => {
                     let _ = reply.send(Err(error.into()));
@@ -182,7 +186,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                 Ok(index) => {
                     let term = self.core.term();
                     let _ = started.send(Ok(()));
-                    let _ = self.apply_jobs.send(ApplyJob::Await {
+                    self.accepted.push(Waiter {
                         index,
                         term,
                         reply: applied,
@@ -210,7 +214,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     self.core.on_persisted(index, term);
                 }
                 for snapshot in persisted.restore {
-                    let _ = self.apply_jobs.send(ApplyJob::Restore(snapshot));
+                    self.to_apply(ApplyJob::Restore(snapshot));
                 }
             }
             Event::Persisted(Err(error)) => {
@@ -241,7 +245,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
 
     fn start_read(&mut self, query: Bytes, consistency: ReadConsistency, reply: ReplyTo<Bytes, ReadError>) {
         if consistency == ReadConsistency::Serializable {
-            let _ = self.apply_jobs.send(ApplyJob::Read {
+            self.to_apply(ApplyJob::Read {
                 index: 0,
                 query,
                 reply,
@@ -262,8 +266,25 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         }
     }
 
+    /// Hands `job` to the apply task, after the proposals accepted so far, so that the task sees
+    /// everything in the order the loop did it.
+    fn to_apply(&mut self, job: ApplyJob) {
+        self.hand_over_accepted();
+        let _ = self.apply_jobs.send(job);
+    }
+
+    /// Hands the proposals accepted since the last hand-over to the apply task, in one job.
+    fn hand_over_accepted(&mut self) {
+        if !self.accepted.is_empty() {
+            let accepted = std::mem::take(&mut self.accepted);
+            let _ = self.apply_jobs.send(ApplyJob::Await(accepted));
+        }
+    }
+
     /// Hands the core's work to the transport, the persist task and the apply task.
     fn dispatch(&mut self, mut ready: Ready) {
+        // Before the entries are written: they cannot commit (nor be applied) before then.
+        self.hand_over_accepted();
         if ready.is_empty() {
             return;
         }
@@ -280,7 +301,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             let _ = self.snapshot_chunks.send(chunk);
         }
         if ready.build_snapshot {
-            let _ = self.apply_jobs.send(ApplyJob::BuildSnapshot);
+            self.to_apply(ApplyJob::BuildSnapshot);
         }
         if needs_persist {
             let job = PersistJob {
@@ -294,7 +315,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             let _ = self.persist_jobs.send(job);
         }
         if !ready.committed_entries.is_empty() {
-            let _ = self.apply_jobs.send(ApplyJob::Apply(ready.committed_entries));
+            self.to_apply(ApplyJob::Apply(ready.committed_entries));
         }
         // Reads go after the entries above, so the apply task sees them in order.
         for state in ready.read_states {
@@ -304,7 +325,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     query,
                     reply,
                 };
-                let _ = self.apply_jobs.send(job);
+                self.to_apply(job);
             }
         }
         for (id, error) in ready.read_failures {
@@ -320,14 +341,19 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         let core = &self.core;
         let raft = core.status();
         self.status.send_if_modified(|current| {
-            let unchanged = current.raft == raft
-                && current.state == state
-                && current.membership == *core.membership()
+            let same_membership = current.membership == *core.membership()
                 && current.committed_membership == *core.committed_membership();
-            if !unchanged {
+            if !same_membership {
                 *current = NodeStatus::of(core, state);
+                return true;
             }
-            !unchanged
+            // Under load only the indexes move: copy those, not the configurations.
+            let changed = current.raft != raft || current.state != state;
+            if changed {
+                current.raft = raft;
+                current.state = state;
+            }
+            changed
         });
     }
 }

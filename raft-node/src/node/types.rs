@@ -132,13 +132,20 @@ pub(super) enum Applied {
     SnapshotBuilt { index: Index, size: u64, checksum: u32 },
 }
 
+/// A proposal accepted at `index` in `term`, waiting for its result.
+pub(super) struct Waiter {
+    pub(super) index: Index,
+    pub(super) term: Term,
+    pub(super) reply: ReplyTo<Bytes, ProposeError>,
+}
+
 pub(super) enum ApplyJob {
-    /// A proposal accepted at `index` in `term` waits for its result.
-    Await {
-        index: Index,
-        term: Term,
-        reply: oneshot::Sender<Result<Bytes, ProposeError>>,
-    },
+    /// Proposals accepted in one turn of the event loop, in the order of their indexes: one job
+    /// for all of them, not one each.
+    Await(Vec<Waiter>),
+    /// Answer the proposals that have waited longer than the propose timeout (sent on every
+    /// tick, so a proposal needs no timer of its own).
+    ExpireWaiters,
     /// Committed entries to apply, in order.
     Apply(Vec<Entry>),
     /// A read to serve once `index` is applied.

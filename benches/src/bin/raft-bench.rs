@@ -1,0 +1,205 @@
+//! `raft-bench`: closed-loop write benchmarks of a 3-node cluster in one process, and the plots
+//! of their results.
+//!
+//! ```sh
+//! # openraft's benchmark shape: no-op state machine, 128 B writes, 1 to 1024 clients
+//! cargo run --release -p raft-benches --bin raft-bench -- closed-loop --backend mem-mem \
+//!     --clients 1,64,256,1024 --out target/closed-loop.jsonl
+//! cargo run --release -p raft-benches --bin raft-bench -- plot --input target/closed-loop.jsonl --out-dir docs/img
+//! ```
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::{Parser, Subcommand};
+use comfy_table::Table;
+use raft_benches::plot::{plot_results, BenchRecord};
+use raft_benches::{closed_loop, start_with, MachineKind, BACKENDS};
+
+#[derive(Parser)]
+#[command(about = "Closed-loop write benchmarks of a 3-node cluster in one process, and their plots")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Closed-loop writers against the leader: each waits for its write to be applied before it
+    /// sends the next. Prints throughput and latency percentiles per client count.
+    ClosedLoop(ClosedLoopArgs),
+    /// Draws SVG plots from the JSON lines `closed-loop --out` wrote.
+    Plot {
+        /// The JSON lines file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where the SVG files go.
+        #[arg(long, default_value = "docs/img")]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ClosedLoopArgs {
+    /// Storage and transport: mem-mem, rocks-mem, mem-quic or rocks-quic.
+    #[arg(long, default_value = "mem-mem")]
+    backend: String,
+    /// The state machine: `noop` (replication only) or `kv` (the key-value store).
+    #[arg(long, default_value = "noop")]
+    machine: String,
+    /// Client counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256,1024")]
+    clients: Vec<u64>,
+    /// Writes per run, all clients together. Default: openraft's counts for in-memory storage
+    /// (100k for 1 client, 1M for 64, 2M for 256, 4M for 1024) and a tenth of them on disk.
+    #[arg(long)]
+    operations: Option<u64>,
+    /// Command sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    value_size: Vec<usize>,
+    /// Worker threads of the runtime the three nodes run on.
+    #[arg(long, default_value_t = 2)]
+    server_workers: usize,
+    /// Worker threads of the runtime the clients run on.
+    #[arg(long, default_value_t = 1)]
+    client_workers: usize,
+    /// How many times to run each point.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Appends one JSON line per run to this file (for `plot`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A label for the build measured, written into each JSON line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// openraft's `benchmarks/minimal` operation counts, by client count.
+fn default_operations(clients: u64, on_disk: bool) -> u64 {
+    let in_memory = match clients {
+        0..=1 => 100_000,
+        2..=64 => 1_000_000,
+        65..=256 => 2_000_000,
+        _ => 4_000_000,
+    };
+    if on_disk {
+        in_memory / 10
+    } else {
+        in_memory
+    }
+}
+
+fn runtime(workers: usize, name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
+    let (storage, net, backend) = BACKENDS
+        .into_iter()
+        .find(|(_, _, name)| *name == args.backend)
+        .ok_or_else(|| format!("unknown backend {:?}: mem-mem, rocks-mem, mem-quic or rocks-quic", args.backend))?;
+    let machine = match args.machine.as_str() {
+        "noop" => MachineKind::Noop,
+        "kv" => MachineKind::Kv,
+        other => return Err(format!("unknown state machine {other:?}: noop or kv")),
+    };
+    let server = runtime(args.server_workers, "bench-server");
+    let client = runtime(args.client_workers, "bench-client");
+    let mut out = match &args.out {
+        Some(path) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|error| format!("cannot open {}: {error}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut table = Table::new();
+    table.set_header([
+        "backend", "machine", "size B", "clients", "writes", "writes/s", "p50 µs", "p99 µs", "p99.9 µs",
+        "max µs",
+    ]);
+    let on_disk = backend.starts_with("rocks");
+    for &value_size in &args.value_size {
+        // A fresh cluster per size, shared by the client counts.
+        let bench = server.block_on(start_with(storage, net, machine));
+        for &clients in &args.clients {
+            for _ in 0..args.repeat {
+                let operations = args.operations.unwrap_or_else(|| default_operations(clients, on_disk));
+                let run = client.block_on(closed_loop(
+                    bench.leader.clone(),
+                    client.handle(),
+                    clients,
+                    operations,
+                    machine,
+                    value_size,
+                ));
+                let record = BenchRecord {
+                    label: args.label.clone(),
+                    backend: backend.to_string(),
+                    machine: args.machine.clone(),
+                    value_size,
+                    clients,
+                    operations: run.operations,
+                    seconds: run.elapsed.as_secs_f64(),
+                    per_second: run.per_second(),
+                    p50_us: run.latency_us.value_at_quantile(0.50),
+                    p99_us: run.latency_us.value_at_quantile(0.99),
+                    p999_us: run.latency_us.value_at_quantile(0.999),
+                    max_us: run.latency_us.max(),
+                    unix_time: SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                };
+                println!(
+                    "{backend} {} {value_size} B, {clients} clients: {:.0} writes/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
+                    args.machine, record.per_second, record.p50_us, record.p99_us, record.p999_us
+                );
+                if let Some(file) = out.as_mut() {
+                    let line = serde_json::to_string(&record).map_err(|error| error.to_string())?;
+                    writeln!(file, "{line}").map_err(|error| format!("cannot write the results: {error}"))?;
+                }
+                table.add_row([
+                    record.backend.clone(),
+                    record.machine.clone(),
+                    value_size.to_string(),
+                    clients.to_string(),
+                    record.operations.to_string(),
+                    format!("{:.0}", record.per_second),
+                    record.p50_us.to_string(),
+                    record.p99_us.to_string(),
+                    record.p999_us.to_string(),
+                    record.max_us.to_string(),
+                ]);
+            }
+        }
+        server.block_on(bench.shutdown());
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::ClosedLoop(args) => closed_loop_command(args),
+        Command::Plot { input, out_dir } => plot_results(&input, &out_dir).map(|written| {
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+        }),
+    };
+    if let Err(error) = result {
+        eprintln!("raft-bench: {error}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,226 @@
+//! SVG plots of closed-loop results: throughput and p99 latency against the number of clients,
+//! and throughput against the command size. One curve per backend and label, so a before/after
+//! pair or two backends share one picture.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// One closed-loop run, as `raft-bench closed-loop --out` writes it (one JSON object a line).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchRecord {
+    /// Which build or variant was measured (free text, may be empty).
+    #[serde(default)]
+    pub label: String,
+    /// `storage-transport`, for example `mem-mem`.
+    pub backend: String,
+    /// `noop` or `kv`.
+    pub machine: String,
+    /// Command size in bytes.
+    pub value_size: usize,
+    /// Closed-loop clients.
+    pub clients: u64,
+    /// Writes completed.
+    pub operations: u64,
+    /// Wall time of the run.
+    pub seconds: f64,
+    /// Writes per second.
+    pub per_second: f64,
+    /// Latency percentiles and maximum, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Slowest write.
+    pub max_us: u64,
+    /// When the run ended, seconds since the Unix epoch.
+    pub unix_time: u64,
+}
+
+impl BenchRecord {
+    fn series(&self) -> String {
+        if self.label.is_empty() {
+            format!("{} {}", self.backend, self.machine)
+        } else {
+            format!("{} {} ({})", self.backend, self.machine, self.label)
+        }
+    }
+}
+
+/// Reads the records of a JSON lines file.
+pub fn read_records(input: &Path) -> Result<Vec<BenchRecord>, String> {
+    let text = std::fs::read_to_string(input).map_err(|error| format!("cannot read {}: {error}", input.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line).map_err(|error| format!("{}:{}: not a benchmark record: {error}", input.display(), n + 1))
+        })
+        .collect()
+}
+
+/// A curve: x to the median y of the runs at that x.
+type Curve = BTreeMap<u64, f64>;
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn curves(records: &[&BenchRecord], x: impl Fn(&BenchRecord) -> u64, y: impl Fn(&BenchRecord) -> f64) -> BTreeMap<String, Curve> {
+    let mut points: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    for record in records {
+        points.entry(record.series()).or_default().entry(x(record)).or_default().push(y(record));
+    }
+    points
+        .into_iter()
+        .map(|(series, by_x)| (series, by_x.into_iter().map(|(x, mut ys)| (x, median(&mut ys))).collect()))
+        .collect()
+}
+
+/// Draws one log-log line chart of `curves` into `path`.
+fn draw(path: &Path, title: &str, x_label: &str, y_label: &str, curves: &BTreeMap<String, Curve>) -> Result<(), String> {
+    let failed = |error: &dyn std::fmt::Display| format!("cannot draw {}: {error}", path.display());
+    let xs = curves.values().flat_map(|c| c.keys().copied());
+    let ys = curves.values().flat_map(|c| c.values().copied());
+    let (x_min, x_max) = xs.fold((u64::MAX, 0), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let (y_min, y_max) = ys.fold((f64::MAX, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    if x_max == 0 || y_max <= 0.0 {
+        return Err(format!("nothing to draw in {}", path.display()));
+    }
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(&e))?;
+    let x_range = (x_min.max(1) as f64 / 1.5)..(x_max as f64 * 1.5);
+    let y_range = (y_min.max(1e-3) / 2.0)..(y_max * 2.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x_range.log_scale(), y_range.log_scale())
+        .map_err(|e| failed(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| failed(&e))?;
+    for (n, (series, curve)) in curves.iter().enumerate() {
+        let color = Palette99::pick(n).to_rgba();
+        let points: Vec<(f64, f64)> = curve.iter().map(|(x, y)| (*x as f64, *y)).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| failed(&e))?
+            .label(series.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+            .map_err(|e| failed(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| failed(&e))?;
+    root.present().map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+/// Draws the plots the records allow into `out_dir`: for the runs at one command size (the
+/// most common), throughput and p99 against clients; for the runs at one client count with
+/// several sizes, throughput against size. Returns the files written.
+pub fn plot_results(input: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let records = read_records(input)?;
+    std::fs::create_dir_all(out_dir).map_err(|error| format!("cannot create {}: {error}", out_dir.display()))?;
+    let mut written = Vec::new();
+    let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
+    for record in &records {
+        *sizes.entry(record.value_size).or_default() += 1;
+    }
+    if let Some((&size, _)) = sizes.iter().max_by_key(|(_, count)| **count) {
+        let at_size: Vec<&BenchRecord> = records.iter().filter(|r| r.value_size == size).collect();
+        let by_clients = |r: &BenchRecord| r.clients;
+        let path = out_dir.join("throughput-by-clients.svg");
+        let title = format!("Closed-loop writes/s, 3 nodes, {size} B");
+        draw(&path, &title, "clients", "writes/s", &curves(&at_size, by_clients, |r| r.per_second))?;
+        written.push(path);
+        let path = out_dir.join("p99-by-clients.svg");
+        let title = format!("p99 write latency, 3 nodes, {size} B");
+        draw(&path, &title, "clients", "p99 µs", &curves(&at_size, by_clients, |r| r.p99_us as f64))?;
+        written.push(path);
+    }
+    if sizes.len() > 1 {
+        let sized: Vec<&BenchRecord> = records.iter().collect();
+        let by_size = curves(&sized, |r| r.value_size as u64, |r| r.per_second);
+        let path = out_dir.join("throughput-by-size.svg");
+        draw(&path, "Closed-loop writes/s by command size, 3 nodes", "command bytes", "writes/s", &by_size)?;
+        written.push(path);
+        let megabytes = curves(&sized, |r| r.value_size as u64, |r| r.per_second * r.value_size as f64 / 1e6);
+        let path = out_dir.join("megabytes-by-size.svg");
+        draw(&path, "Payload MB/s by command size, 3 nodes", "command bytes", "MB/s", &megabytes)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(clients: u64, size: usize, per_second: f64) -> BenchRecord {
+        BenchRecord {
+            label: String::new(),
+            backend: "mem-mem".into(),
+            machine: "noop".into(),
+            value_size: size,
+            clients,
+            operations: 1000,
+            seconds: 1.0,
+            per_second,
+            p50_us: 10,
+            p99_us: 20,
+            p999_us: 30,
+            max_us: 40,
+            unix_time: 0,
+        }
+    }
+
+    #[test]
+    fn plots_are_drawn_from_json_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("runs.jsonl");
+        let lines: Vec<String> = [record(1, 128, 50_000.0), record(64, 128, 400_000.0), record(64, 4096, 100_000.0), record(64, 128, 420_000.0)]
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json"))
+            .collect();
+        std::fs::write(&input, lines.join("\n")).expect("write");
+        let written = plot_results(&input, dir.path()).expect("plots");
+        assert_eq!(written.len(), 4);
+        for path in written {
+            let svg = std::fs::read_to_string(&path).expect("svg");
+            assert!(svg.starts_with("<svg"), "{} is an SVG", path.display());
+            assert!(svg.contains("mem-mem noop"), "{} has its legend", path.display());
+        }
+        // The median of the two runs at 64 clients and 128 B.
+        let records = read_records(&input).expect("records");
+        let refs: Vec<&BenchRecord> = records.iter().filter(|r| r.value_size == 128).collect();
+        let curve = &curves(&refs, |r| r.clients, |r| r.per_second)["mem-mem noop"];
+        assert_eq!(curve[&64], 420_000.0);
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_record_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("runs.jsonl");
+        std::fs::write(&input, "{\"backend\": 3}\n").expect("write");
+        let error = read_records(&input).expect_err("refused");
+        assert!(error.contains("runs.jsonl:1"), "{error}");
+    }
+}
