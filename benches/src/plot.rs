@@ -36,6 +36,9 @@ pub struct BenchRecord {
     pub p999_us: u64,
     /// Slowest write.
     pub max_us: u64,
+    /// Resident memory of the process (three nodes and the clients) after the run, MiB.
+    #[serde(default)]
+    pub rss_mib: f64,
     /// When the run ended, seconds since the Unix epoch.
     pub unix_time: u64,
 }
@@ -188,6 +191,7 @@ mod tests {
             p99_us: 20,
             p999_us: 30,
             max_us: 40,
+            rss_mib: 30.0,
             unix_time: 0,
         }
     }

@@ -117,6 +117,21 @@ impl LogImage {
     /// Applies `write` whole, in the order the contract gives (`discard_log`, `purge_to`,
     /// `entries`, `snapshot`, `hard_state`), or, when its entries would leave a gap, not at all.
     pub fn apply(&mut self, write: &LogWrite) -> Result<(), StorageError> {
+        self.check(write)?;
+        self.apply_checked(write, write.entries.iter().cloned());
+        Ok(())
+    }
+
+    /// [`apply`](Self::apply), moving the entries of `write` in rather than copying them.
+    pub fn apply_owned(&mut self, mut write: LogWrite) -> Result<(), StorageError> {
+        self.check(&write)?;
+        let entries = std::mem::take(&mut write.entries);
+        self.apply_checked(&write, entries);
+        Ok(())
+    }
+
+    /// Refuses a write whose entries would leave a gap once its discard and purge are done.
+    fn check(&self, write: &LogWrite) -> Result<(), StorageError> {
         if let Some(first) = write.entries.first() {
             // Where the log ends once the discard and the purge are done.
             let mut purged_to = self.purged_to;
@@ -136,6 +151,12 @@ impl LogImage {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Applies a checked write whose entries are `entries` (`write.entries` itself may have been
+    /// moved out).
+    fn apply_checked(&mut self, write: &LogWrite, entries: impl IntoIterator<Item = Entry>) {
         if write.discard_log {
             self.entries.clear();
         }
@@ -144,9 +165,10 @@ impl LogImage {
             self.entries.drain(..drop);
             self.purged_to = write.purge_to;
         }
-        if let Some(first) = write.entries.first() {
+        let mut entries = entries.into_iter().peekable();
+        if let Some(first) = entries.peek() {
             self.entries.truncate((first.index - self.purged_to - 1) as usize);
-            self.entries.extend(write.entries.iter().cloned());
+            self.entries.extend(entries);
         }
         if let Some(snapshot) = &write.snapshot {
             self.snapshot = Some(snapshot.clone());
@@ -154,7 +176,6 @@ impl LogImage {
         if let Some(hard_state) = write.hard_state {
             self.hard_state = hard_state;
         }
-        Ok(())
     }
 
     /// What a node restarting from this image reads back.

@@ -70,8 +70,8 @@ impl Store {
 
     /// Makes `write` durable; snapshots older than a newly recorded one are deleted, unless a
     /// transfer is still reading them.
-    fn make_durable(&mut self, write: &LogWrite) -> Result<(), StorageError> {
-        self.durable.apply(write)?;
+    fn make_durable(&mut self, write: LogWrite) -> Result<(), StorageError> {
+        self.durable.apply_owned(write)?;
         if let Some(latest) = &self.durable.snapshot {
             let latest = latest.index;
             let now = std::time::Instant::now();
@@ -140,7 +140,7 @@ impl MemStorage {
         {
             let mut store = self.lock();
             let held = std::mem::take(&mut store.held);
-            for write in &held {
+            for write in held {
                 // Held writes were validated when accepted.
                 let _ = store.make_durable(write);
             }
@@ -235,7 +235,7 @@ impl LogStorage for MemStorage {
                 if let Some(pending) = &mut store.pending {
                     pending.apply(&write)?;
                 }
-                store.make_durable(&write)?;
+                store.make_durable(write)?;
                 store.writes += 1;
                 false
             }

@@ -91,6 +91,17 @@ fn default_operations(clients: u64, on_disk: bool) -> u64 {
     }
 }
 
+/// The process's resident memory now (all three nodes and the clients), from `/proc/self/status`;
+/// 0 where that file does not exist.
+fn resident_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 fn runtime(workers: usize, name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -125,7 +136,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
     let mut table = Table::new();
     table.set_header([
         "backend", "machine", "size B", "clients", "writes", "writes/s", "p50 µs", "p99 µs", "p99.9 µs",
-        "max µs",
+        "max µs", "resident MiB",
     ]);
     let on_disk = backend.starts_with("rocks");
     for &value_size in &args.value_size {
@@ -155,14 +166,15 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                     p99_us: run.latency_us.value_at_quantile(0.99),
                     p999_us: run.latency_us.value_at_quantile(0.999),
                     max_us: run.latency_us.max(),
+                    rss_mib: resident_mib(),
                     unix_time: SystemTime::now()
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .map(|d| d.as_secs())
                         .unwrap_or(0),
                 };
                 println!(
-                    "{backend} {} {value_size} B, {clients} clients: {:.0} writes/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
-                    args.machine, record.per_second, record.p50_us, record.p99_us, record.p999_us
+                    "{backend} {} {value_size} B, {clients} clients: {:.0} writes/s, p50 {} µs, p99 {} µs, p99.9 {} µs, resident {:.1} MiB",
+                    args.machine, record.per_second, record.p50_us, record.p99_us, record.p999_us, record.rss_mib
                 );
                 if let Some(file) = out.as_mut() {
                     let line = serde_json::to_string(&record).map_err(|error| error.to_string())?;
@@ -179,6 +191,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                     record.p99_us.to_string(),
                     record.p999_us.to_string(),
                     record.max_us.to_string(),
+                    format!("{:.1}", record.rss_mib),
                 ]);
             }
         }

@@ -259,3 +259,94 @@ async fn serve_read<M: StateMachine>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    type Answer = oneshot::Receiver<Result<Bytes, ProposeError>>;
+
+    fn waiter(index: Index, term: Term) -> (Waiter, Answer) {
+        let (reply, answer) = oneshot::channel();
+        (Waiter { index, term, reply }, answer)
+    }
+
+    fn waiters(timeout: Duration) -> Waiters {
+        Waiters {
+            waiting: VecDeque::new(),
+            timeout,
+        }
+    }
+
+    fn answer(answer: &mut Answer) -> Option<Result<Bytes, ProposeError>> {
+        answer.try_recv().ok()
+    }
+
+    #[test]
+    fn a_proposal_is_answered_with_its_entrys_response_only_if_the_term_matches() {
+        let mut all = waiters(Duration::from_secs(60));
+        let (first, mut first_answer) = waiter(5, 2);
+        let (second, mut second_answer) = waiter(6, 2);
+        all.add(vec![first, second]);
+        // Another leader's entry took index 5.
+        all.decide(5, 3, &Bytes::from_static(b"theirs"));
+        assert!(matches!(answer(&mut first_answer), Some(Err(ProposeError::Dropped))));
+        assert_eq!(answer(&mut second_answer), None, "index 6 is not decided yet");
+        all.decide(6, 2, &Bytes::from_static(b"ours"));
+        assert_eq!(answer(&mut second_answer).and_then(Result::ok), Some(Bytes::from_static(b"ours")));
+    }
+
+    #[test]
+    fn a_new_leaders_lower_index_keeps_the_order_and_both_proposals() {
+        let mut all = waiters(Duration::from_secs(60));
+        let (old, mut old_answer) = waiter(7, 1);
+        all.add(vec![old]);
+        // A new leader truncated the log and put its own proposal at index 6, then 7.
+        let (six, mut six_answer) = waiter(6, 2);
+        let (seven, mut seven_answer) = waiter(7, 2);
+        all.add(vec![six, seven]);
+        let order: Vec<(Index, Term)> = all.waiting.iter().map(|(w, _)| (w.index, w.term)).collect();
+        assert_eq!(order, vec![(6, 2), (7, 1), (7, 2)]);
+        all.decide(6, 2, &Bytes::new());
+        all.decide(7, 2, &Bytes::from_static(b"new"));
+        assert!(matches!(answer(&mut six_answer), Some(Ok(_))));
+        assert!(matches!(answer(&mut old_answer), Some(Err(ProposeError::Dropped))));
+        assert_eq!(answer(&mut seven_answer).and_then(Result::ok), Some(Bytes::from_static(b"new")));
+        assert!(all.waiting.is_empty());
+    }
+
+    #[test]
+    fn proposals_covered_by_a_snapshot_are_superseded() {
+        let mut all = waiters(Duration::from_secs(60));
+        let (covered, mut covered_answer) = waiter(3, 1);
+        let (after, mut after_answer) = waiter(9, 1);
+        all.add(vec![covered, after]);
+        all.supersede(5);
+        assert!(matches!(answer(&mut covered_answer), Some(Err(ProposeError::Superseded))));
+        assert_eq!(answer(&mut after_answer), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn proposals_past_the_timeout_are_answered_with_a_timeout_and_gone_callers_forgotten() {
+        let mut all = waiters(Duration::from_millis(100));
+        let (early, mut early_answer) = waiter(1, 1);
+        all.add(vec![early]);
+        tokio::time::advance(Duration::from_millis(60)).await;
+        let (late, mut late_answer) = waiter(2, 1);
+        let (gone, gone_answer) = waiter(3, 1);
+        all.add(vec![late, gone]);
+        drop(gone_answer);
+        all.expire();
+        assert_eq!(answer(&mut early_answer), None, "60 ms is within the timeout");
+        assert_eq!(all.waiting.len(), 2, "the caller that went away is forgotten");
+        tokio::time::advance(Duration::from_millis(50)).await;
+        all.expire();
+        assert!(matches!(answer(&mut early_answer), Some(Err(ProposeError::Timeout))));
+        assert_eq!(answer(&mut late_answer), None, "50 ms old: still waiting");
+        tokio::time::advance(Duration::from_millis(60)).await;
+        all.expire();
+        assert!(matches!(answer(&mut late_answer), Some(Err(ProposeError::Timeout))));
+        assert!(all.waiting.is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! A proposal that cannot commit is answered with `ProposeError::Timeout` once the propose
+//! timeout has passed (the node's apply task answers it on a tick; the caller holds no timer).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use raft_node::mem::{MemNetwork, MemStorage};
+use raft_node::raft_core::{Index, Membership, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
+use raft_node::{NodeConfig, ProposeError, RaftNode};
+
+/// Answers every command with its index.
+#[derive(Default)]
+struct Echo {
+    applied: Index,
+}
+
+#[async_trait]
+impl StateMachine for Echo {
+    async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+        self.applied = index;
+        Ok(Bytes::from(index.to_string()))
+    }
+    async fn query(&mut self, _query: Bytes) -> Result<Bytes, StateMachineError> {
+        Ok(Bytes::new())
+    }
+    async fn snapshot(&mut self, out: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
+        out.write(Bytes::new())
+            .await
+            .map_err(|e| StateMachineError::storage(self.applied, e))
+    }
+    async fn restore(&mut self, index: Index, _input: &mut dyn SnapshotRead) -> Result<(), StateMachineError> {
+        self.applied = index;
+        Ok(())
+    }
+    fn applied_index(&self) -> Index {
+        self.applied
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_that_cannot_commit_times_out() {
+    let network = MemNetwork::new(11);
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let (transport, inbox) = network.register(id);
+        let config = NodeConfig::new(id)
+            .with_tick_interval(Duration::from_millis(5))
+            .with_propose_timeout(Duration::from_millis(300));
+        let membership = Membership::voters([1, 2, 3]).expect("membership");
+        let node = RaftNode::start(config, membership, MemStorage::new(), transport, inbox, Echo::default())
+            .await
+            .expect("starts");
+        nodes.push(Arc::new(node));
+    }
+    let leader_id = nodes[0]
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("a leader");
+    let leader = nodes.iter().find(|n| n.id() == leader_id).expect("the leader").clone();
+    // A healthy cluster answers with the entry's response.
+    let reply = leader.propose(&b"x"[..]).await.expect("commits");
+    assert!(!reply.is_empty());
+
+    // Cut the leader off: its entry can never reach a quorum.
+    network.isolate(leader_id);
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(10), leader.propose(&b"y"[..]))
+        .await
+        .expect("the proposal is answered, not left hanging");
+    let waited = started.elapsed();
+    match result {
+        Err(ProposeError::Timeout) => {
+            assert!(waited >= Duration::from_millis(300), "answered after {waited:?}, before the timeout");
+        }
+        // Check-quorum may make the leader step down before its proposal is accepted.
+        Err(ProposeError::Refused(_)) => {}
+        other => panic!("expected a timeout, got {other:?} after {waited:?}"),
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
