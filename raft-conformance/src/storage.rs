@@ -494,7 +494,7 @@ pub async fn membership_entries_and_large_entries_round_trip<H: StorageHarness>(
     let config = Entry {
         term: 1,
         index: 1,
-        payload: EntryPayload::Membership(membership([1, 2, 3])),
+        payload: EntryPayload::Membership(Box::new(membership([1, 2, 3]))),
     };
     let blank = Entry::blank(1, 2);
     let large = Entry::command(1, 3, Bytes::from(vec![0xA5u8; 4 << 20]));

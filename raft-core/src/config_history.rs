@@ -46,7 +46,7 @@ impl ConfigHistory {
         for entry in entries {
             if let EntryPayload::Membership(m) = &entry.payload {
                 self.entries.retain(|(i, _, _)| *i < entry.index);
-                self.entries.push((entry.index, entry.term, m.clone()));
+                self.entries.push((entry.index, entry.term, (**m).clone()));
             }
         }
     }

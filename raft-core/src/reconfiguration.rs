@@ -118,7 +118,7 @@ impl RaftCore {
         let entry = Entry {
             term: self.term,
             index,
-            payload: EntryPayload::Membership(membership),
+            payload: EntryPayload::Membership(Box::new(membership)),
         };
         self.configs.record(std::slice::from_ref(&entry));
         self.log.push(entry);
