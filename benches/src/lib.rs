@@ -8,15 +8,15 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use raft_kv::{KvCommand, KvStateMachine};
 use raft_net_mem::MemNetwork;
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
-use async_trait::async_trait;
 use raft_node::raft_core::{
-    Inbox, Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError,
-    Transport,
+    Inbox, Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine,
+    StateMachineError, Transport,
 };
 use raft_node::rocks::{RocksStorage, StoreIdentity};
 use raft_node::{NodeConfig, RaftNode};
@@ -57,7 +57,8 @@ pub const BACKENDS: [(StorageKind, NetKind, &str); 4] = [
 pub struct Bench {
     /// The leader proposals go to.
     pub leader: Arc<RaftNode>,
-    nodes: Vec<Arc<RaftNode>>,
+    /// All three nodes, the leader among them.
+    pub nodes: Vec<Arc<RaftNode>>,
     quic: Vec<QuicTransport>,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -96,7 +97,11 @@ impl StateMachine for NoopStateMachine {
             .map_err(|error| StateMachineError::storage(self.applied, error))
     }
 
-    async fn restore(&mut self, index: Index, _input: &mut dyn SnapshotRead) -> Result<(), StateMachineError> {
+    async fn restore(
+        &mut self,
+        index: Index,
+        _input: &mut dyn SnapshotRead,
+    ) -> Result<(), StateMachineError> {
         self.applied = index;
         Ok(())
     }
@@ -117,7 +122,15 @@ async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
     let config = NodeConfig::new(id).with_propose_timeout(Duration::from_secs(30));
     let node = match machine {
         MachineKind::Kv => {
-            RaftNode::start(config, membership, storage, transport, inbox, KvStateMachine::new()).await
+            RaftNode::start(
+                config,
+                membership,
+                storage,
+                transport,
+                inbox,
+                KvStateMachine::new(),
+            )
+            .await
         }
         MachineKind::Noop => {
             let noop = NoopStateMachine::default();
@@ -266,9 +279,12 @@ impl Bench {
 pub struct ClosedLoopRun {
     /// Writes completed (each applied at the leader and answered).
     pub operations: u64,
+    /// Writes that failed (a leader change dropped them, or the node asked was no longer the
+    /// leader); each client then moves on to the leader.
+    pub errors: u64,
     /// From the first proposal to the last answer.
     pub elapsed: Duration,
-    /// Each write's latency, propose to answer, in microseconds.
+    /// Each completed write's latency, propose to answer, in microseconds.
     pub latency_us: Histogram<u64>,
 }
 
@@ -298,10 +314,18 @@ pub fn sized_command(machine: MachineKind, n: u64, size: usize) -> Bytes {
     }
 }
 
-/// Runs `clients` closed-loop writers against `leader` (each waits for its write to be applied
-/// before it sends the next), `operations` writes in all, spawned on `runtime`.
+/// The node that says it leads, if one does.
+fn current_leader(nodes: &[Arc<RaftNode>]) -> Option<Arc<RaftNode>> {
+    let leader = nodes.iter().find_map(|node| node.status().raft.leader)?;
+    nodes.iter().find(|node| node.id() == leader).cloned()
+}
+
+/// Runs `clients` closed-loop writers against the leader of `nodes` (each waits for its write
+/// to be applied before it sends the next), `operations` writes in all, spawned on `runtime`.
+/// A write that fails is counted, not retried; after a leader change the client moves to the
+/// new leader.
 pub async fn closed_loop(
-    leader: Arc<RaftNode>,
+    nodes: Vec<Arc<RaftNode>>,
     runtime: &tokio::runtime::Handle,
     clients: u64,
     operations: u64,
@@ -310,33 +334,55 @@ pub async fn closed_loop(
 ) -> ClosedLoopRun {
     let clients = clients.max(1);
     let per_client = (operations / clients).max(1);
+    let nodes = Arc::new(nodes);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let node = leader.clone();
+        let nodes = nodes.clone();
         tasks.push(runtime.spawn(async move {
             // Plain samples: a histogram per client (hundreds of KiB each) would miss the cache
             // on every record with a thousand clients and cost more than a write.
             let mut samples = Vec::with_capacity(per_client as usize);
+            let mut errors = 0u64;
+            let mut node = current_leader(&nodes).unwrap_or_else(|| nodes[0].clone());
             let mut sent = Instant::now();
             for i in 0..per_client {
                 let command = sized_command(machine, client * per_client + i, value_size);
-                node.propose(command).await.expect("the write commits");
+                let result = node.propose(command).await;
                 let answered = Instant::now();
-                samples.push(u32::try_from((answered - sent).as_micros()).unwrap_or(u32::MAX));
-                sent = answered;
+                match result {
+                    Ok(_) => samples.push(u32::try_from((answered - sent).as_micros()).unwrap_or(u32::MAX)),
+                    Err(_) => {
+                        errors += 1;
+                        // Wait out an election (bounded), then go to whoever leads.
+                        for _ in 0..100 {
+                            if let Some(leader) = current_leader(&nodes) {
+                                node = leader;
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                sent = Instant::now();
             }
-            samples
+            (samples, errors)
         }));
     }
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut completed = 0;
+    let mut errors = 0;
     for task in tasks {
-        for sample in task.await.expect("client task") {
+        let (samples, failed) = task.await.expect("client task");
+        completed += samples.len() as u64;
+        errors += failed;
+        for sample in samples {
             latency_us.saturating_record(u64::from(sample).max(1));
         }
     }
     ClosedLoopRun {
-        operations: per_client * clients,
+        operations: completed,
+        errors,
         elapsed: started.elapsed(),
         latency_us,
     }

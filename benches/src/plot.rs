@@ -24,6 +24,9 @@ pub struct BenchRecord {
     pub clients: u64,
     /// Writes completed.
     pub operations: u64,
+    /// Writes that failed (dropped by a leader change, or sent to a node no longer leading).
+    #[serde(default)]
+    pub errors: u64,
     /// Wall time of the run.
     pub seconds: f64,
     /// Writes per second.
@@ -55,12 +58,14 @@ impl BenchRecord {
 
 /// Reads the records of a JSON lines file.
 pub fn read_records(input: &Path) -> Result<Vec<BenchRecord>, String> {
-    let text = std::fs::read_to_string(input).map_err(|error| format!("cannot read {}: {error}", input.display()))?;
+    let text = std::fs::read_to_string(input)
+        .map_err(|error| format!("cannot read {}: {error}", input.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            serde_json::from_str(line).map_err(|error| format!("{}:{}: not a benchmark record: {error}", input.display(), n + 1))
+            serde_json::from_str(line)
+                .map_err(|error| format!("{}:{}: not a benchmark record: {error}", input.display(), n + 1))
         })
         .collect()
 }
@@ -70,22 +75,47 @@ type Curve = BTreeMap<u64, f64>;
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let middle = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
 }
 
-fn curves(records: &[&BenchRecord], x: impl Fn(&BenchRecord) -> u64, y: impl Fn(&BenchRecord) -> f64) -> BTreeMap<String, Curve> {
+fn curves(
+    records: &[&BenchRecord],
+    x: impl Fn(&BenchRecord) -> u64,
+    y: impl Fn(&BenchRecord) -> f64,
+) -> BTreeMap<String, Curve> {
     let mut points: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for record in records {
-        points.entry(record.series()).or_default().entry(x(record)).or_default().push(y(record));
+        points
+            .entry(record.series())
+            .or_default()
+            .entry(x(record))
+            .or_default()
+            .push(y(record));
     }
     points
         .into_iter()
-        .map(|(series, by_x)| (series, by_x.into_iter().map(|(x, mut ys)| (x, median(&mut ys))).collect()))
+        .map(|(series, by_x)| {
+            (
+                series,
+                by_x.into_iter().map(|(x, mut ys)| (x, median(&mut ys))).collect(),
+            )
+        })
         .collect()
 }
 
 /// Draws one log-log line chart of `curves` into `path`.
-fn draw(path: &Path, title: &str, x_label: &str, y_label: &str, curves: &BTreeMap<String, Curve>) -> Result<(), String> {
+fn draw(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &BTreeMap<String, Curve>,
+) -> Result<(), String> {
     let failed = |error: &dyn std::fmt::Display| format!("cannot draw {}: {error}", path.display());
     let xs = curves.values().flat_map(|c| c.keys().copied());
     let ys = curves.values().flat_map(|c| c.values().copied());
@@ -136,39 +166,83 @@ fn draw(path: &Path, title: &str, x_label: &str, y_label: &str, curves: &BTreeMa
     Ok(())
 }
 
-/// Draws the plots the records allow into `out_dir`: for the runs at one command size (the
-/// most common), throughput and p99 against clients; for the runs at one client count with
-/// several sizes, throughput against size. Returns the files written.
+/// Draws the plots the records allow into `out_dir`, named after the input file (`runs.jsonl`
+/// gives `runs-throughput-by-clients.svg` and so on): with several client counts, throughput
+/// and p99 against clients at the most common command size; with several sizes, throughput
+/// and payload bytes per second against size. Returns the files written.
 pub fn plot_results(input: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let records = read_records(input)?;
-    std::fs::create_dir_all(out_dir).map_err(|error| format!("cannot create {}: {error}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|error| format!("cannot create {}: {error}", out_dir.display()))?;
+    let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("bench");
+    let named = |plot: &str| out_dir.join(format!("{stem}-{plot}.svg"));
     let mut written = Vec::new();
     let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
     for record in &records {
         *sizes.entry(record.value_size).or_default() += 1;
     }
-    if let Some((&size, _)) = sizes.iter().max_by_key(|(_, count)| **count) {
+    let client_counts: std::collections::BTreeSet<u64> = records.iter().map(|r| r.clients).collect();
+    if let (Some((&size, _)), true) = (
+        sizes.iter().max_by_key(|(_, count)| **count),
+        client_counts.len() > 1,
+    ) {
         let at_size: Vec<&BenchRecord> = records.iter().filter(|r| r.value_size == size).collect();
         let by_clients = |r: &BenchRecord| r.clients;
-        let path = out_dir.join("throughput-by-clients.svg");
+        let path = named("throughput-by-clients");
         let title = format!("Closed-loop writes/s, 3 nodes, {size} B");
-        draw(&path, &title, "clients", "writes/s", &curves(&at_size, by_clients, |r| r.per_second))?;
+        draw(
+            &path,
+            &title,
+            "clients",
+            "writes/s",
+            &curves(&at_size, by_clients, |r| r.per_second),
+        )?;
         written.push(path);
-        let path = out_dir.join("p99-by-clients.svg");
+        let path = named("p99-by-clients");
         let title = format!("p99 write latency, 3 nodes, {size} B");
-        draw(&path, &title, "clients", "p99 µs", &curves(&at_size, by_clients, |r| r.p99_us as f64))?;
+        // Runs without latencies (an anchor that reports only throughput) are left out.
+        let with_latency: Vec<&BenchRecord> = at_size.iter().copied().filter(|r| r.p99_us > 0).collect();
+        draw(
+            &path,
+            &title,
+            "clients",
+            "p99 µs",
+            &curves(&with_latency, by_clients, |r| r.p99_us as f64),
+        )?;
         written.push(path);
     }
     if sizes.len() > 1 {
         let sized: Vec<&BenchRecord> = records.iter().collect();
         let by_size = curves(&sized, |r| r.value_size as u64, |r| r.per_second);
-        let path = out_dir.join("throughput-by-size.svg");
-        draw(&path, "Closed-loop writes/s by command size, 3 nodes", "command bytes", "writes/s", &by_size)?;
+        let path = named("throughput-by-size");
+        draw(
+            &path,
+            "Closed-loop writes/s by command size, 3 nodes",
+            "command bytes",
+            "writes/s",
+            &by_size,
+        )?;
         written.push(path);
-        let megabytes = curves(&sized, |r| r.value_size as u64, |r| r.per_second * r.value_size as f64 / 1e6);
-        let path = out_dir.join("megabytes-by-size.svg");
-        draw(&path, "Payload MB/s by command size, 3 nodes", "command bytes", "MB/s", &megabytes)?;
+        let megabytes = curves(
+            &sized,
+            |r| r.value_size as u64,
+            |r| r.per_second * r.value_size as f64 / 1e6,
+        );
+        let path = named("megabytes-by-size");
+        draw(
+            &path,
+            "Payload MB/s by command size, 3 nodes",
+            "command bytes",
+            "MB/s",
+            &megabytes,
+        )?;
         written.push(path);
+    }
+    if written.is_empty() {
+        return Err(format!(
+            "{}: nothing to plot: the runs need several client counts or several command sizes",
+            input.display()
+        ));
     }
     Ok(written)
 }
@@ -185,6 +259,7 @@ mod tests {
             value_size: size,
             clients,
             operations: 1000,
+            errors: 0,
             seconds: 1.0,
             per_second,
             p50_us: 10,
@@ -200,10 +275,15 @@ mod tests {
     fn plots_are_drawn_from_json_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("runs.jsonl");
-        let lines: Vec<String> = [record(1, 128, 50_000.0), record(64, 128, 400_000.0), record(64, 4096, 100_000.0), record(64, 128, 420_000.0)]
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("json"))
-            .collect();
+        let lines: Vec<String> = [
+            record(1, 128, 50_000.0),
+            record(64, 128, 400_000.0),
+            record(64, 4096, 100_000.0),
+            record(64, 128, 420_000.0),
+        ]
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("json"))
+        .collect();
         std::fs::write(&input, lines.join("\n")).expect("write");
         let written = plot_results(&input, dir.path()).expect("plots");
         assert_eq!(written.len(), 4);
@@ -212,11 +292,33 @@ mod tests {
             assert!(svg.starts_with("<svg"), "{} is an SVG", path.display());
             assert!(svg.contains("mem-mem noop"), "{} has its legend", path.display());
         }
+        let names: Vec<String> = written_names(&dir.path().join("runs.jsonl"), dir.path());
+        assert!(
+            names.contains(&"runs-throughput-by-clients.svg".to_string()),
+            "{names:?}"
+        );
         // The median of the two runs at 64 clients and 128 B.
         let records = read_records(&input).expect("records");
         let refs: Vec<&BenchRecord> = records.iter().filter(|r| r.value_size == 128).collect();
         let curve = &curves(&refs, |r| r.clients, |r| r.per_second)["mem-mem noop"];
-        assert_eq!(curve[&64], 420_000.0);
+        assert_eq!(curve[&64], 410_000.0);
+    }
+
+    fn written_names(input: &Path, out: &Path) -> Vec<String> {
+        plot_results(input, out)
+            .expect("plots")
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn one_client_count_and_one_size_is_nothing_to_plot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("one.jsonl");
+        std::fs::write(&input, serde_json::to_string(&record(1, 128, 5.0)).expect("json")).expect("write");
+        let error = plot_results(&input, dir.path()).expect_err("nothing to plot");
+        assert!(error.contains("nothing to plot"), "{error}");
     }
 
     #[test]

@@ -30,7 +30,11 @@ impl StateMachine for Echo {
             .await
             .map_err(|e| StateMachineError::storage(self.applied, e))
     }
-    async fn restore(&mut self, index: Index, _input: &mut dyn SnapshotRead) -> Result<(), StateMachineError> {
+    async fn restore(
+        &mut self,
+        index: Index,
+        _input: &mut dyn SnapshotRead,
+    ) -> Result<(), StateMachineError> {
         self.applied = index;
         Ok(())
     }
@@ -49,16 +53,27 @@ async fn a_proposal_that_cannot_commit_times_out() {
             .with_tick_interval(Duration::from_millis(5))
             .with_propose_timeout(Duration::from_millis(300));
         let membership = Membership::voters([1, 2, 3]).expect("membership");
-        let node = RaftNode::start(config, membership, MemStorage::new(), transport, inbox, Echo::default())
-            .await
-            .expect("starts");
+        let node = RaftNode::start(
+            config,
+            membership,
+            MemStorage::new(),
+            transport,
+            inbox,
+            Echo::default(),
+        )
+        .await
+        .expect("starts");
         nodes.push(Arc::new(node));
     }
     let leader_id = nodes[0]
         .wait_for_leader(Duration::from_secs(10))
         .await
         .expect("a leader");
-    let leader = nodes.iter().find(|n| n.id() == leader_id).expect("the leader").clone();
+    let leader = nodes
+        .iter()
+        .find(|n| n.id() == leader_id)
+        .expect("the leader")
+        .clone();
     // A healthy cluster answers with the entry's response.
     let reply = leader.propose(&b"x"[..]).await.expect("commits");
     assert!(!reply.is_empty());
@@ -72,7 +87,10 @@ async fn a_proposal_that_cannot_commit_times_out() {
     let waited = started.elapsed();
     match result {
         Err(ProposeError::Timeout) => {
-            assert!(waited >= Duration::from_millis(300), "answered after {waited:?}, before the timeout");
+            assert!(
+                waited >= Duration::from_millis(300),
+                "answered after {waited:?}, before the timeout"
+            );
         }
         // Check-quorum may make the leader step down before its proposal is accepted.
         Err(ProposeError::Refused(_)) => {}

@@ -115,7 +115,12 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
     let (storage, net, backend) = BACKENDS
         .into_iter()
         .find(|(_, _, name)| *name == args.backend)
-        .ok_or_else(|| format!("unknown backend {:?}: mem-mem, rocks-mem, mem-quic or rocks-quic", args.backend))?;
+        .ok_or_else(|| {
+            format!(
+                "unknown backend {:?}: mem-mem, rocks-mem, mem-quic or rocks-quic",
+                args.backend
+            )
+        })?;
     let machine = match args.machine.as_str() {
         "noop" => MachineKind::Noop,
         "kv" => MachineKind::Kv,
@@ -135,8 +140,18 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
     };
     let mut table = Table::new();
     table.set_header([
-        "backend", "machine", "size B", "clients", "writes", "writes/s", "p50 µs", "p99 µs", "p99.9 µs",
-        "max µs", "resident MiB",
+        "backend",
+        "machine",
+        "size B",
+        "clients",
+        "writes",
+        "failed",
+        "writes/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "resident MiB",
     ]);
     let on_disk = backend.starts_with("rocks");
     for &value_size in &args.value_size {
@@ -144,9 +159,11 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
         let bench = server.block_on(start_with(storage, net, machine));
         for &clients in &args.clients {
             for _ in 0..args.repeat {
-                let operations = args.operations.unwrap_or_else(|| default_operations(clients, on_disk));
+                let operations = args
+                    .operations
+                    .unwrap_or_else(|| default_operations(clients, on_disk));
                 let run = client.block_on(closed_loop(
-                    bench.leader.clone(),
+                    bench.nodes.clone(),
                     client.handle(),
                     clients,
                     operations,
@@ -160,6 +177,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                     value_size,
                     clients,
                     operations: run.operations,
+                    errors: run.errors,
                     seconds: run.elapsed.as_secs_f64(),
                     per_second: run.per_second(),
                     p50_us: run.latency_us.value_at_quantile(0.50),
@@ -173,8 +191,8 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                         .unwrap_or(0),
                 };
                 println!(
-                    "{backend} {} {value_size} B, {clients} clients: {:.0} writes/s, p50 {} µs, p99 {} µs, p99.9 {} µs, resident {:.1} MiB",
-                    args.machine, record.per_second, record.p50_us, record.p99_us, record.p999_us, record.rss_mib
+                    "{backend} {} {value_size} B, {clients} clients: {:.0} writes/s, p50 {} µs, p99 {} µs, p99.9 {} µs, resident {:.1} MiB, {} failed",
+                    args.machine, record.per_second, record.p50_us, record.p99_us, record.p999_us, record.rss_mib, record.errors
                 );
                 if let Some(file) = out.as_mut() {
                     let line = serde_json::to_string(&record).map_err(|error| error.to_string())?;
@@ -186,6 +204,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                     value_size.to_string(),
                     clients.to_string(),
                     record.operations.to_string(),
+                    record.errors.to_string(),
                     format!("{:.0}", record.per_second),
                     record.p50_us.to_string(),
                     record.p99_us.to_string(),

@@ -291,10 +291,16 @@ mod tests {
         all.add(vec![first, second]);
         // Another leader's entry took index 5.
         all.decide(5, 3, &Bytes::from_static(b"theirs"));
-        assert!(matches!(answer(&mut first_answer), Some(Err(ProposeError::Dropped))));
+        assert!(matches!(
+            answer(&mut first_answer),
+            Some(Err(ProposeError::Dropped))
+        ));
         assert_eq!(answer(&mut second_answer), None, "index 6 is not decided yet");
         all.decide(6, 2, &Bytes::from_static(b"ours"));
-        assert_eq!(answer(&mut second_answer).and_then(Result::ok), Some(Bytes::from_static(b"ours")));
+        assert_eq!(
+            answer(&mut second_answer).and_then(Result::ok),
+            Some(Bytes::from_static(b"ours"))
+        );
     }
 
     #[test]
@@ -311,8 +317,14 @@ mod tests {
         all.decide(6, 2, &Bytes::new());
         all.decide(7, 2, &Bytes::from_static(b"new"));
         assert!(matches!(answer(&mut six_answer), Some(Ok(_))));
-        assert!(matches!(answer(&mut old_answer), Some(Err(ProposeError::Dropped))));
-        assert_eq!(answer(&mut seven_answer).and_then(Result::ok), Some(Bytes::from_static(b"new")));
+        assert!(matches!(
+            answer(&mut old_answer),
+            Some(Err(ProposeError::Dropped))
+        ));
+        assert_eq!(
+            answer(&mut seven_answer).and_then(Result::ok),
+            Some(Bytes::from_static(b"new"))
+        );
         assert!(all.waiting.is_empty());
     }
 
@@ -323,7 +335,10 @@ mod tests {
         let (after, mut after_answer) = waiter(9, 1);
         all.add(vec![covered, after]);
         all.supersede(5);
-        assert!(matches!(answer(&mut covered_answer), Some(Err(ProposeError::Superseded))));
+        assert!(matches!(
+            answer(&mut covered_answer),
+            Some(Err(ProposeError::Superseded))
+        ));
         assert_eq!(answer(&mut after_answer), None);
     }
 
@@ -342,11 +357,17 @@ mod tests {
         assert_eq!(all.waiting.len(), 2, "the caller that went away is forgotten");
         tokio::time::advance(Duration::from_millis(50)).await;
         all.expire();
-        assert!(matches!(answer(&mut early_answer), Some(Err(ProposeError::Timeout))));
+        assert!(matches!(
+            answer(&mut early_answer),
+            Some(Err(ProposeError::Timeout))
+        ));
         assert_eq!(answer(&mut late_answer), None, "50 ms old: still waiting");
         tokio::time::advance(Duration::from_millis(60)).await;
         all.expire();
-        assert!(matches!(answer(&mut late_answer), Some(Err(ProposeError::Timeout))));
+        assert!(matches!(
+            answer(&mut late_answer),
+            Some(Err(ProposeError::Timeout))
+        ));
         assert!(all.waiting.is_empty());
     }
 }

@@ -55,7 +55,7 @@ pub(super) struct EventLoop<T, I> {
     pub(super) snapshot_chunks: mpsc::UnboundedSender<SnapshotChunkRequest>,
     /// Callers of `RaftNode::snapshot` waiting for the next snapshot.
     pub(super) snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
-    /// Proposals accepted in this turn, for the apply task in one job (see [`Self::to_apply`]).
+    /// Proposals accepted in this turn, for the apply task in one job (see [`Self::send_to_apply`]).
     pub(super) accepted: Vec<Waiter>,
 }
 
@@ -142,7 +142,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         match event {
             // The ticks themselves were counted by `catch_up_ticks`; the timer wakes the loop, and
             // the apply task answers the proposals that waited too long.
-            Event::Tick => self.to_apply(ApplyJob::ExpireWaiters),
+            Event::Tick => self.send_to_apply(ApplyJob::ExpireWaiters),
             Event::Message(message) => {
                 trace!(
                     node = self.core.id(),
@@ -214,7 +214,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     self.core.on_persisted(index, term);
                 }
                 for snapshot in persisted.restore {
-                    self.to_apply(ApplyJob::Restore(snapshot));
+                    self.send_to_apply(ApplyJob::Restore(snapshot));
                 }
             }
             Event::Persisted(Err(error)) => {
@@ -245,7 +245,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
 
     fn start_read(&mut self, query: Bytes, consistency: ReadConsistency, reply: ReplyTo<Bytes, ReadError>) {
         if consistency == ReadConsistency::Serializable {
-            self.to_apply(ApplyJob::Read {
+            self.send_to_apply(ApplyJob::Read {
                 index: 0,
                 query,
                 reply,
@@ -268,7 +268,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
 
     /// Hands `job` to the apply task, after the proposals accepted so far, so that the task sees
     /// everything in the order the loop did it.
-    fn to_apply(&mut self, job: ApplyJob) {
+    fn send_to_apply(&mut self, job: ApplyJob) {
         self.hand_over_accepted();
         let _ = self.apply_jobs.send(job);
     }
@@ -301,7 +301,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             let _ = self.snapshot_chunks.send(chunk);
         }
         if ready.build_snapshot {
-            self.to_apply(ApplyJob::BuildSnapshot);
+            self.send_to_apply(ApplyJob::BuildSnapshot);
         }
         if needs_persist {
             let job = PersistJob {
@@ -315,7 +315,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             let _ = self.persist_jobs.send(job);
         }
         if !ready.committed_entries.is_empty() {
-            self.to_apply(ApplyJob::Apply(ready.committed_entries));
+            self.send_to_apply(ApplyJob::Apply(ready.committed_entries));
         }
         // Reads go after the entries above, so the apply task sees them in order.
         for state in ready.read_states {
@@ -325,7 +325,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     query,
                     reply,
                 };
-                self.to_apply(job);
+                self.send_to_apply(job);
             }
         }
         for (id, error) in ready.read_failures {
