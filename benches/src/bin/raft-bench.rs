@@ -221,6 +221,13 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
 }
 
 fn main() {
+    // `RUST_LOG=raft_node=debug` shows role changes and the like; nothing is logged otherwise.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ClosedLoop(args) => closed_loop_command(args),
