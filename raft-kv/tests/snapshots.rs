@@ -383,7 +383,25 @@ async fn a_leader_whose_snapshot_is_damaged_stops_instead_of_sending_it_and_the_
     cluster.network().isolate(lagging);
     write_many(&cluster, "k", 60).await;
     let storage = cluster.storage(leader).unwrap();
-    let snapshot = storage.durable_snapshot().expect("the leader compacted");
+    // A write is answered once applied, before the leader may take the snapshot that write made
+    // due: wait until no snapshot is due and the latest one is durable, or a newer, sound one
+    // would replace the one damaged below (and be sent instead).
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let snapshot = loop {
+        let raft = cluster.node(leader).unwrap().status().raft;
+        let durable = storage.durable_snapshot();
+        let settled = raft.applied_index == raft.commit_index
+            && raft.applied_index - raft.snapshot_index < 20
+            && durable.as_ref().is_some_and(|s| s.index == raft.snapshot_index);
+        if settled {
+            break durable.expect("the leader compacted");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader's snapshots never settled: {raft:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert!(storage.damage_snapshot(snapshot.index));
     cluster.network().heal();
     // The leader finds the damage when it is about to send the snapshot, and stops.
@@ -395,7 +413,10 @@ async fn a_leader_whose_snapshot_is_damaged_stops_instead_of_sending_it_and_the_
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the leader sent a damaged snapshot"
+            "the leader sent a damaged snapshot (damaged {}, latest now {:?}, status {:?})",
+            snapshot.index,
+            storage.durable_snapshot().map(|s| s.index),
+            cluster.node(leader).unwrap().status().raft
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -135,6 +135,22 @@ impl Waiters {
     }
 }
 
+/// Runs `work` (building or restoring a snapshot: a pass over the whole state, which a state
+/// machine may do without yielding) so that it cannot hold up the runtime's other tasks: on a
+/// multi-threaded runtime the apply task's worker hands its other tasks to another worker and
+/// runs `work` itself, so the event loops keep their heartbeats while a large snapshot is
+/// written. The apply task waits for the snapshot either way; on a current-thread runtime `work`
+/// simply runs as it is.
+async fn off_the_workers<F: std::future::Future>(work: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let handle = Handle::current();
+    if handle.runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| handle.block_on(work))
+    } else {
+        work.await
+    }
+}
+
 /// Applies committed entries in order and answers the proposals waiting for them (or, past
 /// `propose_timeout`, answers them with a timeout); builds and restores snapshots.
 pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
@@ -171,7 +187,7 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                 continue;
             }
             ApplyJob::BuildSnapshot => {
-                let built = build_snapshot(&mut state_machine, &snapshots, applied).await;
+                let built = off_the_workers(build_snapshot(&mut state_machine, &snapshots, applied)).await;
                 let failed = built.is_err();
                 if done.send(built).is_err() || failed {
                     return;
@@ -179,7 +195,9 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                 continue;
             }
             ApplyJob::Restore(snapshot) => {
-                if let Err(error) = restore_snapshot(&mut state_machine, &snapshots, &snapshot).await {
+                let restored =
+                    off_the_workers(restore_snapshot(&mut state_machine, &snapshots, &snapshot)).await;
+                if let Err(error) = restored {
                     let _ = done.send(Err(error));
                     return;
                 }
