@@ -187,6 +187,22 @@ impl MemNetwork {
         self.lock().stats
     }
 
+    /// Puts `message` in `inbox` after the network's delay.
+    fn deliver(router: &mut Router, inbox: &mpsc::UnboundedSender<Message>, message: Message) {
+        let delay = router.delay();
+        router.stats.delivered += 1;
+        if delay.is_zero() {
+            // A closed inbox belongs to a stopped node: the message is lost, as on a network.
+            let _ = inbox.send(message);
+        } else {
+            let inbox = inbox.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = inbox.send(message);
+            });
+        }
+    }
+
     fn route(&self, message: Message) -> Result<(), TransportError> {
         let mut router = self.lock();
         let (from, to) = (message.from, message.to);
@@ -205,36 +221,13 @@ impl MemNetwork {
             return Ok(());
         }
         let duplicate_probability = router.faults.duplicate_probability;
-        let copies = if router.chance(duplicate_probability) {
+        if router.chance(duplicate_probability) {
             router.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        let mut message = Some(message);
-        for copy in 0..copies {
-            let delay = router.delay();
-            router.stats.delivered += 1;
-            // The last copy is the message itself: no clone of its entries on the usual path.
-            let message = if copy + 1 == copies {
-                message.take()
-            } else {
-                message.clone()
-            };
-            let Some(message) = message else {
-                break;
-            };
-            if delay.is_zero() {
-                // A closed inbox belongs to a stopped node: the message is lost, as on a network.
-                let _ = inbox.send(message);
-            } else {
-                let inbox = inbox.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = inbox.send(message);
-                });
-            }
+            let copy = message.clone();
+            Self::deliver(&mut router, &inbox, copy);
         }
+        // The message itself, not a copy of its entries, on the usual path.
+        Self::deliver(&mut router, &inbox, message);
         Ok(())
     }
 }

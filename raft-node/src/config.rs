@@ -20,6 +20,9 @@ pub struct NodeConfig {
     pub tick_interval: Duration,
     /// How long [`RaftNode::propose`](crate::RaftNode::propose) waits for its command to be
     /// applied before it gives up with [`ProposeError::Timeout`](crate::ProposeError::Timeout).
+    /// Counted from when the node accepted the proposal; the task that applies entries answers
+    /// proposals past it on the next tick (the caller holds no timer), so a state machine stuck
+    /// in `apply` also holds back that answer.
     pub propose_timeout: Duration,
     /// How many requests may wait in the node's queue before callers are slowed down.
     pub request_queue: usize,

@@ -97,24 +97,26 @@ impl Waiters {
     /// Answers every proposal at or below `index`: with `response` if it is the entry at `index`
     /// in `term`, otherwise it was dropped (another leader's entry took its place).
     fn decide(&mut self, index: Index, term: Term, response: &Bytes) {
-        while self.waiting.front().is_some_and(|(w, _)| w.index <= index) {
-            let Some((waiter, _)) = self.waiting.pop_front() else {
-                break;
-            };
-            let result = if waiter.index == index && waiter.term == term {
+        self.answer_up_to(index, |waiter| {
+            if waiter.index == index && waiter.term == term {
                 Ok(response.clone())
             } else {
                 Err(ProposeError::Dropped)
-            };
-            let _ = waiter.reply.send(result);
-        }
+            }
+        });
     }
 
     /// Answers the proposals covered by a snapshot: which command took their index is unknown.
     fn supersede(&mut self, index: Index) {
+        self.answer_up_to(index, |_| Err(ProposeError::Superseded));
+    }
+
+    /// Answers, in order, every proposal at or below `index` with what `answer` says of it.
+    fn answer_up_to(&mut self, index: Index, answer: impl Fn(&Waiter) -> Result<Bytes, ProposeError>) {
         while self.waiting.front().is_some_and(|(w, _)| w.index <= index) {
             if let Some((waiter, _)) = self.waiting.pop_front() {
-                let _ = waiter.reply.send(Err(ProposeError::Superseded));
+                let result = answer(&waiter);
+                let _ = waiter.reply.send(result);
             }
         }
     }
