@@ -26,6 +26,10 @@ pub struct NodeConfig {
     pub propose_timeout: Duration,
     /// How many requests may wait in the node's queue before callers are slowed down.
     pub request_queue: usize,
+    /// Whether the node records metrics (see [`crate::metrics`]) through the `metrics` facade.
+    /// Default on: without an installed recorder the handles do nothing anyway; off skips even
+    /// the bookkeeping.
+    pub metrics: bool,
 }
 
 impl NodeConfig {
@@ -36,6 +40,7 @@ impl NodeConfig {
             tick_interval: Duration::from_millis(10),
             propose_timeout: Duration::from_secs(5),
             request_queue: 4096,
+            metrics: true,
         }
     }
 
@@ -48,6 +53,12 @@ impl NodeConfig {
     /// Sets how long a proposal may wait.
     pub fn with_propose_timeout(mut self, timeout: Duration) -> Self {
         self.propose_timeout = timeout;
+        self
+    }
+
+    /// Turns metrics recording on or off.
+    pub fn with_metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
         self
     }
 

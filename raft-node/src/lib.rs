@@ -20,6 +20,7 @@
 
 mod config;
 mod error;
+pub mod metrics;
 mod node;
 mod session_client;
 mod sessions;

@@ -1,47 +1,15 @@
 //! A proposal that cannot commit is answered with `ProposeError::Timeout` once the propose
 //! timeout has passed (the node's apply task answers it on a tick; the caller holds no timer).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
+use common::Echo;
 use raft_node::mem::{MemNetwork, MemStorage};
-use raft_node::raft_core::{Index, Membership, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
+use raft_node::raft_core::Membership;
 use raft_node::{NodeConfig, ProposeError, RaftNode};
-
-/// Answers every command with its index.
-#[derive(Default)]
-struct Echo {
-    applied: Index,
-}
-
-#[async_trait]
-impl StateMachine for Echo {
-    async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
-        self.applied = index;
-        Ok(Bytes::from(index.to_string()))
-    }
-    async fn query(&mut self, _query: Bytes) -> Result<Bytes, StateMachineError> {
-        Ok(Bytes::new())
-    }
-    async fn snapshot(&mut self, out: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
-        out.write(Bytes::new())
-            .await
-            .map_err(|e| StateMachineError::storage(self.applied, e))
-    }
-    async fn restore(
-        &mut self,
-        index: Index,
-        _input: &mut dyn SnapshotRead,
-    ) -> Result<(), StateMachineError> {
-        self.applied = index;
-        Ok(())
-    }
-    fn applied_index(&self) -> Index {
-        self.applied
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proposal_that_cannot_commit_times_out() {

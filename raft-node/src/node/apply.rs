@@ -12,6 +12,10 @@ use raft_core::{
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::{info_span, Instrument};
+
+use crate::metrics::ApplyMetrics;
+use metrics::Histogram;
 
 use crate::error::{ProposeError, ReadError};
 
@@ -77,6 +81,8 @@ async fn restore_snapshot<M: StateMachine, St: SnapshotStore>(
 struct Waiters {
     waiting: VecDeque<(Waiter, Instant)>,
     timeout: Duration,
+    /// Where the time from acceptance to result goes, when metrics are on.
+    commit_latency: Option<Histogram>,
 }
 
 impl Waiters {
@@ -97,8 +103,14 @@ impl Waiters {
     /// Answers every proposal at or below `index`: with `response` if it is the entry at `index`
     /// in `term`, otherwise it was dropped (another leader's entry took its place).
     fn decide(&mut self, index: Index, term: Term, response: &Bytes) {
-        self.answer_up_to(index, |waiter| {
+        let (timeout, latency) = (self.timeout, self.commit_latency.clone());
+        self.answer_up_to(index, |waiter, deadline| {
             if waiter.index == index && waiter.term == term {
+                if let Some(latency) = &latency {
+                    // Accepted at its deadline less the timeout.
+                    let waited = (Instant::now() + timeout).saturating_duration_since(deadline);
+                    latency.record(waited.as_secs_f64());
+                }
                 Ok(response.clone())
             } else {
                 Err(ProposeError::Dropped)
@@ -108,14 +120,18 @@ impl Waiters {
 
     /// Answers the proposals covered by a snapshot: which command took their index is unknown.
     fn supersede(&mut self, index: Index) {
-        self.answer_up_to(index, |_| Err(ProposeError::Superseded));
+        self.answer_up_to(index, |_, _| Err(ProposeError::Superseded));
     }
 
     /// Answers, in order, every proposal at or below `index` with what `answer` says of it.
-    fn answer_up_to(&mut self, index: Index, answer: impl Fn(&Waiter) -> Result<Bytes, ProposeError>) {
+    fn answer_up_to(
+        &mut self,
+        index: Index,
+        answer: impl Fn(&Waiter, Instant) -> Result<Bytes, ProposeError>,
+    ) {
         while self.waiting.front().is_some_and(|(w, _)| w.index <= index) {
-            if let Some((waiter, _)) = self.waiting.pop_front() {
-                let result = answer(&waiter);
+            if let Some((waiter, deadline)) = self.waiting.pop_front() {
+                let result = answer(&waiter, deadline);
                 let _ = waiter.reply.send(result);
             }
         }
@@ -159,12 +175,14 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
     mut state_machine: M,
     snapshots: St,
     propose_timeout: Duration,
+    metrics: ApplyMetrics,
     mut jobs: mpsc::UnboundedReceiver<ApplyJob>,
     done: mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
 ) {
     let mut waiters = Waiters {
         waiting: VecDeque::new(),
         timeout: propose_timeout,
+        commit_latency: metrics.commit_latency,
     };
     let mut reads: BTreeMap<Index, Vec<PendingQuery>> = BTreeMap::new();
     let mut applied = state_machine.applied_index();
@@ -189,7 +207,16 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                 continue;
             }
             ApplyJob::BuildSnapshot => {
-                let built = off_the_workers(build_snapshot(&mut state_machine, &snapshots, applied)).await;
+                let span = info_span!(
+                    "raft.snapshot.build",
+                    index = applied,
+                    bytes = tracing::field::Empty
+                );
+                let build = build_snapshot(&mut state_machine, &snapshots, applied).instrument(span.clone());
+                let built = off_the_workers(build).await;
+                if let Ok(Applied::SnapshotBuilt { size, .. }) = &built {
+                    span.record("bytes", size);
+                }
                 let failed = built.is_err();
                 if done.send(built).is_err() || failed {
                     return;
@@ -197,8 +224,13 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                 continue;
             }
             ApplyJob::Restore(snapshot) => {
-                let restored =
-                    off_the_workers(restore_snapshot(&mut state_machine, &snapshots, &snapshot)).await;
+                let span = info_span!(
+                    "raft.snapshot.restore",
+                    index = snapshot.index,
+                    bytes = snapshot.size
+                );
+                let restore = restore_snapshot(&mut state_machine, &snapshots, &snapshot).instrument(span);
+                let restored = off_the_workers(restore).await;
                 if let Err(error) = restored {
                     let _ = done.send(Err(error));
                     return;
@@ -215,6 +247,7 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
             }
             ApplyJob::Apply(entries) => entries,
         };
+        metrics.batch_entries.record(entries.len() as f64);
         let mut last = 0;
         for entry in entries {
             let response = match entry.payload {
@@ -296,6 +329,7 @@ mod tests {
         Waiters {
             waiting: VecDeque::new(),
             timeout,
+            commit_latency: None,
         }
     }
 

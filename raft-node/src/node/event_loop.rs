@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Inbox, Message, RaftCore, Ready, SnapshotChunkRequest, SnapshotMeta, StateMachineError, StorageError,
-    Transport,
+    Inbox, Message, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest, SnapshotMeta,
+    StateMachineError, Status, StorageError, Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, error, info, trace, warn};
+use tracing::{debug, error, field, info, info_span, trace, warn, Span};
 
 use crate::error::{ReadError, SnapshotError};
+use crate::metrics::{CoreMetrics, Direction, MessageMeter};
 
 use super::tick_clock::TickClock;
 use super::types::{
@@ -57,6 +58,13 @@ pub(super) struct EventLoop<T, I> {
     pub(super) snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
     /// Proposals accepted in this turn, for the apply task in one job (see [`Self::send_to_apply`]).
     pub(super) accepted: Vec<Waiter>,
+    /// The core's state and decisions, as metrics.
+    pub(super) metrics: CoreMetrics,
+    /// Messages this loop sends and receives, as metrics.
+    pub(super) meter: MessageMeter,
+    /// The `raft.election` span of an election this node runs, from its first (pre-)vote
+    /// request until it leads or follows.
+    pub(super) election: Option<Span>,
 }
 
 /// A panic in the event loop (a bug here, in the transport or in a backend called from it) must
@@ -142,8 +150,12 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         match event {
             // The ticks themselves were counted by `catch_up_ticks`; the timer wakes the loop, and
             // the apply task answers the proposals that waited too long.
-            Event::Tick => self.send_to_apply(ApplyJob::ExpireWaiters),
+            Event::Tick => {
+                self.send_to_apply(ApplyJob::ExpireWaiters);
+                self.record_followers();
+            }
             Event::Message(message) => {
+                self.meter.count(Direction::Received, &message);
                 trace!(
                     node = self.core.id(),
                     from = message.from,
@@ -154,14 +166,17 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     warn!(node = self.core.id(), %error, "message refused");
                 }
             }
-            Event::Request(Request::Propose { command, reply }) => match self.core.propose(command) {
+            Event::Request(Request::Propose { command, reply, span }) => match self.core.propose(command) {
                 Ok(index) => {
                     let term = self.core.term();
+                    span.record("index", index);
+                    self.metrics.proposal_accepted();
                     // The apply task receives this before the entry can be committed: the entry
                     // is written in this turn's dispatch, which hands these over first.
                     self.accepted.push(Waiter { index, term, reply });
                 }
                 Err(error) => {
+                    self.metrics.proposal_refused(refusal_reason(&error));
                     let _ = reply.send(Err(error.into()));
                 }
             },
@@ -214,6 +229,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                     self.core.on_persisted(index, term);
                 }
                 for snapshot in persisted.restore {
+                    self.metrics.snapshot_installed();
                     self.send_to_apply(ApplyJob::Restore(snapshot));
                 }
             }
@@ -227,6 +243,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                 size,
                 checksum,
             })) => {
+                self.metrics.snapshot_built();
                 let built = self.core.on_snapshot_built(index, size, checksum);
                 let latest = built.or_else(|| self.core.snapshot_meta().cloned());
                 if let Some(latest) = latest {
@@ -295,7 +312,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         let needs_persist = ready.needs_persist() || !ready.messages_after_persist.is_empty();
         let (write, restore) = ready.take_log_write();
         for message in ready.messages {
-            send(&*self.transport, message);
+            send(&*self.transport, &mut self.meter, message);
         }
         for chunk in ready.snapshot_sends {
             let _ = self.snapshot_chunks.send(chunk);
@@ -335,11 +352,67 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         }
     }
 
+    /// On a leader, records each follower's in-flight messages and how far its log lags.
+    fn record_followers(&mut self) {
+        if self.core.role() != Role::Leader {
+            return;
+        }
+        let last = self.core.status().last_log_index;
+        let id = self.core.id();
+        for peer in self.core.membership().members() {
+            if peer == id {
+                continue;
+            }
+            if let Some(progress) = self.core.follower_progress(peer) {
+                let lag = last.saturating_sub(progress.match_index);
+                self.metrics.follower(peer, progress.inflight_messages, lag);
+            }
+        }
+    }
+
+    /// Opens the `raft.election` span when this node starts campaigning and closes it, with the
+    /// outcome, when it leads or follows again.
+    fn follow_election(&mut self, raft: &Status) {
+        match raft.role {
+            Role::PreCandidate | Role::Candidate => {
+                if let Some(span) = &self.election {
+                    span.record("term", raft.term);
+                } else {
+                    let span = info_span!(
+                        "raft.election",
+                        node = raft.id,
+                        term = raft.term,
+                        outcome = field::Empty
+                    );
+                    span.in_scope(|| info!(role = %raft.role, "election starts"));
+                    self.election = Some(span);
+                }
+            }
+            Role::Leader | Role::Follower => {
+                if let Some(span) = self.election.take() {
+                    let outcome = if raft.role == Role::Leader { "won" } else { "lost" };
+                    span.record("outcome", outcome);
+                    span.record("term", raft.term);
+                    span.in_scope(
+                        || info!(outcome, term = raft.term, leader = ?raft.leader, "election ends"),
+                    );
+                }
+            }
+        }
+    }
+
     /// Publishes the status when it changed. Runs every loop turn: compare first, clone the
     /// configurations only when something differs.
-    fn publish_status(&self, state: RunState) {
+    fn publish_status(&mut self, state: RunState) {
+        let raft = self.core.status();
+        if self.status.borrow().raft != raft {
+            self.metrics.observe(&raft);
+            if raft.role != Role::Leader {
+                self.metrics.clear_followers();
+            }
+            self.follow_election(&raft);
+        }
         let core = &self.core;
-        let raft = core.status();
         self.status.send_if_modified(|current| {
             let same_membership = current.membership == *core.membership()
                 && current.committed_membership == *core.committed_membership();
@@ -355,5 +428,16 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             }
             changed
         });
+    }
+}
+
+/// The `outcome` label of a refused proposal.
+fn refusal_reason(error: &ProposeError) -> &'static str {
+    match error {
+        ProposeError::NotLeader { .. } => "not_leader",
+        ProposeError::TransferInProgress { .. } => "transfer_in_progress",
+        ProposeError::TooManyUncommitted { .. } => "too_many_uncommitted",
+        ProposeError::TooManyUncommittedBytes { .. } => "too_many_uncommitted_bytes",
+        ProposeError::EntryTooLarge { .. } => "entry_too_large",
     }
 }

@@ -49,7 +49,9 @@ use raft_core::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{debug_span, field, info, Instrument};
+
+use crate::metrics::{ApplyMetrics, CoreMetrics, MessageMeter, PersistMetrics, ReadMetrics};
 
 use crate::config::NodeConfig;
 use crate::error::{
@@ -129,6 +131,7 @@ pub struct RaftNode {
     status: watch::Receiver<NodeStatus>,
     propose_timeout: Duration,
     transfer_timeout: Duration,
+    read_metrics: ReadMetrics,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -193,11 +196,20 @@ impl RaftNode {
 
         let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
         let snapshot_failures = persisted_tx.clone();
-        let persist_task = tokio::spawn(persist_loop(storage, transport.clone(), persist_rx, persisted_tx));
+        let on = config.metrics;
+        let persist_task = tokio::spawn(persist_loop(
+            storage,
+            transport.clone(),
+            persist_rx,
+            persisted_tx,
+            MessageMeter::new(id, on),
+            PersistMetrics::new(id, on),
+        ));
         let apply_task = tokio::spawn(apply_loop(
             state_machine,
             snapshots.clone(),
             config.propose_timeout,
+            ApplyMetrics::new(id, on),
             apply_rx,
             applied_tx,
         ));
@@ -207,7 +219,10 @@ impl RaftNode {
             transport.clone(),
             chunk_rx,
             snapshot_failures,
+            MessageMeter::new(id, on),
         ));
+        let mut metrics = CoreMetrics::new(id, on);
+        metrics.observe(&core.status());
         let event_loop = EventLoop {
             core,
             transport,
@@ -231,6 +246,9 @@ impl RaftNode {
             snapshot_chunks: chunk_tx,
             snapshot_waiters: Vec::new(),
             accepted: Vec::new(),
+            metrics,
+            meter: MessageMeter::new(id, on),
+            election: None,
         };
         let main_task = tokio::spawn(event_loop.run());
         Ok(RaftNode {
@@ -239,6 +257,7 @@ impl RaftNode {
             status: status_rx,
             propose_timeout: config.propose_timeout,
             transfer_timeout: config.election_timeout() * 2,
+            read_metrics: ReadMetrics::new(id, on),
             tasks: Mutex::new(vec![main_task, persist_task, apply_task, sender_task]),
         })
     }
@@ -250,12 +269,24 @@ impl RaftNode {
 
     /// Proposes a command and waits until it is applied, returning the state machine's response.
     /// See [`ProposeError`] for which failures leave the outcome open.
+    ///
+    /// Runs in a `raft.propose` span (debug level) that records the index the command got.
     pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Bytes, ProposeError> {
+        let span = debug_span!("raft.propose", node = self.id, index = field::Empty);
         let (reply, result) = oneshot::channel();
         let request = Request::Propose {
             command: command.into(),
             reply,
+            span: span.clone(),
         };
+        self.submit_proposal(request, result).instrument(span).await
+    }
+
+    async fn submit_proposal(
+        &self,
+        request: Request,
+        result: oneshot::Receiver<Result<Bytes, ProposeError>>,
+    ) -> Result<Bytes, ProposeError> {
         if self.requests.send(request).await.is_err() {
             // The loop is gone: the request was never seen, so nothing was proposed, but callers
             // cannot tell that apart from a stop mid-flight; report the stop.
@@ -269,14 +300,29 @@ impl RaftNode {
 
     /// Runs a read-only `query` against the state machine at the given consistency level, without
     /// writing to the log.
+    ///
+    /// Runs in a `raft.read` span (debug level) and records its latency by consistency.
     pub async fn read(
         &self,
         query: impl Into<Bytes>,
         consistency: ReadConsistency,
     ) -> Result<Bytes, ReadError> {
+        let span = debug_span!("raft.read", node = self.id, ?consistency);
+        let started = tokio::time::Instant::now();
+        let answer = self.submit_read(query.into(), consistency).instrument(span).await;
+        let latency = match consistency {
+            ReadConsistency::Linearizable => &self.read_metrics.linearizable,
+            ReadConsistency::Lease => &self.read_metrics.lease,
+            ReadConsistency::Serializable => &self.read_metrics.serializable,
+        };
+        latency.record(started.elapsed().as_secs_f64());
+        answer
+    }
+
+    async fn submit_read(&self, query: Bytes, consistency: ReadConsistency) -> Result<Bytes, ReadError> {
         let (reply, result) = oneshot::channel();
         let request = Request::Read {
-            query: query.into(),
+            query,
             consistency,
             reply,
         };

@@ -10,6 +10,9 @@ use raft_core::{
     Transport,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::metrics::{MessageMeter, PersistMetrics};
 
 use super::types::{send, PersistJob, Persisted};
 
@@ -19,6 +22,8 @@ pub(super) async fn persist_loop<S: LogStorage, T: Transport>(
     transport: Arc<T>,
     mut jobs: mpsc::UnboundedReceiver<PersistJob>,
     done: mpsc::UnboundedSender<Result<Persisted, StorageError>>,
+    mut meter: MessageMeter,
+    metrics: PersistMetrics,
 ) {
     let snapshots = storage.snapshot_store();
     let mut receiving = ReceivingSnapshot::default();
@@ -38,15 +43,21 @@ pub(super) async fn persist_loop<S: LogStorage, T: Transport>(
         }
         let write = merge_writes(&mut batch);
         if !write.is_empty() {
+            let entries = write.entries.len();
+            let bytes: usize = write.entries.iter().map(|e| e.size_bytes()).sum();
+            let started = Instant::now();
             if let Err(error) = storage.persist(write).await {
                 let _ = done.send(Err(error));
                 return;
             }
+            metrics.latency.record(started.elapsed().as_secs_f64());
+            metrics.entries.record(entries as f64);
+            metrics.bytes.record(bytes as f64);
         }
         let mut persisted = Persisted::default();
         for job in batch {
             for message in job.messages {
-                send(&*transport, message);
+                send(&*transport, &mut meter, message);
             }
             persisted.acknowledged.extend(job.persisted);
             persisted.restore.extend(job.restore);

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use raft_core::{Index, SnapshotChunkRequest, SnapshotStore, StorageError, Transport};
 use tokio::sync::mpsc;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
+
+use crate::metrics::MessageMeter;
 
 use super::snapshot_check::verify_snapshot;
 use super::types::{send, Persisted};
@@ -24,6 +26,7 @@ pub(super) async fn send_snapshot_chunks<St: SnapshotStore, T: Transport>(
     transport: Arc<T>,
     mut requests: mpsc::UnboundedReceiver<SnapshotChunkRequest>,
     failures: mpsc::UnboundedSender<Result<Persisted, StorageError>>,
+    mut meter: MessageMeter,
 ) {
     let mut verified: BTreeSet<Index> = BTreeSet::new();
     while let Some(request) = requests.recv().await {
@@ -49,7 +52,18 @@ pub(super) async fn send_snapshot_chunks<St: SnapshotStore, T: Transport>(
             }
         }
         match snapshots.read_chunk(index, request.offset, request.len).await {
-            Ok(data) => send(&*transport, request.into_message(data)),
+            Ok(data) => {
+                if request.offset == 0 {
+                    meter.snapshot_send(request.to);
+                    info!(
+                        to = request.to,
+                        snapshot = index,
+                        bytes = request.meta.size,
+                        "snapshot transfer starts"
+                    );
+                }
+                send(&*transport, &mut meter, request.into_message(data));
+            }
             // Superseded by a newer snapshot: the core starts over with that one when the
             // transfer stalls.
             Err(error) => debug!(to = request.to, %error, "snapshot chunk not sent"),

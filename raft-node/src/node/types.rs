@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, trace};
 
 use crate::error::{ProposeError, ReadError, SnapshotError};
+use crate::metrics::{Direction, MessageMeter};
 
 /// Whether the node is running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub(super) enum Request {
     Propose {
         command: Bytes,
         reply: ReplyTo<Bytes, ProposeError>,
+        /// The caller's `raft.propose` span, which learns the index the command got.
+        span: tracing::Span,
     },
     Read {
         query: Bytes,
@@ -160,8 +163,10 @@ pub(super) enum ApplyJob {
     BuildSnapshot,
 }
 
-/// Hands `message` to the transport; a failure is logged (Raft tolerates lost messages).
-pub(super) fn send<T: Transport>(transport: &T, message: Message) {
+/// Hands `message` to the transport and counts it; a failure is logged (Raft tolerates lost
+/// messages).
+pub(super) fn send<T: Transport>(transport: &T, meter: &mut MessageMeter, message: Message) {
+    meter.count(Direction::Sent, &message);
     let summary = MessageSummary::of(&message);
     trace!(message = %summary, "sending");
     if let Err(error) = transport.send(message) {
