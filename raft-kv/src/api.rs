@@ -11,6 +11,7 @@
 //! | `POST /v1/cluster/promote`, `/remove`, `/transfer` | [`NodeRequest`] | [`MembershipReply`] |
 //! | `POST /v1/cluster/snapshot` | | [`SnapshotReply`] |
 //! | `POST /v1/cluster/sessions` | [`SessionLimitsRequest`] | [`SessionLimitsRequest`] in force |
+//! | `GET /metrics` | | the node's metrics in the Prometheus text format (see [`raft_node::metrics`]) |
 //!
 //! Every failure is an HTTP status with an [`ErrorReply`]: 400 a malformed request, 404 an
 //! unknown route, 413 a key, value or body over the limits, 421 not the leader (with the leader's

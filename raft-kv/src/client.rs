@@ -374,6 +374,24 @@ impl Client {
         }
     }
 
+    /// The metrics of the node at `endpoint`, in the Prometheus text format (one attempt).
+    pub async fn metrics_of(&mut self, endpoint: SocketAddr) -> Result<String, ClientError> {
+        let url = format!("{}://{endpoint}/metrics", self.scheme);
+        let failed = |e: reqwest::Error| ClientError::Timeout {
+            last: format!("{url}: {e}"),
+        };
+        let response = self.http.get(&url).send().await.map_err(failed)?;
+        let status = response.status();
+        let text = response.text().await.map_err(failed)?;
+        if !status.is_success() {
+            return Err(ClientError::BadAnswer {
+                url,
+                detail: format!("{status}: {text}"),
+            });
+        }
+        Ok(text)
+    }
+
     /// Adds a node as a learner, with its addresses.
     pub async fn add_node(&mut self, request: &AddNodeRequest) -> Result<MembershipReply, ClientError> {
         self.call(Method::POST, "/v1/cluster/add", &[], Some(request))

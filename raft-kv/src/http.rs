@@ -36,6 +36,23 @@ pub(crate) struct ApiState {
     pub(crate) tuning: Tuning,
 }
 
+/// `GET /metrics`: the node's metrics in the Prometheus text format.
+async fn prometheus_metrics() -> Response {
+    match crate::metrics::prometheus() {
+        Some(handle) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_unavailable",
+            "this process records metrics with another recorder",
+        )
+        .into_response(),
+    }
+}
+
 /// The router of the client API.
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
     let limit = state.tuning.max_request_bytes;
@@ -50,6 +67,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/cluster/transfer", post(transfer))
         .route("/v1/cluster/snapshot", post(snapshot))
         .route("/v1/cluster/sessions", post(configure_sessions))
+        .route("/metrics", get(prometheus_metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

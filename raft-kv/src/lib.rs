@@ -36,7 +36,9 @@ mod cluster;
 mod config;
 mod http;
 mod kv;
+
 pub mod local_cluster;
+pub mod metrics;
 mod server;
 mod tls;
 pub mod udp_relay;

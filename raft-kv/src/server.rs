@@ -258,6 +258,8 @@ impl Server {
     /// Starts the node and its client API. `join`: an empty data directory waits to be added.
     pub async fn start(config: ServerConfig, join: bool) -> Result<Server, ServerError> {
         config.validate()?;
+        // Before the node starts: it registers its metrics with the recorder installed then.
+        let _ = crate::metrics::prometheus();
         let id = config.node_id;
         let tls = TlsMaterial::from_files(&config.tls.ca_cert, &config.tls.cert, &config.tls.key)?;
         let membership = base_membership(&config, join)?;

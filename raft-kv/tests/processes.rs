@@ -533,3 +533,69 @@ async fn a_wrong_config_or_a_data_directory_of_another_node_is_refused_with_a_me
         .await
         .expect("node 1 answers again");
 }
+
+/// The value of the first sample of `name` whose labels include all of `labels`, in a scrape.
+fn sample(scrape: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .find(|line| labels.iter().all(|l| line.contains(l)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_server_serves_its_nodes_metrics_for_prometheus_and_they_move_with_the_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    start_all(&mut cluster);
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
+    let endpoint = cluster.node(leader).expect("leader").client;
+    let node = format!("node=\"{leader}\"");
+    let node = node.as_str();
+
+    for i in 0..10 {
+        client.put(&format!("m{i}"), "v").await.expect("put");
+    }
+    let before = client.metrics_of(endpoint).await.expect("scrape");
+    let accepted = |scrape: &str| sample(scrape, "raft_proposals_total", &[node, "outcome=\"accepted\""]);
+    let first = accepted(&before).expect("accepted proposals counted");
+    assert!(first >= 10.0, "{first}");
+    assert_eq!(
+        sample(&before, "raft_role", &[node, "role=\"leader\""]),
+        Some(1.0)
+    );
+    assert!(sample(&before, "raft_term", &[node]).is_some_and(|t| t >= 1.0));
+    assert!(sample(&before, "raft_commit_index", &[node]).is_some_and(|c| c >= 10.0));
+    for name in [
+        "raft_messages_sent_total",
+        "raft_message_bytes_sent_total",
+        "raft_messages_received_total",
+        "raft_follower_match_lag",
+    ] {
+        assert!(sample(&before, name, &[node]).is_some(), "{name} in\n{before}");
+    }
+    // Histograms with buckets, so that they add up across nodes.
+    for name in [
+        "raft_commit_latency_seconds_bucket",
+        "raft_persist_latency_seconds_bucket",
+    ] {
+        assert!(
+            sample(&before, name, &[node, "le=\"+Inf\""]).is_some_and(|n| n >= 1.0),
+            "{name} in\n{before}"
+        );
+    }
+    assert!(before.contains("# TYPE raft_commit_latency_seconds histogram"));
+
+    for i in 10..20 {
+        client.put(&format!("m{i}"), "v").await.expect("put");
+    }
+    let after = client.metrics_of(endpoint).await.expect("scrape");
+    let second = accepted(&after).expect("still counted");
+    assert!(second >= first + 10.0, "{first} then {second}");
+    let commits = |scrape: &str| sample(scrape, "raft_commit_latency_seconds_count", &[node]).unwrap_or(0.0);
+    assert!(commits(&after) >= commits(&before) + 10.0);
+}
