@@ -117,9 +117,12 @@ async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
     transport: T,
     inbox: I,
     machine: MachineKind,
+    metrics: bool,
 ) -> Arc<RaftNode> {
     let membership = Membership::voters([1, 2, 3]).expect("membership");
-    let config = NodeConfig::new(id).with_propose_timeout(Duration::from_secs(30));
+    let config = NodeConfig::new(id)
+        .with_propose_timeout(Duration::from_secs(30))
+        .with_metrics(metrics);
     let node = match machine {
         MachineKind::Kv => {
             RaftNode::start(
@@ -142,11 +145,11 @@ async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
 
 /// Starts 3 nodes on the given backends with the key-value state machine and waits for a leader.
 pub async fn start(storage: StorageKind, net: NetKind) -> Bench {
-    start_with(storage, net, MachineKind::Kv).await
+    start_with(storage, net, MachineKind::Kv, true).await
 }
 
 /// Starts 3 nodes on the given backends and state machine and waits for a leader.
-pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind) -> Bench {
+pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind, metrics: bool) -> Bench {
     let ids = [1u64, 2, 3];
     let network = MemNetwork::new(1);
     let ca = ClusterCa::generate("bench").expect("CA");
@@ -168,7 +171,7 @@ pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind
                 match net {
                     NetKind::Mem => {
                         let (transport, inbox) = network.register(id);
-                        start_node(id, $storage, transport, inbox, machine).await
+                        start_node(id, $storage, transport, inbox, machine, metrics).await
                     }
                     NetKind::Quic => {
                         let tls = ca
@@ -180,7 +183,7 @@ pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind
                         let (transport, inbox) =
                             QuicTransport::start_on(config, socket).expect("QUIC starts");
                         quic.push(transport.clone());
-                        start_node(id, $storage, transport, inbox, machine).await
+                        start_node(id, $storage, transport, inbox, machine, metrics).await
                     }
                 }
             };

@@ -71,6 +71,10 @@ struct ClosedLoopArgs {
     /// Appends one JSON line per run to this file (for `plot`).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Metrics: `none` (the nodes record, no recorder is installed), `prometheus` (the Prometheus
+    /// recorder `raft-kv serve` installs) or `off` (`NodeConfig::metrics` false).
+    #[arg(long, default_value = "none")]
+    metrics: String,
     /// A label for the build measured, written into each JSON line.
     #[arg(long, default_value = "")]
     label: String,
@@ -126,6 +130,19 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
         "kv" => MachineKind::Kv,
         other => return Err(format!("unknown state machine {other:?}: noop or kv")),
     };
+    let node_metrics = match args.metrics.as_str() {
+        "none" => true,
+        "off" => false,
+        "prometheus" => {
+            raft_kv::metrics::prometheus().ok_or("another metrics recorder is installed")?;
+            true
+        }
+        other => {
+            return Err(format!(
+                "unknown metrics setting {other:?}: none, prometheus or off"
+            ))
+        }
+    };
     let server = runtime(args.server_workers, "bench-server");
     let client = runtime(args.client_workers, "bench-client");
     let mut out = match &args.out {
@@ -156,7 +173,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
     let on_disk = backend.starts_with("rocks");
     for &value_size in &args.value_size {
         // A fresh cluster per size, shared by the client counts.
-        let bench = server.block_on(start_with(storage, net, machine));
+        let bench = server.block_on(start_with(storage, net, machine, node_metrics));
         for &clients in &args.clients {
             for _ in 0..args.repeat {
                 let operations = args
