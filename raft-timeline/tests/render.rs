@@ -1,0 +1,181 @@
+//! The picture of a small story: a 3-node cluster elects node 1, node 1 is killed, node 2 takes
+//! over, node 1 restarts and follows; the picture has every lane, role and marker.
+
+use raft_timeline::{Event, Fault, Role, Timeline, TimelineError};
+
+fn story() -> Timeline {
+    let mut t = Timeline::new("leader kill", "ms");
+    t.push(
+        0.0,
+        None,
+        Event::Membership {
+            voters: vec![1, 2, 3],
+            learners: vec![],
+        },
+    );
+    for node in 1..=3 {
+        t.push(
+            0.0,
+            Some(node),
+            Event::Role {
+                role: Role::Follower,
+                term: 0,
+            },
+        );
+    }
+    t.push(
+        140.0,
+        Some(1),
+        Event::Role {
+            role: Role::PreCandidate,
+            term: 0,
+        },
+    );
+    t.push(
+        150.0,
+        Some(1),
+        Event::Role {
+            role: Role::Candidate,
+            term: 1,
+        },
+    );
+    t.push(
+        160.0,
+        Some(1),
+        Event::Role {
+            role: Role::Leader,
+            term: 1,
+        },
+    );
+    for (i, time) in [200.0, 250.0, 300.0].into_iter().enumerate() {
+        for node in 1..=3 {
+            t.push(time, Some(node), Event::Commit { index: i as u64 + 1 });
+        }
+    }
+    t.push(
+        400.0,
+        Some(1),
+        Event::Fault {
+            fault: Fault::Kill,
+            detail: String::new(),
+        },
+    );
+    t.push(
+        420.0,
+        None,
+        Event::Fault {
+            fault: Fault::Partition,
+            detail: "{2} | {3}".into(),
+        },
+    );
+    t.push(
+        500.0,
+        None,
+        Event::Fault {
+            fault: Fault::Heal,
+            detail: String::new(),
+        },
+    );
+    t.push(
+        620.0,
+        Some(2),
+        Event::Role {
+            role: Role::Leader,
+            term: 2,
+        },
+    );
+    t.push(
+        700.0,
+        Some(1),
+        Event::Fault {
+            fault: Fault::Restart,
+            detail: String::new(),
+        },
+    );
+    t.push(
+        720.0,
+        Some(1),
+        Event::Role {
+            role: Role::Follower,
+            term: 2,
+        },
+    );
+    t.push(800.0, Some(2), Event::Commit { index: 5 });
+    t
+}
+
+#[test]
+fn the_picture_shows_every_lane_role_term_and_marker() {
+    let svg = story().render_svg().expect("draws");
+    assert!(svg.starts_with("<svg"), "an SVG document");
+    for text in [
+        "leader kill",
+        "node 1",
+        "node 2",
+        "node 3",
+        "t1",
+        "t2",
+        "kill",
+        "restart",
+        "partition {2} | {3}",
+        "heal",
+        "commit index",
+    ] {
+        assert!(svg.contains(text), "the picture shows {text:?}");
+    }
+    // The leader's green and the down grey are painted (plotters writes colours as #RRGGBB).
+    assert!(svg.contains("#31A354"), "a leader band");
+    assert!(svg.contains("#636363"), "a down band");
+}
+
+#[test]
+fn who_led_when_follows_from_the_records() {
+    let lanes = story().lanes();
+    assert_eq!(lanes.leaders(), vec![(1, 160.0, 400.0), (2, 620.0, 800.0)]);
+    assert_eq!(lanes.max_commit, 5);
+    assert_eq!(lanes.cluster_faults.len(), 2);
+}
+
+#[test]
+fn the_log_round_trips_through_json_lines_and_files() {
+    let story = story();
+    let text = story.to_jsonl();
+    assert!(text
+        .lines()
+        .next()
+        .is_some_and(|l| l.contains(r#""event":"meta""#)));
+    assert_eq!(Timeline::from_jsonl(&text).expect("parses"), story);
+    let dir = tempfile_dir();
+    let path = dir.join("story.jsonl");
+    story.write_jsonl(&path).expect("writes");
+    assert_eq!(Timeline::read_jsonl(&path).expect("reads"), story);
+    story.write_svg(&dir.join("story.svg")).expect("draws");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_malformed_line_is_refused_with_its_number() {
+    let text = "{\"time\":0,\"event\":\"commit\",\"index\":1,\"node\":1}\n\n{\"time\":\"soon\",\"event\":\"commit\"}\n";
+    match Timeline::from_jsonl(text) {
+        Err(TimelineError::BadLine { line, .. }) => assert_eq!(line, 3),
+        other => panic!("expected a bad line 3, got {other:?}"),
+    }
+    assert!(matches!(
+        Timeline::from_jsonl(r#"{"time":1,"event":"role","role":"emperor","term":1}"#),
+        Err(TimelineError::BadLine { line: 1, .. })
+    ));
+}
+
+#[test]
+fn an_empty_timeline_still_draws() {
+    let svg = Timeline::new("nothing happened", "step")
+        .render_svg()
+        .expect("draws");
+    assert!(svg.contains("nothing happened"));
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("raft-timeline-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
