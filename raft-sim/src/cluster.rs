@@ -410,6 +410,7 @@ impl Cluster {
             last_applied = Some(entry.index);
         }
         if let Some(index) = last_applied {
+            fx.record(Event::Commit { node: id, index });
             self.max_applied = self.max_applied.max(index);
             if let Some(core) = self.core_mut(id) {
                 core.on_applied(index);

@@ -34,6 +34,7 @@ mod network;
 mod node;
 mod options;
 mod simulation;
+pub mod timeline;
 mod trace;
 
 pub use crate::invariants::Violation;

@@ -43,6 +43,10 @@ struct Cli {
     /// Plant a known bug in every node (to see the simulator catch it).
     #[arg(long)]
     bug: Option<PlantedBug>,
+    /// With --seed: draw the run's timeline into this SVG file (its event log goes beside it,
+    /// as .jsonl). A failing seed draws its timeline into target/timelines even without it.
+    #[arg(long, requires = "seed")]
+    timeline: Option<std::path::PathBuf>,
     /// With --seeds: stop at the first failure.
     #[arg(long)]
     stop_at_first: bool,
@@ -260,6 +264,15 @@ fn run_check(args: &CheckArgs, bug: Option<PlantedBug>, threads: usize) -> ExitC
     }
 }
 
+/// Replays a failing seed with its timeline recorded, and says where the picture is.
+fn say_failure_timeline(failure: &raft_sim::SimFailure) {
+    let dir = raft_sim::timeline::timeline_dir();
+    match raft_sim::timeline::write_failure_timeline(failure, &dir) {
+        Ok(path) => say!("timeline of seed {}: {}", failure.seed, path.display()),
+        Err(error) => say!("no timeline for seed {}: {error}", failure.seed),
+    }
+}
+
 fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     let (start, end) = text
         .split_once("..")
@@ -279,7 +292,26 @@ fn main() -> ExitCode {
     }
     if let Some(seed) = cli.seed {
         let options = SimOptions::for_seed(seed).with_planted_bug(cli.bug);
-        return match Simulation::new(seed, options).run() {
+        let simulation = Simulation::new(seed, options);
+        let outcome = match &cli.timeline {
+            Some(path) => {
+                let (outcome, timeline) = simulation.run_with_timeline();
+                let written = timeline
+                    .write_jsonl(&path.with_extension("jsonl"))
+                    .and_then(|()| timeline.write_svg(path));
+                match written {
+                    Ok(()) => say!(
+                        "timeline: {} (events: {})",
+                        path.display(),
+                        path.with_extension("jsonl").display()
+                    ),
+                    Err(error) => say!("no timeline: {error}"),
+                }
+                outcome
+            }
+            None => simulation.run(),
+        };
+        return match outcome {
             Ok(report) => {
                 say!(
                     "seed {seed}: every invariant held ({} nodes): {:?}",
@@ -290,6 +322,9 @@ fn main() -> ExitCode {
             }
             Err(failure) => {
                 say!("{failure}");
+                if cli.timeline.is_none() {
+                    say_failure_timeline(&failure);
+                }
                 ExitCode::FAILURE
             }
         };
@@ -324,6 +359,7 @@ fn main() -> ExitCode {
     );
     if let Some(first) = failures.first() {
         say!("\nfirst failure:\n{first}");
+        say_failure_timeline(first);
         let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
         say!("failing seeds: {seeds:?}");
         return ExitCode::FAILURE;

@@ -279,6 +279,27 @@ impl Simulation {
 
     /// Runs the chaos phase, then the calm phase until the cluster commits a new entry.
     pub fn run(mut self) -> Result<SimReport, Box<SimFailure>> {
+        self.run_to_end()
+    }
+
+    /// Runs like [`Simulation::run`] and also returns the run's timeline: every role change,
+    /// commit, fault and membership change, by step (the same run as without it: recording
+    /// draws no random numbers).
+    pub fn run_with_timeline(mut self) -> (Result<SimReport, Box<SimFailure>>, raft_timeline::Timeline) {
+        self.trace.keep_for_timeline();
+        let outcome = self.run_to_end();
+        let title = match &outcome {
+            Ok(_) => format!("simulation seed {}: every invariant held", self.seed),
+            Err(failure) => format!(
+                "simulation seed {}: {} at step {}",
+                self.seed, failure.violation, failure.step
+            ),
+        };
+        let timeline = crate::timeline::of_run(title, self.options.nodes, self.trace.kept());
+        (outcome, timeline)
+    }
+
+    fn run_to_end(&mut self) -> Result<SimReport, Box<SimFailure>> {
         while self.now < self.liveness_deadline {
             match self.step() {
                 Ok(true) => {
@@ -288,7 +309,7 @@ impl Simulation {
                     return Ok(SimReport {
                         seed: self.seed,
                         nodes: self.options.nodes,
-                        stats: self.stats,
+                        stats: self.stats.clone(),
                     });
                 }
                 Ok(false) => {}

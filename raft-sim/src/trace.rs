@@ -233,11 +233,13 @@ impl fmt::Display for Event {
     }
 }
 
-/// A ring buffer of the last events.
+/// A ring buffer of the last events, and, when asked for, every event a timeline shows.
 #[derive(Debug)]
 pub(crate) struct Trace {
     events: VecDeque<(u64, Event)>,
     capacity: usize,
+    /// Every role change, commit, fault and membership change of the run, for its timeline.
+    kept: Option<Vec<(u64, Event)>>,
 }
 
 impl Trace {
@@ -245,10 +247,26 @@ impl Trace {
         Trace {
             events: VecDeque::with_capacity(capacity),
             capacity,
+            kept: None,
         }
     }
 
+    /// Keeps, from now on, every event a timeline shows.
+    pub(crate) fn keep_for_timeline(&mut self) {
+        self.kept.get_or_insert_with(Vec::new);
+    }
+
+    /// The events kept for the timeline.
+    pub(crate) fn kept(&self) -> &[(u64, Event)] {
+        self.kept.as_deref().unwrap_or_default()
+    }
+
     pub(crate) fn record(&mut self, step: u64, event: Event) {
+        if let Some(kept) = &mut self.kept {
+            if crate::timeline::shows(&event) {
+                kept.push((step, event));
+            }
+        }
         if self.events.len() == self.capacity {
             self.events.pop_front();
         }

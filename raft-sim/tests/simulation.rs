@@ -10,7 +10,9 @@
 use std::ops::Range;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use raft_sim::timeline::{timeline_dir, write_failure_timeline};
 use raft_sim::{run_seed, run_seed_list, PlantedBug, SimOptions, Simulation};
+use raft_timeline::{Fault, Timeline};
 
 /// Where the date-chosen windows start: above every range swept by hand so far.
 const FRESH_SEEDS_FROM: u64 = 10_000_000;
@@ -59,10 +61,14 @@ fn sweep(what: &str, seeds: &[u64]) -> Vec<raft_sim::SimReport> {
     );
     if let Some(first) = failures.first() {
         let failed: Vec<u64> = failures.iter().map(|f| f.seed).collect();
+        let picture = match write_failure_timeline(first, &timeline_dir()) {
+            Ok(path) => format!("the first failure's timeline: {}", path.display()),
+            Err(error) => format!("no timeline: {error}"),
+        };
         panic!(
             "{what}: {} of the seeds failed: {failed:?}\n\
              add them to raft-sim/regression-seeds.txt; replay one with \
-             `cargo run -p raft-sim -- --seed N`\n\n{first}",
+             `cargo run -p raft-sim -- --seed N`\n{picture}\n\n{first}",
             failures.len()
         );
     }
@@ -124,6 +130,45 @@ fn a_seed_replays_exactly() {
         (first.step, &first.violation, &first.trace),
         (again.step, &again.violation, &again.trace)
     );
+}
+
+#[test]
+fn recording_a_timeline_leaves_the_run_as_it_was_and_shows_its_leaders_and_faults() {
+    for seed in [5, 23] {
+        let plain = run_seed(seed).unwrap();
+        let (recorded, timeline) = Simulation::new(seed, SimOptions::for_seed(seed)).run_with_timeline();
+        assert_eq!(recorded.unwrap(), plain, "seed {seed}: the same run");
+        let lanes = timeline.lanes();
+        assert!(lanes.lanes.len() as u64 >= plain.nodes, "a lane per node");
+        assert!(!lanes.leaders().is_empty(), "seed {seed}: someone led");
+        assert!(lanes.max_commit > 0, "seed {seed}: commits are drawn");
+        assert!(
+            lanes
+                .cluster_faults
+                .iter()
+                .any(|(_, fault, _)| *fault == Fault::Calm),
+            "seed {seed}: the end of the faults is marked"
+        );
+        let svg = timeline.render_svg().unwrap();
+        assert!(svg.contains(&format!("simulation seed {seed}")));
+    }
+}
+
+#[test]
+fn a_failing_seed_leaves_its_timeline_on_disk() {
+    let options = SimOptions::for_seed(1).with_planted_bug(Some(PlantedBug::GrantSecondVoteInTerm));
+    let failure = Simulation::new(1, options).run().unwrap_err();
+    let dir = std::env::temp_dir().join(format!("raft-sim-timeline-{}", std::process::id()));
+    let path = write_failure_timeline(&failure, &dir).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.contains("simulation seed 1: "), "the title names the seed");
+    assert!(
+        svg.contains(&format!("at step {}", failure.step)),
+        "and where it failed"
+    );
+    let log = Timeline::read_jsonl(&path.with_extension("jsonl")).unwrap();
+    assert!(!log.records.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -40,6 +40,24 @@ const LEGEND: [(LaneState, &str); 7] = [
     (LaneState::Down, "down"),
 ];
 
+/// Labels along one line, each drawn only where it does not overlap the one before (a busy run
+/// has more markers than room for their words; the markers themselves are all drawn).
+#[derive(Default)]
+struct LabelRow {
+    free_from: i32,
+}
+
+impl LabelRow {
+    /// Whether a label of `chars` characters at font `size` fits at `x`; if so, takes the room.
+    fn fits(&mut self, x: i32, chars: usize, size: u32) -> bool {
+        if x < self.free_from {
+            return false;
+        }
+        self.free_from = x + (chars as i32 * size as i32 * 7) / 10 + 6;
+        true
+    }
+}
+
 /// Maps a time to an x pixel and a lane to its top pixel.
 struct Scale {
     start: f64,
@@ -122,13 +140,17 @@ fn draw(root: &Area<'_>, lanes: &Lanes, title: &str, unit: &str, height: u32) ->
                 colour(band.state).filled(),
             ))?;
         }
+        let mut term_labels = LabelRow::default();
         for (time, term) in &lane.terms {
             let x = scale.x(*time);
             root.draw(&PathElement::new(
                 vec![(x, band_top), (x, band_top + 8)],
                 BLACK.stroke_width(1),
             ))?;
-            root.draw(&Text::new(format!("t{term}"), (x + 2, band_top + 1), text(10)))?;
+            let label = format!("t{term}");
+            if term_labels.fits(x + 2, label.len(), 10) {
+                root.draw(&Text::new(label, (x + 2, band_top + 1), text(10)))?;
+            }
         }
         // The commit index as a step line within the lane.
         let y =
@@ -145,6 +167,7 @@ fn draw(root: &Area<'_>, lanes: &Lanes, title: &str, unit: &str, height: u32) ->
             points.push((x.max(scale.x(end)), y(last)));
             root.draw(&PathElement::new(points, BLACK.stroke_width(1)))?;
         }
+        let mut fault_labels = LabelRow::default();
         for (time, fault, detail) in &lane.faults {
             let x = scale.x(*time);
             let red = RGBColor(0xcb, 0x18, 0x1d);
@@ -154,7 +177,7 @@ fn draw(root: &Area<'_>, lanes: &Lanes, title: &str, unit: &str, height: u32) ->
             } else {
                 format!("{} {detail}", fault.label())
             };
-            if *fault != Fault::Cut {
+            if *fault != Fault::Cut && fault_labels.fits(x + 5, label.chars().count(), 10) {
                 root.draw(&Text::new(
                     label,
                     (x + 5, top + LANE as i32 - 18),
@@ -165,6 +188,7 @@ fn draw(root: &Area<'_>, lanes: &Lanes, title: &str, unit: &str, height: u32) ->
     }
     let lanes_bottom = lane_top(lanes.lanes.len());
     // Cluster-wide faults and membership changes: a line across every lane.
+    let mut cluster_labels = LabelRow::default();
     for (time, fault, detail) in &lanes.cluster_faults {
         let x = scale.x(*time);
         let blue = RGBColor(0x21, 0x66, 0xac);
@@ -177,8 +201,11 @@ fn draw(root: &Area<'_>, lanes: &Lanes, title: &str, unit: &str, height: u32) ->
         } else {
             format!("{} {detail}", fault.label())
         };
-        root.draw(&Text::new(label, (x + 3, TOP as i32 - 14), text(10).color(&blue)))?;
+        if cluster_labels.fits(x + 3, label.chars().count(), 10) {
+            root.draw(&Text::new(label, (x + 3, TOP as i32 - 14), text(10).color(&blue)))?;
+        }
     }
+    let mut membership_labels = LabelRow::default();
     for (time, voters, learners) in lanes.memberships.iter().skip(1) {
         let x = scale.x(*time);
         let purple = RGBColor(0x6a, 0x3d, 0x9a);
@@ -190,11 +217,13 @@ fn draw(root: &Area<'_>, lanes: &Lanes, title: &str, unit: &str, height: u32) ->
         if !learners.is_empty() {
             label.push_str(&format!(" learners {learners:?}"));
         }
-        root.draw(&Text::new(
-            label,
-            (x + 3, lanes_bottom + 4),
-            text(10).color(&purple),
-        ))?;
+        if membership_labels.fits(x + 3, label.chars().count(), 10) {
+            root.draw(&Text::new(
+                label,
+                (x + 3, lanes_bottom + 4),
+                text(10).color(&purple),
+            ))?;
+        }
     }
     // The time axis.
     root.draw(&PathElement::new(
