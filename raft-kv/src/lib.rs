@@ -33,6 +33,7 @@
 pub mod api;
 pub mod client;
 mod cluster;
+pub mod cluster_watch;
 mod config;
 mod http;
 mod kv;

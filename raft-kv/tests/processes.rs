@@ -599,3 +599,40 @@ async fn each_server_serves_its_nodes_metrics_for_prometheus_and_they_move_with_
     let commits = |scrape: &str| sample(scrape, "raft_commit_latency_seconds_count", &[node]).unwrap_or(0.0);
     assert!(commits(&after) >= commits(&before) + 10.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_draws_its_timeline_with_both_leaders_the_kill_and_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let picture = dir.path().join("demo.svg");
+    let mut demo = tokio::process::Command::new(BINARY);
+    demo.args(["demo", "--keys", "5", "--timeline"])
+        .arg(&picture)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), demo.output())
+        .await
+        .expect("the demo ends within 2 minutes")
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the demo succeeds:\n{stdout}");
+    assert!(
+        stdout.contains(&format!("timeline: {}", picture.display())),
+        "it says where:\n{stdout}"
+    );
+    let svg = std::fs::read_to_string(&picture).expect("the picture");
+    assert!(svg.starts_with("<svg") && svg.contains("SIGKILL"));
+    let timeline = raft_timeline::Timeline::read_jsonl(&picture.with_extension("jsonl")).expect("the events");
+    let lanes = timeline.lanes();
+    let leaders: std::collections::BTreeSet<u64> = lanes.leaders().iter().map(|(node, _, _)| *node).collect();
+    assert!(
+        leaders.len() >= 2,
+        "a leader before the kill and another after: {leaders:?}"
+    );
+    let faults: Vec<raft_timeline::Fault> = lanes
+        .lanes
+        .values()
+        .flat_map(|lane| lane.faults.iter().map(|(_, fault, _)| *fault))
+        .collect();
+    assert!(faults.contains(&raft_timeline::Fault::Kill) && faults.contains(&raft_timeline::Fault::Restart));
+    assert!(lanes.max_commit >= 10, "the commits are drawn");
+}

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use raft_kv::api::Consistency;
 use raft_kv::client::{Client, ClientOptions};
+use raft_kv::cluster_watch::ClusterWatch;
 use raft_kv::local_cluster::LocalCluster;
+use raft_timeline::Fault;
 
 use crate::Failure;
 
@@ -31,6 +33,10 @@ pub struct DemoArgs {
     /// Keep the cluster's directory (certificates, configs, data, logs) in this directory.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Draw the run's timeline (who led when, the kill and the restart) into this SVG file; its
+    /// event log goes beside it as .jsonl.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -65,6 +71,26 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
         ids.len(),
         dir.display()
     );
+    let watch = match &args.timeline {
+        Some(_) => {
+            let endpoints = ids
+                .iter()
+                .map(|&id| cluster.node(id).map(|n| (id, n.client)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
+            let title = format!(
+                "raft-kv demo: {} processes, the leader SIGKILLed and restarted",
+                ids.len()
+            );
+            Some(ClusterWatch::start(title, endpoints, Some(cluster.client_tls())).map_err(fail)?)
+        }
+        None => None,
+    };
+    let mark = |node, fault, detail: &str| {
+        if let Some(watch) = &watch {
+            watch.mark(node, fault, detail);
+        }
+    };
     for &id in &ids {
         cluster.start(id, &[]).map_err(fail)?;
         let node = cluster.node(id).map_err(fail)?;
@@ -98,6 +124,7 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
 
     println!("SIGKILL the leader's process, node {leader}");
     cluster.kill(leader).map_err(fail)?;
+    mark(Some(leader), Fault::Kill, "SIGKILL");
     let killed_at = Instant::now();
     let survivors: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
     let new_leader = cluster.wait_for_leader(&survivors, TIMEOUT).await.map_err(fail)?;
@@ -117,6 +144,7 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
 
     println!("restarting node {leader} from its data directory");
     cluster.start(leader, &[]).map_err(fail)?;
+    mark(Some(leader), Fault::Restart, "");
     let restarted = Instant::now();
     cluster
         .wait_for_applied(leader, last_index, TIMEOUT)
@@ -167,6 +195,13 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
         }
     }
     println!("stopped every node with SIGTERM (each exited 0)");
+    if let (Some(watch), Some(path)) = (watch, &args.timeline) {
+        let timeline = watch.finish().await;
+        let events = path.with_extension("jsonl");
+        timeline.write_jsonl(&events).map_err(fail)?;
+        timeline.write_svg(path).map_err(fail)?;
+        println!("timeline: {} (events: {})", path.display(), events.display());
+    }
     println!(
         "demo OK in {:.1?}: election after SIGKILL took {election:.2?}; nothing acknowledged was lost",
         started.elapsed()
