@@ -26,6 +26,10 @@
 //! | `read-index N id=K` | a linearizable read on node N |
 //! | `compact N` | node N takes a snapshot of what it applied now |
 //! | `status` / `membership` / `log [N]` / `applied N` | every node's status / configuration / stored log / what a node applied |
+//!
+//! With `RAFT_TIMELINE_DIR=<dir>`, each story also writes its timeline there as `<file>.jsonl`
+//! (the `raft-timeline` format: roles, terms, commits, faults; one time unit per ready handled
+//! or batch delivered), for `raft-timeline draw` to turn into a picture.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -46,6 +50,83 @@ struct Script {
     cut: BTreeSet<(NodeId, NodeId)>,
     /// Crashed nodes (their storage stays in `net.stored`).
     down: BTreeSet<NodeId>,
+    /// The story's timeline, as JSON lines.
+    timeline: TimelineLog,
+}
+
+/// Records a story as `raft-timeline` JSON lines: each node's role, term and commit index when
+/// they change, and the faults the script injects. (raft-core depends on no sibling crate, so the
+/// lines are written here by hand; `raft-timeline` reads them.)
+#[derive(Default)]
+struct TimelineLog {
+    clock: u64,
+    seen: BTreeMap<NodeId, (Role, u64, u64, bool)>,
+    lines: Vec<String>,
+}
+
+impl TimelineLog {
+    /// Advances the clock and records what changed on `net`'s nodes.
+    fn sample(&mut self, net: &Net, down: &BTreeSet<NodeId>) {
+        self.clock += 1;
+        for (id, node) in &net.nodes {
+            let status = node.status();
+            let now = (status.role, status.term, status.commit_index, down.contains(id));
+            let before = self.seen.insert(*id, now);
+            if now.3 {
+                continue;
+            }
+            if before.is_none_or(|b| (b.0, b.1, b.3) != (now.0, now.1, now.3)) {
+                let role = match now.0 {
+                    Role::Follower => "follower",
+                    Role::PreCandidate => "pre_candidate",
+                    Role::Candidate => "candidate",
+                    Role::Leader => "leader",
+                };
+                self.push(
+                    Some(*id),
+                    &format!(r#""event":"role","role":"{role}","term":{}"#, now.1),
+                );
+            }
+            if before.is_none_or(|b| b.2 != now.2) {
+                self.push(Some(*id), &format!(r#""event":"commit","index":{}"#, now.2));
+            }
+        }
+    }
+
+    /// Records a fault on `node` (or on the cluster).
+    fn fault(&mut self, node: Option<NodeId>, fault: &str, detail: &str) {
+        let detail = detail.replace('"', "'");
+        self.push(
+            node,
+            &format!(r#""event":"fault","fault":"{fault}","detail":"{detail}""#),
+        );
+    }
+
+    fn push(&mut self, node: Option<NodeId>, event: &str) {
+        let node = node.map(|n| format!(r#","node":{n}"#)).unwrap_or_default();
+        self.lines
+            .push(format!(r#"{{"time":{}{node},{event}}}"#, self.clock));
+    }
+
+    /// Writes the story's timeline into `$RAFT_TIMELINE_DIR/<name>.jsonl`, if that is set.
+    fn write(&self, name: &str, voters: &[NodeId]) {
+        let Some(dir) = std::env::var_os("RAFT_TIMELINE_DIR") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let voters: Vec<String> = voters.iter().map(ToString::to_string).collect();
+        let mut text = format!(
+            "{{\"time\":0,\"event\":\"meta\",\"title\":\"{name}\",\"unit\":\"step\"}}\n\
+             {{\"time\":0,\"event\":\"membership\",\"voters\":[{}]}}\n",
+            voters.join(",")
+        );
+        for line in &self.lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("{name}.jsonl")), text).unwrap();
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -114,6 +195,7 @@ impl Script {
             settings,
             cut: BTreeSet::new(),
             down: BTreeSet::new(),
+            timeline: TimelineLog::default(),
         }
     }
 
@@ -137,6 +219,7 @@ impl Script {
         if text.is_empty() {
             return false;
         }
+        self.timeline.sample(&self.net, &self.down);
         let _ = writeln!(out, "> {id} handles its ready");
         for line in text.lines() {
             let _ = writeln!(out, "  {line}");
@@ -180,6 +263,7 @@ impl Script {
                 node.step(message).unwrap();
             }
         }
+        self.timeline.sample(&self.net, &self.down);
         true
     }
 
@@ -294,6 +378,8 @@ impl Script {
                         }
                     }
                 }
+                let sides: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+                self.timeline.fault(None, "partition", &sides.join(" | "));
                 let _ = writeln!(out, "cut {} links", self.cut.len() / 2);
             }
             "isolate" => {
@@ -302,20 +388,24 @@ impl Script {
                     self.cut.insert((id, other));
                     self.cut.insert((other, id));
                 }
+                self.timeline.fault(Some(id), "isolate", "");
                 let _ = writeln!(out, "node {id} isolated");
             }
             "heal" => {
                 self.cut.clear();
+                self.timeline.fault(None, "heal", "");
                 let _ = writeln!(out, "every link restored");
             }
             "crash" => {
                 let id = one(case);
                 self.down.insert(id);
+                self.timeline.fault(Some(id), "kill", "");
                 let _ = writeln!(out, "node {id} down");
             }
             "restart" => {
                 let id = one(case);
                 self.down.remove(&id);
+                self.timeline.fault(Some(id), "restart", "");
                 let settings = self.settings;
                 self.net
                     .restart(id, |n| settings.config(n), self.membership.clone());
@@ -333,6 +423,7 @@ impl Script {
             "transfer" => {
                 let id = one(case);
                 let to: NodeId = case.take_arg("to").unwrap();
+                self.timeline.fault(Some(id), "transfer", &format!("to {to}"));
                 let started = self.net.node(id).transfer_leadership(to);
                 out.push_str(&answer(started, |()| format!("transfer to {to} started")));
             }
@@ -424,8 +515,18 @@ fn interaction_scripts() {
                 return out;
             }
             let script = script.as_mut().expect("a script starts with `cluster`");
-            script.run(case)
+            let out = script.run(case);
+            script.timeline.sample(&script.net, &script.down);
+            out
         });
+        if let Some(script) = &script {
+            let name = std::path::Path::new(&file.filename)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let voters: Vec<NodeId> = script.membership.voters.iter().copied().collect();
+            script.timeline.write(&name, &voters);
+        }
     });
     assert!(files >= 12, "expected at least 12 stories, found {files}");
 }

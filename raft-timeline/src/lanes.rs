@@ -49,7 +49,7 @@ pub struct Lanes {
     pub cluster_faults: Vec<(f64, Fault, String)>,
     /// Membership changes: (time, voters, learners).
     pub memberships: Vec<(f64, Vec<u64>, Vec<u64>)>,
-    /// The first and last times.
+    /// The first time, and the last one plus a margin (3 % of the run, at least 1).
     pub span: (f64, f64),
     /// The highest commit index.
     pub max_commit: u64,
@@ -74,7 +74,8 @@ impl Lanes {
         if !start.is_finite() {
             return lanes;
         }
-        lanes.span = (start, end.max(start + 1.0));
+        // A little room after the last record, so that the state it leads to shows.
+        lanes.span = (start, end + ((end - start) * 0.03).max(1.0));
         let mut cursors: BTreeMap<u64, Cursor> = BTreeMap::new();
         let mut learners: Vec<u64> = Vec::new();
         for record in records {
@@ -236,7 +237,7 @@ mod tests {
                 (10.0, 12.0, LaneState::Role(Role::Candidate)),
                 (12.0, 50.0, LaneState::Role(Role::Leader)),
                 (50.0, 80.0, LaneState::Down),
-                (80.0, 100.0, LaneState::Role(Role::Follower)),
+                (80.0, 103.0, LaneState::Role(Role::Follower)),
             ]
         );
         assert_eq!(lanes.lanes[&1].terms, vec![(10.0, 1), (90.0, 2)]);

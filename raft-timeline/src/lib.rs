@@ -18,8 +18,8 @@
 //! timeline.push(620.0, Some(2), Event::Role { role: Role::Leader, term: 2 });
 //!
 //! let lanes = timeline.lanes();
-//! // Node 2 leads from 620 ms to the end of the run.
-//! assert_eq!(lanes.leaders(), vec![(1, 150.0, 400.0), (2, 620.0, 620.0)]);
+//! // Node 2 leads from 620 ms to the end of the picture.
+//! assert_eq!(lanes.leaders(), vec![(1, 150.0, 400.0), (2, 620.0, lanes.span.1)]);
 //! let svg = timeline.render_svg()?;
 //! assert!(svg.starts_with("<svg"));
 //!

@@ -69,7 +69,7 @@ fn story() -> Timeline {
         },
     );
     t.push(
-        500.0,
+        560.0,
         None,
         Event::Fault {
             fault: Fault::Heal,
@@ -131,7 +131,8 @@ fn the_picture_shows_every_lane_role_term_and_marker() {
 #[test]
 fn who_led_when_follows_from_the_records() {
     let lanes = story().lanes();
-    assert_eq!(lanes.leaders(), vec![(1, 160.0, 400.0), (2, 620.0, 800.0)]);
+    assert_eq!(lanes.leaders(), vec![(1, 160.0, 400.0), (2, 620.0, lanes.span.1)]);
+    assert!(lanes.span.1 > 800.0, "room after the last record");
     assert_eq!(lanes.max_commit, 5);
     assert_eq!(lanes.cluster_faults.len(), 2);
 }
@@ -145,7 +146,7 @@ fn the_log_round_trips_through_json_lines_and_files() {
         .next()
         .is_some_and(|l| l.contains(r#""event":"meta""#)));
     assert_eq!(Timeline::from_jsonl(&text).expect("parses"), story);
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("round-trip");
     let path = dir.join("story.jsonl");
     story.write_jsonl(&path).expect("writes");
     assert_eq!(Timeline::read_jsonl(&path).expect("reads"), story);
@@ -174,8 +175,42 @@ fn an_empty_timeline_still_draws() {
     assert!(svg.contains("nothing happened"));
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("raft-timeline-test-{}", std::process::id()));
+fn tempfile_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("raft-timeline-test-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+#[test]
+fn the_draw_command_draws_a_log_and_refuses_a_bad_one_with_its_line() {
+    let dir = tempfile_dir("draw");
+    let input = dir.join("story.jsonl");
+    story().write_jsonl(&input).expect("writes");
+    let output = dir.join("story.svg");
+    let drawn = std::process::Command::new(env!("CARGO_BIN_EXE_raft-timeline"))
+        .args(["draw", "--title", "retitled"])
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .expect("runs");
+    assert!(
+        drawn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drawn.stderr)
+    );
+    assert!(std::fs::read_to_string(&output)
+        .expect("drawn")
+        .contains("retitled"));
+
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"time\":1,\"event\":\"nonsense\"}\n").expect("writes");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_raft-timeline"))
+        .arg("draw")
+        .arg(&bad)
+        .arg(dir.join("bad.svg"))
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("line 1"));
+    let _ = std::fs::remove_dir_all(dir);
 }
