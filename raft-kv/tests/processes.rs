@@ -636,3 +636,35 @@ async fn the_demo_draws_its_timeline_with_both_leaders_the_kill_and_the_restart(
     assert!(faults.contains(&raft_timeline::Fault::Kill) && faults.contains(&raft_timeline::Fault::Restart));
     assert!(lanes.max_commit >= 10, "the commits are drawn");
 }
+
+/// The Grafana dashboard in `docs/grafana` asks only for series a node records.
+#[test]
+fn the_grafana_dashboard_asks_only_for_metrics_the_nodes_record() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/grafana/raft-kv.json")).expect("the dashboard is JSON");
+    let recorded = include_str!("../../raft-node/src/metrics.rs");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "a panel per concern");
+    let mut asked = 0;
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a query");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                let Some(name) = word.strip_prefix("raft_") else {
+                    continue;
+                };
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                assert!(
+                    recorded.contains(&format!("\"raft_{base}\"")),
+                    "panel {:?} asks for raft_{name}, which raft-node does not record",
+                    panel["title"]
+                );
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked >= 20);
+}

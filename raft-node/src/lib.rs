@@ -14,6 +14,13 @@
 //! [`Transport`]: raft_core::Transport
 //! [`StateMachine`]: raft_core::StateMachine
 //!
+//! # Observing a node
+//!
+//! [`RaftNode::status`] is the node's view now. [`metrics`] lists what the node records through
+//! the `metrics` facade (install a recorder to export it), and proposals, reads, elections and
+//! snapshots run in `tracing` spans (`raft.propose`, `raft.read`, `raft.election`,
+//! `raft.snapshot.build`, `raft.snapshot.restore`).
+//!
 //! # Example
 //!
 //! [`RaftNode`] shows a node with a state machine of a dozen lines.
