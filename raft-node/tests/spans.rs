@@ -19,9 +19,12 @@ use tracing::Subscriber;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Every span opened: its name and its fields as text, by span id.
+/// A span's fields, as text.
+type SpanFields = BTreeMap<String, String>;
+
+/// Every span opened: its name and its fields, by span id.
 #[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<BTreeMap<u64, (String, BTreeMap<String, String>)>>>);
+struct Recorded(Arc<Mutex<BTreeMap<u64, (String, SpanFields)>>>);
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
@@ -51,7 +54,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorded {
 
 impl Recorded {
     /// The fields of every span called `name`.
-    fn named(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+    fn named(&self, name: &str) -> Vec<SpanFields> {
         let spans = self.0.lock().expect("not poisoned");
         spans
             .values()
