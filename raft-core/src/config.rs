@@ -72,6 +72,7 @@ pub struct Config {
     pub seed: u64,
     /// A deliberate protocol bug to switch on, for proving that the simulator catches it.
     #[cfg(feature = "planted-bugs")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "planted-bugs")))]
     pub planted_bug: Option<crate::planted::PlantedBug>,
 }
 

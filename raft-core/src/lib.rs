@@ -63,6 +63,7 @@
 //! assert_eq!(ready.messages_after_persist.len(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod commit;
 mod config;

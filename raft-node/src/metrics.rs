@@ -61,6 +61,9 @@ pub(crate) struct CoreMetrics {
     snapshots_built: Counter,
     followers: HashMap<NodeId, FollowerGauges>,
     last: Option<Status>,
+    /// Proposals accepted since the last flush: the counter is added to once per tick, not once
+    /// per proposal.
+    accepted_since_flush: u64,
 }
 
 struct FollowerGauges {
@@ -114,12 +117,15 @@ impl CoreMetrics {
             snapshots_built: c("raft_snapshots_built_total"),
             followers: HashMap::new(),
             last: None,
+            accepted_since_flush: 0,
             node,
             enabled,
         }
     }
 
-    /// Records the core's status, and the elections and leader changes since the last one.
+    /// Records the elections and leader changes since the last status, and the role, term and
+    /// leader gauges when they changed. Cheap when only the indexes moved (the hot path: it runs
+    /// whenever the status changes); the index gauges are set by [`Self::on_tick`].
     pub(crate) fn observe(&mut self, status: &Status) {
         if !self.enabled {
             return;
@@ -127,6 +133,10 @@ impl CoreMetrics {
         let last = self.last.replace(*status);
         let (last_term, last_role, last_leader) =
             last.map_or((0, Role::Follower, None), |l| (l.term, l.role, l.leader));
+        if last.is_some() && (last_term, last_role, last_leader) == (status.term, status.role, status.leader)
+        {
+            return;
+        }
         let campaigning = matches!(status.role, Role::Candidate | Role::Leader);
         // A node takes a higher term as candidate only by starting an election, and leads only
         // a term it won.
@@ -144,14 +154,26 @@ impl CoreMetrics {
             gauge.set(if role == status.role { 1.0 } else { 0.0 });
         }
         self.leader.set(status.leader.unwrap_or(0) as f64);
+    }
+
+    /// On every tick: sets the index gauges and adds the proposals accepted since the last tick.
+    pub(crate) fn on_tick(&mut self, status: &Status) {
+        if !self.enabled {
+            return;
+        }
         self.last_log_index.set(status.last_log_index as f64);
         self.commit_index.set(status.commit_index as f64);
         self.applied_index.set(status.applied_index as f64);
         self.snapshot_index.set(status.snapshot_index as f64);
+        if self.accepted_since_flush > 0 {
+            self.accepted
+                .increment(std::mem::take(&mut self.accepted_since_flush));
+        }
     }
 
-    pub(crate) fn proposal_accepted(&self) {
-        self.accepted.increment(1);
+    /// Counts an accepted proposal (added to the counter on the next tick).
+    pub(crate) fn proposal_accepted(&mut self) {
+        self.accepted_since_flush += 1;
     }
 
     /// Counts a refused proposal under `reason` (a short, fixed name).
@@ -285,6 +307,8 @@ fn payload_bytes(message: &Message) -> u64 {
 
 /// The persist task's histograms.
 pub(crate) struct PersistMetrics {
+    /// Whether to measure at all (the bytes of a write are added up only then).
+    pub(crate) enabled: bool,
     pub(crate) latency: Histogram,
     pub(crate) entries: Histogram,
     pub(crate) bytes: Histogram,
@@ -300,6 +324,7 @@ impl PersistMetrics {
             }
         };
         PersistMetrics {
+            enabled,
             latency: h("raft_persist_latency_seconds"),
             entries: h("raft_persist_batch_entries"),
             bytes: h("raft_persist_batch_bytes"),

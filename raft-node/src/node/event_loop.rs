@@ -152,6 +152,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             // the apply task answers the proposals that waited too long.
             Event::Tick => {
                 self.send_to_apply(ApplyJob::ExpireWaiters);
+                self.metrics.on_tick(&self.core.status());
                 self.record_followers();
             }
             Event::Message(message) => {

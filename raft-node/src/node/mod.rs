@@ -70,60 +70,7 @@ pub use self::types::{NodeStatus, ReadConsistency, RunState};
 /// A running Raft node: the protocol core driven by a tick timer, wired to a storage, a transport
 /// and a state machine.
 ///
-/// ```
-/// use async_trait::async_trait;
-/// use bytes::Bytes;
-/// use raft_core::{Index, Membership, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
-/// use raft_net_mem::MemNetwork;
-/// use raft_node::{NodeConfig, RaftNode};
-/// use raft_storage_mem::MemStorage;
-///
-/// /// Counts the commands it applies, and answers each with the count.
-/// #[derive(Default)]
-/// struct Counter { count: u64, applied: Index }
-///
-/// #[async_trait]
-/// impl StateMachine for Counter {
-///     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
-///         self.count += 1;
-///         self.applied = index;
-///         Ok(Bytes::from(self.count.to_string()))
-///     }
-///     async fn query(&mut self, _query: Bytes) -> Result<Bytes, StateMachineError> {
-///         Ok(Bytes::from(self.count.to_string()))
-///     }
-///     async fn snapshot(&mut self, out: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
-///         let bytes = Bytes::copy_from_slice(&self.count.to_le_bytes());
-///         out.write(bytes).await.map_err(|e| StateMachineError::storage(self.applied, e))
-///     }
-///     async fn restore(&mut self, index: Index, input: &mut dyn SnapshotRead) -> Result<(), StateMachineError> {
-///         let bytes = input.read().await.map_err(|e| StateMachineError::storage(index, e))?;
-///         let count = bytes.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()).unwrap_or_default();
-///         (self.count, self.applied) = (u64::from_le_bytes(count), index);
-///         Ok(())
-///     }
-///     fn applied_index(&self) -> Index { self.applied }
-/// }
-///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let network = MemNetwork::new(7);
-/// let (transport, inbox) = network.register(1);
-/// let node = RaftNode::start(
-///     NodeConfig::new(1),
-///     Membership::voters([1])?,
-///     MemStorage::new(),
-///     transport,
-///     inbox,
-///     Counter::default(),
-/// )
-/// .await?;
-/// node.wait_for_leader(std::time::Duration::from_secs(5)).await;
-/// let reply = node.propose(&b"tick"[..]).await?;
-/// assert_eq!(&reply[..], b"1");
-/// node.shutdown().await;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
+/// The [crate documentation](crate#example) starts a node with a state machine of a dozen lines.
 #[derive(Debug)]
 pub struct RaftNode {
     id: NodeId,
@@ -223,6 +170,7 @@ impl RaftNode {
         ));
         let mut metrics = CoreMetrics::new(id, on);
         metrics.observe(&core.status());
+        metrics.on_tick(&core.status());
         let event_loop = EventLoop {
             core,
             transport,

@@ -43,16 +43,19 @@ pub(super) async fn persist_loop<S: LogStorage, T: Transport>(
         }
         let write = merge_writes(&mut batch);
         if !write.is_empty() {
-            let entries = write.entries.len();
-            let bytes: usize = write.entries.iter().map(|e| e.size_bytes()).sum();
-            let started = Instant::now();
+            let measured = metrics.enabled.then(|| {
+                let bytes: usize = write.entries.iter().map(|e| e.size_bytes()).sum();
+                (write.entries.len(), bytes, Instant::now())
+            });
             if let Err(error) = storage.persist(write).await {
                 let _ = done.send(Err(error));
                 return;
             }
-            metrics.latency.record(started.elapsed().as_secs_f64());
-            metrics.entries.record(entries as f64);
-            metrics.bytes.record(bytes as f64);
+            if let Some((entries, bytes, started)) = measured {
+                metrics.latency.record(started.elapsed().as_secs_f64());
+                metrics.entries.record(entries as f64);
+                metrics.bytes.record(bytes as f64);
+            }
         }
         let mut persisted = Persisted::default();
         for job in batch {
