@@ -305,6 +305,15 @@ fn payload_bytes(message: &Message) -> u64 {
     }
 }
 
+/// Node `id`'s histogram `name`, or a no-op one when metrics are off.
+fn node_histogram(enabled: bool, name: &'static str, id: NodeId) -> Histogram {
+    if enabled {
+        histogram!(name, NODE => id.to_string())
+    } else {
+        Histogram::noop()
+    }
+}
+
 /// The persist task's histograms.
 pub(crate) struct PersistMetrics {
     /// Whether to measure at all (the bytes of a write are added up only then).
@@ -316,13 +325,7 @@ pub(crate) struct PersistMetrics {
 
 impl PersistMetrics {
     pub(crate) fn new(id: NodeId, enabled: bool) -> Self {
-        let h = |name: &'static str| {
-            if enabled {
-                histogram!(name, NODE => id.to_string())
-            } else {
-                Histogram::noop()
-            }
-        };
+        let h = |name| node_histogram(enabled, name, id);
         PersistMetrics {
             enabled,
             latency: h("raft_persist_latency_seconds"),
@@ -341,13 +344,7 @@ pub(crate) struct ApplyMetrics {
 
 impl ApplyMetrics {
     pub(crate) fn new(id: NodeId, enabled: bool) -> Self {
-        let h = |name: &'static str| {
-            if enabled {
-                histogram!(name, NODE => id.to_string())
-            } else {
-                Histogram::noop()
-            }
-        };
+        let h = |name| node_histogram(enabled, name, id);
         ApplyMetrics {
             commit_latency: enabled.then(|| h("raft_commit_latency_seconds")),
             batch_entries: h("raft_apply_batch_entries"),

@@ -6,14 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::Echo;
+use common::Cluster;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use raft_node::mem::{MemNetwork, MemStorage};
 use raft_node::raft_core::Membership;
-use raft_node::{NodeConfig, ProposeError, RaftNode, ReadConsistency};
+use raft_node::{NodeConfig, ProposeError, ReadConsistency};
 
 /// One recorded series: its name, its labels, and its value.
 struct Series {
@@ -88,37 +86,17 @@ async fn a_clusters_metrics_exist_per_node_and_move_with_its_work() {
     let snapshotter = recorder.snapshotter();
     recorder.install().expect("the only recorder in this process");
 
-    let network = MemNetwork::new(5);
-    let mut nodes = Vec::new();
     // Node 4 is a learner that records nothing: metrics off.
-    for id in 1..=4 {
-        let (transport, inbox) = network.register(id);
-        let config = NodeConfig::new(id)
+    let mut membership = Membership::voters([1, 2, 3]).expect("membership");
+    membership.learners.insert(4);
+    let cluster = Cluster::start(5, membership, |id| {
+        NodeConfig::new(id)
             .with_tick_interval(Duration::from_millis(5))
-            .with_metrics(id != 4);
-        let mut membership = Membership::voters([1, 2, 3]).expect("membership");
-        membership.learners.insert(4);
-        let node = RaftNode::start(
-            config,
-            membership,
-            MemStorage::new(),
-            transport,
-            inbox,
-            Echo::default(),
-        )
-        .await
-        .expect("starts");
-        nodes.push(Arc::new(node));
-    }
-    let leader_id = nodes[0]
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("a leader");
-    let leader = nodes
-        .iter()
-        .find(|n| n.id() == leader_id)
-        .expect("the leader")
-        .clone();
+            .with_metrics(id != 4)
+    })
+    .await;
+    let (nodes, leader) = (&cluster.nodes, cluster.leader.clone());
+    let leader_id = leader.id();
     let follower = nodes
         .iter()
         .find(|n| n.id() != leader_id && n.id() != 4)
@@ -142,7 +120,7 @@ async fn a_clusters_metrics_exist_per_node_and_move_with_its_work() {
     let snapshot = leader.snapshot().await.expect("a snapshot");
     // Let every node apply everything and the leader tick (follower gauges are set on ticks).
     let applied = snapshot.index;
-    for node in &nodes {
+    for node in nodes {
         let caught_up = tokio::time::timeout(Duration::from_secs(10), async {
             while node.status().raft.applied_index < applied {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -288,7 +266,5 @@ async fn a_clusters_metrics_exist_per_node_and_move_with_its_work() {
         assert_eq!(gauge(&all, "raft_follower_inflight_messages", &labels), 0.0);
     }
 
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    cluster.shutdown().await;
 }

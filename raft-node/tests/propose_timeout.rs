@@ -3,45 +3,23 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Echo;
-use raft_node::mem::{MemNetwork, MemStorage};
+use common::Cluster;
 use raft_node::raft_core::Membership;
-use raft_node::{NodeConfig, ProposeError, RaftNode};
+use raft_node::{NodeConfig, ProposeError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proposal_that_cannot_commit_times_out() {
-    let network = MemNetwork::new(11);
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        let (transport, inbox) = network.register(id);
-        let config = NodeConfig::new(id)
+    let membership = Membership::voters([1, 2, 3]).expect("membership");
+    let cluster = Cluster::start(11, membership, |id| {
+        NodeConfig::new(id)
             .with_tick_interval(Duration::from_millis(5))
-            .with_propose_timeout(Duration::from_millis(300));
-        let membership = Membership::voters([1, 2, 3]).expect("membership");
-        let node = RaftNode::start(
-            config,
-            membership,
-            MemStorage::new(),
-            transport,
-            inbox,
-            Echo::default(),
-        )
-        .await
-        .expect("starts");
-        nodes.push(Arc::new(node));
-    }
-    let leader_id = nodes[0]
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("a leader");
-    let leader = nodes
-        .iter()
-        .find(|n| n.id() == leader_id)
-        .expect("the leader")
-        .clone();
+            .with_propose_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let (network, leader) = (&cluster.network, cluster.leader.clone());
+    let leader_id = leader.id();
     // A healthy cluster answers with the entry's response.
     let reply = leader.propose(&b"x"[..]).await.expect("commits");
     assert!(!reply.is_empty());
@@ -64,7 +42,5 @@ async fn a_proposal_that_cannot_commit_times_out() {
         Err(ProposeError::Refused(_)) => {}
         other => panic!("expected a timeout, got {other:?} after {waited:?}"),
     }
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    cluster.shutdown().await;
 }

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Echo;
-use raft_node::mem::{MemNetwork, MemStorage};
+use common::Cluster;
 use raft_node::raft_core::Membership;
-use raft_node::{NodeConfig, RaftNode, ReadConsistency};
+use raft_node::{NodeConfig, ReadConsistency};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;
@@ -70,29 +69,13 @@ async fn proposals_reads_elections_and_snapshots_run_in_spans_that_say_what_happ
     let subscriber = tracing_subscriber::registry().with(recorded.clone());
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber in this process");
 
-    let network = MemNetwork::new(9);
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        let (transport, inbox) = network.register(id);
-        let config = NodeConfig::new(id).with_tick_interval(Duration::from_millis(5));
-        let membership = Membership::voters([1, 2, 3]).expect("membership");
-        let node = RaftNode::start(
-            config,
-            membership,
-            MemStorage::new(),
-            transport,
-            inbox,
-            Echo::default(),
-        )
-        .await
-        .expect("starts");
-        nodes.push(node);
-    }
-    let leader_id = nodes[0]
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("a leader");
-    let leader = nodes.iter().find(|n| n.id() == leader_id).expect("the leader");
+    let membership = Membership::voters([1, 2, 3]).expect("membership");
+    let cluster = Cluster::start(9, membership, |id| {
+        NodeConfig::new(id).with_tick_interval(Duration::from_millis(5))
+    })
+    .await;
+    let leader = &cluster.leader;
+    let leader_id = leader.id();
     let reply = leader.propose(&b"x"[..]).await.expect("commits");
     leader
         .read(&b"q"[..], ReadConsistency::Linearizable)
@@ -129,7 +112,5 @@ async fn proposals_reads_elections_and_snapshots_run_in_spans_that_say_what_happ
             .any(|b| b.get("index") == Some(&snapshot.index.to_string()) && b.contains_key("bytes")),
         "{builds:?}"
     );
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    cluster.shutdown().await;
 }

@@ -1,8 +1,69 @@
 //! What the node's integration tests share.
+// Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use raft_node::raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
+use raft_node::mem::{MemNetwork, MemStorage};
+use raft_node::raft_core::{
+    Index, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError,
+};
+use raft_node::{NodeConfig, RaftNode};
+
+/// A cluster of nodes on one in-memory network, with a leader elected.
+pub struct Cluster {
+    pub network: MemNetwork,
+    pub nodes: Vec<Arc<RaftNode>>,
+    pub leader: Arc<RaftNode>,
+}
+
+impl Cluster {
+    /// Starts a node for every member of `membership` (voters and learners), each on
+    /// `MemStorage` with an [`Echo`] state machine and the settings `config(id)`, and waits for
+    /// a leader.
+    pub async fn start(seed: u64, membership: Membership, config: impl Fn(NodeId) -> NodeConfig) -> Cluster {
+        let network = MemNetwork::new(seed);
+        let mut nodes = Vec::new();
+        for id in membership.members().collect::<Vec<_>>() {
+            let (transport, inbox) = network.register(id);
+            let node = RaftNode::start(
+                config(id),
+                membership.clone(),
+                MemStorage::new(),
+                transport,
+                inbox,
+                Echo::default(),
+            )
+            .await
+            .expect("starts");
+            nodes.push(Arc::new(node));
+        }
+        let leader_id = nodes[0]
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .expect("a leader");
+        let leader = nodes
+            .iter()
+            .find(|n| n.id() == leader_id)
+            .expect("the leader")
+            .clone();
+        Cluster {
+            network,
+            nodes,
+            leader,
+        }
+    }
+
+    /// Shuts every node down.
+    pub async fn shutdown(&self) {
+        for node in &self.nodes {
+            node.shutdown().await;
+        }
+    }
+}
 
 /// Answers every command with its index.
 #[derive(Default)]
