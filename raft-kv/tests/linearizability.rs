@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use raft_core::ProposeError as Refusal;
 use raft_core::{NodeId, SeededRng};
+use raft_kv::cluster_watch::{ClusterWatch, FaultMarker};
 use raft_kv::{ClusterOptions, KvCommand, KvReply, KvResponse, MemCluster};
 use raft_net_mem::Faults;
 use raft_node::{ClientError, ProposeError, ReadConsistency, ReadError, SessionClient};
 use raft_sim::history::{history_path, write_history, Command, Operation, Outcome, Recorder};
 use raft_sim::linearizability::{check, Verdict};
+use raft_timeline::Fault;
 
 /// Which faults a run injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,6 +243,7 @@ async fn inject_faults(
     schedule: Schedule,
     seed: u64,
     until: Instant,
+    marker: FaultMarker,
 ) -> (usize, usize) {
     let mut reconfigurations = 0;
     let mut rng = SeededRng::new(seed.wrapping_mul(31));
@@ -265,31 +268,44 @@ async fn inject_faults(
                 let rest: Vec<NodeId> = ids.iter().copied().filter(|id| !side.contains(id)).collect();
                 network.heal();
                 network.partition(&[&side, &rest]);
+                marker.mark(None, Fault::Partition, format!("{side:?} | {rest:?}"));
             }
             1 => {
                 if let Some((leader, _)) = cluster.leaders().into_iter().max_by_key(|(_, term)| *term) {
                     network.heal();
                     network.isolate(leader);
+                    marker.mark(Some(leader), Fault::Isolate, "");
                 }
             }
             2 if down.len() < max_down => {
                 let up: Vec<NodeId> = ids.iter().copied().filter(|id| !down.contains(id)).collect();
                 let victim = up[rng.below(up.len() as u64) as usize];
                 cluster.kill(victim);
+                marker.mark(Some(victim), Fault::Kill, "");
                 down.push(victim);
             }
-            3 => network.set_faults(Faults {
-                drop_probability: 0.05 + rng.below(15) as f64 / 100.0,
-                duplicate_probability: 0.05,
-                delay: (Duration::ZERO, Duration::from_millis(1 + rng.below(8))),
-            }),
+            3 => {
+                let drop_probability = 0.05 + rng.below(15) as f64 / 100.0;
+                network.set_faults(Faults {
+                    drop_probability,
+                    duplicate_probability: 0.05,
+                    delay: (Duration::ZERO, Duration::from_millis(1 + rng.below(8))),
+                });
+                marker.mark(
+                    None,
+                    Fault::Loss,
+                    format!("{:.0} % lost", drop_probability * 100.0),
+                );
+            }
             4 => {
                 network.heal();
                 network.set_faults(Faults::none());
+                marker.mark(None, Fault::Heal, "");
             }
             5 => {
                 if let Some(id) = down.pop() {
                     cluster.restart(id).await.unwrap();
+                    marker.mark(Some(id), Fault::Restart, "");
                 }
             }
             7 => {
@@ -304,8 +320,13 @@ async fn inject_faults(
                 }
                 let learners: BTreeSet<NodeId> =
                     ids.iter().copied().filter(|id| !voters.contains(id)).collect();
+                let (new_voters, new_learners) = (
+                    voters.iter().copied().collect(),
+                    learners.iter().copied().collect(),
+                );
                 if cluster.change_membership(voters, learners).await.is_ok() {
                     reconfigurations += 1;
+                    marker.membership(new_voters, new_learners);
                 }
             }
             _ => {
@@ -314,6 +335,7 @@ async fn inject_faults(
                 let target = up[rng.below(up.len() as u64) as usize];
                 if let Some((leader, _)) = cluster.leaders().into_iter().max_by_key(|(_, term)| *term) {
                     if let Some(node) = cluster.node(leader) {
+                        marker.mark(Some(leader), Fault::Transfer, format!("to {target}"));
                         let _ = node.transfer_leadership(target).await;
                     }
                 }
@@ -373,7 +395,14 @@ async fn run_schedule(run: Run) {
     cluster.wait_for_leader(Duration::from_secs(10)).await.unwrap();
     let recorder = Arc::new(Recorder::new());
     let until = Instant::now() + Duration::from_secs(seconds);
-    let faults = tokio::spawn(inject_faults(cluster.clone(), schedule, seed, until));
+    let watch = ClusterWatch::start(format!("{name}, seed {seed}: {schedule:?}"), cluster.clone());
+    let faults = tokio::spawn(inject_faults(
+        cluster.clone(),
+        schedule,
+        seed,
+        until,
+        watch.marker(),
+    ));
     let mut tasks = Vec::new();
     for id in 0..clients {
         tasks.push(tokio::spawn(client(
@@ -393,6 +422,17 @@ async fn run_schedule(run: Run) {
     let operations = recorder.take();
     let path = history_path(&format!("{name}-{seed}"));
     write_history(&path, &operations).unwrap();
+    // The run's picture beside its history: who led when, and the faults.
+    let timeline = watch.finish().await;
+    let picture = path.with_extension("svg");
+    timeline
+        .write_jsonl(&path.with_extension("timeline.jsonl"))
+        .unwrap();
+    timeline.write_svg(&picture).unwrap();
+    assert!(
+        !timeline.lanes().leaders().is_empty(),
+        "the timeline shows who led"
+    );
 
     let count = |outcome| operations.iter().filter(|o| o.outcome == outcome).count();
     let (ok, failed, unknown) = (
@@ -405,17 +445,19 @@ async fn run_schedule(run: Run) {
     println!(
         "{name} (seed {seed}, {schedule:?}, {reads:?} reads, {nodes} nodes, {clients} clients): {} operations \
          ({ok} ok, {failed} failed, {unknown} unknown), {events} fault events ({reconfigurations} membership changes), checked in {:.1?}: {verdict:?}; \
-         history at {}",
+         history at {}, timeline at {}",
         operations.len(),
         started.elapsed(),
-        path.display()
+        path.display(),
+        picture.display()
     );
     match verdict {
         Verdict::Linearizable => {}
         Verdict::NotLinearizable { key, .. } => {
             panic!(
-                "history is NOT linearizable on key {key}; kept at {}",
-                path.display()
+                "history is NOT linearizable on key {key}; kept at {}, the run's timeline at {}",
+                path.display(),
+                picture.display()
             )
         }
         Verdict::Inconclusive { key, steps } => {

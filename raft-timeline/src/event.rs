@@ -45,6 +45,8 @@ pub enum Fault {
     Calm,
     /// A leader handed its leadership to another node.
     Transfer,
+    /// The network started losing (and duplicating, delaying) messages.
+    Loss,
 }
 
 impl Fault {
@@ -62,6 +64,7 @@ impl Fault {
             Fault::Heal => "heal",
             Fault::Calm => "calm",
             Fault::Transfer => "transfer",
+            Fault::Loss => "lossy",
         }
     }
 }

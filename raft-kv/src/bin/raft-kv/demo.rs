@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use raft_kv::api::Consistency;
 use raft_kv::client::{Client, ClientOptions};
-use raft_kv::cluster_watch::ClusterWatch;
+use raft_kv::cluster_watch::{ClientApi, ClusterWatch};
 use raft_kv::local_cluster::LocalCluster;
 use raft_timeline::Fault;
 
@@ -75,14 +75,15 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
         Some(_) => {
             let endpoints = ids
                 .iter()
-                .map(|&id| cluster.node(id).map(|n| (id, n.client)))
+                .map(|&id| cluster.node(id).map(|n| n.client))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(fail)?;
+            let source = ClientApi::new(&endpoints, Some(cluster.client_tls())).map_err(fail)?;
             let title = format!(
                 "raft-kv demo: {} processes, the leader SIGKILLed and restarted",
                 ids.len()
             );
-            Some(ClusterWatch::start(title, endpoints, Some(cluster.client_tls())).map_err(fail)?)
+            Some(ClusterWatch::start(title, source))
         }
         None => None,
     };
