@@ -79,20 +79,23 @@ impl Lanes {
         let mut cursors: BTreeMap<u64, Cursor> = BTreeMap::new();
         let mut learners: Vec<u64> = Vec::new();
         for record in records {
+            // A configuration is the cluster's, whichever node reported it.
+            if let Event::Membership {
+                voters,
+                learners: new,
+            } = &record.event
+            {
+                lanes.memberships.push((record.time, voters.clone(), new.clone()));
+                learners.clone_from(new);
+                for id in voters.iter().chain(new) {
+                    lanes.lanes.entry(*id).or_default();
+                }
+                continue;
+            }
             let Some(node) = record.node else {
                 match &record.event {
                     Event::Fault { fault, detail } => {
                         lanes.cluster_faults.push((record.time, *fault, detail.clone()));
-                    }
-                    Event::Membership {
-                        voters,
-                        learners: new,
-                    } => {
-                        lanes.memberships.push((record.time, voters.clone(), new.clone()));
-                        learners.clone_from(new);
-                        for id in voters.iter().chain(new) {
-                            lanes.lanes.entry(*id).or_default();
-                        }
                     }
                     _ => {}
                 }
@@ -137,15 +140,7 @@ impl Lanes {
                         _ => None,
                     }
                 }
-                Event::Membership {
-                    voters,
-                    learners: new,
-                } => {
-                    lanes.memberships.push((record.time, voters.clone(), new.clone()));
-                    learners.clone_from(new);
-                    None
-                }
-                Event::Meta { .. } => None,
+                Event::Membership { .. } | Event::Meta { .. } => None,
             };
             if let Some(state) = next.filter(|s| *s != cursor.state) {
                 if record.time > cursor.since {
