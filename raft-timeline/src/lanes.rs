@@ -93,11 +93,8 @@ impl Lanes {
                 continue;
             }
             let Some(node) = record.node else {
-                match &record.event {
-                    Event::Fault { fault, detail } => {
-                        lanes.cluster_faults.push((record.time, *fault, detail.clone()));
-                    }
-                    _ => {}
+                if let Event::Fault { fault, detail } = &record.event {
+                    lanes.cluster_faults.push((record.time, *fault, detail.clone()));
                 }
                 continue;
             };
