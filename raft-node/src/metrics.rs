@@ -149,6 +149,9 @@ impl CoreMetrics {
         if status.leader.is_some() && status.leader != last_leader {
             self.leader_changes.increment(1);
         }
+        if last_role == Role::Leader && status.role != Role::Leader {
+            self.clear_followers();
+        }
         self.term.set(status.term as f64);
         for (gauge, role) in self.role.iter().zip(ROLES) {
             gauge.set(if role == status.role { 1.0 } else { 0.0 });
@@ -215,7 +218,7 @@ impl CoreMetrics {
     }
 
     /// Zeroes the follower gauges: this node is not the leader any more.
-    pub(crate) fn clear_followers(&mut self) {
+    fn clear_followers(&mut self) {
         for gauges in self.followers.values() {
             gauges.inflight.set(0.0);
             gauges.lag.set(0.0);

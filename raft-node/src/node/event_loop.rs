@@ -406,15 +406,10 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
     /// configurations only when something differs.
     fn publish_status(&mut self, state: RunState) {
         let raft = self.core.status();
-        if self.status.borrow().raft != raft {
-            self.metrics.observe(&raft);
-            if raft.role != Role::Leader {
-                self.metrics.clear_followers();
-            }
-            self.follow_election(&raft);
-        }
         let core = &self.core;
+        let mut raft_changed = false;
         self.status.send_if_modified(|current| {
+            raft_changed = current.raft != raft;
             let same_membership = current.membership == *core.membership()
                 && current.committed_membership == *core.committed_membership();
             if !same_membership {
@@ -429,6 +424,10 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             }
             changed
         });
+        if raft_changed {
+            self.metrics.observe(&raft);
+            self.follow_election(&raft);
+        }
     }
 }
 
