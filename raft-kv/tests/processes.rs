@@ -560,10 +560,25 @@ async fn each_server_serves_its_nodes_metrics_for_prometheus_and_they_move_with_
     for i in 0..10 {
         client.put(&format!("m{i}"), "v").await.expect("put");
     }
-    let before = client.metrics_of(endpoint).await.expect("scrape");
     let accepted = |scrape: &str| sample(scrape, "raft_proposals_total", &[node, "outcome=\"accepted\""]);
-    let first = accepted(&before).expect("accepted proposals counted");
-    assert!(first >= 10.0, "{first}");
+    // The node adds accepted proposals to the counter once per tick: scrape until the writes
+    // show (within a bound), as Prometheus would on its next scrape.
+    let scrape_until = |least: f64| {
+        let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let scrape = client.metrics_of(endpoint).await.expect("scrape");
+                let counted = accepted(&scrape).unwrap_or(0.0);
+                if counted >= least || std::time::Instant::now() > deadline {
+                    return (scrape, counted);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let (before, first) = scrape_until(10.0).await;
+    assert!(first >= 10.0, "accepted proposals counted: {first}");
     assert_eq!(
         sample(&before, "raft_role", &[node, "role=\"leader\""]),
         Some(1.0)
@@ -593,8 +608,7 @@ async fn each_server_serves_its_nodes_metrics_for_prometheus_and_they_move_with_
     for i in 10..20 {
         client.put(&format!("m{i}"), "v").await.expect("put");
     }
-    let after = client.metrics_of(endpoint).await.expect("scrape");
-    let second = accepted(&after).expect("still counted");
+    let (after, second) = scrape_until(first + 10.0).await;
     assert!(second >= first + 10.0, "{first} then {second}");
     let commits = |scrape: &str| sample(scrape, "raft_commit_latency_seconds_count", &[node]).unwrap_or(0.0);
     assert!(commits(&after) >= commits(&before) + 10.0);

@@ -28,7 +28,8 @@
 //! | `raft_follower_match_lag` | gauge | `peer` | on the leader: last log index minus the follower's match index |
 //!
 //! Hot paths hold handles registered once; per-peer series are registered the first time a peer
-//! appears.
+//! appears. The index gauges and the count of accepted proposals are updated once per tick (they
+//! lag by at most one tick); everything else as it happens.
 
 use std::collections::HashMap;
 
