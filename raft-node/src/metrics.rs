@@ -200,8 +200,7 @@ impl CoreMetrics {
         self.snapshots_built.increment(1);
     }
 
-    /// Records a leader's view of one follower; `None` forgets the follower's gauges (this node
-    /// no longer leads it).
+    /// Records a leader's view of one follower (zeroed again when this node stops leading).
     pub(crate) fn follower(&mut self, peer: NodeId, inflight: usize, lag: u64) {
         if !self.enabled {
             return;

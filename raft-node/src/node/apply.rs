@@ -10,14 +10,13 @@ use raft_core::{
     EntryPayload, Index, SnapshotChecksum, SnapshotMeta, SnapshotSink, SnapshotStore, SnapshotWrite,
     StateMachine, StateMachineError, StorageError, Term,
 };
+use metrics::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info_span, Instrument};
 
-use crate::metrics::ApplyMetrics;
-use metrics::Histogram;
-
 use crate::error::{ProposeError, ReadError};
+use crate::metrics::ApplyMetrics;
 
 use super::snapshot_check::verify_snapshot;
 use super::types::{Applied, ApplyJob, PendingQuery, ReplyTo, Waiter};
