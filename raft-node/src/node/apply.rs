@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
+use metrics::Histogram;
 use raft_core::{
     EntryPayload, Index, SnapshotChecksum, SnapshotMeta, SnapshotSink, SnapshotStore, SnapshotWrite,
     StateMachine, StateMachineError, StorageError, Term,
 };
-use metrics::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info_span, Instrument};
