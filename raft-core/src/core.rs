@@ -57,6 +57,8 @@ pub struct FollowerProgress {
     pub state: ReplicationState,
     /// AppendEntries sent and not yet acknowledged.
     pub inflight_messages: usize,
+    /// Payload bytes of the entries in those AppendEntries.
+    pub inflight_bytes: usize,
 }
 
 /// One node's Raft protocol state machine.
@@ -605,6 +607,7 @@ impl RaftCore {
             next_index: p.next_index,
             state: p.state,
             inflight_messages: p.inflight_messages(),
+            inflight_bytes: p.inflight_bytes(),
         })
     }
 

@@ -145,4 +145,8 @@ impl Progress {
     pub(crate) fn inflight_messages(&self) -> usize {
         self.inflight.messages.len()
     }
+
+    pub(crate) fn inflight_bytes(&self) -> usize {
+        self.inflight.bytes
+    }
 }

@@ -756,6 +756,35 @@ fn leader_pipelines_up_to_max_inflight_messages() {
 }
 
 #[test]
+fn leader_counts_inflight_bytes_until_acknowledged() {
+    let mut net = Net::with_config(3, |id| {
+        let mut c = config(id);
+        c.max_inflight_messages = 3;
+        c.max_entries_per_message = 1;
+        c
+    });
+    net.elect(1);
+    net.tick_all(1);
+    let matched = net.node(1).follower_progress(2).unwrap().match_index;
+    for i in 0..10 {
+        net.node(1).propose(format!("cmd{i}").into()).unwrap();
+    }
+    // The harness takes the leader's output: it persists the entries and queues the messages.
+    net.process(1);
+    let sent: usize = (matched + 1..=matched + 3)
+        .map(|i| net.node(1).entry(i).unwrap().size_bytes())
+        .sum();
+    let progress = net.node(1).follower_progress(2).unwrap();
+    assert_eq!(progress.inflight_messages, 3);
+    assert_eq!(progress.inflight_bytes, sent, "the bytes of the three messages in flight");
+    net.settle();
+    let progress = net.node(1).follower_progress(2).unwrap();
+    assert_eq!(progress.match_index, net.node(1).status().last_log_index);
+    assert_eq!(progress.inflight_messages, 0);
+    assert_eq!(progress.inflight_bytes, 0, "acknowledged bytes leave the window");
+}
+
+#[test]
 fn probing_follower_receives_one_append_at_a_time() {
     let mut net = Net::new(3);
     ticks_until_campaign(net.node(1));

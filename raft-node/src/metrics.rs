@@ -25,6 +25,7 @@
 //! | `raft_apply_batch_entries` | histogram | | entries applied in one batch |
 //! | `raft_read_latency_seconds` | histogram | `consistency` | a read from request to answer |
 //! | `raft_follower_inflight_messages` | gauge | `peer` | on the leader: AppendEntries unacknowledged |
+//! | `raft_follower_inflight_bytes` | gauge | `peer` | on the leader: entry payload bytes in those AppendEntries |
 //! | `raft_follower_match_lag` | gauge | `peer` | on the leader: last log index minus the follower's match index |
 //!
 //! Hot paths hold handles registered once; per-peer series are registered the first time a peer
@@ -34,7 +35,7 @@
 use std::collections::HashMap;
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
-use raft_core::{Message, MessageBody, NodeId, Role, Status};
+use raft_core::{FollowerProgress, Message, MessageBody, NodeId, Role, Status};
 
 /// The label every series of a node carries.
 const NODE: &str = "node";
@@ -69,6 +70,7 @@ pub(crate) struct CoreMetrics {
 
 struct FollowerGauges {
     inflight: Gauge,
+    inflight_bytes: Gauge,
     lag: Gauge,
 }
 
@@ -201,7 +203,7 @@ impl CoreMetrics {
     }
 
     /// Records a leader's view of one follower (zeroed again when this node stops leading).
-    pub(crate) fn follower(&mut self, peer: NodeId, inflight: usize, lag: u64) {
+    pub(crate) fn follower(&mut self, peer: NodeId, progress: &FollowerProgress, lag: u64) {
         if !self.enabled {
             return;
         }
@@ -210,10 +212,12 @@ impl CoreMetrics {
             let peer = peer.to_string();
             FollowerGauges {
                 inflight: gauge!("raft_follower_inflight_messages", NODE => node.clone(), "peer" => peer.clone()),
+                inflight_bytes: gauge!("raft_follower_inflight_bytes", NODE => node.clone(), "peer" => peer.clone()),
                 lag: gauge!("raft_follower_match_lag", NODE => node.clone(), "peer" => peer),
             }
         });
-        gauges.inflight.set(inflight as f64);
+        gauges.inflight.set(progress.inflight_messages as f64);
+        gauges.inflight_bytes.set(progress.inflight_bytes as f64);
         gauges.lag.set(lag as f64);
     }
 
@@ -221,6 +225,7 @@ impl CoreMetrics {
     fn clear_followers(&mut self) {
         for gauges in self.followers.values() {
             gauges.inflight.set(0.0);
+            gauges.inflight_bytes.set(0.0);
             gauges.lag.set(0.0);
         }
     }

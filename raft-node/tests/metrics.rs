@@ -264,6 +264,7 @@ async fn a_clusters_metrics_exist_per_node_and_move_with_its_work() {
             "peer {peer} caught up"
         );
         assert_eq!(gauge(&all, "raft_follower_inflight_messages", &labels), 0.0);
+        assert_eq!(gauge(&all, "raft_follower_inflight_bytes", &labels), 0.0);
     }
 
     cluster.shutdown().await;

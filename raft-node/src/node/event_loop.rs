@@ -366,7 +366,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             }
             if let Some(progress) = self.core.follower_progress(peer) {
                 let lag = last.saturating_sub(progress.match_index);
-                self.metrics.follower(peer, progress.inflight_messages, lag);
+                self.metrics.follower(peer, &progress, lag);
             }
         }
     }
