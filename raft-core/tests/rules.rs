@@ -776,7 +776,10 @@ fn leader_counts_inflight_bytes_until_acknowledged() {
         .sum();
     let progress = net.node(1).follower_progress(2).unwrap();
     assert_eq!(progress.inflight_messages, 3);
-    assert_eq!(progress.inflight_bytes, sent, "the bytes of the three messages in flight");
+    assert_eq!(
+        progress.inflight_bytes, sent,
+        "the bytes of the three messages in flight"
+    );
     net.settle();
     let progress = net.node(1).follower_progress(2).unwrap();
     assert_eq!(progress.match_index, net.node(1).status().last_log_index);

@@ -43,8 +43,8 @@ struct Cli {
     /// Plant a known bug in every node (to see the simulator catch it).
     #[arg(long)]
     bug: Option<PlantedBug>,
-    /// With --seed: draw the run's timeline into this SVG file (its event log goes beside it,
-    /// as .jsonl). A failing seed draws its timeline into target/timelines even without it.
+    /// With --seed: draw the run's timeline into this file, a PNG if it ends in .png and an SVG
+    /// otherwise (its event log goes beside it, as .jsonl). A failing seed draws its timeline into target/timelines even without it.
     #[arg(long, requires = "seed")]
     timeline: Option<std::path::PathBuf>,
     /// With --seeds: stop at the first failure.
@@ -298,7 +298,7 @@ fn main() -> ExitCode {
                 let (outcome, timeline) = simulation.run_with_timeline();
                 let written = timeline
                     .write_jsonl(&path.with_extension("jsonl"))
-                    .and_then(|()| timeline.write_svg(path));
+                    .and_then(|()| timeline.write_picture(path));
                 match written {
                     Ok(()) => say!(
                         "timeline: {} (events: {})",

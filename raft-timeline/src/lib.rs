@@ -2,7 +2,7 @@
 //!
 //! A [`Timeline`] is a small event log: [`Record`]s of a time, a node (or the whole cluster) and
 //! an [`Event`] (a role or term change, a commit, a fault, a membership change). It is written and
-//! read as JSON lines, and [`Timeline::render_svg`] draws it: one lane per node, its role as a
+//! read as JSON lines, and [`Timeline::render_svg`] (or [`Timeline::render_png`]) draws it: one lane per node, its role as a
 //! coloured band, the term written where it changes, the commit index as a line, red markers for
 //! faults on a node and blue lines for faults on the whole cluster.
 //!
@@ -31,6 +31,7 @@
 
 mod event;
 mod lanes;
+mod png;
 mod svg;
 
 use std::path::{Path, PathBuf};
@@ -157,9 +158,33 @@ impl Timeline {
         Timeline::from_jsonl(&text)
     }
 
+    /// The picture as a PNG, twice the SVG's size. The text is set in an embedded font, so every
+    /// machine draws the same pixels.
+    pub fn render_png(&self) -> Result<Vec<u8>, TimelineError> {
+        png::rasterize(&self.render_svg()?)
+    }
+
     /// Draws the picture into `path` (SVG).
     pub fn write_svg(&self, path: &Path) -> Result<(), TimelineError> {
         write(path, self.render_svg()?.as_bytes())
+    }
+
+    /// Draws the picture into `path` (PNG).
+    pub fn write_png(&self, path: &Path) -> Result<(), TimelineError> {
+        write(path, &self.render_png()?)
+    }
+
+    /// Draws the picture into `path`: a PNG if its name ends in `.png` (in any case), an SVG
+    /// otherwise.
+    pub fn write_picture(&self, path: &Path) -> Result<(), TimelineError> {
+        if path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("png"))
+        {
+            self.write_png(path)
+        } else {
+            self.write_svg(path)
+        }
     }
 }
 

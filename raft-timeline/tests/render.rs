@@ -214,3 +214,75 @@ fn the_draw_command_draws_a_log_and_refuses_a_bad_one_with_its_line() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("line 1"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The pixels of a PNG, decoded.
+fn pixels(png: &[u8]) -> resvg::tiny_skia::Pixmap {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG signature");
+    resvg::tiny_skia::Pixmap::decode_png(png).expect("the PNG decodes")
+}
+
+/// The `width` and `height` attributes of an SVG's root element.
+fn svg_size(svg: &str) -> (u32, u32) {
+    let attribute = |name: &str| -> u32 {
+        let start = svg.find(&format!("{name}=\"")).expect("the attribute") + name.len() + 2;
+        let end = start + svg[start..].find('"').expect("its end");
+        svg[start..end].parse().expect("a number")
+    };
+    (attribute("width"), attribute("height"))
+}
+
+#[test]
+fn the_png_is_the_svg_at_twice_the_size_with_the_role_colours() {
+    let story = story();
+    let (width, height) = svg_size(&story.render_svg().expect("draws"));
+    let pixmap = pixels(&story.render_png().expect("rasterizes"));
+    assert_eq!((pixmap.width(), pixmap.height()), (2 * width, 2 * height));
+    let count = |rgb: (u8, u8, u8)| {
+        pixmap
+            .pixels()
+            .iter()
+            .filter(|p| (p.red(), p.green(), p.blue()) == rgb && p.alpha() == 255)
+            .count()
+    };
+    // Node 1 and then node 2 lead: a green band; node 1 is down in between: a dark grey one.
+    assert!(count((0x31, 0xa3, 0x54)) > 1000, "the leader's band is drawn");
+    assert!(count((0xc6, 0xdb, 0xef)) > 1000, "the followers' bands are drawn");
+    assert!(count((0x63, 0x63, 0x63)) > 100, "the down band is drawn");
+}
+
+#[test]
+fn the_png_sets_its_text_in_the_embedded_font() {
+    // The same picture with a short and a long title: only text can make the difference, and a
+    // rasterizer without a font would draw none.
+    let dark = |title: &str| {
+        let mut story = story();
+        story.title = title.to_owned();
+        pixels(&story.render_png().expect("rasterizes"))
+            .pixels()
+            .iter()
+            .filter(|p| {
+                p.alpha() == 255 && u32::from(p.red()) + u32::from(p.green()) + u32::from(p.blue()) < 200
+            })
+            .count()
+    };
+    let short = dark("x");
+    let long = dark("a much longer title, with many letters in it, WWWWWWWW");
+    assert!(
+        long > short + 500,
+        "the title's letters are drawn: {short} dark pixels, then {long}"
+    );
+}
+
+#[test]
+fn write_picture_chooses_the_format_by_extension() {
+    let dir = tempfile_dir("picture");
+    let story = story();
+    for (name, png) in [("a.png", true), ("b.PNG", true), ("c.svg", false), ("d", false)] {
+        let path = dir.join(name);
+        story.write_picture(&path).expect("draws");
+        let bytes = std::fs::read(&path).expect("written");
+        assert_eq!(bytes.starts_with(b"\x89PNG"), png, "{name}");
+        assert_eq!(bytes.starts_with(b"<svg"), !png, "{name}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Draws the timeline in INPUT (JSON lines) into OUTPUT (SVG).
+    /// Draws the timeline in INPUT (JSON lines) into OUTPUT (PNG if it ends in .png, SVG otherwise).
     Draw {
         /// The recorded timeline.
         input: PathBuf,
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         if let Some(title) = title {
             timeline.title = title;
         }
-        timeline.write_svg(&output)
+        timeline.write_picture(&output)
     });
     match drawn {
         Ok(()) => {

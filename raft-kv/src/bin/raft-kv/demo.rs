@@ -33,8 +33,8 @@ pub struct DemoArgs {
     /// Keep the cluster's directory (certificates, configs, data, logs) in this directory.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Draw the run's timeline (who led when, the kill and the restart) into this SVG file; its
-    /// event log goes beside it as .jsonl.
+    /// Draw the run's timeline (who led when, the kill and the restart) into this file, a PNG if
+    /// it ends in .png and an SVG otherwise; its event log goes beside it as .jsonl.
     #[arg(long)]
     timeline: Option<PathBuf>,
 }
@@ -200,7 +200,7 @@ async fn processes(args: DemoArgs) -> Result<(), String> {
         let timeline = watch.finish().await;
         let events = path.with_extension("jsonl");
         timeline.write_jsonl(&events).map_err(fail)?;
-        timeline.write_svg(path).map_err(fail)?;
+        timeline.write_picture(path).map_err(fail)?;
         println!("timeline: {} (events: {})", path.display(), events.display());
     }
     println!(
