@@ -108,6 +108,9 @@ pub struct Tuning {
     /// A peer connection with nothing received for this long is dropped (keep-alives go at a
     /// fifth of it).
     pub peer_idle_timeout_ms: u64,
+    /// The round trip to a peer QUIC assumes before it has measured one: it paces the
+    /// handshake's retries to a peer that is not up yet. Near the real round trip is best.
+    pub peer_initial_rtt_ms: u64,
 }
 
 impl Default for Tuning {
@@ -124,6 +127,7 @@ impl Default for Tuning {
             max_request_bytes: 2 << 20,
             max_scan_limit: 10_000,
             peer_idle_timeout_ms: 5_000,
+            peer_initial_rtt_ms: 10,
         }
     }
 }
@@ -210,6 +214,12 @@ impl ServerConfig {
                 t.peer_idle_timeout_ms
             ));
         }
+        if !(1..=10_000).contains(&t.peer_initial_rtt_ms) {
+            return invalid(format!(
+                "tuning.peer_initial_rtt_ms {} must be in 1..=10000",
+                t.peer_initial_rtt_ms
+            ));
+        }
         if t.request_timeout_ms == 0 || t.max_scan_limit == 0 {
             return invalid("tuning.request_timeout_ms and max_scan_limit must be positive".into());
         }
@@ -260,5 +270,21 @@ mod tests {
         let mut config: ServerConfig = toml::from_str(MINIMAL).unwrap();
         config.tuning.max_request_bytes = 10;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn peer_initial_rtt_is_read_and_bounded() {
+        let config: ServerConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.tuning.peer_initial_rtt_ms, 10);
+        let text = format!("{MINIMAL}\n[tuning]\npeer_initial_rtt_ms = 150\n");
+        let config: ServerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(config.tuning.peer_initial_rtt_ms, 150);
+        assert!(config.validate().is_ok());
+        for wrong in [0, 10_001] {
+            let mut config = config.clone();
+            config.tuning.peer_initial_rtt_ms = wrong;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("peer_initial_rtt_ms"), "{error}");
+        }
     }
 }

@@ -281,6 +281,7 @@ impl Server {
         let node_tls = NodeTls::clone(&tls);
         let mut quic = QuicConfig::new(id, config.cluster_id, config.peer_listen, peers.clone(), node_tls);
         quic.idle_timeout = Duration::from_millis(config.tuning.peer_idle_timeout_ms);
+        quic.initial_rtt = Duration::from_millis(config.tuning.peer_initial_rtt_ms);
         let (transport, inbox) = QuicTransport::start(quic)?;
 
         let t = &config.tuning;

@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// A peer connection silent this long is dropped (ms, default 5,000).
     #[arg(long)]
     peer_idle_timeout_ms: Option<u64>,
+    /// QUIC's round-trip guess to a peer before it measures one (ms, default 10).
+    #[arg(long)]
+    peer_initial_rtt_ms: Option<u64>,
 }
 
 fn parse_member(text: &str) -> Result<InitialMember, String> {
@@ -171,7 +174,8 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
         max_value_bytes,
         max_request_bytes,
         max_scan_limit,
-        peer_idle_timeout_ms
+        peer_idle_timeout_ms,
+        peer_initial_rtt_ms
     );
     if let Some(v) = args.heartbeat_ticks {
         t.heartbeat_ticks = v;
