@@ -5,6 +5,7 @@
 #
 #   bash benches/service.sh [CLIENTS...]          # default: 1 16 256
 #   RAFT_KV=target/release/raft-kv DURATION=10 VALUE_SIZE=128 bash benches/service.sh 1 16 256
+#   CONNECTIONS=4 bash benches/service.sh 256     # the clients share 4 HTTP/2 connections
 #
 # Builds nothing: it runs $RAFT_KV (default: the release binary in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
@@ -12,6 +13,8 @@ target="${CARGO_TARGET_DIR:-$(dirname "$0")/../target}"
 bin="${RAFT_KV:-$target/release/raft-kv}"
 duration="${DURATION:-10}"
 value_size="${VALUE_SIZE:-128}"
+connections=()
+[ -n "${CONNECTIONS:-}" ] && connections=(--connections "$CONNECTIONS")
 counts=("$@")
 [ ${#counts[@]} -eq 0 ] && counts=(1 16 256)
 [ -x "$bin" ] || { echo "no raft-kv binary at $bin: cargo build --release -p raft-kv" >&2; exit 2; }
@@ -70,5 +73,5 @@ for _ in $(seq 1 60); do
 done
 "$bin" put bench-ready yes >/dev/null
 for clients in "${counts[@]}"; do
-  "$bin" bench --clients "$clients" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json
+  "$bin" bench --clients "$clients" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}"
 done

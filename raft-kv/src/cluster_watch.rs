@@ -56,6 +56,7 @@ impl ClientApi {
         let options = ClientOptions {
             deadline: Duration::from_millis(200),
             request_timeout: Duration::from_millis(200),
+            ..ClientOptions::default()
         };
         let mut clients = Vec::new();
         for endpoint in endpoints {

@@ -393,6 +393,7 @@ impl LocalCluster {
         let options = ClientOptions {
             deadline: Duration::from_millis(500),
             request_timeout: Duration::from_millis(500),
+            ..ClientOptions::default()
         };
         let mut client = Client::new(vec![node.client], Some(&self.client_tls), options).ok()?;
         client.status_of(node.client).await.ok()

@@ -395,6 +395,10 @@ fn rand_seed(id: NodeId) -> u64 {
     nanos ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id())
 }
 
+/// Requests in flight at once on one HTTP/2 connection: above the load generator's largest
+/// number of clients per connection, below what would let one connection hog the node.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
 /// Accepts client connections until told to stop, then lets open connections finish their
 /// current request.
 async fn serve_clients(
@@ -424,12 +428,15 @@ async fn serve_clients(
             match acceptor {
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), service, stop).await,
+                        Ok(Ok(tls)) => {
+                            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve_connection(TokioIo::new(tls), http2, service, stop).await
+                        }
                         Ok(Err(e)) => log_rejected(remote, &e),
                         Err(_) => log_rejected(remote, &"TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(TokioIo::new(stream), service, stop).await,
+                None => serve_connection(TokioIo::new(stream), false, service, stop).await,
             }
         });
         while connections.try_join_next().is_some() {}
@@ -438,24 +445,45 @@ async fn serve_clients(
     while connections.join_next().await.is_some() {}
 }
 
+/// Serves one connection in HTTP/2 (`http2`: TLS agreed on it by ALPN) or HTTP/1.1. Plain
+/// connections (`--insecure`, loopback only) speak HTTP/1.1.
 async fn serve_connection<I>(
     io: I,
+    http2: bool,
     service: TowerToHyperService<axum::Router>,
     mut stop: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    // A client that dribbles its request headers is cut off (slow-loris).
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .serve_connection(io, service);
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = stop.changed() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+    if http2 {
+        // A connection that stops answering pings is closed.
+        let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .serve_connection(io, service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            _ = stop.changed() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+    } else {
+        // A client that dribbles its request headers is cut off (slow-loris).
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(io, service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            _ = stop.changed() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
         }
     }
 }

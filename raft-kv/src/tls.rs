@@ -8,8 +8,9 @@ use std::path::Path;
 use raft_node::quic::{CertError, NodeTls};
 use thiserror::Error;
 
-/// The ALPN protocol of the client API.
-const ALPN: &[u8] = b"http/1.1";
+/// The ALPN protocols of the client API: HTTP/2 (many requests share a connection) and HTTP/1.1.
+const H2: &[u8] = b"h2";
+const HTTP1: &[u8] = b"http/1.1";
 
 /// TLS material that cannot be read or used.
 #[derive(Debug, Error)]
@@ -75,11 +76,20 @@ impl TlsMaterial {
 
     /// The server side: this node's certificate, client certificates from the CA required.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
-        self.tls.server_config(ALPN).map_err(|e| self.refused(e))
+        let mut config = self.tls.server_config(H2).map_err(|e| self.refused(e))?;
+        config.alpn_protocols = vec![H2.to_vec(), HTTP1.to_vec()];
+        Ok(config)
     }
 
     /// The client side: trusts the CA only and presents this certificate.
-    pub fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
-        self.tls.client_config(ALPN).map_err(|e| self.refused(e))
+    ///
+    /// `http2`: offer HTTP/2 first (the server then multiplexes every request of this client on
+    /// one connection); otherwise HTTP/1.1 only, a connection per request in flight.
+    pub fn client_config(&self, http2: bool) -> Result<rustls::ClientConfig, TlsError> {
+        let mut config = self.tls.client_config(HTTP1).map_err(|e| self.refused(e))?;
+        if http2 {
+            config.alpn_protocols = vec![H2.to_vec(), HTTP1.to_vec()];
+        }
+        Ok(config)
     }
 }

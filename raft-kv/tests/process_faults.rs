@@ -43,6 +43,7 @@ async fn an_isolated_leader_steps_down_and_nothing_written_on_its_side_is_acknow
     let minority_options = ClientOptions {
         deadline: Duration::from_secs(3),
         request_timeout: Duration::from_secs(2),
+        ..ClientOptions::default()
     };
     let mut minority = cluster.client(&[leader], minority_options).expect("client");
     let written = minority.put("minority", "lost").await;
@@ -193,6 +194,7 @@ async fn http_clients_stay_linearizable_through_kills_pauses_partitions_and_a_me
     let options = ClientOptions {
         deadline: Duration::from_secs(2),
         request_timeout: Duration::from_secs(2),
+        ..ClientOptions::default()
     };
     let mut clients = Vec::new();
     for client_id in 0..6 {

@@ -371,7 +371,7 @@ async fn bad_requests_get_a_clear_status_and_change_nothing() {
     let ids = cluster.ids();
     let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
     let base = format!("https://{}", cluster.node(leader).expect("leader").client);
-    let http = raw_client(cluster.client_tls().client_config().expect("tls"));
+    let http = raw_client(cluster.client_tls().client_config(false).expect("tls"));
     let error = |response: reqwest::Response| async move {
         let status = response.status().as_u16();
         let body: ErrorReply = response.json().await.expect("an error body in JSON");
@@ -681,4 +681,96 @@ fn the_grafana_dashboard_asks_only_for_metrics_the_nodes_record() {
         }
     }
     assert!(asked >= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_api_speaks_http2_and_http1_and_forked_clients_share_a_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    start_all(&mut cluster);
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let base = format!("https://{}", cluster.node(leader).expect("leader").client);
+
+    // ALPN picks the protocol: HTTP/2 when the client offers it, HTTP/1.1 otherwise.
+    for (http2, version) in [
+        (true, reqwest::Version::HTTP_2),
+        (false, reqwest::Version::HTTP_11),
+    ] {
+        let http = raw_client(cluster.client_tls().client_config(http2).expect("tls"));
+        let response = http
+            .get(format!("{base}/v1/status"))
+            .send()
+            .await
+            .expect("status");
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.version(), version, "offered HTTP/2: {http2}");
+        // The body limit holds on either protocol: nothing is written.
+        let big = "x".repeat(3 << 20);
+        let body = serde_json::json!({"op": "put", "key": "big", "value": big}).to_string();
+        let response = http
+            .post(format!("{base}/v1/kv"))
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 413, "offered HTTP/2: {http2}");
+    }
+
+    // Clients forked from one HTTP/2 client each have their own session and write at once.
+    let options = ClientOptions {
+        http2: true,
+        ..ClientOptions::default()
+    };
+    let mut first = cluster.client(&ids, options).expect("client");
+    first.put("fork/warmup", "x").await.expect("put");
+    let leader_port = cluster.node(leader).expect("leader").client.port();
+    let connections_before = established_to(leader_port);
+    let writers: Vec<_> = (0..32)
+        .map(|n| {
+            let mut client = first.fork();
+            tokio::spawn(async move {
+                for round in 0..5 {
+                    client
+                        .put(&format!("fork/{n}"), &format!("{round}"))
+                        .await
+                        .expect("put");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    assert_eq!(
+        established_to(leader_port),
+        connections_before,
+        "32 forked clients wrote over the connection the first one opened"
+    );
+    let mut reader = first.fork();
+    for n in 0..32 {
+        let read = reader
+            .get(&format!("fork/{n}"), Consistency::Linearizable)
+            .await
+            .expect("get");
+        assert_eq!(read.value.as_deref(), Some("4"), "fork {n}'s last write");
+    }
+}
+
+/// Established TCP connections whose local end is loopback `port` (the server's side of its
+/// clients' connections), from /proc/net/tcp.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|local| local.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            local_port == Some(port) && fields.get(3) == Some(&"01")
+        })
+        .count()
 }

@@ -20,6 +20,11 @@ pub struct BenchArgs {
     /// Concurrent closed-loop clients.
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// HTTP/2 connections the clients share (to each node), as etcd's benchmark shares gRPC
+    /// connections; each client keeps its own session. Without it every client has its own
+    /// HTTP/1.1 connection.
+    #[arg(long)]
+    connections: Option<usize>,
     /// Stop after this many seconds (unless --ops is given).
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -49,6 +54,8 @@ pub struct BenchArgs {
 #[derive(Serialize)]
 struct Report {
     clients: usize,
+    /// Shared HTTP/2 connections (per node), or none: a HTTP/1.1 connection per client.
+    connections: Option<usize>,
     value_size: usize,
     read_percent: u8,
     operations: u64,
@@ -63,10 +70,11 @@ struct Report {
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
-    if args.clients == 0 || args.keys == 0 || args.read_percent > 100 {
+    if args.clients == 0 || args.keys == 0 || args.read_percent > 100 || args.connections == Some(0) {
         return Err(Failure {
             code: 2,
-            message: "--clients and --keys must be positive and --read-percent at most 100".into(),
+            message: "--clients, --connections and --keys must be positive and --read-percent at most 100"
+                .into(),
         });
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -78,8 +86,17 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
 
     // Open every client's session before the clock starts.
     let mut clients = Vec::new();
-    for _ in 0..args.clients {
-        let mut client = args.client.client()?;
+    let shared = match args.connections {
+        Some(n) => (0..n.min(args.clients))
+            .map(|_| args.client.client_with(true))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    for n in 0..args.clients {
+        let mut client = match shared.get(n % shared.len().max(1)) {
+            Some(connection) => connection.fork(),
+            None => args.client.client()?,
+        };
         client.put("bench/warmup", "x").await?;
         clients.push(client);
     }
@@ -177,6 +194,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     let operations = done.load(Ordering::Relaxed);
     let report = Report {
         clients: args.clients,
+        connections: args.connections,
         value_size: args.value_size,
         read_percent: args.read_percent,
         operations,

@@ -16,6 +16,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: a server allocates and frees per request on every worker
+/// thread (see docs/benchmarks.md, "The service's allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod certs;
 mod demo;

@@ -61,8 +61,14 @@ impl ClientArgs {
     }
 
     pub fn client(&self) -> Result<Client, Failure> {
+        self.client_with(false)
+    }
+
+    /// A client speaking HTTP/2 (`http2`) or HTTP/1.1.
+    pub fn client_with(&self, http2: bool) -> Result<Client, Failure> {
         let options = ClientOptions {
             deadline: std::time::Duration::from_secs(self.timeout),
+            http2,
             ..ClientOptions::default()
         };
         Ok(Client::new(
