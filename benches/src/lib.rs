@@ -111,18 +111,37 @@ impl StateMachine for NoopStateMachine {
     }
 }
 
+/// The node settings a benchmark run varies.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeSettings {
+    /// Whether the nodes record metrics (`NodeConfig::metrics`).
+    pub metrics: bool,
+    /// `raft_core::Config::snapshot_min_log_percent` (the library's default: 0).
+    pub snapshot_min_log_percent: u64,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            metrics: true,
+            snapshot_min_log_percent: 0,
+        }
+    }
+}
+
 async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
     id: NodeId,
     storage: S,
     transport: T,
     inbox: I,
     machine: MachineKind,
-    metrics: bool,
+    settings: NodeSettings,
 ) -> Arc<RaftNode> {
     let membership = Membership::voters([1, 2, 3]).expect("membership");
-    let config = NodeConfig::new(id)
+    let mut config = NodeConfig::new(id)
         .with_propose_timeout(Duration::from_secs(30))
-        .with_metrics(metrics);
+        .with_metrics(settings.metrics);
+    config.core.snapshot_min_log_percent = settings.snapshot_min_log_percent;
     let node = match machine {
         MachineKind::Kv => {
             RaftNode::start(
@@ -145,11 +164,16 @@ async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
 
 /// Starts 3 nodes on the given backends with the key-value state machine and waits for a leader.
 pub async fn start(storage: StorageKind, net: NetKind) -> Bench {
-    start_with(storage, net, MachineKind::Kv, true).await
+    start_with(storage, net, MachineKind::Kv, NodeSettings::default()).await
 }
 
 /// Starts 3 nodes on the given backends and state machine and waits for a leader.
-pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind, metrics: bool) -> Bench {
+pub async fn start_with(
+    storage: StorageKind,
+    net: NetKind,
+    machine: MachineKind,
+    settings: NodeSettings,
+) -> Bench {
     let ids = [1u64, 2, 3];
     let network = MemNetwork::new(1);
     let ca = ClusterCa::generate("bench").expect("CA");
@@ -171,7 +195,7 @@ pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind
                 match net {
                     NetKind::Mem => {
                         let (transport, inbox) = network.register(id);
-                        start_node(id, $storage, transport, inbox, machine, metrics).await
+                        start_node(id, $storage, transport, inbox, machine, settings).await
                     }
                     NetKind::Quic => {
                         let tls = ca
@@ -183,7 +207,7 @@ pub async fn start_with(storage: StorageKind, net: NetKind, machine: MachineKind
                         let (transport, inbox) =
                             QuicTransport::start_on(config, socket).expect("QUIC starts");
                         quic.push(transport.clone());
-                        start_node(id, $storage, transport, inbox, machine, metrics).await
+                        start_node(id, $storage, transport, inbox, machine, settings).await
                     }
                 }
             };

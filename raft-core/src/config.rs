@@ -55,6 +55,14 @@ pub struct Config {
     /// Take a snapshot once the entries applied since the last one hold this many bytes (0: never
     /// by size).
     pub snapshot_after_log_bytes: u64,
+    /// A snapshot due by count or by size waits until the log applied since the last snapshot
+    /// holds at least this percentage of that snapshot's bytes (0, the default: it never waits).
+    /// A snapshot rewrites the whole state: with a large state and a small
+    /// `snapshot_after_log_bytes`, every few megabytes written would cost a rewrite of hundreds.
+    /// At 100 the bytes a node writes for its snapshots stay within the bytes of the commands it
+    /// applies, whatever the state's size; the log then grows to at most about the state's size
+    /// between snapshots. Requested snapshots ([`RaftCore::request_snapshot`](crate::RaftCore::request_snapshot)) never wait.
+    pub snapshot_min_log_percent: u64,
     /// After a snapshot, keep this many entries before it in the log, so that followers slightly
     /// behind catch up from the log rather than by snapshot.
     pub snapshot_keep_entries: u64,
@@ -99,6 +107,7 @@ impl Config {
             lease_clock_drift_ticks: 2,
             snapshot_after_entries: 10_000,
             snapshot_after_log_bytes: 64 << 20,
+            snapshot_min_log_percent: 0,
             snapshot_keep_entries: 1_000,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_chunks_in_flight: 4,

@@ -5,7 +5,8 @@
 //! The core never holds a snapshot's bytes: it only decides, and the caller moves the bytes.
 //!
 //! **Compaction.** Once enough has been applied since the last snapshot (`Config`'s
-//! `snapshot_after_entries` or `snapshot_after_log_bytes`), or when asked
+//! `snapshot_after_entries` or `snapshot_after_log_bytes`, and with `snapshot_min_log_percent`
+//! at least that share of the last snapshot's size), or when asked
 //! ([`RaftCore::request_snapshot`]), [`Ready::build_snapshot`](crate::Ready::build_snapshot) asks
 //! the caller to have the state machine write a snapshot into the snapshot store. The caller
 //! reports it with [`RaftCore::on_snapshot_built`]; the core then describes it
@@ -51,15 +52,29 @@ impl RaftCore {
             return false;
         }
         let config = &self.config;
-        let due = self.snapshot_requested
-            || (config.snapshot_after_entries > 0 && since >= config.snapshot_after_entries)
+        let by_policy = (config.snapshot_after_entries > 0 && since >= config.snapshot_after_entries)
             || (config.snapshot_after_log_bytes > 0
                 && self.applied_bytes_since_snapshot >= config.snapshot_after_log_bytes);
+        let due = self.snapshot_requested || (by_policy && self.log_outgrew_snapshot());
         if due {
             self.snapshot_requested = false;
             self.snapshot_building = true;
         }
         due
+    }
+
+    /// Whether the log applied since the last snapshot holds `snapshot_min_log_percent` % of that
+    /// snapshot's bytes, so that writing the whole state again is paid for by as many bytes of
+    /// commands (always, without a snapshot yet or with the floor at 0).
+    fn log_outgrew_snapshot(&self) -> bool {
+        let percent = self.config.snapshot_min_log_percent;
+        match &self.snapshot {
+            Some(last) if percent > 0 => {
+                u128::from(self.applied_bytes_since_snapshot) * 100
+                    >= u128::from(last.size) * u128::from(percent)
+            }
+            _ => true,
+        }
     }
 
     /// The rule behind [`RaftCore::on_snapshot_built`].

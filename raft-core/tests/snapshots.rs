@@ -73,6 +73,63 @@ fn log_is_compacted_once_the_policy_threshold_is_applied_keeping_a_tail() {
 }
 
 #[test]
+fn snapshot_due_by_count_waits_until_the_log_outgrows_the_last_snapshot() {
+    // Every 10 entries by count, but only once the log since the last snapshot holds four times
+    // its bytes. The harness's snapshot holds every entry ever applied, so it keeps growing and
+    // the snapshots come further and further apart.
+    let mut net = Net::with_config(3, |id| Config {
+        snapshot_min_log_percent: 400,
+        ..compacting(id)
+    });
+    net.elect(1);
+    let log_bytes = |net: &Net, after: u64, up_to: u64| -> u64 {
+        net.applied[&1]
+            .iter()
+            .filter(|e| e.index > after && e.index <= up_to)
+            .map(|e| e.size_bytes() as u64)
+            .sum()
+    };
+    let mut last: Option<raft_core::SnapshotMeta> = None;
+    let mut intervals = Vec::new();
+    for i in 0..400 {
+        net.node(1).propose(format!("command-{i:04}").into()).unwrap();
+        net.settle();
+        let Some(meta) = net.node(1).snapshot_meta().cloned() else {
+            continue;
+        };
+        if last.as_ref().is_some_and(|l| l.index == meta.index) {
+            continue;
+        }
+        if let Some(previous) = &last {
+            let since = meta.index - previous.index;
+            assert!(since >= 10, "due by count: {since} entries");
+            let written = log_bytes(&net, previous.index, meta.index);
+            assert!(
+                written * 100 >= previous.size * 400,
+                "{written} bytes of log since a snapshot of {} bytes",
+                previous.size
+            );
+            let one_entry_earlier = log_bytes(&net, previous.index, meta.index - 1);
+            assert!(
+                one_entry_earlier * 100 < previous.size * 400 || since - 1 < 10,
+                "not taken later than due"
+            );
+            intervals.push(since);
+        }
+        last = Some(meta);
+    }
+    assert!(intervals.len() >= 3, "snapshots were taken: {intervals:?}");
+    assert!(
+        intervals.last() > intervals.first(),
+        "they come further apart as the state grows: {intervals:?}"
+    );
+    assert!(
+        intervals.iter().any(|&n| n > 10),
+        "the floor, not the count, decided: {intervals:?}"
+    );
+}
+
+#[test]
 fn snapshot_records_the_term_and_configuration_at_its_index() {
     let mut net = compacting_net(3);
     net.elect(1);

@@ -95,6 +95,10 @@ pub struct Tuning {
     pub lease_reads: bool,
     /// Take a snapshot after this many entries since the last one.
     pub snapshot_after_entries: u64,
+    /// A snapshot due waits until the log since the last one holds this percentage of that
+    /// snapshot's size (0: it never waits), so a large state is not rewritten for every few
+    /// writes.
+    pub snapshot_min_log_percent: u64,
     /// How long a write may wait to be applied before the client is told the outcome is unknown.
     pub request_timeout_ms: u64,
     /// The longest key, in bytes.
@@ -121,6 +125,7 @@ impl Default for Tuning {
             heartbeat_ticks: 3,
             lease_reads: false,
             snapshot_after_entries: 100_000,
+            snapshot_min_log_percent: 100,
             request_timeout_ms: 5_000,
             max_key_bytes: 4 << 10,
             max_value_bytes: 1 << 20,
@@ -214,6 +219,12 @@ impl ServerConfig {
                 t.peer_idle_timeout_ms
             ));
         }
+        if t.snapshot_min_log_percent > 10_000 {
+            return invalid(format!(
+                "tuning.snapshot_min_log_percent {} must be at most 10000",
+                t.snapshot_min_log_percent
+            ));
+        }
         if !(1..=10_000).contains(&t.peer_initial_rtt_ms) {
             return invalid(format!(
                 "tuning.peer_initial_rtt_ms {} must be in 1..=10000",
@@ -270,6 +281,19 @@ mod tests {
         let mut config: ServerConfig = toml::from_str(MINIMAL).unwrap();
         config.tuning.max_request_bytes = 10;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn snapshot_min_log_percent_defaults_to_100_and_is_bounded() {
+        let config: ServerConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.tuning.snapshot_min_log_percent, 100);
+        let mut off = config.clone();
+        off.tuning.snapshot_min_log_percent = 0;
+        assert!(off.validate().is_ok(), "0 turns the floor off");
+        let mut wrong = config;
+        wrong.tuning.snapshot_min_log_percent = 10_001;
+        let error = wrong.validate().unwrap_err().to_string();
+        assert!(error.contains("snapshot_min_log_percent"), "{error}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 use comfy_table::Table;
 use raft_benches::plot::{plot_results, BenchRecord};
-use raft_benches::{closed_loop, start_with, MachineKind, BACKENDS};
+use raft_benches::{closed_loop, start_with, MachineKind, NodeSettings, BACKENDS};
 
 #[derive(Parser)]
 #[command(about = "Closed-loop write benchmarks of a 3-node cluster in one process, and their plots")]
@@ -75,6 +75,10 @@ struct ClosedLoopArgs {
     /// recorder `raft-kv serve` installs) or `off` (`NodeConfig::metrics` false).
     #[arg(long, default_value = "none")]
     metrics: String,
+    /// A due snapshot waits until the log since the last one holds this percentage of its size
+    /// (raft_core's `snapshot_min_log_percent`; 0, the library's default, never waits).
+    #[arg(long, default_value_t = 0)]
+    snapshot_min_log_percent: u64,
     /// A label for the build measured, written into each JSON line.
     #[arg(long, default_value = "")]
     label: String,
@@ -173,7 +177,11 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
     let on_disk = backend.starts_with("rocks");
     for &value_size in &args.value_size {
         // A fresh cluster per size, shared by the client counts.
-        let bench = server.block_on(start_with(storage, net, machine, node_metrics));
+        let settings = NodeSettings {
+            metrics: node_metrics,
+            snapshot_min_log_percent: args.snapshot_min_log_percent,
+        };
+        let bench = server.block_on(start_with(storage, net, machine, settings));
         for &clients in &args.clients {
             for _ in 0..args.repeat {
                 let operations = args

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Snapshot after this many entries (default 100,000).
     #[arg(long)]
     snapshot_after_entries: Option<u64>,
+    /// A due snapshot waits until the log since the last one holds this % of its size (default 100; 0: never waits).
+    #[arg(long)]
+    snapshot_min_log_percent: Option<u64>,
     /// How long a request may wait before the client hears the outcome is unknown (ms, default 5,000).
     #[arg(long)]
     request_timeout_ms: Option<u64>,
@@ -169,6 +172,7 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
         election_timeout_ticks,
         lease_reads,
         snapshot_after_entries,
+        snapshot_min_log_percent,
         request_timeout_ms,
         max_key_bytes,
         max_value_bytes,
