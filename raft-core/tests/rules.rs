@@ -733,8 +733,8 @@ fn leader_never_overwrites_or_deletes_its_own_entries() {
     assert_eq!(net.log_terms(2), net.log_terms(1));
 }
 
-#[test]
-fn leader_pipelines_up_to_max_inflight_messages() {
+/// Three nodes, node 1 leading, with room for three one-entry AppendEntries in flight.
+fn pipelining_net() -> Net {
     let mut net = Net::with_config(3, |id| {
         let mut c = config(id);
         c.max_inflight_messages = 3;
@@ -743,6 +743,12 @@ fn leader_pipelines_up_to_max_inflight_messages() {
     });
     net.elect(1);
     net.tick_all(1);
+    net
+}
+
+#[test]
+fn leader_pipelines_up_to_max_inflight_messages() {
+    let mut net = pipelining_net();
     assert_eq!(
         net.node(1).follower_progress(2).unwrap().state,
         ReplicationState::Replicate
@@ -757,14 +763,7 @@ fn leader_pipelines_up_to_max_inflight_messages() {
 
 #[test]
 fn leader_counts_inflight_bytes_until_acknowledged() {
-    let mut net = Net::with_config(3, |id| {
-        let mut c = config(id);
-        c.max_inflight_messages = 3;
-        c.max_entries_per_message = 1;
-        c
-    });
-    net.elect(1);
-    net.tick_all(1);
+    let mut net = pipelining_net();
     let matched = net.node(1).follower_progress(2).unwrap().match_index;
     for i in 0..10 {
         net.node(1).propose(format!("cmd{i}").into()).unwrap();

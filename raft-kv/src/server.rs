@@ -456,35 +456,36 @@ async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    // Serves `connection` to its end, or until told to stop, then lets the request in flight
+    // finish. (HTTP/1.1's and HTTP/2's connections share no trait for `graceful_shutdown`.)
+    macro_rules! serve_until_stopped {
+        ($connection:expr) => {{
+            let connection = $connection;
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        }};
+    }
     if http2 {
         // A connection that stops answering pings is closed.
-        let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-            .keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .serve_connection(io, service);
-        tokio::pin!(connection);
-        tokio::select! {
-            _ = connection.as_mut() => {}
-            _ = stop.changed() => {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
-            }
-        }
+        serve_until_stopped!(
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+                .keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(10))
+                .serve_connection(io, service)
+        );
     } else {
         // A client that dribbles its request headers is cut off (slow-loris).
-        let connection = hyper::server::conn::http1::Builder::new()
+        serve_until_stopped!(hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(io, service);
-        tokio::pin!(connection);
-        tokio::select! {
-            _ = connection.as_mut() => {}
-            _ = stop.changed() => {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
-            }
-        }
+            .serve_connection(io, service));
     }
 }
