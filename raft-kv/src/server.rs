@@ -430,7 +430,7 @@ async fn serve_clients(
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let http2 = tls.get_ref().1.alpn_protocol() == Some(crate::tls::H2);
                             serve_connection(TokioIo::new(tls), http2, service, stop).await
                         }
                         Ok(Err(e)) => log_rejected(remote, &e),

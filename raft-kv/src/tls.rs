@@ -9,7 +9,7 @@ use raft_node::quic::{CertError, NodeTls};
 use thiserror::Error;
 
 /// The ALPN protocols of the client API: HTTP/2 (many requests share a connection) and HTTP/1.1.
-const H2: &[u8] = b"h2";
+pub(crate) const H2: &[u8] = b"h2";
 const HTTP1: &[u8] = b"http/1.1";
 
 /// TLS material that cannot be read or used.
