@@ -93,6 +93,9 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                 Some(message) = self.inbox.recv() => Event::Message(message),
                 _ = ticker.tick() => Event::Tick,
             };
+            // Once a round, whatever woke the loop: under a steady stream of proposals the timer
+            // branch is never reached, and the core must still see time pass.
+            self.catch_up_ticks();
             if let Some(stop) = self.handle(event) {
                 break stop;
             }
@@ -141,10 +144,12 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
 
     /// Feeds one input to the core. Returns the state to stop in, if the node must stop.
     fn handle(&mut self, event: Event) -> Option<RunState> {
-        // Time first, before a tick or a request: after a pause the core must see the ticks it
-        // missed before it serves anything (a lease read judged on a stopped clock could be
-        // stale). Peers' messages need no clock, so they do not read it.
-        if matches!(event, Event::Tick | Event::Request(_)) {
+        // Time first, before a tick or a request that depends on it: after a pause the core must
+        // see the ticks it missed before it serves a read (a lease read judged on a stopped clock
+        // could be stale) or starts a transfer or a membership change. A proposal needs no
+        // clock (a deposed leader's entry never commits), nor does a peer's message: they use
+        // the time read at the start of the round, which saves a clock read per write.
+        if matches!(event, Event::Tick) || matches!(&event, Event::Request(r) if r.needs_clock()) {
             self.catch_up_ticks();
         }
         match event {

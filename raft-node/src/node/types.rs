@@ -104,6 +104,14 @@ pub(super) enum Request {
     Shutdown,
 }
 
+impl Request {
+    /// Whether the core must have seen the time that passed before it takes this request in:
+    /// all but a proposal, which is safe on any clock.
+    pub(super) fn needs_clock(&self) -> bool {
+        !matches!(self, Request::Propose { .. })
+    }
+}
+
 /// A write for the persist task, and what to do once it is durable.
 pub(super) struct PersistJob {
     pub(super) write: LogWrite,
