@@ -29,7 +29,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::MemberAddress;
 use crate::config::{ConfigError, ServerConfig};
@@ -370,22 +370,38 @@ impl Server {
         self.client_addr
     }
 
-    /// Stops taking requests, lets those in flight finish (up to a few seconds), stops the node
-    /// (which closes the store) and the transport.
+    /// Stops taking requests, lets those in flight finish (up to a few seconds), hands
+    /// leadership to another voter if this node leads (so the cluster does not wait an election
+    /// timeout for a new leader), stops the node (which closes the store) and closes the
+    /// transport, telling the peers.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let mut tasks = self.tasks.into_iter();
         if let Some(http) = tasks.next() {
             let _ = tokio::time::timeout(crate::http::DRAIN_TIMEOUT, http).await;
         }
+        let id = self.node.id();
+        match self.node.hand_off_leadership().await {
+            Ok(Some(next)) => info!(
+                node = id,
+                next, "handed leadership to node {next} before stopping"
+            ),
+            Ok(None) => {}
+            Err(error) => warn!(node = id, %error, "stopping without handing off leadership"),
+        }
         self.node.shutdown().await;
-        self.transport.shutdown();
+        if !self.transport.close(PEER_CLOSE_TIMEOUT).await {
+            debug!(node = id, "some peers did not acknowledge the close in time");
+        }
         for task in tasks {
             task.abort();
         }
         info!(node = self.node.id(), "stopped");
     }
 }
+
+/// How long a stopping server waits for its peers to learn that it closed their connections.
+const PEER_CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A seed for the election timer that differs between nodes and between starts.
 fn rand_seed(id: NodeId) -> u64 {

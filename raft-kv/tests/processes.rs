@@ -94,6 +94,52 @@ async fn three_processes_survive_a_sigkill_of_the_leader_and_its_restart_with_ev
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_by_sigterm_hands_leadership_to_a_follower_before_it_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    start_all(&mut cluster);
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let term = cluster.status(leader).await.expect("status").term;
+    let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
+    client.put("before", "1").await.expect("put");
+
+    let status = cluster
+        .stop(leader, Duration::from_secs(15))
+        .await
+        .expect("SIGTERM");
+    assert!(status.success(), "the leader exited with {status}");
+    // The process is gone, well within an election timeout: only a hand-off can have made a
+    // new leader by now, and the survivors must already agree on it.
+    let survivors: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+    let mut views = Vec::new();
+    for &id in &survivors {
+        let status = cluster.status(id).await.expect("a survivor answers");
+        views.push((status.leader, status.term));
+    }
+    let next = views[0].0.expect("a survivor names a leader");
+    assert!(survivors.contains(&next), "the new leader {next} is a survivor");
+    assert!(
+        views.iter().all(|view| *view == (Some(next), term + 1)),
+        "both survivors follow node {next} in term {}: {views:?}",
+        term + 1
+    );
+    let log = std::fs::read_to_string(&cluster.node(leader).expect("node").log_path).expect("log");
+    assert!(
+        log.contains(&format!("handed leadership to node {next} before stopping")),
+        "the stopped leader says whom it handed over to:\n{log}"
+    );
+    client
+        .put("after", "2")
+        .await
+        .expect("the new leader takes writes");
+    for &id in &survivors {
+        let status = cluster.stop(id, Duration::from_secs(15)).await.expect("SIGTERM");
+        assert!(status.success(), "node {id} exited with {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = cluster(dir.path(), 3);

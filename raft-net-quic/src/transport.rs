@@ -392,18 +392,48 @@ impl QuicTransport {
 
     /// Stops the transport: connections close, the inbox ends, `send` returns `Closed`, and the
     /// socket is released as the tasks end.
+    ///
+    /// The peers learn of the close from the packets it sends, if they leave before the process
+    /// exits; [`close`](Self::close) waits for that.
     pub fn shutdown(&self) {
+        let _ = self.stop();
+    }
+
+    /// [`shutdown`](Self::shutdown), then waits (at most `bound`) until the close has reached
+    /// every peer or timed out, so that they drop this node's connections at once instead of
+    /// after their idle timeout. Returns whether the endpoint went idle within `bound`.
+    ///
+    /// ```no_run
+    /// # async fn stop(transport: raft_net_quic::QuicTransport) {
+    /// use std::time::Duration;
+    ///
+    /// if !transport.close(Duration::from_millis(500)).await {
+    ///     eprintln!("some peers will learn of the close from their idle timeout");
+    /// }
+    /// # }
+    /// ```
+    pub async fn close(&self, bound: Duration) -> bool {
+        match self.stop() {
+            Some(endpoint) => tokio::time::timeout(bound, endpoint.wait_idle()).await.is_ok(),
+            None => true,
+        }
+    }
+
+    /// Closes the endpoint and ends the tasks; returns the endpoint if this call closed it.
+    fn stop(&self) -> Option<quinn::Endpoint> {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
-            return;
+            return None;
         }
         self.shared.peers().clear();
-        if let Some(endpoint) = self.shared.endpoint_slot().take() {
+        let endpoint = self.shared.endpoint_slot().take();
+        if let Some(endpoint) = &endpoint {
             endpoint.close(0u32.into(), b"shutdown");
         }
         for task in self.shared.tasks().drain(..) {
             task.abort();
         }
         info!(node = self.shared.node_id, "QUIC transport shut down");
+        endpoint
     }
 }
 

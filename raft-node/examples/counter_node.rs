@@ -122,10 +122,13 @@ async fn run(id: NodeId, dir: &Path, addrs: &[SocketAddr]) -> Result<(), Box<dyn
             other => println!("unknown command {other:?}: type add, get or quit"),
         }
     }
+    // A leader that quits hands over first, so the other two need not wait for an election.
+    if let Ok(Some(next)) = node.hand_off_leadership().await {
+        println!("node {next} leads now");
+    }
     node.shutdown().await;
-    transport.shutdown();
-    // Let the transport say goodbye to its peers before the process exits.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Tell the peers before the process exits, so they drop its connections at once.
+    transport.close(Duration::from_millis(500)).await;
     Ok(())
 }
 

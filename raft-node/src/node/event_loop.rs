@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Inbox, Message, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest, SnapshotMeta,
+    Inbox, Message, NodeId, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest, SnapshotMeta,
     StateMachineError, Status, StorageError, Transport,
 };
 use tokio::sync::{mpsc, watch};
@@ -194,6 +194,9 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             Event::Request(Request::Transfer { target, reply }) => {
                 let _ = reply.send(self.core.transfer_leadership(target));
             }
+            Event::Request(Request::HandOff { reply }) => {
+                let _ = reply.send(self.hand_off());
+            }
             Event::Request(Request::ChangeMembership {
                 voters,
                 learners,
@@ -286,6 +289,26 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             Err(error) => {
                 let _ = reply.send(Err(error.into()));
             }
+        }
+    }
+
+    /// If this node leads, starts a transfer to the voter whose log reaches furthest (the one that
+    /// can take over soonest) and names it; `None` when this node does not lead or is the only
+    /// voter.
+    fn hand_off(&mut self) -> Result<Option<NodeId>, raft_core::TransferError> {
+        if self.core.role() != Role::Leader {
+            return Ok(None);
+        }
+        let id = self.core.id();
+        let membership = self.core.membership();
+        let best = membership
+            .members()
+            .filter(|peer| *peer != id && membership.is_voter(*peer))
+            .filter_map(|peer| self.core.follower_progress(peer).map(|p| (p.match_index, peer)))
+            .max();
+        match best {
+            Some((_, target)) => self.core.transfer_leadership(target).map(|()| Some(target)),
+            None => Ok(None),
         }
     }
 

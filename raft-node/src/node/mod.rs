@@ -301,6 +301,41 @@ impl RaftNode {
             Ok(Err(refused)) => return Err(refused.into()),
             Ok(Ok(())) => {}
         }
+        self.wait_until_leads(target).await
+    }
+
+    /// If this node leads, hands leadership to the voter whose log reaches furthest and waits
+    /// until this node sees it lead (at most two election timeouts); returns that voter. Returns
+    /// `Ok(None)` at once when this node does not lead, or is the only voter.
+    ///
+    /// Call it before [`shutdown`](Self::shutdown) to stop a leader without leaving the cluster
+    /// leaderless for an election timeout (as a rolling restart does, node by node):
+    ///
+    /// ```no_run
+    /// # async fn stop(node: raft_node::RaftNode) {
+    /// match node.hand_off_leadership().await {
+    ///     Ok(Some(next)) => println!("node {next} leads now"),
+    ///     Ok(None) => {}
+    ///     Err(e) => eprintln!("stopping without a hand-off: {e}"),
+    /// }
+    /// node.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn hand_off_leadership(&self) -> Result<Option<NodeId>, TransferError> {
+        let (reply, started) = oneshot::channel();
+        if self.requests.send(Request::HandOff { reply }).await.is_err() {
+            return Err(TransferError::Stopped);
+        }
+        match started.await {
+            Err(_) => Err(TransferError::Stopped),
+            Ok(Err(refused)) => Err(refused.into()),
+            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(Some(target))) => self.wait_until_leads(target).await.map(|()| Some(target)),
+        }
+    }
+
+    /// Waits (at most the transfer timeout) until this node sees `target` lead.
+    async fn wait_until_leads(&self, target: NodeId) -> Result<(), TransferError> {
         let mut status = self.status.clone();
         let outcome = tokio::time::timeout(self.transfer_timeout, async {
             let seen = status

@@ -101,6 +101,10 @@ pub(super) enum Request {
     Snapshot {
         reply: ReplyTo<SnapshotMeta, SnapshotError>,
     },
+    /// Hand leadership to the best-placed voter, if this node leads: the reply names it.
+    HandOff {
+        reply: ReplyTo<Option<NodeId>, raft_core::TransferError>,
+    },
     Shutdown,
 }
 
