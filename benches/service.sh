@@ -6,6 +6,8 @@
 #   bash benches/service.sh [CLIENTS...]          # default: 1 16 256
 #   RAFT_KV=target/release/raft-kv DURATION=10 VALUE_SIZE=128 bash benches/service.sh 1 16 256
 #   CONNECTIONS=4 bash benches/service.sh 256     # the clients share 4 HTTP/2 connections
+#   STOP_LEADER_AFTER=3 bash benches/service.sh 16  # SIGTERM the leader 3 s into the run: the
+#                                                   # run's max_us is the longest write stall
 #
 # Builds nothing: it runs $RAFT_KV (default: the release binary in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
@@ -72,6 +74,20 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 "$bin" put bench-ready yes >/dev/null
+if [ -n "${STOP_LEADER_AFTER:-}" ]; then
+  # One run: stop the leader part-way through it, as a rolling restart does.
+  "$bin" bench --clients "${counts[0]}" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}" &
+  bench_pid=$!
+  sleep "$STOP_LEADER_AFTER"
+  leader=$("$bin" cluster status | awk -F'|' '$4 ~ /leader/ {gsub(/ /, "", $2); print $2; exit}')
+  [ -n "$leader" ] || { echo "no leader to stop" >&2; exit 1; }
+  start=$(date +%s%N)
+  kill -TERM "${pids[$((leader - 1))]}"
+  wait "${pids[$((leader - 1))]}" || true
+  echo "{\"stopped_leader\": $leader, \"exit_ms\": $((($(date +%s%N) - start) / 1000000))}"
+  wait "$bench_pid"
+  exit 0
+fi
 for clients in "${counts[@]}"; do
   "$bin" bench --clients "$clients" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}"
 done
