@@ -38,7 +38,7 @@ pub mod timeline;
 mod trace;
 
 pub use crate::invariants::Violation;
-pub use crate::options::SimOptions;
+pub use crate::options::{SeedFamily, SimOptions};
 pub use crate::simulation::{run_seed, SimFailure, SimReport, SimStats, Simulation};
 pub use crate::trace::Event;
 pub use raft_core::PlantedBug;
@@ -63,6 +63,18 @@ pub fn run_seed_list(
     threads: usize,
     stop_at_first: bool,
 ) -> (Vec<SimReport>, Vec<SimFailure>) {
+    run_seed_list_in(SeedFamily::Mixed, seeds, bug, threads, stop_at_first)
+}
+
+/// [`run_seed_list`] with the settings each seed draws within `family`
+/// ([`SimOptions::for_seed_in`]).
+pub fn run_seed_list_in(
+    family: SeedFamily,
+    seeds: &[u64],
+    bug: Option<PlantedBug>,
+    threads: usize,
+    stop_at_first: bool,
+) -> (Vec<SimReport>, Vec<SimFailure>) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
     let next = AtomicUsize::new(0);
@@ -76,7 +88,7 @@ pub fn run_seed_list(
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let options = SimOptions::for_seed(seed).with_planted_bug(bug);
+                    let options = SimOptions::for_seed_in(family, seed).with_planted_bug(bug);
                     match Simulation::new(seed, options).run() {
                         Ok(report) => reports.lock().unwrap_or_else(|e| e.into_inner()).push(report),
                         Err(failure) => {

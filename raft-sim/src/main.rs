@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use raft_sim::checker::{self, CheckOptions, ReplayEnd};
-use raft_sim::{run_seeds, PlantedBug, SimOptions, Simulation};
+use raft_sim::{run_seed_list_in, PlantedBug, SeedFamily, SimOptions, Simulation};
 
 /// Prints a line, ignoring a closed pipe (as when the output goes to `head`).
 macro_rules! say {
@@ -43,6 +43,10 @@ struct Cli {
     /// Plant a known bug in every node (to see the simulator catch it).
     #[arg(long)]
     bug: Option<PlantedBug>,
+    /// The settings the seeds draw: `mixed` (everything varies) or `snapshots` (snapshots every
+    /// 5 entries on slow disks and networks). A failing seed replays only in its family.
+    #[arg(long, default_value = "mixed")]
+    family: SeedFamily,
     /// With --seed: draw the run's timeline into this file, a PNG if it ends in .png and an SVG
     /// otherwise (its event log goes beside it, as .jsonl). A failing seed draws its timeline into target/timelines even without it.
     #[arg(long, requires = "seed")]
@@ -291,7 +295,7 @@ fn main() -> ExitCode {
         return run_check(args, cli.bug, cli.threads);
     }
     if let Some(seed) = cli.seed {
-        let options = SimOptions::for_seed(seed).with_planted_bug(cli.bug);
+        let options = SimOptions::for_seed_in(cli.family, seed).with_planted_bug(cli.bug);
         let simulation = Simulation::new(seed, options);
         let outcome = match &cli.timeline {
             Some(path) => {
@@ -331,7 +335,9 @@ fn main() -> ExitCode {
     }
     let seeds = cli.seeds.unwrap_or(0..1000);
     let started = Instant::now();
-    let (reports, failures) = run_seeds(seeds.clone(), cli.bug, cli.threads, cli.stop_at_first);
+    let seed_list: Vec<u64> = seeds.clone().collect();
+    let (reports, failures) =
+        run_seed_list_in(cli.family, &seed_list, cli.bug, cli.threads, cli.stop_at_first);
     let elapsed = started.elapsed();
     let steps: u64 = reports.iter().map(|r| r.stats.steps).sum();
     say!(
@@ -361,7 +367,14 @@ fn main() -> ExitCode {
         say!("\nfirst failure:\n{first}");
         say_failure_timeline(first);
         let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
-        say!("failing seeds: {seeds:?}");
+        say!(
+            "failing seeds: {seeds:?} (replay one with --seed N{})",
+            if cli.family == SeedFamily::Mixed {
+                String::new()
+            } else {
+                format!(" --family {:?}", cli.family).to_lowercase()
+            }
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

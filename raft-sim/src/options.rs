@@ -84,8 +84,36 @@ pub struct SimOptions {
     /// Per-step probability of a hostile message among the honest traffic (see `hostile.rs`):
     /// refused as malformed, or from an outsider, which a leader ignores.
     pub hostile_probability: f64,
+    /// A due snapshot waits until the log since the last one holds this percentage of that
+    /// snapshot's bytes (`Config::snapshot_min_log_percent`; `raft-kv` runs with 100).
+    pub snapshot_min_log_percent: u64,
     /// A deliberate bug to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
+}
+
+/// Which settings the seeds of a run draw. A family narrows the draw to where one kind of bug
+/// lives, so a few thousand seeds reach it often instead of a handful of times.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeedFamily {
+    /// Everything varies ([`SimOptions::for_seed`]).
+    #[default]
+    Mixed,
+    /// Snapshots every 5 entries, slow disks and slow networks, everything else as drawn: the
+    /// state machine is often building a snapshot while a lagging follower restores one from
+    /// the leader.
+    Snapshots,
+}
+
+impl std::str::FromStr for SeedFamily {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "mixed" => Ok(SeedFamily::Mixed),
+            "snapshots" => Ok(SeedFamily::Snapshots),
+            other => Err(format!("no seed family {other:?}: mixed or snapshots")),
+        }
+    }
 }
 
 impl SimOptions {
@@ -130,7 +158,31 @@ impl SimOptions {
             max_promotion_lag_entries: pick(&mut rng, &[4.0, 32.0, 1000.0]) as u64,
             disk_failure_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
             hostile_probability: pick(&mut rng, &[0.0, 0.002, 0.02]),
+            snapshot_min_log_percent: pick(&mut rng, &[0.0, 0.0, 100.0, 400.0]) as u64,
             planted_bug: None,
+        }
+    }
+
+    /// Settings drawn from `seed` within `family`: [`for_seed`](Self::for_seed) with the
+    /// family's settings fixed.
+    ///
+    /// ```
+    /// use raft_sim::{SeedFamily, SimOptions};
+    ///
+    /// let options = SimOptions::for_seed_in(SeedFamily::Snapshots, 7);
+    /// assert_eq!(options.snapshot_after_entries, 5);
+    /// assert_eq!(SimOptions::for_seed_in(SeedFamily::Mixed, 7), SimOptions::for_seed(7));
+    /// ```
+    pub fn for_seed_in(family: SeedFamily, seed: u64) -> Self {
+        let options = Self::for_seed(seed);
+        match family {
+            SeedFamily::Mixed => options,
+            SeedFamily::Snapshots => SimOptions {
+                snapshot_after_entries: 5,
+                max_disk_delay: 20,
+                max_delay: 30,
+                ..options
+            },
         }
     }
 

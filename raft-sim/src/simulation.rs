@@ -229,6 +229,7 @@ impl Simulation {
             config.snapshot_after_entries = options.snapshot_after_entries;
             config.snapshot_after_log_bytes = 0;
             config.snapshot_keep_entries = options.snapshot_keep_entries;
+            config.snapshot_min_log_percent = options.snapshot_min_log_percent;
             config.snapshot_chunk_bytes = options.snapshot_chunk_bytes;
             config.snapshot_chunks_in_flight = options.snapshot_chunks_in_flight;
             config.max_promotion_lag_entries = options.max_promotion_lag_entries;

@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use raft_sim::timeline::{timeline_dir, write_failure_timeline};
-use raft_sim::{run_seed, run_seed_list, PlantedBug, SimOptions, Simulation};
+use raft_sim::{run_seed, run_seed_list_in, PlantedBug, SeedFamily, SimOptions, Simulation};
 use raft_timeline::{Fault, Timeline};
 
 /// Where the date-chosen windows start: above every range swept by hand so far.
@@ -43,8 +43,13 @@ fn fresh_window(count: u64) -> Range<u64> {
 
 /// Runs `seeds` on both cores and fails with every failing seed and the first failure's trace.
 fn sweep(what: &str, seeds: &[u64]) -> Vec<raft_sim::SimReport> {
+    sweep_in(SeedFamily::Mixed, what, seeds)
+}
+
+/// [`sweep`] over the settings `family` draws.
+fn sweep_in(family: SeedFamily, what: &str, seeds: &[u64]) -> Vec<raft_sim::SimReport> {
     let started = Instant::now();
-    let (reports, failures) = run_seed_list(seeds, None, 2, false);
+    let (reports, failures) = run_seed_list_in(family, seeds, None, 2, false);
     let steps: u64 = reports.iter().map(|r| r.stats.steps).sum();
     let crashes: u64 = reports.iter().map(|r| r.stats.crashes).sum();
     let elections: u64 = reports.iter().map(|r| r.stats.elections).sum();
@@ -68,8 +73,13 @@ fn sweep(what: &str, seeds: &[u64]) -> Vec<raft_sim::SimReport> {
         panic!(
             "{what}: {} of the seeds failed: {failed:?}\n\
              add them to raft-sim/regression-seeds.txt; replay one with \
-             `cargo run -p raft-sim -- --seed N`\n{picture}\n\n{first}",
-            failures.len()
+             `cargo run -p raft-sim -- --seed N{}`\n{picture}\n\n{first}",
+            failures.len(),
+            if family == SeedFamily::Snapshots {
+                " --family snapshots"
+            } else {
+                ""
+            }
         );
     }
     assert_eq!(reports.len(), seeds.len());
@@ -108,6 +118,20 @@ fn every_invariant_holds_at_every_step_for_a_window_of_fresh_seeds() {
             "the sweep exercises failing disks and hostile messages"
         );
     }
+}
+
+#[test]
+fn the_snapshot_family_holds_every_invariant_for_a_window_of_fresh_seeds() {
+    // A window of its own, far from the mixed one: a thousand seeds that snapshot every 5
+    // entries on slow disks, so restores and builds overlap often.
+    let count = env_u64("RAFT_SIM_FAMILY_SEEDS").unwrap_or(1_000);
+    let window = fresh_window(count);
+    let from = window.start + 500_000_000;
+    let seeds: Vec<u64> = (from..from + count).collect();
+    let what = format!("snapshots family, {count} seeds from {from}");
+    let reports = sweep_in(SeedFamily::Snapshots, &what, &seeds);
+    let installed: u64 = reports.iter().map(|r| r.stats.snapshots_installed).sum();
+    assert!(installed > 0, "the family installs snapshots from leaders");
 }
 
 #[test]
