@@ -22,6 +22,14 @@ fn start_all(cluster: &mut LocalCluster) {
     }
 }
 
+/// Starts every node and waits for a leader: the ids, and the leader.
+async fn start_and_elect(cluster: &mut LocalCluster) -> (Vec<u64>, u64) {
+    start_all(cluster);
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    (ids, leader)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_survive_a_sigkill_of_the_leader_and_its_restart_with_every_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -31,9 +39,7 @@ async fn three_processes_survive_a_sigkill_of_the_leader_and_its_restart_with_ev
     for id in cluster.ids() {
         cluster.write_config(id, &cluster.members()).expect("config");
     }
-    start_all(&mut cluster);
-    let ids = cluster.ids();
-    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let (ids, leader) = start_and_elect(&mut cluster).await;
     let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
     let mut acknowledged = Vec::new();
     for i in 0..30 {
@@ -97,9 +103,7 @@ async fn three_processes_survive_a_sigkill_of_the_leader_and_its_restart_with_ev
 async fn a_leader_stopped_by_sigterm_hands_leadership_to_a_follower_before_it_exits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = cluster(dir.path(), 3);
-    start_all(&mut cluster);
-    let ids = cluster.ids();
-    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let (ids, leader) = start_and_elect(&mut cluster).await;
     let term = cluster.status(leader).await.expect("status").term;
     let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
     client.put("before", "1").await.expect("put");
@@ -143,9 +147,7 @@ async fn a_leader_stopped_by_sigterm_hands_leadership_to_a_follower_before_it_ex
 async fn a_node_joins_live_is_promoted_and_an_original_member_is_removed_and_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = cluster(dir.path(), 3);
-    start_all(&mut cluster);
-    let ids = cluster.ids();
-    cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let _ = start_and_elect(&mut cluster).await;
     let mut client = cluster
         .client(&[1, 2, 3], ClientOptions::default())
         .expect("client");
@@ -228,9 +230,7 @@ async fn a_leader_paused_past_its_election_timeout_steps_down_and_no_read_goes_b
     for id in cluster.ids() {
         cluster.write_config(id, &cluster.members()).expect("config");
     }
-    start_all(&mut cluster);
-    let ids = cluster.ids();
-    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let (ids, leader) = start_and_elect(&mut cluster).await;
     let mut writer = cluster.client(&[], ClientOptions::default()).expect("client");
     writer.put("k", "1").await.expect("put 1");
 
@@ -413,9 +413,7 @@ fn raw_client(tls: rustls::ClientConfig) -> reqwest::Client {
 async fn bad_requests_get_a_clear_status_and_change_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = cluster(dir.path(), 3);
-    start_all(&mut cluster);
-    let ids = cluster.ids();
-    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let (_, leader) = start_and_elect(&mut cluster).await;
     let base = format!("https://{}", cluster.node(leader).expect("leader").client);
     let http = raw_client(cluster.client_tls().client_config(false).expect("tls"));
     let error = |response: reqwest::Response| async move {
@@ -595,9 +593,7 @@ fn sample(scrape: &str, name: &str, labels: &[&str]) -> Option<f64> {
 async fn each_server_serves_its_nodes_metrics_for_prometheus_and_they_move_with_the_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = cluster(dir.path(), 3);
-    start_all(&mut cluster);
-    let ids = cluster.ids();
-    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let (_, leader) = start_and_elect(&mut cluster).await;
     let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
     let endpoint = cluster.node(leader).expect("leader").client;
     let node = format!("node=\"{leader}\"");
@@ -733,9 +729,7 @@ fn the_grafana_dashboard_asks_only_for_metrics_the_nodes_record() {
 async fn the_client_api_speaks_http2_and_http1_and_forked_clients_share_a_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = cluster(dir.path(), 3);
-    start_all(&mut cluster);
-    let ids = cluster.ids();
-    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let (ids, leader) = start_and_elect(&mut cluster).await;
     let base = format!("https://{}", cluster.node(leader).expect("leader").client);
 
     // ALPN picks the protocol: HTTP/2 when the client offers it, HTTP/1.1 otherwise.
@@ -788,10 +782,11 @@ async fn the_client_api_speaks_http2_and_http1_and_forked_clients_share_a_connec
     for writer in writers {
         writer.await.expect("writer");
     }
+    let connections_after = established_to(leader_port);
     assert_eq!(
-        established_to(leader_port),
-        connections_before,
-        "32 forked clients wrote over the connection the first one opened"
+        connections_after, connections_before,
+        "32 forked clients wrote over the connection the first one opened \
+         ({connections_before} connections to the leader before them, {connections_after} after)"
     );
     let mut reader = first.fork();
     for n in 0..32 {

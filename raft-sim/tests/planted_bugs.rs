@@ -1,20 +1,12 @@
 //! Proof that the simulator catches known protocol bugs: each is switched on in every node, and
 //! the simulator must report an invariant violation within a bounded number of seeds.
 
-use raft_sim::{run_seed_list, run_seed_list_in, run_seeds, PlantedBug, SeedFamily, SimOptions};
+use raft_sim::{run_seed_list, run_seed_list_in, PlantedBug, SeedFamily, SimOptions};
 
 /// Runs seeds from 0 until the first failure, at most `limit` seeds; returns the failing seed and
 /// what broke.
 fn first_failure(bug: PlantedBug, limit: u64) -> (u64, String) {
-    let (_, failures) = run_seeds(0..limit, Some(bug), 2, true);
-    let first = failures
-        .first()
-        .unwrap_or_else(|| panic!("the simulator did not catch {bug:?} in {limit} seeds"));
-    println!(
-        "{bug:?}: caught at seed {} (step {}): {}",
-        first.seed, first.step, first.violation
-    );
-    (first.seed, first.violation.to_string())
+    first_failure_in(SeedFamily::Mixed, bug, limit)
 }
 
 /// Like [`first_failure`], over the seeds below `limit` whose settings can show the bug at all
@@ -41,7 +33,8 @@ fn first_failure_among(bug: PlantedBug, limit: u64, relevant: impl Fn(&SimOption
     (first.seed, first.violation.to_string())
 }
 
-/// Like [`first_failure`], over the seeds below `limit` drawn within `family`.
+/// Runs the seeds below `limit`, drawn within `family`, until the first failure; returns the
+/// failing seed and what broke.
 fn first_failure_in(family: SeedFamily, bug: PlantedBug, limit: u64) -> (u64, String) {
     let seeds: Vec<u64> = (0..limit).collect();
     let (_, failures) = run_seed_list_in(family, &seeds, Some(bug), 2, true);
