@@ -79,7 +79,9 @@ if [ -n "${STOP_LEADER_AFTER:-}" ]; then
   "$bin" bench --clients "${counts[0]}" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}" &
   bench_pid=$!
   sleep "$STOP_LEADER_AFTER"
-  leader=$("$bin" cluster status | awk -F'|' '$4 ~ /leader/ {gsub(/ /, "", $2); print $2; exit}')
+  leader=$("$bin" cluster status --json | python3 -c '
+import json, sys
+print(next((n["status"]["id"] for n in json.load(sys.stdin) if (n.get("status") or {}).get("role") == "leader"), ""))')
   [ -n "$leader" ] || { echo "no leader to stop" >&2; exit 1; }
   start=$(date +%s%N)
   kill -TERM "${pids[$((leader - 1))]}"

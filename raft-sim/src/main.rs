@@ -369,11 +369,7 @@ fn main() -> ExitCode {
         let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
         say!(
             "failing seeds: {seeds:?} (replay one with --seed N{})",
-            if cli.family == SeedFamily::Mixed {
-                String::new()
-            } else {
-                format!(" --family {:?}", cli.family).to_lowercase()
-            }
+            cli.family.replay_flags()
         );
         return ExitCode::FAILURE;
     }

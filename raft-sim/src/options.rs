@@ -104,15 +104,36 @@ pub enum SeedFamily {
     Snapshots,
 }
 
+impl SeedFamily {
+    /// Every family.
+    pub const ALL: [SeedFamily; 2] = [SeedFamily::Mixed, SeedFamily::Snapshots];
+
+    /// The family's name on `raft-sim`'s command line (`--family NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SeedFamily::Mixed => "mixed",
+            SeedFamily::Snapshots => "snapshots",
+        }
+    }
+
+    /// What `raft-sim --seed N` needs besides the seed to replay a seed of this family: nothing
+    /// for the mixed draw.
+    pub fn replay_flags(self) -> String {
+        match self {
+            SeedFamily::Mixed => String::new(),
+            family => format!(" --family {}", family.name()),
+        }
+    }
+}
+
 impl std::str::FromStr for SeedFamily {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "mixed" => Ok(SeedFamily::Mixed),
-            "snapshots" => Ok(SeedFamily::Snapshots),
-            other => Err(format!("no seed family {other:?}: mixed or snapshots")),
-        }
+        SeedFamily::ALL
+            .into_iter()
+            .find(|family| family.name() == text)
+            .ok_or_else(|| format!("no seed family {text:?}: mixed or snapshots"))
     }
 }
 

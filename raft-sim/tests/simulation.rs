@@ -75,11 +75,7 @@ fn sweep_in(family: SeedFamily, what: &str, seeds: &[u64]) -> Vec<raft_sim::SimR
              add them to raft-sim/regression-seeds.txt; replay one with \
              `cargo run -p raft-sim -- --seed N{}`\n{picture}\n\n{first}",
             failures.len(),
-            if family == SeedFamily::Snapshots {
-                " --family snapshots"
-            } else {
-                ""
-            }
+            family.replay_flags()
         );
     }
     assert_eq!(reports.len(), seeds.len());

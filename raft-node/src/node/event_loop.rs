@@ -144,12 +144,12 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
 
     /// Feeds one input to the core. Returns the state to stop in, if the node must stop.
     fn handle(&mut self, event: Event) -> Option<RunState> {
-        // Time first, before a tick or a request that depends on it: after a pause the core must
-        // see the ticks it missed before it serves a read (a lease read judged on a stopped clock
-        // could be stale) or starts a transfer or a membership change. A proposal needs no
-        // clock (a deposed leader's entry never commits), nor does a peer's message: they use
+        // Time first, before a request that depends on it: after a pause the core must see the
+        // ticks it missed before it serves a read (a lease read judged on a stopped clock could
+        // be stale) or starts a transfer or a membership change. A proposal needs no clock (a
+        // deposed leader's entry never commits), nor does a peer's message or a tick: they use
         // the time read at the start of the round, which saves a clock read per write.
-        if matches!(event, Event::Tick) || matches!(&event, Event::Request(r) if r.needs_clock()) {
+        if matches!(&event, Event::Request(r) if r.needs_clock()) {
             self.catch_up_ticks();
         }
         match event {
