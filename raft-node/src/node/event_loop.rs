@@ -103,8 +103,10 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
                 break stop;
             }
             let ready = self.core.ready();
-            self.dispatch(ready);
+            // The status goes out before the messages: a peer that heard from this node (as
+            // leader of a term, say) finds this node's status already saying so.
             self.publish_status(RunState::Running);
+            self.dispatch(ready);
         };
         info!(node = self.core.id(), state = ?final_state, "node stopping");
         self.publish_status(final_state);
