@@ -452,6 +452,33 @@ impl LocalCluster {
     }
 }
 
+/// How many of a node's last log lines a failing test prints.
+const LOG_TAIL_LINES: usize = 60;
+
+impl LocalCluster {
+    /// Prints the last lines of every node's log to stderr: a failing test's cluster lives in a
+    /// temporary directory that goes away with it, and the logs are what says why it failed.
+    fn print_log_tails(&self) {
+        for node in self.nodes.values() {
+            let Ok(log) = std::fs::read_to_string(&node.log_path) else {
+                continue;
+            };
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "---- node {} log, last {} of {} lines ({}) ----",
+                node.id,
+                tail.len(),
+                lines.len(),
+                node.log_path.display()
+            );
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         for node in self.nodes.values_mut() {
@@ -462,6 +489,9 @@ impl Drop for LocalCluster {
                 }
                 let _ = child.wait();
             }
+        }
+        if std::thread::panicking() {
+            self.print_log_tails();
         }
     }
 }

@@ -349,7 +349,7 @@ impl Server {
             cluster_id: config.cluster_id,
             tuning: config.tuning.clone(),
         });
-        let http = tokio::spawn(serve_clients(listener, acceptor, router(state), stopped));
+        let http = tokio::spawn(serve_clients(id, listener, acceptor, router(state), stopped));
         let sync = tokio::spawn(follow_membership(node.clone(), transport.clone(), seeds, peers));
         Ok(Server {
             node,
@@ -419,6 +419,7 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 /// Accepts client connections until told to stop, then lets open connections finish their
 /// current request.
 async fn serve_clients(
+    id: NodeId,
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     router: axum::Router,
@@ -447,19 +448,49 @@ async fn serve_clients(
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let http2 = tls.get_ref().1.alpn_protocol() == Some(crate::tls::H2);
+                            let _open = ConnectionMetrics::opened(id, http2);
                             serve_connection(TokioIo::new(tls), http2, service, stop).await
                         }
                         Ok(Err(e)) => log_rejected(remote, &e),
                         Err(_) => log_rejected(remote, &"TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(TokioIo::new(stream), false, service, stop).await,
+                None => {
+                    let _open = ConnectionMetrics::opened(id, false);
+                    serve_connection(TokioIo::new(stream), false, service, stop).await
+                }
             }
         });
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// The client connections a node serves, in `/metrics`: `raft_kv_client_connections_total`
+/// counts those opened (past the TLS handshake) by `protocol` (`h2`, `http1`), and
+/// `raft_kv_client_connections_open` those open now. Held for as long as a connection is
+/// served; dropping it closes the count.
+struct ConnectionMetrics {
+    open: metrics::Gauge,
+}
+
+impl ConnectionMetrics {
+    fn opened(id: NodeId, http2: bool) -> Self {
+        let node = id.to_string();
+        let protocol = if http2 { "h2" } else { "http1" };
+        metrics::counter!("raft_kv_client_connections_total", "node" => node.clone(), "protocol" => protocol)
+            .increment(1);
+        let open = metrics::gauge!("raft_kv_client_connections_open", "node" => node, "protocol" => protocol);
+        open.increment(1.0);
+        ConnectionMetrics { open }
+    }
+}
+
+impl Drop for ConnectionMetrics {
+    fn drop(&mut self) {
+        self.open.decrement(1.0);
+    }
 }
 
 /// Serves one connection in HTTP/2 (`http2`: TLS agreed on it by ALPN) or HTTP/1.1. Plain
