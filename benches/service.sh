@@ -8,6 +8,8 @@
 #   CONNECTIONS=4 bash benches/service.sh 256     # the clients share 4 HTTP/2 connections
 #   STOP_LEADER_AFTER=3 bash benches/service.sh 16  # SIGTERM the leader 3 s into the run: the
 #                                                   # run's max_us is the longest write stall
+#   SERVER_WORKERS=1 bash benches/service.sh 1    # each server runs 1 tokio worker thread
+#                                                 # (`raft-kv serve --worker-threads`)
 #
 # Builds nothing: it runs $RAFT_KV (default: the release binary in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
@@ -17,6 +19,8 @@ duration="${DURATION:-10}"
 value_size="${VALUE_SIZE:-128}"
 connections=()
 [ -n "${CONNECTIONS:-}" ] && connections=(--connections "$CONNECTIONS")
+workers=()
+[ -n "${SERVER_WORKERS:-}" ] && workers=(--worker-threads "$SERVER_WORKERS")
 counts=("$@")
 [ ${#counts[@]} -eq 0 ] && counts=(1 16 256)
 [ -x "$bin" ] || { echo "no raft-kv binary at $bin: cargo build --release -p raft-kv" >&2; exit 2; }
@@ -63,7 +67,7 @@ for id in 1 2 3; do
       echo "client = \"127.0.0.1:${ports[$((m + 2))]}\""
     done
   } > "node-$id.toml"
-  "$bin" serve --config "node-$id.toml" > "node-$id.log" 2>&1 &
+  "$bin" serve --config "node-$id.toml" "${workers[@]}" > "node-$id.log" 2>&1 &
   pids+=($!)
 done
 export RAFT_KV_ENDPOINTS="127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}"

@@ -34,6 +34,11 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+    /// Tokio worker threads for this process (default: one per core). On a small machine one
+    /// thread keeps a write's hand-offs between tasks on that thread instead of waking another:
+    /// measured in docs/benchmarks.md ("Worker threads").
+    #[arg(long, global = true, value_name = "N")]
+    worker_threads: Option<std::num::NonZeroUsize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,7 +126,11 @@ fn main() -> ExitCode {
         LogFormat::Human => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads {
+        builder.worker_threads(threads.get());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -159,5 +168,24 @@ mod tests {
     #[test]
     fn every_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn worker_threads_is_a_positive_count_given_before_or_after_the_command() {
+        use clap::Parser;
+        let before = super::Cli::try_parse_from(["raft-kv", "--worker-threads", "1", "get", "k"]);
+        let after = super::Cli::try_parse_from(["raft-kv", "serve", "--worker-threads", "3"]);
+        assert_eq!(
+            before.map(|c| c.worker_threads.map(|n| n.get())).ok(),
+            Some(Some(1))
+        );
+        assert_eq!(
+            after.map(|c| c.worker_threads.map(|n| n.get())).ok(),
+            Some(Some(3))
+        );
+        for refused in ["0", "-1", "many"] {
+            let parsed = super::Cli::try_parse_from(["raft-kv", "serve", "--worker-threads", refused]);
+            assert!(parsed.is_err(), "--worker-threads {refused} was accepted");
+        }
     }
 }
