@@ -684,6 +684,14 @@ impl RaftCore {
     }
 
     /// Queues a message in this term, routed by whether it may leave before persistence.
+    ///
+    /// Only what promises a write waits for it: a vote (or pre-vote) answer, an acknowledgement
+    /// of entries or a snapshot, and a candidate's request (it counts its own durable vote). A
+    /// leader's AppendEntries and heartbeats may leave at once (thesis §10.2.1), and so may a
+    /// heartbeat's answer: it says "I follow you in this term", which is true when sent and which
+    /// a restart with an older stored term cannot make false (a vote in a later term is stored
+    /// before it is given). Holding it behind the disk would let one slow fsync on the followers'
+    /// side look like a lost quorum to the leader's check-quorum and read-index rounds.
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
         self.send_with_term(to, self.term, body);
     }
@@ -691,15 +699,17 @@ impl RaftCore {
     pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
         let early_ack = matches!(body, MessageBody::AppendEntriesResponse(_))
             && self.planted(crate::planted::PlantedBug::AcknowledgeBeforePersist);
-        let from_leader =
-            matches!(body, MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_)) || early_ack;
+        let promises_nothing_durable = matches!(
+            body,
+            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) | MessageBody::HeartbeatResponse(_)
+        ) || early_ack;
         let message = Message {
             from: self.id(),
             to,
             term,
             body,
         };
-        if from_leader {
+        if promises_nothing_durable {
             self.messages.push(message);
         } else {
             self.messages_after_persist.push(message);

@@ -14,8 +14,8 @@ use crate::types::{HardState, Index, SoftState, Term};
 /// The caller must, in this order of dependency:
 ///
 /// 1. send `messages` at once (they are the leader's AppendEntries and heartbeats, which may go
-///    before the leader's own write is durable, Raft thesis §10.2.1), and read and send the
-///    `snapshot_sends` chunks;
+///    before the leader's own write is durable, Raft thesis §10.2.1, and heartbeats' answers,
+///    which promise nothing durable), and read and send the `snapshot_sends` chunks;
 /// 2. write `received_chunks` to the snapshot store; then durably and atomically write
 ///    `snapshot` (finishing the received snapshot first when it is one), `entries` (which replace
 ///    any stored entries from `entries[0].index` on) and `hard_state`, and report

@@ -443,7 +443,8 @@ fn message_with_a_stale_term_is_rejected_with_the_current_term() {
         ready.entries.is_empty(),
         "a stale leader's entries must not be appended"
     );
-    let answer = &ready.messages_after_persist[0];
+    // The answer (a heartbeat answer in the current term) promises nothing durable.
+    let answer = &ready.messages[0];
     assert_eq!((answer.to, answer.term), (2, 5));
 }
 
@@ -566,6 +567,91 @@ fn leader_in_contact_with_a_quorum_stays_leader() {
         net.settle();
     }
     assert_eq!(net.node(1).role(), Role::Leader);
+}
+
+#[test]
+fn heartbeat_answer_leaves_before_the_commit_it_moved_is_durable() {
+    let mut node = restored(2, &[1, 1], 1);
+    let heartbeat = MessageBody::Heartbeat(Heartbeat { commit: 2, round: 7 });
+    node.step(message(1, 2, 1, heartbeat)).unwrap();
+    let ready = node.ready();
+    assert_eq!(
+        ready.hard_state.map(|h| h.commit),
+        Some(2),
+        "the commit index moved, so there is a write"
+    );
+    let answers: Vec<(NodeId, u64)> = ready
+        .messages
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::HeartbeatResponse(r) => Some((m.to, r.round)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec![(1, 7)],
+        "the answer promises nothing durable: {ready:?}"
+    );
+    assert!(
+        ready.messages_after_persist.is_empty(),
+        "nothing waits for the write: {ready:?}"
+    );
+}
+
+#[test]
+fn entries_acknowledgement_still_waits_for_the_write() {
+    let mut node = restored(2, &[1], 1);
+    node.step(append(1, 2, 1, (1, 1), entries(&[1, 1])[1..].to_vec(), 1))
+        .unwrap();
+    let ready = node.ready();
+    assert!(
+        ready
+            .messages
+            .iter()
+            .all(|m| !matches!(m.body, MessageBody::AppendEntriesResponse(_))),
+        "an acknowledgement of entries never leaves before they are durable: {ready:?}"
+    );
+    assert_eq!(
+        append_answers(&ready),
+        vec![AppendEntriesResponse::Success { match_index: 2 }]
+    );
+}
+
+#[test]
+fn leader_keeps_its_quorum_and_serves_reads_while_the_followers_disks_stall() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.node(1).propose("before".into()).unwrap();
+    net.settle();
+    let committed = net.node(1).status().commit_index;
+    net.stalled.extend([2, 3]);
+    net.node(1).propose("during the stall".into()).unwrap();
+    net.settle();
+    // Three election timeouts (T = 10) with both followers' writes stuck: check-quorum would
+    // depose the leader if their heartbeat answers waited for the disk.
+    for _ in 0..30 {
+        net.tick(1, 1);
+        net.settle();
+    }
+    assert_eq!(net.leaders(), vec![1], "the heartbeat answers kept the quorum");
+    assert_eq!(
+        net.node(1).status().commit_index,
+        committed,
+        "nothing commits while no follower has made the write durable"
+    );
+    net.node(1).read_index(1).unwrap();
+    for _ in 0..2 {
+        net.tick(1, 1);
+        net.settle();
+    }
+    let reads = net.read_states(1);
+    assert_eq!(reads.len(), 1, "a quorum confirmed the leader for the read");
+    assert_eq!(reads[0].index, committed, "the read sees only what committed");
+    net.unstall(2);
+    net.unstall(3);
+    net.settle();
+    assert_eq!(net.node(1).status().commit_index, committed + 1);
 }
 
 #[test]

@@ -43,6 +43,11 @@ pub struct Net {
     pub corrupt_chunk_at: Option<u64>,
     /// Snapshot chunks sent so far.
     pub chunks_sent: usize,
+    /// Nodes whose disk stalls: their readies' writes wait (with the messages that need them)
+    /// until [`Net::unstall`], while the messages that may leave at once still go.
+    pub stalled: BTreeSet<NodeId>,
+    /// The readies a stalled node handed out and has not made durable yet, in order.
+    pub held: BTreeMap<NodeId, Vec<Ready>>,
 }
 
 /// The reads one node reported safe, and those that failed.
@@ -81,6 +86,8 @@ impl Net {
             drop_chunks_at: BTreeSet::new(),
             corrupt_chunk_at: None,
             chunks_sent: 0,
+            stalled: BTreeSet::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -113,6 +120,11 @@ impl Net {
     /// Collects a node's ready, persists it at once, queues its messages and records applies.
     pub fn process(&mut self, id: NodeId) -> Ready {
         let ready = self.node(id).ready();
+        if self.stalled.contains(&id) {
+            self.queue.extend(ready.messages.iter().cloned());
+            self.held.entry(id).or_default().push(ready.clone());
+            return ready;
+        }
         self.persist(id, &ready);
         self.enqueue(&ready);
         self.send_snapshot_chunks(id, &ready);
@@ -171,6 +183,18 @@ impl Net {
         if let Some(last) = ready.committed_entries.last() {
             let index = last.index;
             self.node(id).on_applied(index);
+        }
+    }
+
+    /// Ends a node's disk stall: what it held becomes durable, in order, and the messages that
+    /// waited for it leave.
+    pub fn unstall(&mut self, id: NodeId) {
+        self.stalled.remove(&id);
+        for ready in self.held.remove(&id).unwrap_or_default() {
+            self.persist(id, &ready);
+            self.queue.extend(ready.messages_after_persist.iter().cloned());
+            self.send_snapshot_chunks(id, &ready);
+            self.build_snapshot(id, &ready);
         }
     }
 
