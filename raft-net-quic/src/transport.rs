@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use raft_core::{ClusterId, Inbox, Message, MessageBody, NodeId, Transport, TransportError};
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -672,6 +672,10 @@ async fn send_stream(
         },
         &mut buf,
     );
+    // The hello goes at once, not with the first message: the peer opens this stream as soon as
+    // a later-numbered one (the other queue's) carries data, and closes it if no hello comes
+    // within its read deadline. The snapshot stream may have nothing to carry for hours.
+    write(config, &mut stream, buf.split().freeze()).await?;
     loop {
         let Some(first) = queue.recv().await else {
             return Err(LinkError::Removed);
@@ -685,11 +689,15 @@ async fn send_stream(
                 next = queue.try_recv().ok();
             }
         }
-        let data = buf.split().freeze();
-        match tokio::time::timeout(config.send_timeout, stream.write_chunk(data)).await {
-            Ok(written) => written?,
-            Err(_) => return Err(LinkError::Timeout(config.send_timeout)),
-        }
+        write(config, &mut stream, buf.split().freeze()).await?;
+    }
+}
+
+/// Writes `data` to the stream within the send timeout.
+async fn write(config: &QuicConfig, stream: &mut quinn::SendStream, data: Bytes) -> Result<(), LinkError> {
+    match tokio::time::timeout(config.send_timeout, stream.write_chunk(data)).await {
+        Ok(written) => Ok(written?),
+        Err(_) => Err(LinkError::Timeout(config.send_timeout)),
     }
 }
 
