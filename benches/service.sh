@@ -10,6 +10,8 @@
 #                                                   # run's max_us is the longest write stall
 #   SERVER_WORKERS=1 bash benches/service.sh 1    # each server runs 1 tokio worker thread
 #                                                 # (`raft-kv serve --worker-threads`)
+#   TUNING='max_inflight_messages = 2' bash benches/service.sh 16  # [tuning] lines for every
+#                                                 # server's config file, `;` between settings
 #
 # Builds nothing: it runs $RAFT_KV (default: the release binary in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
@@ -66,6 +68,10 @@ for id in 1 2 3; do
       echo "peer = \"127.0.0.1:${ports[$((m - 1))]}\""
       echo "client = \"127.0.0.1:${ports[$((m + 2))]}\""
     done
+    if [ -n "${TUNING:-}" ]; then
+      echo "[tuning]"
+      echo "${TUNING//;/$'\n'}"
+    fi
   } > "node-$id.toml"
   "$bin" serve --config "node-$id.toml" "${workers[@]}" > "node-$id.log" 2>&1 &
   pids+=($!)

@@ -115,6 +115,10 @@ pub struct Tuning {
     /// The round trip to a peer QUIC assumes before it has measured one: it paces the
     /// handshake's retries to a peer that is not up yet. Near the real round trip is best.
     pub peer_initial_rtt_ms: u64,
+    /// At most this many AppendEntries in flight to one follower. A small window batches more
+    /// entries into each message under load (the next message waits for an acknowledgement and
+    /// takes everything proposed meanwhile); a large one suits long round trips.
+    pub max_inflight_messages: usize,
 }
 
 impl Default for Tuning {
@@ -133,6 +137,7 @@ impl Default for Tuning {
             max_scan_limit: 10_000,
             peer_idle_timeout_ms: 5_000,
             peer_initial_rtt_ms: 10,
+            max_inflight_messages: 32,
         }
     }
 }
@@ -231,6 +236,12 @@ impl ServerConfig {
                 t.peer_initial_rtt_ms
             ));
         }
+        if !(1..=4_096).contains(&t.max_inflight_messages) {
+            return invalid(format!(
+                "tuning.max_inflight_messages {} must be in 1..=4096",
+                t.max_inflight_messages
+            ));
+        }
         if t.request_timeout_ms == 0 || t.max_scan_limit == 0 {
             return invalid("tuning.request_timeout_ms and max_scan_limit must be positive".into());
         }
@@ -294,6 +305,22 @@ mod tests {
         wrong.tuning.snapshot_min_log_percent = 10_001;
         let error = wrong.validate().unwrap_err().to_string();
         assert!(error.contains("snapshot_min_log_percent"), "{error}");
+    }
+
+    #[test]
+    fn max_inflight_messages_is_read_and_bounded() {
+        let config: ServerConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.tuning.max_inflight_messages, 32);
+        let text = format!("{MINIMAL}\n[tuning]\nmax_inflight_messages = 2\n");
+        let config: ServerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(config.tuning.max_inflight_messages, 2);
+        assert!(config.validate().is_ok());
+        for wrong in [0, 4_097] {
+            let mut config = config.clone();
+            config.tuning.max_inflight_messages = wrong;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("max_inflight_messages"), "{error}");
+        }
     }
 
     #[test]

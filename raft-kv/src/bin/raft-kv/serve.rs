@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// QUIC's round-trip guess to a peer before it measures one (ms, default 10).
     #[arg(long)]
     peer_initial_rtt_ms: Option<u64>,
+    /// At most this many AppendEntries in flight to one follower (default 32).
+    #[arg(long)]
+    max_inflight_messages: Option<usize>,
 }
 
 fn parse_member(text: &str) -> Result<InitialMember, String> {
@@ -179,7 +182,8 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
         max_request_bytes,
         max_scan_limit,
         peer_idle_timeout_ms,
-        peer_initial_rtt_ms
+        peer_initial_rtt_ms,
+        max_inflight_messages
     );
     if let Some(v) = args.heartbeat_ticks {
         t.heartbeat_ticks = v;
