@@ -787,9 +787,16 @@ async fn receive_connection(
                 shared.identify(peer, &connection);
                 let _ = hellos.try_send(());
             };
-            if let Err(e) = receive_stream(&shared, &certificate, &mut stream, &inbox, identified).await {
-                warn!(node = shared.node_id, %remote, error = %e, "closing a stream over bad input");
-                let _ = stream.stop(BAD_INPUT.into());
+            match receive_stream(&shared, &certificate, &mut stream, &inbox, identified).await {
+                Ok(()) => {}
+                // A peer that stops (or a link that breaks) ends its streams: nothing to refuse.
+                Err(e) if e.is_end_of_link() => {
+                    debug!(node = shared.node_id, %remote, error = %e, "incoming stream ended with its link")
+                }
+                Err(e) => {
+                    warn!(node = shared.node_id, %remote, error = %e, "closing a stream over bad input");
+                    let _ = stream.stop(BAD_INPUT.into());
+                }
             }
         });
     }
@@ -808,6 +815,17 @@ enum ReceiveError {
     Read(#[from] quinn::ReadError),
     #[error("a frame's remaining bytes did not arrive within {0:?}")]
     Slow(Duration),
+}
+
+impl ReceiveError {
+    /// Whether the stream ended because its connection or its sender did (the peer stopped,
+    /// restarted or went silent), not because of anything it sent.
+    fn is_end_of_link(&self) -> bool {
+        matches!(
+            self,
+            ReceiveError::Read(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_))
+        )
+    }
 }
 
 /// How long a frame may take, and the budget its bytes are reserved from.
@@ -952,4 +970,19 @@ fn check_certificate_names(
     let server_name = ServerName::try_from(name.as_str()).map_err(|e| not_named(e.to_string()))?;
     cert.verify_is_valid_for_subject_name(&server_name)
         .map_err(|e| not_named(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_ended_by_its_link_is_not_bad_input() {
+        let lost = ReceiveError::Read(quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut));
+        assert!(lost.is_end_of_link());
+        let reset = ReceiveError::Read(quinn::ReadError::Reset(0u32.into()));
+        assert!(reset.is_end_of_link());
+        assert!(!ReceiveError::Slow(Duration::from_secs(10)).is_end_of_link());
+        assert!(!ReceiveError::Wire(WireError::Protocol("second hello on a stream")).is_end_of_link());
+    }
 }
