@@ -6,16 +6,15 @@
 mod common;
 
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::Echo;
-use raft_node::mem::{MemNetwork, MemStorage};
+use common::Cluster;
+use raft_node::mem::MemStorage;
 use raft_node::raft_core::{
     Entry, Index, LogStorage, LogWrite, Membership, NodeId, Role, StorageError, StoredLog,
 };
-use raft_node::{NodeConfig, RaftNode};
+use raft_node::NodeConfig;
 use tokio::sync::watch;
 
 /// A store whose writes wait while its disk is stalled (`true` on the watch), as a disk whose
@@ -64,38 +63,18 @@ async fn a_leader_keeps_leading_while_its_followers_disks_stall() {
     };
     let election_timeout = tick * config(1).core.election_timeout_ticks;
     let membership = Membership::voters([1, 2, 3]).expect("membership");
-    let network = MemNetwork::new(31);
-    let mut nodes = Vec::new();
     let mut disks = Vec::new();
-    for id in [1, 2, 3] {
+    let cluster = Cluster::start_on(31, membership, config, |id| {
         let (stall, stalled) = watch::channel(false);
-        let (transport, inbox) = network.register(id);
-        let storage = StallingStorage {
+        disks.push((id, stall));
+        StallingStorage {
             inner: MemStorage::new(),
             stalled,
-        };
-        let node = RaftNode::start(
-            config(id),
-            membership.clone(),
-            storage,
-            transport,
-            inbox,
-            Echo::default(),
-        )
-        .await
-        .expect("starts");
-        nodes.push(Arc::new(node));
-        disks.push((id, stall));
-    }
-    let leader_id = nodes[0]
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("a leader");
-    let leader = nodes
-        .iter()
-        .find(|n| n.id() == leader_id)
-        .expect("leader")
-        .clone();
+        }
+    })
+    .await;
+    let leader = cluster.leader.clone();
+    let leader_id = leader.id();
     leader.propose(&b"before"[..]).await.expect("commits");
     let term = leader.status().raft.term;
 
@@ -142,7 +121,5 @@ async fn a_leader_keeps_leading_while_its_followers_disks_stall() {
         (Role::Leader, term),
         "the same leader throughout"
     );
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    cluster.shutdown().await;
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use raft_node::mem::{MemNetwork, MemStorage};
 use raft_node::raft_core::{
-    Index, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError,
+    Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError,
 };
 use raft_node::{NodeConfig, RaftNode};
 
@@ -25,6 +25,16 @@ impl Cluster {
     /// `MemStorage` with an [`Echo`] state machine and the settings `config(id)`, and waits for
     /// a leader.
     pub async fn start(seed: u64, membership: Membership, config: impl Fn(NodeId) -> NodeConfig) -> Cluster {
+        Self::start_on(seed, membership, config, |_| MemStorage::new()).await
+    }
+
+    /// [`start`](Self::start) with each node's store made by `storage(id)`.
+    pub async fn start_on<S: LogStorage + Sync>(
+        seed: u64,
+        membership: Membership,
+        config: impl Fn(NodeId) -> NodeConfig,
+        mut storage: impl FnMut(NodeId) -> S,
+    ) -> Cluster {
         let network = MemNetwork::new(seed);
         let mut nodes = Vec::new();
         for id in membership.members().collect::<Vec<_>>() {
@@ -32,7 +42,7 @@ impl Cluster {
             let node = RaftNode::start(
                 config(id),
                 membership.clone(),
-                MemStorage::new(),
+                storage(id),
                 transport,
                 inbox,
                 Echo::default(),
