@@ -5,51 +5,13 @@
 
 mod common;
 
-use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use common::Cluster;
 use raft_node::mem::MemStorage;
-use raft_node::raft_core::{
-    Entry, Index, LogStorage, LogWrite, Membership, NodeId, Role, StorageError, StoredLog,
-};
+use raft_node::raft_core::{Membership, NodeId, Role};
 use raft_node::NodeConfig;
-use tokio::sync::watch;
-
-/// A store whose writes wait while its disk is stalled (`true` on the watch), as a disk whose
-/// fsync hangs does; reads are not affected.
-struct StallingStorage {
-    inner: MemStorage,
-    stalled: watch::Receiver<bool>,
-}
-
-#[async_trait]
-impl LogStorage for StallingStorage {
-    type Snapshots = <MemStorage as LogStorage>::Snapshots;
-
-    fn snapshot_store(&self) -> Self::Snapshots {
-        self.inner.snapshot_store()
-    }
-
-    async fn load(&mut self) -> Result<StoredLog, StorageError> {
-        self.inner.load().await
-    }
-
-    async fn persist(&mut self, write: LogWrite) -> Result<(), StorageError> {
-        // A dropped sender (the test ended) lets the write through.
-        let _ = self.stalled.wait_for(|stalled| !*stalled).await;
-        self.inner.persist(write).await
-    }
-
-    async fn entries(&self, range: RangeInclusive<Index>) -> Result<Vec<Entry>, StorageError> {
-        self.inner.entries(range).await
-    }
-
-    async fn last_index(&self) -> Result<Index, StorageError> {
-        self.inner.last_index().await
-    }
-}
+use raft_storage_mem::FaultyStorage;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_keeps_leading_while_its_followers_disks_stall() {
@@ -65,12 +27,9 @@ async fn a_leader_keeps_leading_while_its_followers_disks_stall() {
     let membership = Membership::voters([1, 2, 3]).expect("membership");
     let mut disks = Vec::new();
     let cluster = Cluster::start_on(31, membership, config, |id| {
-        let (stall, stalled) = watch::channel(false);
-        disks.push((id, stall));
-        StallingStorage {
-            inner: MemStorage::new(),
-            stalled,
-        }
+        let (storage, faults) = FaultyStorage::new(MemStorage::new());
+        disks.push((id, faults));
+        storage
     })
     .await;
     let leader = cluster.leader.clone();
@@ -79,9 +38,9 @@ async fn a_leader_keeps_leading_while_its_followers_disks_stall() {
     let term = leader.status().raft.term;
 
     let followers: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != leader_id).collect();
-    for (id, stall) in &disks {
+    for (id, faults) in &disks {
         if followers.contains(id) {
-            stall.send_replace(true);
+            faults.stall_writes();
         }
     }
     let during = {
@@ -106,8 +65,8 @@ async fn a_leader_keeps_leading_while_its_followers_disks_stall() {
         "nothing commits while no follower's write is durable"
     );
 
-    for (_, stall) in &disks {
-        stall.send_replace(false);
+    for (_, faults) in &disks {
+        faults.resume_writes();
     }
     let reply = tokio::time::timeout(Duration::from_secs(10), during)
         .await

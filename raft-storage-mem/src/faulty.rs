@@ -1,6 +1,7 @@
 //! Storage fault injection: [`FaultyStorage`] wraps any [`LogStorage`] and fails its writes and
 //! reads on command, the way a failing disk does, so that tests can show what a node does then:
-//! it stops or refuses, never acknowledges what it did not write, and says why.
+//! it stops or refuses, never acknowledges what it did not write, and says why. It can also stall
+//! its writes, as a disk whose fsync hangs does, until told to resume.
 //!
 //! ```
 //! use raft_core::{Entry, LogStorage, LogWrite};
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use raft_core::{Entry, Index, LogStorage, LogWrite, StorageError, StoredLog};
+use tokio::sync::watch;
 
 /// How writes fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +46,24 @@ struct Plan {
 }
 
 /// The switchboard of a [`FaultyStorage`]: clones share it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StorageFaults {
     plan: Arc<Mutex<Plan>>,
     writes_failed: Arc<AtomicU64>,
     reads_failed: Arc<AtomicU64>,
+    /// `true` while writes stall.
+    stalled: Arc<watch::Sender<bool>>,
+}
+
+impl Default for StorageFaults {
+    fn default() -> Self {
+        StorageFaults {
+            plan: Arc::default(),
+            writes_failed: Arc::default(),
+            reads_failed: Arc::default(),
+            stalled: Arc::new(watch::Sender::new(false)),
+        }
+    }
 }
 
 impl StorageFaults {
@@ -73,9 +88,21 @@ impl StorageFaults {
         self.plan().reads = true;
     }
 
-    /// The disk works again.
+    /// Writes from now on wait (in order: the store takes one at a time) until
+    /// [`resume_writes`](Self::resume_writes), as behind a hung fsync; reads go on.
+    pub fn stall_writes(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Stalled writes go through, and new ones no longer wait.
+    pub fn resume_writes(&self) {
+        self.stalled.send_replace(false);
+    }
+
+    /// The disk works again: no faults, and no stall.
     pub fn heal(&self) {
         *self.plan() = Plan::default();
+        self.resume_writes();
     }
 
     /// Writes failed so far.
@@ -118,6 +145,7 @@ fn io_error(kind: std::io::ErrorKind, what: &str) -> StorageError {
 pub struct FaultyStorage<S> {
     inner: S,
     faults: StorageFaults,
+    stalled: watch::Receiver<bool>,
 }
 
 impl<S: LogStorage> FaultyStorage<S> {
@@ -127,6 +155,7 @@ impl<S: LogStorage> FaultyStorage<S> {
         (
             FaultyStorage {
                 inner,
+                stalled: faults.stalled.subscribe(),
                 faults: faults.clone(),
             },
             faults,
@@ -153,6 +182,8 @@ impl<S: LogStorage + Sync> LogStorage for FaultyStorage<S> {
     }
 
     async fn persist(&mut self, write: LogWrite) -> Result<(), StorageError> {
+        // The sender lives in `self.faults`, so the channel never closes under us.
+        let _ = self.stalled.wait_for(|stalled| !*stalled).await;
         match self.faults.next_write() {
             None => self.inner.persist(write).await,
             Some(WriteFault::Io) => Err(io_error(std::io::ErrorKind::Other, "injected write error (EIO)")),
@@ -175,5 +206,35 @@ impl<S: LogStorage + Sync> LogStorage for FaultyStorage<S> {
     async fn last_index(&self) -> Result<Index, StorageError> {
         self.faults.read()?;
         self.inner.last_index().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemStorage;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_stalled_write_waits_until_the_writes_resume_and_reads_go_on() {
+        let (mut storage, faults) = FaultyStorage::new(MemStorage::new());
+        faults.stall_writes();
+        let reader = storage.clone();
+        let write = LogWrite {
+            entries: vec![Entry::command(1, 1, "x")],
+            ..LogWrite::default()
+        };
+        let writing = tokio::spawn(async move { storage.persist(write).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!writing.is_finished(), "the write waits while the disk stalls");
+        assert_eq!(
+            reader.last_index().await.ok(),
+            Some(0),
+            "reads go on, and see nothing yet"
+        );
+        faults.resume_writes();
+        let written = tokio::time::timeout(Duration::from_secs(5), writing).await;
+        assert!(matches!(written, Ok(Ok(Ok(())))), "{written:?}");
+        assert_eq!(reader.last_index().await.ok(), Some(1));
     }
 }
