@@ -151,7 +151,12 @@ pub struct RaftCore {
     pub(crate) snapshot_sends: Vec<SnapshotChunkRequest>,
     /// What [`uncommitted_bytes`](Self::uncommitted_bytes) counted last.
     uncommitted_tally: UncommittedTally,
+    /// The hard state last handed out in a [`Ready`]: what storage holds, or will once the
+    /// batches handed out are written.
     last_hard_state: HardState,
+    /// A tick passed since the hard state last went out: a change of the commit index alone may
+    /// go out in a batch of its own (see [`Self::hard_state_to_write`]).
+    commit_write_due: bool,
     last_soft_state: SoftState,
 }
 
@@ -223,6 +228,7 @@ impl RaftCore {
             snapshot_sends: Vec::new(),
             uncommitted_tally: UncommittedTally::default(),
             last_hard_state: hard_state,
+            commit_write_due: false,
             last_soft_state: SoftState {
                 role: Role::Follower,
                 leader: None,
@@ -239,6 +245,7 @@ impl RaftCore {
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        self.commit_write_due = true;
         self.expire_reads();
         if self.role == Role::Leader {
             self.tick_leader();
@@ -398,13 +405,12 @@ impl RaftCore {
             self.flush_replication();
         }
         let build_snapshot = self.take_snapshot_due();
-        let hard_state = self.hard_state();
         let soft_state = self.soft_state();
-        let ready = Ready {
+        let mut ready = Ready {
             soft_state: (soft_state != self.last_soft_state).then_some(soft_state),
             messages: std::mem::take(&mut self.messages),
             entries: self.log.take_unstable(),
-            hard_state: (hard_state != self.last_hard_state).then_some(hard_state),
+            hard_state: None,
             messages_after_persist: std::mem::take(&mut self.messages_after_persist),
             committed_entries: self.log.take_committed(),
             read_states: std::mem::take(&mut self.reads.ready),
@@ -414,9 +420,38 @@ impl RaftCore {
             received_chunks: std::mem::take(&mut self.received_chunks),
             snapshot_sends: std::mem::take(&mut self.snapshot_sends),
         };
-        self.last_hard_state = hard_state;
+        ready.hard_state = self.hard_state_to_write(&ready);
         self.last_soft_state = soft_state;
         ready
+    }
+
+    /// The hard state `ready` must write, if any: a new term or vote always, at once (votes and
+    /// campaigns wait on it); a commit index that moved alone only when `ready` writes anyway or
+    /// a tick has passed since the hard state last went out.
+    ///
+    /// The commit index on disk is a hint for a restart, not a promise anyone relies on: a
+    /// restarted node takes whatever its state machine applied as committed, and learns the rest
+    /// from the leader (etcd's raft does not sync a commit-only change either). A write of its
+    /// own per commit would cost a leader one storage round per write under a light load (the
+    /// entry's write, then the commit's); held back, the commit index rides on the next
+    /// entries' write, and an idle node writes it within a tick.
+    fn hard_state_to_write(&mut self, ready: &Ready) -> Option<HardState> {
+        let hard_state = self.hard_state();
+        let last = self.last_hard_state;
+        if hard_state == last {
+            return None;
+        }
+        let commit_only = hard_state.term == last.term && hard_state.voted_for == last.voted_for;
+        let writes_anyway = !ready.entries.is_empty()
+            || ready.snapshot.is_some()
+            || !ready.received_chunks.is_empty()
+            || !ready.messages_after_persist.is_empty();
+        if commit_only && !writes_anyway && !self.commit_write_due {
+            return None;
+        }
+        self.last_hard_state = hard_state;
+        self.commit_write_due = false;
+        Some(hard_state)
     }
 
     /// Reports that the entries up to `index`, whose entry has `term`, are durable (see

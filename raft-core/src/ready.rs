@@ -41,7 +41,9 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Entries to append durably; they replace stored entries from their first index on.
     pub entries: Vec<Entry>,
-    /// Hard state to save durably, when it changed.
+    /// Hard state to save durably, when it changed. A new term or vote comes at once; a commit
+    /// index that moved alone comes with the next batch that writes anything else, or after a
+    /// tick (the stored commit index is only a hint for a restart).
     pub hard_state: Option<HardState>,
     /// Messages to send once `entries` and `hard_state` (and those of earlier batches) are durable.
     pub messages_after_persist: Vec<Message>,

@@ -572,13 +572,14 @@ fn leader_in_contact_with_a_quorum_stays_leader() {
 #[test]
 fn heartbeat_answer_leaves_before_the_commit_it_moved_is_durable() {
     let mut node = restored(2, &[1, 1], 1);
+    node.tick();
     let heartbeat = MessageBody::Heartbeat(Heartbeat { commit: 2, round: 7 });
     node.step(message(1, 2, 1, heartbeat)).unwrap();
     let ready = node.ready();
     assert_eq!(
         ready.hard_state.map(|h| h.commit),
         Some(2),
-        "the commit index moved, so there is a write"
+        "the commit index moved and a tick has passed, so there is a write"
     );
     let answers: Vec<(NodeId, u64)> = ready
         .messages
@@ -597,6 +598,73 @@ fn heartbeat_answer_leaves_before_the_commit_it_moved_is_durable() {
         ready.messages_after_persist.is_empty(),
         "nothing waits for the write: {ready:?}"
     );
+}
+
+#[test]
+fn commit_index_moving_alone_waits_for_a_tick_or_the_next_write() {
+    let mut node = restored(2, &[1, 1, 1], 1);
+    node.tick();
+    let heartbeat = |commit, round| message(1, 2, 1, MessageBody::Heartbeat(Heartbeat { commit, round }));
+    node.step(heartbeat(1, 1)).unwrap();
+    assert_eq!(
+        node.ready().hard_state.map(|h| h.commit),
+        Some(1),
+        "the first commit after a tick is written at once"
+    );
+    node.step(heartbeat(2, 2)).unwrap();
+    let ready = node.ready();
+    assert_eq!(
+        ready.hard_state, None,
+        "a second commit-only change within the tick waits: {ready:?}"
+    );
+    assert_eq!(
+        ready.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![2],
+        "the entry is applied all the same: it is durable, only the hint is not"
+    );
+    node.step(append(1, 2, 1, (3, 1), entries(&[1, 1, 1, 1])[3..].to_vec(), 2))
+        .unwrap();
+    let ready = node.ready();
+    assert_eq!(
+        ready.hard_state.map(|h| h.commit),
+        Some(2),
+        "the held commit index rides on the entries' write"
+    );
+    node.step(heartbeat(3, 3)).unwrap();
+    assert_eq!(node.ready().hard_state, None);
+    node.tick();
+    assert_eq!(
+        node.ready().hard_state.map(|h| h.commit),
+        Some(3),
+        "an idle node writes the held commit index after a tick"
+    );
+    assert_eq!(node.ready().hard_state, None, "and only once");
+}
+
+#[test]
+fn new_term_is_written_at_once_whatever_the_commit_index() {
+    let mut node = restored(2, &[1, 1], 1);
+    node.step(message(1, 2, 1, MessageBody::Heartbeat(Heartbeat { commit: 1, round: 1 })))
+        .unwrap();
+    assert_eq!(node.ready().hard_state, None, "no tick yet: the commit index waits");
+    node.step(message(3, 2, 2, MessageBody::Heartbeat(Heartbeat { commit: 2, round: 1 })))
+        .unwrap();
+    let hs = node.ready().hard_state.expect("a new term is written at once");
+    assert_eq!((hs.term, hs.commit), (2, 2), "with the commit index held so far");
+}
+
+#[test]
+fn restart_takes_what_was_applied_as_committed_when_the_commit_index_was_not_written() {
+    // The commit index on disk lags (it was held back); the state machine applied further.
+    let state = RestoredState {
+        hard_state: hard(1),
+        snapshot: None,
+        entries: entries(&[1, 1, 1]),
+        applied: 3,
+    };
+    let node = RaftCore::restore(config(2), Membership::voters([1, 2, 3]).unwrap(), state).unwrap();
+    assert_eq!(node.status().commit_index, 3);
+    assert_eq!(node.status().applied_index, 3);
 }
 
 #[test]
