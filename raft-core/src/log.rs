@@ -159,21 +159,20 @@ impl RaftLog {
 
     /// Entries from `from` on, at most `max_entries` and about `max_bytes` (at least one entry).
     pub(crate) fn entries_from(&self, from: Index, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
-        let held = if from > self.base_index {
-            (self.last_index() + 1).saturating_sub(from) as usize
-        } else {
-            0
-        };
-        let mut batch = Vec::with_capacity(held.min(max_entries));
+        if from <= self.base_index {
+            return Vec::new();
+        }
+        let start = ((from - self.base_index - 1) as usize).min(self.entries.len());
+        let held = self.entries.range(start..);
+        let mut batch = Vec::with_capacity(held.len().min(max_entries));
         let mut bytes = 0;
-        let mut index = from;
-        while let Some(entry) = self.entry(index) {
-            if batch.len() >= max_entries || (!batch.is_empty() && bytes + entry.size_bytes() > max_bytes) {
+        for entry in held {
+            let size = entry.size_bytes();
+            if batch.len() >= max_entries || (!batch.is_empty() && bytes + size > max_bytes) {
                 break;
             }
-            bytes += entry.size_bytes();
+            bytes += size;
             batch.push(entry.clone());
-            index += 1;
         }
         batch
     }
@@ -306,6 +305,35 @@ mod tests {
             .map(|(i, t)| Entry::blank(*t, i as Index + 1))
             .collect();
         RaftLog::restore((0, 0), entries, 0, 0)
+    }
+
+    #[test]
+    fn entries_from_stops_at_the_count_the_byte_budget_and_the_log_bounds() {
+        // Entries 3..=7 after a snapshot at 2, each a 10-byte command.
+        let entries = (3..=7).map(|i| Entry::command(1, i, vec![0u8; 10])).collect();
+        let log = RaftLog::restore((2, 1), entries, 0, 0);
+        let indexes = |batch: Vec<Entry>| batch.iter().map(|e| e.index).collect::<Vec<_>>();
+        let one = Entry::command(1, 3, vec![0u8; 10]).size_bytes();
+        assert_eq!(
+            indexes(log.entries_from(4, usize::MAX, usize::MAX)),
+            vec![4, 5, 6, 7]
+        );
+        assert_eq!(indexes(log.entries_from(4, 2, usize::MAX)), vec![4, 5]);
+        assert_eq!(indexes(log.entries_from(3, usize::MAX, 2 * one)), vec![3, 4]);
+        assert_eq!(
+            indexes(log.entries_from(3, usize::MAX, 1)),
+            vec![3],
+            "at least one entry, however small the budget"
+        );
+        assert!(
+            log.entries_from(2, usize::MAX, usize::MAX).is_empty(),
+            "in the snapshot"
+        );
+        assert!(
+            log.entries_from(8, usize::MAX, usize::MAX).is_empty(),
+            "past the end"
+        );
+        assert!(log.entries_from(u64::MAX, 1, 1).is_empty());
     }
 
     #[test]

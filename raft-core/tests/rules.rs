@@ -618,7 +618,11 @@ fn commit_index_moving_alone_waits_for_a_tick_or_the_next_write() {
         "a second commit-only change within the tick waits: {ready:?}"
     );
     assert_eq!(
-        ready.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        ready
+            .committed_entries
+            .iter()
+            .map(|e| e.index)
+            .collect::<Vec<_>>(),
         vec![2],
         "the entry is applied all the same: it is durable, only the hint is not"
     );
@@ -644,11 +648,25 @@ fn commit_index_moving_alone_waits_for_a_tick_or_the_next_write() {
 #[test]
 fn new_term_is_written_at_once_whatever_the_commit_index() {
     let mut node = restored(2, &[1, 1], 1);
-    node.step(message(1, 2, 1, MessageBody::Heartbeat(Heartbeat { commit: 1, round: 1 })))
-        .unwrap();
-    assert_eq!(node.ready().hard_state, None, "no tick yet: the commit index waits");
-    node.step(message(3, 2, 2, MessageBody::Heartbeat(Heartbeat { commit: 2, round: 1 })))
-        .unwrap();
+    node.step(message(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat(Heartbeat { commit: 1, round: 1 }),
+    ))
+    .unwrap();
+    assert_eq!(
+        node.ready().hard_state,
+        None,
+        "no tick yet: the commit index waits"
+    );
+    node.step(message(
+        3,
+        2,
+        2,
+        MessageBody::Heartbeat(Heartbeat { commit: 2, round: 1 }),
+    ))
+    .unwrap();
     let hs = node.ready().hard_state.expect("a new term is written at once");
     assert_eq!((hs.term, hs.commit), (2, 2), "with the commit index held so far");
 }
