@@ -209,46 +209,35 @@ async fn follow_membership(
     mut current: BTreeMap<NodeId, SocketAddr>,
 ) {
     let me = node.id();
-    let mut status = node.watch_status();
-    let mut seen: Option<(Membership, Membership)> = None;
+    // Wakes only when a configuration changes, not on every commit.
+    let mut configurations = node.watch_membership();
     loop {
-        // The status changes on every commit: compare before decoding or cloning anything.
         let desired = {
-            let s = status.borrow_and_update();
-            let same = seen
-                .as_ref()
-                .is_some_and(|(l, c)| *l == s.membership && *c == s.committed_membership);
-            if same {
-                None
-            } else {
-                let mut desired = peers_of([&s.membership, &s.committed_membership], me);
-                if s.membership.is_empty() && s.committed_membership.is_empty() {
-                    desired.extend(seeds.iter().filter(|(id, _)| **id != me));
-                }
-                seen = Some((s.membership.clone(), s.committed_membership.clone()));
-                Some(desired)
+            let now = configurations.borrow_and_update();
+            let mut desired = peers_of([&now.membership, &now.committed_membership], me);
+            if now.membership.is_empty() && now.committed_membership.is_empty() {
+                desired.extend(seeds.iter().filter(|(id, _)| **id != me));
             }
+            desired
         };
-        if let Some(desired) = desired {
-            for (id, addr) in &desired {
-                if current.get(id) != Some(addr) {
-                    info!(node = me, peer = id, %addr, "peer added");
-                    transport.add_peer(*id, *addr);
-                }
+        for (id, addr) in &desired {
+            if current.get(id) != Some(addr) {
+                info!(node = me, peer = id, %addr, "peer added");
+                transport.add_peer(*id, *addr);
             }
-            for id in current.keys() {
-                if !desired.contains_key(id) {
-                    info!(
-                        node = me,
-                        peer = id,
-                        "peer removed: its connections are closed and refused"
-                    );
-                    transport.remove_peer(*id);
-                }
-            }
-            current = desired;
         }
-        if status.changed().await.is_err() {
+        for id in current.keys() {
+            if !desired.contains_key(id) {
+                info!(
+                    node = me,
+                    peer = id,
+                    "peer removed: its connections are closed and refused"
+                );
+                transport.remove_peer(*id);
+            }
+        }
+        current = desired;
+        if configurations.changed().await.is_err() {
             return;
         }
     }

@@ -95,7 +95,7 @@ pub use crate::config::NodeConfig;
 pub use crate::error::{
     ChangeMembershipError, ProposeError, ReadError, SnapshotError, StartError, TransferError,
 };
-pub use crate::node::{NodeStatus, RaftNode, ReadConsistency, RunState};
+pub use crate::node::{NodeMembership, NodeStatus, RaftNode, ReadConsistency, RunState};
 pub use crate::session_client::{ClientError, NodeDirectory, SessionClient};
 pub use crate::sessions::{SessionCommand, SessionId, SessionLimits, SessionResponse, Sessions};
 pub use raft_core;

@@ -20,8 +20,8 @@ use crate::metrics::{CoreMetrics, Direction, MessageMeter};
 
 use super::tick_clock::TickClock;
 use super::types::{
-    send, Applied, ApplyJob, NodeStatus, PendingQuery, PersistJob, Persisted, ReadConsistency, ReplyTo,
-    Request, RunState, Waiter,
+    send, Applied, ApplyJob, NodeMembership, NodeStatus, PendingQuery, PersistJob, Persisted,
+    ReadConsistency, ReplyTo, Request, RunState, Waiter,
 };
 
 enum Event {
@@ -46,6 +46,8 @@ pub(super) struct EventLoop<T, I> {
     pub(super) apply_jobs: mpsc::UnboundedSender<ApplyJob>,
     pub(super) applied: mpsc::UnboundedReceiver<Result<Applied, StateMachineError>>,
     pub(super) status: watch::Sender<NodeStatus>,
+    /// The configurations alone, published only when they change.
+    pub(super) membership: watch::Sender<NodeMembership>,
     pub(super) tick_interval: Duration,
     /// The core's ticks, from the monotonic clock.
     pub(super) clock: TickClock,
@@ -438,11 +440,13 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         let raft = self.core.status();
         let core = &self.core;
         let mut raft_changed = false;
+        let mut membership_changed = false;
         self.status.send_if_modified(|current| {
             raft_changed = current.raft != raft;
             let same_membership = current.membership == *core.membership()
                 && current.committed_membership == *core.committed_membership();
             if !same_membership {
+                membership_changed = true;
                 *current = NodeStatus::of(core, state);
                 return true;
             }
@@ -454,6 +458,9 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             }
             changed
         });
+        if membership_changed {
+            self.membership.send_replace(NodeMembership::of(core));
+        }
         if raft_changed {
             self.metrics.observe(&raft);
             self.follow_election(&raft);

@@ -65,7 +65,7 @@ use self::snapshot_check::verify_snapshot;
 use self::snapshot_sender::send_snapshot_chunks;
 use self::tick_clock::TickClock;
 use self::types::Request;
-pub use self::types::{NodeStatus, ReadConsistency, RunState};
+pub use self::types::{NodeMembership, NodeStatus, ReadConsistency, RunState};
 
 /// A running Raft node: the protocol core driven by a tick timer, wired to a storage, a transport
 /// and a state machine.
@@ -76,6 +76,7 @@ pub struct RaftNode {
     id: NodeId,
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<NodeStatus>,
+    membership: watch::Receiver<NodeMembership>,
     propose_timeout: Duration,
     transfer_timeout: Duration,
     read_metrics: ReadMetrics,
@@ -140,6 +141,7 @@ impl RaftNode {
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let (request_tx, request_rx) = mpsc::channel(config.request_queue.max(1));
         let (status_tx, status_rx) = watch::channel(NodeStatus::of(&core, RunState::Running));
+        let (membership_tx, membership_rx) = watch::channel(NodeMembership::of(&core));
 
         let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
         let snapshot_failures = persisted_tx.clone();
@@ -181,6 +183,7 @@ impl RaftNode {
             apply_jobs: apply_tx,
             applied: applied_rx,
             status: status_tx,
+            membership: membership_tx,
             tick_interval: config.tick_interval,
             clock: TickClock::new(
                 tokio::time::Instant::now(),
@@ -203,6 +206,7 @@ impl RaftNode {
             id,
             requests: request_tx,
             status: status_rx,
+            membership: membership_rx,
             propose_timeout: config.propose_timeout,
             transfer_timeout: config.election_timeout() * 2,
             read_metrics: ReadMetrics::new(id, on),
@@ -445,9 +449,27 @@ impl RaftNode {
         self.status.borrow().clone()
     }
 
-    /// A receiver that sees every status change.
+    /// A receiver that sees every status change. The status changes on every commit: a task
+    /// that cares only about the configurations should use [`Self::watch_membership`], which
+    /// does not wake it for each one.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
+    }
+
+    /// A receiver that sees the configurations change (a member added, promoted or removed, or
+    /// an address changed), and nothing else. It closes when the node stops.
+    ///
+    /// ```
+    /// # async fn follow(node: &raft_node::RaftNode) {
+    /// let mut configurations = node.watch_membership();
+    /// while configurations.changed().await.is_ok() {
+    ///     let now = configurations.borrow_and_update();
+    ///     println!("voters: {:?}", now.membership.voters);
+    /// }
+    /// # }
+    /// ```
+    pub fn watch_membership(&self) -> watch::Receiver<NodeMembership> {
+        self.membership.clone()
     }
 
     /// Waits until this node knows a leader (itself or another), up to `timeout`.

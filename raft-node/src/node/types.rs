@@ -56,6 +56,25 @@ impl NodeStatus {
     }
 }
 
+/// The configurations a node knows, as [`RaftNode::watch_membership`](super::RaftNode::watch_membership)
+/// publishes them: only when one of them changes, not on every commit as the status does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeMembership {
+    /// The configuration in force on this node (the latest in its log).
+    pub membership: Membership,
+    /// The latest committed configuration this node knows of.
+    pub committed_membership: Membership,
+}
+
+impl NodeMembership {
+    pub(super) fn of(core: &RaftCore) -> Self {
+        NodeMembership {
+            membership: core.membership().clone(),
+            committed_membership: core.committed_membership().clone(),
+        }
+    }
+}
+
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadConsistency {
