@@ -186,7 +186,17 @@ pub fn plot_results(input: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String
         sizes.iter().max_by_key(|(_, count)| **count),
         client_counts.len() > 1,
     ) {
-        let at_size: Vec<&BenchRecord> = records.iter().filter(|r| r.value_size == size).collect();
+        // A series with no run at `size` (an anchor whose requests have another size, such as
+        // openraft's empty ones) is drawn at the size it has, rather than left out.
+        let series_at_size: std::collections::BTreeSet<String> = records
+            .iter()
+            .filter(|r| r.value_size == size)
+            .map(BenchRecord::series)
+            .collect();
+        let at_size: Vec<&BenchRecord> = records
+            .iter()
+            .filter(|r| r.value_size == size || !series_at_size.contains(&r.series()))
+            .collect();
         let by_clients = |r: &BenchRecord| r.clients;
         let path = named("throughput-by-clients");
         let title = format!("Closed-loop writes/s, 3 nodes, {size} B");
@@ -302,6 +312,38 @@ mod tests {
         let refs: Vec<&BenchRecord> = records.iter().filter(|r| r.value_size == 128).collect();
         let curve = &curves(&refs, |r| r.clients, |r| r.per_second)["mem-mem noop"];
         assert_eq!(curve[&64], 410_000.0);
+    }
+
+    #[test]
+    fn an_anchor_of_another_size_keeps_its_curve_against_clients() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("anchored.jsonl");
+        let anchor = |clients, per_second| BenchRecord {
+            backend: "openraft".into(),
+            p99_us: 0,
+            ..record(clients, 0, per_second)
+        };
+        let lines: Vec<String> = [
+            record(1, 128, 20_000.0),
+            record(64, 128, 500_000.0),
+            record(64, 4096, 90_000.0),
+            anchor(1, 15_000.0),
+            anchor(64, 380_000.0),
+        ]
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("json"))
+        .collect();
+        std::fs::write(&input, lines.join("\n")).expect("write");
+        plot_results(&input, dir.path()).expect("plots");
+        let svg =
+            std::fs::read_to_string(dir.path().join("anchored-throughput-by-clients.svg")).expect("svg");
+        assert!(svg.contains("openraft noop"), "the anchor is drawn");
+        assert!(svg.contains("mem-mem noop"), "and the runs at the common size");
+        let p99 = std::fs::read_to_string(dir.path().join("anchored-p99-by-clients.svg")).expect("svg");
+        assert!(
+            !p99.contains("openraft noop"),
+            "an anchor without latencies has no p99 curve"
+        );
     }
 
     fn written_names(input: &Path, out: &Path) -> Vec<String> {
