@@ -8,7 +8,6 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use raft_kv::{KvCommand, KvStateMachine};
@@ -80,7 +79,6 @@ pub struct NoopStateMachine {
     applied: Index,
 }
 
-#[async_trait]
 impl StateMachine for NoopStateMachine {
     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
         self.applied = index;

@@ -2,6 +2,7 @@
 //! and the transport.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
@@ -266,27 +267,89 @@ pub trait SnapshotSink: SnapshotWrite {
 
 /// The user's deterministic state machine. Every node applies the same commands in the same order
 /// and must reach the same state and produce the same responses.
-#[async_trait]
+///
+/// The methods return futures that must be `Send` (the node runs them on a multi-threaded
+/// runtime); implement them with plain `async fn`s. The trait does not box those futures: the
+/// node calls [`apply`](Self::apply) once per committed entry on every node, and a boxed future
+/// per call was an allocation per entry.
+///
+/// ```
+/// use bytes::Bytes;
+/// use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
+///
+/// /// Counts the commands it applied; a query reads the count.
+/// #[derive(Default)]
+/// struct Counter {
+///     count: u64,
+///     applied: Index,
+/// }
+///
+/// impl StateMachine for Counter {
+///     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+///         self.count += 1;
+///         self.applied = index;
+///         Ok(Bytes::copy_from_slice(&self.count.to_be_bytes()))
+///     }
+///
+///     async fn query(&mut self, _query: Bytes) -> Result<Bytes, StateMachineError> {
+///         Ok(Bytes::copy_from_slice(&self.count.to_be_bytes()))
+///     }
+///
+///     async fn snapshot(&mut self, out: &mut dyn SnapshotWrite) -> Result<(), StateMachineError> {
+///         let bytes = Bytes::copy_from_slice(&self.count.to_be_bytes());
+///         out.write(bytes).await.map_err(|e| StateMachineError::storage(self.applied, e))
+///     }
+///
+///     async fn restore(
+///         &mut self,
+///         index: Index,
+///         input: &mut dyn SnapshotRead,
+///     ) -> Result<(), StateMachineError> {
+///         let mut state = Vec::new();
+///         while let Some(piece) = input.read().await.map_err(|e| StateMachineError::storage(index, e))? {
+///             state.extend_from_slice(&piece);
+///         }
+///         let count = <[u8; 8]>::try_from(state.as_slice()).map_err(|_| StateMachineError {
+///             index,
+///             source: "a counter snapshot is 8 bytes".into(),
+///         })?;
+///         self.count = u64::from_be_bytes(count);
+///         self.applied = index;
+///         Ok(())
+///     }
+///
+///     fn applied_index(&self) -> Index {
+///         self.applied
+///     }
+/// }
+/// ```
 pub trait StateMachine: Send + 'static {
     /// Applies the committed command at `index` and returns the response for its proposer.
-    async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError>;
+    fn apply(
+        &mut self,
+        index: Index,
+        command: Bytes,
+    ) -> impl Future<Output = Result<Bytes, StateMachineError>> + Send;
 
     /// Answers a read-only query against the current state. It must not change the state: the
     /// node calls it once the read is safe (see the read consistency levels of the node API).
-    async fn query(&mut self, query: Bytes) -> Result<Bytes, StateMachineError>;
+    fn query(&mut self, query: Bytes) -> impl Future<Output = Result<Bytes, StateMachineError>> + Send;
 
     /// Writes the current state (after every entry applied so far) into `snapshot`, in pieces of
     /// any size. The node builds snapshots on the task that applies entries, so the state does not
     /// change meanwhile.
-    async fn snapshot(&mut self, snapshot: &mut dyn SnapshotWrite) -> Result<(), StateMachineError>;
+    fn snapshot(
+        &mut self,
+        snapshot: &mut dyn SnapshotWrite,
+    ) -> impl Future<Output = Result<(), StateMachineError>> + Send;
 
     /// Replaces the whole state with the one in `snapshot`: the state after every entry up to
     /// `index`. The next entry applied will be `index + 1`.
-    async fn restore(
+    fn restore(
         &mut self,
         index: Index,
         snapshot: &mut dyn SnapshotRead,
-    ) -> Result<(), StateMachineError>;
+    ) -> impl Future<Output = Result<(), StateMachineError>> + Send;
 
     /// The index of the last entry this state machine has applied (0 when it keeps no state across
     /// restarts). A restarted node restores the latest snapshot if this is behind it, then applies

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError, StorageError};
 
@@ -249,7 +248,6 @@ impl KvStateMachine {
     }
 }
 
-#[async_trait]
 impl StateMachine for KvStateMachine {
     async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
         let mut state = self.lock();

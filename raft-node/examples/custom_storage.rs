@@ -96,7 +96,6 @@ struct Echo {
     applied: Index,
 }
 
-#[async_trait]
 impl StateMachine for Echo {
     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
         self.applied = index;

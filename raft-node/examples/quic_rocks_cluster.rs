@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{Index, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
@@ -27,7 +26,6 @@ struct LastWrite {
     applied: Index,
 }
 
-#[async_trait]
 impl StateMachine for LastWrite {
     async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
         (self.last, self.applied) = (command, index);

@@ -20,7 +20,6 @@
 //! storage and a transport to the others (the `raft-kv` crate's `MemCluster`, or QUIC).
 //!
 //! ```
-//! use async_trait::async_trait;
 //! use bytes::Bytes;
 //! use raft_core::{Index, Membership, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
 //! use raft_net_mem::MemNetwork;
@@ -31,7 +30,6 @@
 //! #[derive(Default)]
 //! struct Counter { count: u64, applied: Index }
 //!
-//! #[async_trait]
 //! impl StateMachine for Counter {
 //!     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
 //!         self.count += 1;

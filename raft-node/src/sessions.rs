@@ -28,7 +28,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError, StorageError};
 use serde::{Deserialize, Serialize};
@@ -195,7 +194,6 @@ impl<M: StateMachine> Sessions<M> {
     /// ```
     /// use raft_node::{SessionCommand, SessionLimits, Sessions};
     /// # #[derive(Default)] struct Counter;
-    /// # #[async_trait::async_trait]
     /// # impl raft_core::StateMachine for Counter {
     /// #     async fn apply(&mut self, _: u64, _: bytes::Bytes) -> Result<bytes::Bytes, raft_core::StateMachineError> { Ok(bytes::Bytes::new()) }
     /// #     async fn query(&mut self, _: bytes::Bytes) -> Result<bytes::Bytes, raft_core::StateMachineError> { Ok(bytes::Bytes::new()) }
@@ -331,7 +329,6 @@ impl<M: StateMachine> Sessions<M> {
     }
 }
 
-#[async_trait]
 impl<M: StateMachine> StateMachine for Sessions<M> {
     async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
         self.expire(index);
@@ -417,7 +414,6 @@ mod tests {
         }
     }
 
-    #[async_trait]
     impl StateMachine for Appender {
         async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
             let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
@@ -569,7 +565,7 @@ mod tests {
     #[derive(Default)]
     struct Buffer(Vec<u8>);
 
-    #[async_trait]
+    #[async_trait::async_trait]
     impl SnapshotWrite for Buffer {
         async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
             self.0.extend_from_slice(&data);
@@ -580,7 +576,7 @@ mod tests {
     /// Reads a snapshot held in memory, in one piece.
     struct Reader(Option<Bytes>);
 
-    #[async_trait]
+    #[async_trait::async_trait]
     impl SnapshotRead for Reader {
         async fn read(&mut self) -> Result<Option<Bytes>, StorageError> {
             Ok(self.0.take())

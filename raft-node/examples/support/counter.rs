@@ -1,7 +1,6 @@
 //! The tutorial's state machine: a counter that every command increments. Both counter examples
 //! (`counter`: three nodes in one process, `counter_node`: three processes) run it.
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{Index, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError};
 
@@ -12,7 +11,6 @@ pub struct Counter {
     applied: Index,
 }
 
-#[async_trait]
 impl StateMachine for Counter {
     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
         self.count += 1;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use raft_node::mem::{MemNetwork, MemStorage};
 use raft_node::raft_core::{
@@ -81,7 +80,6 @@ pub struct Echo {
     applied: Index,
 }
 
-#[async_trait]
 impl StateMachine for Echo {
     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
         self.applied = index;
