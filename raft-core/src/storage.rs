@@ -374,10 +374,12 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// Receives the messages addressed to one node.
-#[async_trait]
+///
+/// Implement `recv` with a plain `async fn`; its future must be `Send`. The node's event loop
+/// waits on it at every turn, so the trait does not box it.
 pub trait Inbox: Send + 'static {
     /// The next message, or `None` once the transport is shut down.
-    async fn recv(&mut self) -> Option<Message>;
+    fn recv(&mut self) -> impl Future<Output = Option<Message>> + Send;
 
     /// A message that has already arrived, without waiting. The node uses it to process every
     /// message at hand before it collects the resulting work, which batches writes and sends. The

@@ -32,7 +32,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use raft_core::{Inbox, Message, NodeId, SeededRng, Transport, TransportError};
 use tokio::sync::mpsc;
 use tracing::trace;
@@ -259,7 +258,6 @@ pub struct MemInbox {
     rx: mpsc::UnboundedReceiver<Message>,
 }
 
-#[async_trait]
 impl Inbox for MemInbox {
     async fn recv(&mut self) -> Option<Message> {
         self.rx.recv().await

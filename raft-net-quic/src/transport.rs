@@ -39,7 +39,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use raft_core::{ClusterId, Inbox, Message, MessageBody, NodeId, Transport, TransportError};
@@ -551,7 +550,6 @@ impl Transport for QuicTransport {
     }
 }
 
-#[async_trait]
 impl Inbox for QuicInbox {
     async fn recv(&mut self) -> Option<Message> {
         // The permit drops here: the message's bytes go back to the budget.
