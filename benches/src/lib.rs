@@ -375,8 +375,14 @@ pub async fn closed_loop(
                 let command = sized_command(machine, client * per_client + i, value_size);
                 let result = node.propose(command).await;
                 let answered = Instant::now();
-                match result {
-                    Ok(_) => samples.push(u32::try_from((answered - sent).as_micros()).unwrap_or(u32::MAX)),
+                // One clock read per write: the answer's time starts the next write (its latency
+                // then counts the next command's construction too, well under a µs), except
+                // after a wait for a leader.
+                sent = match result {
+                    Ok(_) => {
+                        samples.push(u32::try_from((answered - sent).as_micros()).unwrap_or(u32::MAX));
+                        answered
+                    }
                     Err(_) => {
                         errors += 1;
                         // Wait out an election (bounded), then go to whoever leads.
@@ -387,9 +393,9 @@ pub async fn closed_loop(
                             }
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
+                        Instant::now()
                     }
-                }
-                sent = Instant::now();
+                };
             }
             (samples, errors)
         }));

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +42,8 @@ pub(super) struct EventLoop<T, I> {
     pub(super) transport: Arc<T>,
     pub(super) inbox: I,
     pub(super) requests: mpsc::Receiver<Request>,
+    /// Requests taken off `requests` in one batch, being handled (empty between rounds).
+    pub(super) request_batch: Vec<Request>,
     pub(super) persist_jobs: mpsc::UnboundedSender<PersistJob>,
     pub(super) persisted: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
     pub(super) apply_jobs: mpsc::UnboundedSender<ApplyJob>,
@@ -127,13 +130,24 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
 
     /// Takes in everything that has already arrived, so that one round of work covers it all.
     fn drain_ready_inputs(&mut self) -> Option<RunState> {
-        for _ in 0..MAX_INPUTS_PER_ROUND {
+        let mut budget = MAX_INPUTS_PER_ROUND;
+        while budget > 0 {
+            budget -= 1;
             let event = if let Ok(done) = self.persisted.try_recv() {
                 Event::Persisted(done)
             } else if let Ok(done) = self.applied.try_recv() {
                 Event::Applied(done)
-            } else if let Ok(request) = self.requests.try_recv() {
-                Event::Request(request)
+            } else if self.take_ready_requests(budget + 1) {
+                let mut requests = std::mem::take(&mut self.request_batch);
+                budget = budget.saturating_sub(requests.len().saturating_sub(1));
+                for request in requests.drain(..) {
+                    if let Some(stop) = self.handle(Event::Request(request)) {
+                        return Some(stop);
+                    }
+                }
+                // The emptied buffer goes back, to be filled again without allocating.
+                self.request_batch = requests;
+                continue;
             } else if let Some(message) = self.inbox.try_recv() {
                 Event::Message(message)
             } else {
@@ -144,6 +158,19 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             }
         }
         None
+    }
+
+    /// Moves up to `limit` requests that are already queued into `request_batch`, without
+    /// waiting; returns whether there were any. One call frees the queue's slots for all of them
+    /// at once: taking them one at a time locked the queue's semaphore once per request.
+    fn take_ready_requests(&mut self, limit: usize) -> bool {
+        // Nothing is awaited here: a `Pending` only means the queue is empty. The no-op waker it
+        // leaves behind is replaced when the loop next waits on the queue, before it sleeps.
+        let mut context = Context::from_waker(Waker::noop());
+        matches!(
+            self.requests.poll_recv_many(&mut context, &mut self.request_batch, limit),
+            Poll::Ready(n) if n > 0
+        )
     }
 
     /// Feeds one input to the core. Returns the state to stop in, if the node must stop.

@@ -178,6 +178,7 @@ impl RaftNode {
             transport,
             inbox,
             requests: request_rx,
+            request_batch: Vec::new(),
             persist_jobs: persist_tx,
             persisted: persisted_rx,
             apply_jobs: apply_tx,
