@@ -1,9 +1,13 @@
 //! Shared set-up for the benchmarks: a 3-node cluster on a chosen pair of backends (in-memory or
 //! RocksDB storage; in-memory or QUIC transport) and workloads against its leader.
 
+mod floor;
 pub mod plot;
 
+pub use floor::ChannelFloor;
+
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -339,18 +343,42 @@ pub fn sized_command(machine: MachineKind, n: u64, size: usize) -> Bytes {
     }
 }
 
-/// The node that says it leads, if one does.
-fn current_leader(nodes: &[Arc<RaftNode>]) -> Option<Arc<RaftNode>> {
-    let leader = nodes.iter().find_map(|node| node.status().raft.leader)?;
-    nodes.iter().find(|node| node.id() == leader).cloned()
+/// What closed-loop clients write to: a Raft cluster ([`Vec<Arc<RaftNode>>`], each write to the
+/// leader) or [`ChannelFloor`] (a server that answers at once, to measure the clients' own cost).
+pub trait WriteTarget: Send + Sync + 'static {
+    /// Where one client sends its writes until one fails.
+    type Endpoint: Send + 'static;
+    /// The endpoint to write to now (for a cluster, whoever says it leads), if there is one.
+    fn endpoint(&self) -> Option<Self::Endpoint>;
+    /// The endpoint a client starts with when [`WriteTarget::endpoint`] finds none.
+    fn fallback(&self) -> Self::Endpoint;
+    /// Writes `command` and waits for its answer; false if the write failed.
+    fn write(endpoint: &Self::Endpoint, command: Bytes) -> impl Future<Output = bool> + Send;
 }
 
-/// Runs `clients` closed-loop writers against the leader of `nodes` (each waits for its write
-/// to be applied before it sends the next), `operations` writes in all, spawned on `runtime`.
-/// A write that fails is counted, not retried; after a leader change the client moves to the
-/// new leader.
-pub async fn closed_loop(
-    nodes: Vec<Arc<RaftNode>>,
+impl WriteTarget for Vec<Arc<RaftNode>> {
+    type Endpoint = Arc<RaftNode>;
+
+    fn endpoint(&self) -> Option<Arc<RaftNode>> {
+        let leader = self.iter().find_map(|node| node.status().raft.leader)?;
+        self.iter().find(|node| node.id() == leader).cloned()
+    }
+
+    fn fallback(&self) -> Arc<RaftNode> {
+        self[0].clone()
+    }
+
+    async fn write(node: &Arc<RaftNode>, command: Bytes) -> bool {
+        node.propose(command).await.is_ok()
+    }
+}
+
+/// Runs `clients` closed-loop writers against `target` (each waits for its write to be answered
+/// before it sends the next; for a cluster, answered once applied at the leader), `operations`
+/// writes in all, spawned on `runtime`. A write that fails is counted, not retried; the client
+/// then moves to the endpoint `target` names (for a cluster, the new leader).
+pub async fn closed_loop<T: WriteTarget>(
+    target: T,
     runtime: &tokio::runtime::Handle,
     clients: u64,
     operations: u64,
@@ -359,42 +387,39 @@ pub async fn closed_loop(
 ) -> ClosedLoopRun {
     let clients = clients.max(1);
     let per_client = (operations / clients).max(1);
-    let nodes = Arc::new(nodes);
+    let target = Arc::new(target);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let nodes = nodes.clone();
+        let target = target.clone();
         tasks.push(runtime.spawn(async move {
             // Plain samples: a histogram per client (hundreds of KiB each) would miss the cache
             // on every record with a thousand clients and cost more than a write.
             let mut samples = Vec::with_capacity(per_client as usize);
             let mut errors = 0u64;
-            let mut node = current_leader(&nodes).unwrap_or_else(|| nodes[0].clone());
+            let mut endpoint = target.endpoint().unwrap_or_else(|| target.fallback());
             let mut sent = Instant::now();
             for i in 0..per_client {
                 let command = sized_command(machine, client * per_client + i, value_size);
-                let result = node.propose(command).await;
+                let written = T::write(&endpoint, command).await;
                 let answered = Instant::now();
                 // One clock read per write: the answer's time starts the next write (its latency
                 // then counts the next command's construction too, well under a µs), except
                 // after a wait for a leader.
-                sent = match result {
-                    Ok(_) => {
-                        samples.push(u32::try_from((answered - sent).as_micros()).unwrap_or(u32::MAX));
-                        answered
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        // Wait out an election (bounded), then go to whoever leads.
-                        for _ in 0..100 {
-                            if let Some(leader) = current_leader(&nodes) {
-                                node = leader;
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(10)).await;
+                sent = if written {
+                    samples.push(u32::try_from((answered - sent).as_micros()).unwrap_or(u32::MAX));
+                    answered
+                } else {
+                    errors += 1;
+                    // Wait out an election (bounded), then go to whoever leads.
+                    for _ in 0..100 {
+                        if let Some(next) = target.endpoint() {
+                            endpoint = next;
+                            break;
                         }
-                        Instant::now()
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
+                    Instant::now()
                 };
             }
             (samples, errors)

@@ -16,7 +16,11 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 use comfy_table::Table;
 use raft_benches::plot::{plot_results, BenchRecord};
-use raft_benches::{closed_loop, start_with, MachineKind, NodeSettings, BACKENDS};
+use raft_benches::{closed_loop, start_with, ChannelFloor, MachineKind, NodeSettings, BACKENDS};
+use raft_node::NodeConfig;
+
+/// The `--backend` that runs the clients against [`ChannelFloor`] instead of a cluster.
+const FLOOR: &str = "floor";
 
 #[derive(Parser)]
 #[command(about = "Closed-loop write benchmarks of a 3-node cluster in one process, and their plots")]
@@ -43,7 +47,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ClosedLoopArgs {
-    /// Storage and transport: mem-mem, rocks-mem, mem-quic or rocks-quic.
+    /// Storage and transport: mem-mem, rocks-mem, mem-quic or rocks-quic; or `floor`, no cluster:
+    /// a server task that answers each write at once, so the run measures what the clients' queue,
+    /// oneshot answers and cross-runtime wake-ups cost alone (what no cluster can beat).
     #[arg(long, default_value = "mem-mem")]
     backend: String,
     /// The state machine: `noop` (replication only) or `kv` (the key-value store).
@@ -120,15 +126,21 @@ fn runtime(workers: usize, name: &str) -> tokio::runtime::Runtime {
 }
 
 fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
-    let (storage, net, backend) = BACKENDS
-        .into_iter()
-        .find(|(_, _, name)| *name == args.backend)
-        .ok_or_else(|| {
-            format!(
-                "unknown backend {:?}: mem-mem, rocks-mem, mem-quic or rocks-quic",
-                args.backend
-            )
-        })?;
+    // `None`: the channel floor, no cluster.
+    let (cluster, backend) = if args.backend == FLOOR {
+        (None, FLOOR)
+    } else {
+        let (storage, net, name) = BACKENDS
+            .into_iter()
+            .find(|(_, _, name)| *name == args.backend)
+            .ok_or_else(|| {
+                format!(
+                    "unknown backend {:?}: mem-mem, rocks-mem, mem-quic, rocks-quic or {FLOOR}",
+                    args.backend
+                )
+            })?;
+        (Some((storage, net)), name)
+    };
     let machine = match args.machine.as_str() {
         "noop" => MachineKind::Noop,
         "kv" => MachineKind::Kv,
@@ -181,20 +193,31 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
             metrics: node_metrics,
             snapshot_min_log_percent: args.snapshot_min_log_percent,
         };
-        let bench = server.block_on(start_with(storage, net, machine, settings));
+        let bench =
+            cluster.map(|(storage, net)| server.block_on(start_with(storage, net, machine, settings)));
         for &clients in &args.clients {
             for _ in 0..args.repeat {
                 let operations = args
                     .operations
                     .unwrap_or_else(|| default_operations(clients, on_disk));
-                let run = client.block_on(closed_loop(
-                    bench.nodes.clone(),
-                    client.handle(),
-                    clients,
-                    operations,
-                    machine,
-                    value_size,
-                ));
+                let run = match &bench {
+                    Some(bench) => client.block_on(closed_loop(
+                        bench.nodes.clone(),
+                        client.handle(),
+                        clients,
+                        operations,
+                        machine,
+                        value_size,
+                    )),
+                    None => client.block_on(closed_loop(
+                        ChannelFloor::start(server.handle(), NodeConfig::new(1).request_queue),
+                        client.handle(),
+                        clients,
+                        operations,
+                        machine,
+                        value_size,
+                    )),
+                };
                 let record = BenchRecord {
                     label: args.label.clone(),
                     backend: backend.to_string(),
@@ -239,7 +262,9 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                 ]);
             }
         }
-        server.block_on(bench.shutdown());
+        if let Some(bench) = bench {
+            server.block_on(bench.shutdown());
+        }
     }
     println!("{table}");
     Ok(())
