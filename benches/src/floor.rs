@@ -66,10 +66,12 @@ impl WriteTarget for ChannelFloor {
 
     async fn write(writes: &Self::Endpoint, command: Bytes) -> bool {
         let (reply, answer) = oneshot::channel();
-        if writes.send((command, reply)).await.is_err() {
-            return false;
-        }
-        answer.await.is_ok()
+        let queued = match writes.try_send((command, reply)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(write)) => writes.send(write).await.map_err(drop),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        };
+        queued.is_ok() && answer.await.is_ok()
     }
 }
 

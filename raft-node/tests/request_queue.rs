@@ -1,0 +1,42 @@
+//! A proposal that finds the node's request queue full waits for a slot (it is not refused nor
+//! lost), and every proposal so queued commits.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Cluster;
+use raft_node::raft_core::Membership;
+use raft_node::NodeConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_beyond_a_full_request_queue_wait_for_a_slot_and_commit() {
+    let membership = Membership::voters([1, 2, 3]).expect("membership");
+    let cluster = Cluster::start(17, membership, |id| {
+        let mut config = NodeConfig::new(id).with_tick_interval(Duration::from_millis(5));
+        // One slot: of 64 proposals sent at once, all but one find it taken.
+        config.request_queue = 1;
+        config
+    })
+    .await;
+    let leader = cluster.leader.clone();
+    let proposals: Vec<_> = (0..64u32)
+        .map(|n| {
+            let leader = leader.clone();
+            tokio::spawn(async move { leader.propose(n.to_le_bytes().to_vec()).await })
+        })
+        .collect();
+    for proposal in proposals {
+        let answer = tokio::time::timeout(Duration::from_secs(10), proposal)
+            .await
+            .expect("answered within 10 s")
+            .expect("the task ran");
+        assert!(answer.is_ok(), "a queued proposal failed: {answer:?}");
+    }
+    let applied = leader.status().raft.applied_index;
+    assert!(
+        applied >= 64,
+        "applied up to {applied}, fewer than the 64 proposals"
+    );
+    cluster.shutdown().await;
+}
