@@ -221,8 +221,20 @@ pub fn plot_results(input: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String
         )?;
         written.push(path);
     }
-    if sizes.len() > 1 {
-        let sized: Vec<&BenchRecord> = records.iter().collect();
+    // Against size, only the series measured at several sizes: an anchor measured at one size
+    // (openraft's empty requests) would be a lone point.
+    let mut sizes_of: BTreeMap<String, std::collections::BTreeSet<usize>> = BTreeMap::new();
+    for record in &records {
+        sizes_of
+            .entry(record.series())
+            .or_default()
+            .insert(record.value_size);
+    }
+    let sized: Vec<&BenchRecord> = records
+        .iter()
+        .filter(|r| sizes_of.get(&r.series()).is_some_and(|sizes| sizes.len() > 1))
+        .collect();
+    if !sized.is_empty() {
         let by_size = curves(&sized, |r| r.value_size as u64, |r| r.per_second);
         let path = named("throughput-by-size");
         draw(
@@ -343,6 +355,42 @@ mod tests {
         assert!(
             !p99.contains("openraft noop"),
             "an anchor without latencies has no p99 curve"
+        );
+        let by_size =
+            std::fs::read_to_string(dir.path().join("anchored-throughput-by-size.svg")).expect("svg");
+        assert!(
+            by_size.contains("mem-mem noop"),
+            "the runs at two sizes are drawn"
+        );
+        assert!(
+            !by_size.contains("openraft noop"),
+            "an anchor at one size has no curve against size"
+        );
+    }
+
+    #[test]
+    fn runs_at_one_size_beside_an_anchor_at_another_get_no_size_plots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("floor.jsonl");
+        let anchor = |clients, per_second| BenchRecord {
+            backend: "openraft".into(),
+            ..record(clients, 0, per_second)
+        };
+        let lines: Vec<String> = [
+            record(1, 128, 20_000.0),
+            record(64, 128, 500_000.0),
+            anchor(1, 15_000.0),
+            anchor(64, 380_000.0),
+        ]
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("json"))
+        .collect();
+        std::fs::write(&input, lines.join("\n")).expect("write");
+        let names = written_names(&input, dir.path());
+        assert_eq!(
+            names,
+            ["floor-throughput-by-clients.svg", "floor-p99-by-clients.svg"],
+            "no plots against size"
         );
     }
 
