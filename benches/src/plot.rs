@@ -293,20 +293,36 @@ mod tests {
         }
     }
 
+    /// openraft's figures as an anchor: empty requests, throughput only.
+    fn anchor(clients: u64, per_second: f64) -> BenchRecord {
+        BenchRecord {
+            backend: "openraft".into(),
+            p99_us: 0,
+            ..record(clients, 0, per_second)
+        }
+    }
+
+    fn write_records(path: &Path, records: &[BenchRecord]) {
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json"))
+            .collect();
+        std::fs::write(path, lines.join("\n")).expect("write");
+    }
+
     #[test]
     fn plots_are_drawn_from_json_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("runs.jsonl");
-        let lines: Vec<String> = [
-            record(1, 128, 50_000.0),
-            record(64, 128, 400_000.0),
-            record(64, 4096, 100_000.0),
-            record(64, 128, 420_000.0),
-        ]
-        .iter()
-        .map(|r| serde_json::to_string(r).expect("json"))
-        .collect();
-        std::fs::write(&input, lines.join("\n")).expect("write");
+        write_records(
+            &input,
+            &[
+                record(1, 128, 50_000.0),
+                record(64, 128, 400_000.0),
+                record(64, 4096, 100_000.0),
+                record(64, 128, 420_000.0),
+            ],
+        );
         let written = plot_results(&input, dir.path()).expect("plots");
         assert_eq!(written.len(), 4);
         for path in written {
@@ -330,22 +346,16 @@ mod tests {
     fn an_anchor_of_another_size_keeps_its_curve_against_clients() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("anchored.jsonl");
-        let anchor = |clients, per_second| BenchRecord {
-            backend: "openraft".into(),
-            p99_us: 0,
-            ..record(clients, 0, per_second)
-        };
-        let lines: Vec<String> = [
-            record(1, 128, 20_000.0),
-            record(64, 128, 500_000.0),
-            record(64, 4096, 90_000.0),
-            anchor(1, 15_000.0),
-            anchor(64, 380_000.0),
-        ]
-        .iter()
-        .map(|r| serde_json::to_string(r).expect("json"))
-        .collect();
-        std::fs::write(&input, lines.join("\n")).expect("write");
+        write_records(
+            &input,
+            &[
+                record(1, 128, 20_000.0),
+                record(64, 128, 500_000.0),
+                record(64, 4096, 90_000.0),
+                anchor(1, 15_000.0),
+                anchor(64, 380_000.0),
+            ],
+        );
         plot_results(&input, dir.path()).expect("plots");
         let svg =
             std::fs::read_to_string(dir.path().join("anchored-throughput-by-clients.svg")).expect("svg");
@@ -372,20 +382,15 @@ mod tests {
     fn runs_at_one_size_beside_an_anchor_at_another_get_no_size_plots() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("floor.jsonl");
-        let anchor = |clients, per_second| BenchRecord {
-            backend: "openraft".into(),
-            ..record(clients, 0, per_second)
-        };
-        let lines: Vec<String> = [
-            record(1, 128, 20_000.0),
-            record(64, 128, 500_000.0),
-            anchor(1, 15_000.0),
-            anchor(64, 380_000.0),
-        ]
-        .iter()
-        .map(|r| serde_json::to_string(r).expect("json"))
-        .collect();
-        std::fs::write(&input, lines.join("\n")).expect("write");
+        write_records(
+            &input,
+            &[
+                record(1, 128, 20_000.0),
+                record(64, 128, 500_000.0),
+                anchor(1, 15_000.0),
+                anchor(64, 380_000.0),
+            ],
+        );
         let names = written_names(&input, dir.path());
         assert_eq!(
             names,
