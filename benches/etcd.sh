@@ -14,7 +14,7 @@
 # the anchor errs on etcd's side.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-anchor="${ETCD_ANCHOR:-$here/etcd-anchor/target/release/etcd-anchor}"
+anchor="${ETCD_ANCHOR:-${CARGO_TARGET_DIR:-$here/etcd-anchor/target}/release/etcd-anchor}"
 etcd="${ETCD:-etcd}"
 duration="${DURATION:-10}"
 value_size="${VALUE_SIZE:-128}"
