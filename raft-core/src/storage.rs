@@ -200,6 +200,11 @@ impl LogImage {
 /// recoverable (the leader tells it again, and a restarted node takes what its state machine
 /// applied as committed), so losing the latest one to a power cut is safe; a write that changes
 /// the term or the vote, or stores entries or a snapshot, never is.
+///
+/// A node polls [`persist`](Self::persist)'s future from its event loop, beside its other inputs,
+/// so the future must not block its thread: do blocking I/O (a `write` and an `fsync`) on a
+/// blocking thread, as `tokio::task::spawn_blocking` runs it, and await that. A store that keeps
+/// its log in memory completes the write on the first poll, within the loop's turn.
 #[async_trait]
 pub trait LogStorage: Send + 'static {
     /// Where snapshots' bytes are kept.

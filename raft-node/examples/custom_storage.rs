@@ -43,7 +43,9 @@ impl LogStorage for CountingStorage {
         self.inner.load().await
     }
 
-    /// Must be durable when it returns: the node acknowledges votes and entries after it.
+    /// Must be durable when it returns: the node acknowledges votes and entries after it. The
+    /// node polls this future from its event loop, so a database's blocking write and fsync
+    /// belong on `tokio::task::spawn_blocking`, awaited here.
     async fn persist(&mut self, write: LogWrite) -> Result<(), StorageError> {
         self.inner.persist(write).await?;
         self.writes.fetch_add(1, Ordering::Relaxed);

@@ -33,9 +33,19 @@ async fn proposals_beyond_a_full_request_queue_wait_for_a_slot_and_commit() {
             .expect("the task ran");
         assert!(answer.is_ok(), "a queued proposal failed: {answer:?}");
     }
+    // The apply task answers a proposal before the event loop hears that its entry is applied,
+    // so the status catches up a moment after the last answer.
+    let mut status = leader.watch_status();
+    // (The guard `wait_for` returns holds the status's lock: drop it before reading it again.)
+    let caught_up = tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.raft.applied_index >= 64),
+    )
+    .await
+    .is_ok_and(|waited| waited.is_ok());
     let applied = leader.status().raft.applied_index;
     assert!(
-        applied >= 64,
+        caught_up,
         "applied up to {applied}, fewer than the 64 proposals"
     );
     cluster.shutdown().await;

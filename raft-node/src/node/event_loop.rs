@@ -1,6 +1,6 @@
 //! The event loop: the task that owns the [`RaftCore`], takes in ticks, peer messages, requests
-//! and the other tasks' results, and hands the core's work to the transport, the persist task and
-//! the apply task.
+//! and the other tasks' results, and hands the core's work to the transport, to storage (through
+//! its [`PersistQueue`], which it drives itself) and to the apply task.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Inbox, Message, NodeId, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest, SnapshotMeta,
+    Inbox, LogStorage, Message, NodeId, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest, SnapshotMeta,
     StateMachineError, Status, StorageError, Transport,
 };
 use tokio::sync::{mpsc, watch};
@@ -19,6 +19,7 @@ use tracing::{debug, error, field, info, info_span, trace, warn, Span};
 use crate::error::{ReadError, SnapshotError};
 use crate::metrics::{CoreMetrics, Direction, MessageMeter};
 
+use super::persist::PersistQueue;
 use super::tick_clock::TickClock;
 use super::types::{
     send, Applied, ApplyJob, NodeMembership, NodeStatus, PendingQuery, PersistJob, Persisted,
@@ -37,15 +38,17 @@ enum Event {
 /// How many inputs the loop takes in before it collects the resulting work.
 const MAX_INPUTS_PER_ROUND: usize = 1024;
 
-pub(super) struct EventLoop<T, I> {
+pub(super) struct EventLoop<S: LogStorage, T, I> {
     pub(super) core: RaftCore,
     pub(super) transport: Arc<T>,
     pub(super) inbox: I,
     pub(super) requests: mpsc::Receiver<Request>,
     /// Requests taken off `requests` in one batch, being handled (empty between rounds).
     pub(super) request_batch: Vec<Request>,
-    pub(super) persist_jobs: mpsc::UnboundedSender<PersistJob>,
-    pub(super) persisted: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
+    /// The writes to storage, driven by this loop.
+    pub(super) persist: PersistQueue<S, T>,
+    /// Failures the snapshot sender task reports (a snapshot found corrupt).
+    pub(super) snapshot_failures: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
     pub(super) apply_jobs: mpsc::UnboundedSender<ApplyJob>,
     pub(super) applied: mpsc::UnboundedReceiver<Result<Applied, StateMachineError>>,
     pub(super) status: watch::Sender<NodeStatus>,
@@ -74,7 +77,7 @@ pub(super) struct EventLoop<T, I> {
 
 /// A panic in the event loop (a bug here, in the transport or in a backend called from it) must
 /// not leave the status saying `Running`: the loop is gone and the node answers nothing more.
-impl<T, I> Drop for EventLoop<T, I> {
+impl<S: LogStorage, T, I> Drop for EventLoop<S, T, I> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             error!(node = self.core.id(), "the event loop panicked; the node stops");
@@ -85,14 +88,17 @@ impl<T, I> Drop for EventLoop<T, I> {
     }
 }
 
-impl<T: Transport, I: Inbox> EventLoop<T, I> {
+impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
     pub(super) async fn run(mut self) {
         let mut ticker = tokio::time::interval(self.tick_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let final_state = loop {
             let event = tokio::select! {
                 biased;
-                Some(done) = self.persisted.recv() => Event::Persisted(done),
+                done = std::future::poll_fn(|cx| self.persist.poll_written(cx)), if self.persist.is_writing() => {
+                    Event::Persisted(done)
+                }
+                Some(failed) = self.snapshot_failures.recv() => Event::Persisted(failed),
                 Some(done) = self.applied.recv() => Event::Applied(done),
                 request = self.requests.recv() => request.map_or(Event::Shutdown, Event::Request),
                 Some(message) = self.inbox.recv() => Event::Message(message),
@@ -114,6 +120,8 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             self.dispatch(ready);
         };
         info!(node = self.core.id(), state = ?final_state, "node stopping");
+        // The writes already handed to storage are made, as `RaftNode::shutdown` promises.
+        self.persist.finish().await;
         self.publish_status(final_state);
     }
 
@@ -131,10 +139,15 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
     /// Takes in everything that has already arrived, so that one round of work covers it all.
     fn drain_ready_inputs(&mut self) -> Option<RunState> {
         let mut budget = MAX_INPUTS_PER_ROUND;
+        // Nothing is awaited here: the no-op waker a `Pending` poll leaves is replaced when the
+        // loop next waits, before it sleeps.
+        let mut context = Context::from_waker(Waker::noop());
         while budget > 0 {
             budget -= 1;
-            let event = if let Ok(done) = self.persisted.try_recv() {
+            let event = if let Poll::Ready(done) = self.persist.poll_written(&mut context) {
                 Event::Persisted(done)
+            } else if let Ok(failed) = self.snapshot_failures.try_recv() {
+                Event::Persisted(failed)
             } else if let Ok(done) = self.applied.try_recv() {
                 Event::Applied(done)
             } else if self.take_ready_requests(budget + 1) {
@@ -358,7 +371,7 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
         }
     }
 
-    /// Hands the core's work to the transport, the persist task and the apply task.
+    /// Hands the core's work to the transport, to storage and to the apply task.
     fn dispatch(&mut self, mut ready: Ready) {
         // Before the entries are written: they cannot commit (nor be applied) before then.
         self.hand_over_accepted();
@@ -381,15 +394,13 @@ impl<T: Transport, I: Inbox> EventLoop<T, I> {
             self.send_to_apply(ApplyJob::BuildSnapshot);
         }
         if needs_persist {
-            let job = PersistJob {
+            self.persist.push(PersistJob {
                 write,
                 persisted,
                 messages: ready.messages_after_persist,
                 chunks: ready.received_chunks,
                 restore,
-            };
-            // If the persist task is gone it reported why; the loop stops on that report.
-            let _ = self.persist_jobs.send(job);
+            });
         }
         if !ready.committed_entries.is_empty() {
             self.send_to_apply(ApplyJob::Apply(ready.committed_entries));

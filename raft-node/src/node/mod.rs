@@ -1,34 +1,39 @@
 //! [`RaftNode`]: one Raft node running on tokio.
 //!
-//! Three tasks make a node, connected by channels:
+//! Two tasks make a node, connected by channels; the event loop drives the writes to storage
+//! itself:
 //!
 //! ```text
 //!            requests, peer messages, ticks
 //!                        │
 //!                 ┌──────▼──────┐  messages (leader AppendEntries, heartbeats) ──► transport
 //!                 │ event loop  │
-//!                 │ (RaftCore)  │── persist jobs ──► ┌──────────────┐ ── after-persist messages ──► transport
-//!                 │             │◄── persisted ───── │ persist task │    (votes, acknowledgements)
-//!                 │             │                    └──────────────┘
+//!                 │ (RaftCore)  │── persist jobs ──► ┌───────────────┐ ── after-persist messages ──► transport
+//!                 │             │◄── persisted ───── │ persist queue │    (votes, acknowledgements)
+//!                 │             │                    └───────────────┘
 //!                 │             │── apply jobs ────► ┌──────────────┐ ── results ──► proposers
 //!                 │             │◄── applied ─────── │  apply task  │
 //!                 └─────────────┘                    └──────────────┘
 //! ```
 //!
-//! A fourth task reads the chunks of a snapshot the leader sends to a lagging follower from the
+//! A third task reads the chunks of a snapshot the leader sends to a lagging follower from the
 //! snapshot store, so that a large transfer never delays heartbeats. Snapshots are built and
 //! restored on the apply task, which owns the state machine.
 //!
 //! The event loop never waits for storage or the state machine: while one write is being made
-//! durable it keeps accepting messages and proposals, and the persist task writes everything
-//! queued meanwhile in one call (group commit). The leader sends AppendEntries before its own write
-//! is durable, so its fsync runs in parallel with the followers'.
+//! durable it keeps accepting messages and proposals, and the next write takes everything queued
+//! meanwhile in one call (group commit). The write in flight is a future the loop polls beside
+//! its other inputs, so a store's completion wakes the loop itself, and an in-memory store's
+//! write completes within the loop's turn: no task hop on either side. The leader sends
+//! AppendEntries before its own write is durable, so its fsync runs in parallel with the
+//! followers'.
 //!
-//! The files of this folder follow that diagram, one task each: [`event_loop`] (the core and its
-//! inputs), [`persist`], [`apply`] (with snapshot building and restoring, and serving reads) and
-//! [`snapshot_sender`]; this file is the [`RaftNode`] handle that starts them and talks to the
-//! event loop. What they pass each other lives in the leaf [`types`], which refers to none of
-//! them: handle → event loop → {persist, apply, snapshot sender} → types.
+//! The files of this folder follow that diagram: [`event_loop`] (the core and its inputs),
+//! [`persist`] (the queue of writes and the writer that owns the storage), [`apply`] (with
+//! snapshot building and restoring, and serving reads) and [`snapshot_sender`]; this file is the
+//! [`RaftNode`] handle that starts them and talks to the event loop. What they pass each other
+//! lives in the leaf [`types`], which refers to none of them: handle → event loop → {persist,
+//! apply, snapshot sender} → types.
 
 mod apply;
 mod event_loop;
@@ -60,7 +65,7 @@ use crate::error::{
 
 use self::apply::apply_loop;
 use self::event_loop::EventLoop;
-use self::persist::persist_loop;
+use self::persist::PersistQueue;
 use self::snapshot_check::verify_snapshot;
 use self::snapshot_sender::send_snapshot_chunks;
 use self::tick_clock::TickClock;
@@ -135,8 +140,7 @@ impl RaftNode {
         );
 
         let transport = Arc::new(transport);
-        let (persist_tx, persist_rx) = mpsc::unbounded_channel();
-        let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
+        let (snapshot_failures_tx, snapshot_failures_rx) = mpsc::unbounded_channel();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let (request_tx, request_rx) = mpsc::channel(config.request_queue.max(1));
@@ -144,16 +148,13 @@ impl RaftNode {
         let (membership_tx, membership_rx) = watch::channel(NodeMembership::of(&core));
 
         let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
-        let snapshot_failures = persisted_tx.clone();
         let on = config.metrics;
-        let persist_task = tokio::spawn(persist_loop(
+        let persist = PersistQueue::new(
             storage,
             transport.clone(),
-            persist_rx,
-            persisted_tx,
             MessageMeter::new(id, on),
             PersistMetrics::new(id, on),
-        ));
+        );
         let apply_task = tokio::spawn(apply_loop(
             state_machine,
             snapshots.clone(),
@@ -167,7 +168,7 @@ impl RaftNode {
             snapshots,
             transport.clone(),
             chunk_rx,
-            snapshot_failures,
+            snapshot_failures_tx,
             MessageMeter::new(id, on),
         ));
         let mut metrics = CoreMetrics::new(id, on);
@@ -179,8 +180,8 @@ impl RaftNode {
             inbox,
             requests: request_rx,
             request_batch: Vec::new(),
-            persist_jobs: persist_tx,
-            persisted: persisted_rx,
+            persist,
+            snapshot_failures: snapshot_failures_rx,
             apply_jobs: apply_tx,
             applied: applied_rx,
             status: status_tx,
@@ -211,7 +212,7 @@ impl RaftNode {
             propose_timeout: config.propose_timeout,
             transfer_timeout: config.election_timeout() * 2,
             read_metrics: ReadMetrics::new(id, on),
-            tasks: Mutex::new(vec![main_task, persist_task, apply_task, sender_task]),
+            tasks: Mutex::new(vec![main_task, apply_task, sender_task]),
         })
     }
 
