@@ -206,7 +206,7 @@ fn whole_snapshot(meta: &raft_core::SnapshotMeta, data: &bytes::Bytes) -> raft_c
 async fn follower_given_two_snapshots_back_to_back_restores_them_in_turn() {
     use raft_core::Transport;
     // Node 1 is played by the test: it leads term 1 and sends node 2 two snapshots, I and J, one
-    // right after the other. The disk is held so that both reach the persist task before either
+    // right after the other. The disk is held so that both reach the persist queue before either
     // is durable: group commit would then record J (deleting I) before I is restored, and the
     // restore of I would find no snapshot.
     let network = raft_net_mem::MemNetwork::new(5);

@@ -322,7 +322,7 @@ fn node_histogram(enabled: bool, name: &'static str, id: NodeId) -> Histogram {
     }
 }
 
-/// The persist task's histograms.
+/// The histograms of the writes to storage.
 pub(crate) struct PersistMetrics {
     /// Whether to measure at all (the bytes of a write are added up only then).
     pub(crate) enabled: bool,

@@ -137,6 +137,9 @@ fn each_task_refers_only_to_the_shared_types_of_the_node() {
             .filter(|(module, uses)| *module != owner && uses.contains(part))
             .map(|(module, _)| module)
             .collect();
-        assert!(users.is_empty(), "{part} is {owner}'s alone, but {users:?} use it");
+        assert!(
+            users.is_empty(),
+            "{part} is {owner}'s alone, but {users:?} use it"
+        );
     }
 }

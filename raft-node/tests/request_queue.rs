@@ -44,9 +44,6 @@ async fn proposals_beyond_a_full_request_queue_wait_for_a_slot_and_commit() {
     .await
     .is_ok_and(|waited| waited.is_ok());
     let applied = leader.status().raft.applied_index;
-    assert!(
-        caught_up,
-        "applied up to {applied}, fewer than the 64 proposals"
-    );
+    assert!(caught_up, "applied up to {applied}, fewer than the 64 proposals");
     cluster.shutdown().await;
 }

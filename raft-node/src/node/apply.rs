@@ -86,8 +86,8 @@ struct Waiters {
 
 impl Waiters {
     fn add(&mut self, accepted: Vec<Waiter>) {
-        let deadline = Instant::now() + self.timeout;
         for waiter in accepted {
+            let deadline = waiter.accepted_at + self.timeout;
             let index = waiter.index;
             if self.waiting.back().is_none_or(|(last, _)| last.index <= index) {
                 self.waiting.push_back((waiter, deadline));
@@ -327,7 +327,16 @@ mod tests {
 
     fn waiter(index: Index, term: Term) -> (Waiter, Answer) {
         let (reply, answer) = oneshot::channel();
-        (Waiter { index, term, reply }, answer)
+        let accepted_at = Instant::now();
+        (
+            Waiter {
+                index,
+                term,
+                reply,
+                accepted_at,
+            },
+            answer,
+        )
     }
 
     fn waiters(timeout: Duration) -> Waiters {

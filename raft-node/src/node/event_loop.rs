@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Inbox, LogStorage, Message, NodeId, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest, SnapshotMeta,
-    StateMachineError, Status, StorageError, Transport,
+    Inbox, LogStorage, Message, NodeId, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest,
+    SnapshotMeta, StateMachineError, Status, StorageError, Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -57,6 +57,8 @@ pub(super) struct EventLoop<S: LogStorage, T, I> {
     pub(super) tick_interval: Duration,
     /// The core's ticks, from the monotonic clock.
     pub(super) clock: TickClock,
+    /// The time read at the start of this round (or since, for a request that needs the clock).
+    pub(super) now: tokio::time::Instant,
     pub(super) next_read: u64,
     /// Reads waiting for the core to confirm a read index.
     pub(super) pending_reads: BTreeMap<u64, PendingQuery>,
@@ -64,7 +66,9 @@ pub(super) struct EventLoop<S: LogStorage, T, I> {
     pub(super) snapshot_chunks: mpsc::UnboundedSender<SnapshotChunkRequest>,
     /// Callers of `RaftNode::snapshot` waiting for the next snapshot.
     pub(super) snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
-    /// Proposals accepted in this turn, for the apply task in one job (see [`Self::send_to_apply`]).
+    /// Proposals accepted and not yet handed to the apply task: they go in one job, just before
+    /// the next job for it (see [`Self::send_to_apply`]), so that a proposal does not wake the
+    /// apply task a round before its entry commits.
     pub(super) accepted: Vec<Waiter>,
     /// The core's state and decisions, as metrics.
     pub(super) metrics: CoreMetrics,
@@ -127,7 +131,8 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
 
     /// Gives the core the ticks due by the monotonic clock.
     fn catch_up_ticks(&mut self) {
-        let due = self.clock.due(tokio::time::Instant::now());
+        self.now = tokio::time::Instant::now();
+        let due = self.clock.due(self.now);
         if due > 1 {
             debug!(node = self.core.id(), ticks = due, "catching up on missed ticks");
         }
@@ -221,9 +226,14 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
                     let term = self.core.term();
                     span.record("index", index);
                     self.metrics.proposal_accepted();
-                    // The apply task receives this before the entry can be committed: the entry
-                    // is written in this turn's dispatch, which hands these over first.
-                    self.accepted.push(Waiter { index, term, reply });
+                    // The apply task receives this before any job that could apply the entry:
+                    // every job goes through `send_to_apply`, which hands these over first.
+                    self.accepted.push(Waiter {
+                        index,
+                        term,
+                        reply,
+                        accepted_at: self.now,
+                    });
                 }
                 Err(error) => {
                     self.metrics.proposal_refused(refusal_reason(&error));
@@ -258,6 +268,7 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
                         index,
                         term,
                         reply: applied,
+                        accepted_at: self.now,
                     });
                 }
                 Err(error) => {
@@ -357,7 +368,8 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
     }
 
     /// Hands `job` to the apply task, after the proposals accepted so far, so that the task sees
-    /// everything in the order the loop did it.
+    /// everything in the order the loop did it: a proposal's waiter always arrives before the
+    /// entries that could answer it, and before the tick that could expire it.
     fn send_to_apply(&mut self, job: ApplyJob) {
         self.hand_over_accepted();
         let _ = self.apply_jobs.send(job);
@@ -373,8 +385,6 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
 
     /// Hands the core's work to the transport, to storage and to the apply task.
     fn dispatch(&mut self, mut ready: Ready) {
-        // Before the entries are written: they cannot commit (nor be applied) before then.
-        self.hand_over_accepted();
         if ready.is_empty() {
             return;
         }

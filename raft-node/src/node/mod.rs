@@ -194,6 +194,7 @@ impl RaftNode {
                 // check-quorum, read expiry.
                 2 * u64::from(config.core.election_timeout_ticks) + 2,
             ),
+            now: tokio::time::Instant::now(),
             next_read: 0,
             pending_reads: BTreeMap::new(),
             snapshot_chunks: chunk_tx,

@@ -225,6 +225,164 @@ mod tests {
     use super::*;
     use raft_core::{Entry, Term};
 
+    #[cfg(feature = "mem")]
+    mod queue {
+        use std::sync::Mutex;
+        use std::task::Waker;
+
+        use raft_core::{HeartbeatResponse, Message, MessageBody, TransportError};
+        use raft_storage_mem::MemStorage;
+
+        use super::*;
+
+        /// Records what is sent, in order.
+        #[derive(Default)]
+        struct Recorder(Mutex<Vec<Message>>);
+
+        impl Transport for Recorder {
+            fn send(&self, message: Message) -> Result<(), TransportError> {
+                self.0.lock().unwrap_or_else(|e| e.into_inner()).push(message);
+                Ok(())
+            }
+        }
+
+        impl Recorder {
+            fn rounds(&self) -> Vec<u64> {
+                let sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                sent.iter()
+                    .map(|m| match &m.body {
+                        MessageBody::HeartbeatResponse(r) => r.round,
+                        _ => 0,
+                    })
+                    .collect()
+            }
+        }
+
+        /// A job writing entry `index` that releases a message tagged `index` once durable.
+        fn entry_job(index: Index) -> PersistJob {
+            let mut job = job(vec![Entry::command(1, index, "x")], None);
+            job.persisted = Some((index, 1));
+            job.messages = vec![Message {
+                from: 2,
+                to: 1,
+                term: 1,
+                body: MessageBody::HeartbeatResponse(HeartbeatResponse { round: index }),
+            }];
+            job
+        }
+
+        fn queue(storage: &MemStorage, transport: &Arc<Recorder>) -> PersistQueue<MemStorage, Recorder> {
+            PersistQueue::new(
+                storage.clone(),
+                transport.clone(),
+                MessageMeter::new(2, false),
+                PersistMetrics::new(2, false),
+            )
+        }
+
+        fn poll_once(
+            queue: &mut PersistQueue<MemStorage, Recorder>,
+        ) -> Poll<Result<Persisted, StorageError>> {
+            queue.poll_written(&mut Context::from_waker(Waker::noop()))
+        }
+
+        #[tokio::test]
+        async fn an_in_memory_write_is_durable_on_its_first_poll_and_then_releases_its_messages() {
+            let storage = MemStorage::new();
+            let transport = Arc::new(Recorder::default());
+            let mut queue = queue(&storage, &transport);
+            queue.push(entry_job(1));
+            assert!(transport.rounds().is_empty(), "nothing leaves before the write");
+            let Poll::Ready(Ok(persisted)) = poll_once(&mut queue) else {
+                panic!("an in-memory write waits for nothing");
+            };
+            assert_eq!(persisted.acknowledged, vec![(1, 1)]);
+            assert_eq!(storage.durable_entries().len(), 1);
+            assert_eq!(transport.rounds(), vec![1]);
+            assert!(!queue.is_writing());
+        }
+
+        #[tokio::test]
+        async fn jobs_queued_behind_a_write_in_flight_go_into_the_next_write_as_one() {
+            let storage = MemStorage::new();
+            storage.hold_writes();
+            let transport = Arc::new(Recorder::default());
+            let mut queue = queue(&storage, &transport);
+            queue.push(entry_job(1));
+            assert!(
+                poll_once(&mut queue).is_pending(),
+                "the disk holds the first write"
+            );
+            queue.push(entry_job(2));
+            queue.push(entry_job(3));
+            assert!(poll_once(&mut queue).is_pending());
+            assert!(transport.rounds().is_empty(), "nothing is durable yet");
+
+            storage.release_writes();
+            let first = std::future::poll_fn(|cx| queue.poll_written(cx)).await;
+            assert_eq!(first.map(|p| p.acknowledged).ok(), Some(vec![(1, 1)]));
+            let rest = std::future::poll_fn(|cx| queue.poll_written(cx)).await;
+            assert_eq!(rest.map(|p| p.acknowledged).ok(), Some(vec![(2, 1), (3, 1)]));
+            assert_eq!(storage.write_count(), 2, "jobs 2 and 3 were one write");
+            assert_eq!(transport.rounds(), vec![1, 2, 3], "messages leave in order");
+            let indexes: Vec<Index> = storage.durable_entries().iter().map(|e| e.index).collect();
+            assert_eq!(indexes, vec![1, 2, 3]);
+        }
+
+        #[tokio::test]
+        async fn finishing_makes_the_write_in_flight_and_every_queued_one() {
+            let storage = MemStorage::new();
+            storage.hold_writes();
+            let transport = Arc::new(Recorder::default());
+            let mut queue = queue(&storage, &transport);
+            queue.push(entry_job(1));
+            assert!(poll_once(&mut queue).is_pending());
+            queue.push(entry_job(2));
+            let releaser = {
+                let storage = storage.clone();
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    storage.release_writes();
+                })
+            };
+            queue.finish().await;
+            releaser.await.expect("released");
+            assert_eq!(storage.durable_entries().len(), 2);
+            assert_eq!(transport.rounds(), vec![1, 2]);
+            assert!(!queue.is_writing());
+        }
+
+        #[tokio::test]
+        async fn after_a_failed_write_nothing_more_is_written() {
+            use raft_storage_mem::{FaultyStorage, WriteFault};
+            let (storage, faults) = FaultyStorage::new(MemStorage::new());
+            let transport = Arc::new(Recorder::default());
+            let mut queue = PersistQueue::new(
+                storage,
+                transport.clone(),
+                MessageMeter::new(2, false),
+                PersistMetrics::new(2, false),
+            );
+            faults.fail_writes(WriteFault::DiskFull);
+            queue.push(entry_job(1));
+            queue.push(entry_job(2));
+            let failed = std::future::poll_fn(|cx| queue.poll_written(cx)).await;
+            assert!(failed.is_err());
+            assert!(
+                !queue.is_writing(),
+                "the job queued behind the failure is not written"
+            );
+            queue.push(entry_job(3));
+            assert!(!queue.is_writing());
+            queue.finish().await;
+            assert!(
+                transport.rounds().is_empty(),
+                "no message waited on a failed write leaves"
+            );
+            assert_eq!(faults.writes_failed(), 1);
+        }
+    }
+
     fn job(entries: Vec<Entry>, term: Option<Term>) -> PersistJob {
         PersistJob {
             write: LogWrite {

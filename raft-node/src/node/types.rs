@@ -1,6 +1,6 @@
-//! What the handle and the node's tasks pass each other: requests from the handle, jobs for the
-//! persist and apply tasks and their results, and the public status and read-consistency types.
-//! A leaf: it refers to none of the tasks.
+//! What the handle and the node's parts pass each other: requests from the handle, jobs for the
+//! persist queue and the apply task and their results, and the public status and
+//! read-consistency types. A leaf: it refers to none of the parts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -135,7 +135,7 @@ impl Request {
     }
 }
 
-/// A write for the persist task, and what to do once it is durable.
+/// A write for the persist queue, and what to do once it is durable.
 pub(super) struct PersistJob {
     pub(super) write: LogWrite,
     /// (index, term) of the last entry written, reported back to the core.
@@ -149,7 +149,7 @@ pub(super) struct PersistJob {
     pub(super) restore: Option<SnapshotMeta>,
 }
 
-/// What the persist task made durable.
+/// What a write made durable.
 #[derive(Debug, Default)]
 pub(super) struct Persisted {
     /// (index, term) of the last entry of each write, to report to the core.
@@ -171,6 +171,9 @@ pub(super) struct Waiter {
     pub(super) index: Index,
     pub(super) term: Term,
     pub(super) reply: ReplyTo<Bytes, ProposeError>,
+    /// When the event loop accepted the proposal (the time its round began): its timeout and
+    /// its commit latency count from here.
+    pub(super) accepted_at: tokio::time::Instant,
 }
 
 pub(super) enum ApplyJob {
