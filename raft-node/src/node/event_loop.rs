@@ -66,9 +66,7 @@ pub(super) struct EventLoop<S: LogStorage, T, I> {
     pub(super) snapshot_chunks: mpsc::UnboundedSender<SnapshotChunkRequest>,
     /// Callers of `RaftNode::snapshot` waiting for the next snapshot.
     pub(super) snapshot_waiters: Vec<ReplyTo<SnapshotMeta, SnapshotError>>,
-    /// Proposals accepted and not yet handed to the apply task: they go in one job, just before
-    /// the next job for it (see [`Self::send_to_apply`]), so that a proposal does not wake the
-    /// apply task a round before its entry commits.
+    /// Proposals accepted in this turn, for the apply task in one job (see [`Self::send_to_apply`]).
     pub(super) accepted: Vec<Waiter>,
     /// The core's state and decisions, as metrics.
     pub(super) metrics: CoreMetrics,
@@ -226,8 +224,8 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
                     let term = self.core.term();
                     span.record("index", index);
                     self.metrics.proposal_accepted();
-                    // The apply task receives this before any job that could apply the entry:
-                    // every job goes through `send_to_apply`, which hands these over first.
+                    // The apply task receives this before the entry can be committed: the entry
+                    // is written in this turn's dispatch, which hands these over first.
                     self.accepted.push(Waiter {
                         index,
                         term,
@@ -368,8 +366,7 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
     }
 
     /// Hands `job` to the apply task, after the proposals accepted so far, so that the task sees
-    /// everything in the order the loop did it: a proposal's waiter always arrives before the
-    /// entries that could answer it, and before the tick that could expire it.
+    /// everything in the order the loop did it.
     fn send_to_apply(&mut self, job: ApplyJob) {
         self.hand_over_accepted();
         let _ = self.apply_jobs.send(job);
@@ -385,6 +382,11 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
 
     /// Hands the core's work to the transport, to storage and to the apply task.
     fn dispatch(&mut self, mut ready: Ready) {
+        // Before the entries are written: they cannot commit (nor be applied) before then. (Held
+        // back until their entries commit, they saved the apply task a wake-up per write at one
+        // client, and cost 5-25 % of the writes/s there: the early wake keeps the other worker
+        // from going to sleep while the followers answer.)
+        self.hand_over_accepted();
         if ready.is_empty() {
             return;
         }
