@@ -12,6 +12,8 @@
 #                                                 # (`raft-kv serve --worker-threads`)
 #   TUNING='max_inflight_messages = 2' bash benches/service.sh 16  # [tuning] lines for every
 #                                                 # server's config file, `;` between settings
+#   BENCH_ARGS='--read-percent 100 --consistency serializable' bash benches/service.sh 1
+#                                                 # more `raft-kv bench` options
 #
 # Builds nothing: it runs $RAFT_KV (default: the release binary in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
@@ -21,6 +23,8 @@ duration="${DURATION:-10}"
 value_size="${VALUE_SIZE:-128}"
 connections=()
 [ -n "${CONNECTIONS:-}" ] && connections=(--connections "$CONNECTIONS")
+# More `raft-kv bench` options, split on spaces (reads instead of writes, say).
+read -r -a bench_args <<< "${BENCH_ARGS:-}"
 workers=()
 [ -n "${SERVER_WORKERS:-}" ] && workers=(--worker-threads "$SERVER_WORKERS")
 counts=("$@")
@@ -86,7 +90,7 @@ done
 "$bin" put bench-ready yes >/dev/null
 if [ -n "${STOP_LEADER_AFTER:-}" ]; then
   # One run: stop the leader part-way through it, as a rolling restart does.
-  "$bin" bench --clients "${counts[0]}" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}" &
+  "$bin" bench --clients "${counts[0]}" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}" "${bench_args[@]}" &
   bench_pid=$!
   sleep "$STOP_LEADER_AFTER"
   leader=$("$bin" cluster status --json | python3 -c '
@@ -101,5 +105,5 @@ print(next((n["status"]["id"] for n in json.load(sys.stdin) if (n.get("status") 
   exit 0
 fi
 for clients in "${counts[@]}"; do
-  "$bin" bench --clients "$clients" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}"
+  "$bin" bench --clients "$clients" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}" "${bench_args[@]}"
 done
