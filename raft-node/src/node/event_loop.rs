@@ -141,15 +141,20 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
 
     /// Takes in everything that has already arrived, so that one round of work covers it all.
     fn drain_ready_inputs(&mut self) -> Option<RunState> {
-        let mut budget = MAX_INPUTS_PER_ROUND;
+        // The write in flight, once: a finished one is reported and the next write starts before
+        // the loop takes in more. (Once, not at every input: polling a blocking task's handle
+        // spends the task's cooperative budget, and a spent budget would end the round early.)
         // Nothing is awaited here: the no-op waker a `Pending` poll leaves is replaced when the
         // loop next waits, before it sleeps.
-        let mut context = Context::from_waker(Waker::noop());
+        if let Poll::Ready(done) = self.persist.poll_written(&mut Context::from_waker(Waker::noop())) {
+            if let Some(stop) = self.handle(Event::Persisted(done)) {
+                return Some(stop);
+            }
+        }
+        let mut budget = MAX_INPUTS_PER_ROUND;
         while budget > 0 {
             budget -= 1;
-            let event = if let Poll::Ready(done) = self.persist.poll_written(&mut context) {
-                Event::Persisted(done)
-            } else if let Ok(failed) = self.snapshot_failures.try_recv() {
+            let event = if let Ok(failed) = self.snapshot_failures.try_recv() {
                 Event::Persisted(failed)
             } else if let Ok(done) = self.applied.try_recv() {
                 Event::Applied(done)

@@ -77,22 +77,31 @@ impl<S: LogStorage, T: Transport> PersistQueue<S, T> {
     }
 
     /// Polls the write in flight. When it is done, starts the next one (everything queued
-    /// meanwhile) and returns what it made durable; the next write's progress waits for the next
-    /// poll. `Pending`, registering no waker, when no write is in flight.
+    /// meanwhile) and polls that too, so that a disk write is under way before this returns;
+    /// returns what the finished writes made durable, or the first failure. `Pending`,
+    /// registering no waker, when no write is in flight.
     pub(super) fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<Result<Persisted, StorageError>> {
-        let Some(in_flight) = self.in_flight.as_mut() else {
-            return Poll::Pending;
-        };
-        let (writer, batch, result) = std::task::ready!(in_flight.as_mut().poll(cx));
-        self.in_flight = None;
-        self.idle = Some(writer);
-        self.spare = batch;
-        if result.is_err() {
-            self.failed = true;
-        } else {
+        let mut done: Option<Persisted> = None;
+        while let Some(in_flight) = self.in_flight.as_mut() {
+            let Poll::Ready((writer, batch, result)) = in_flight.as_mut().poll(cx) else {
+                break;
+            };
+            self.in_flight = None;
+            self.idle = Some(writer);
+            self.spare = batch;
+            match result {
+                Ok(persisted) => match &mut done {
+                    Some(earlier) => earlier.extend(persisted),
+                    None => done = Some(persisted),
+                },
+                Err(error) => {
+                    self.failed = true;
+                    return Poll::Ready(Err(error));
+                }
+            }
             self.start();
         }
-        Poll::Ready(result)
+        done.map_or(Poll::Pending, |persisted| Poll::Ready(Ok(persisted)))
     }
 
     /// Finishes the write in flight and writes what is still queued (the node is stopping: the
@@ -319,10 +328,14 @@ mod tests {
             assert!(transport.rounds().is_empty(), "nothing is durable yet");
 
             storage.release_writes();
-            let first = std::future::poll_fn(|cx| queue.poll_written(cx)).await;
-            assert_eq!(first.map(|p| p.acknowledged).ok(), Some(vec![(1, 1)]));
-            let rest = std::future::poll_fn(|cx| queue.poll_written(cx)).await;
-            assert_eq!(rest.map(|p| p.acknowledged).ok(), Some(vec![(2, 1), (3, 1)]));
+            // The poll that finds the first write done starts the next one and, as an
+            // in-memory write completes at once, reports both.
+            let written = std::future::poll_fn(|cx| queue.poll_written(cx)).await;
+            assert_eq!(
+                written.map(|p| p.acknowledged).ok(),
+                Some(vec![(1, 1), (2, 1), (3, 1)])
+            );
+            assert!(!queue.is_writing());
             assert_eq!(storage.write_count(), 2, "jobs 2 and 3 were one write");
             assert_eq!(transport.rounds(), vec![1, 2, 3], "messages leave in order");
             let indexes: Vec<Index> = storage.durable_entries().iter().map(|e| e.index).collect();

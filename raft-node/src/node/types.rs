@@ -158,6 +158,14 @@ pub(super) struct Persisted {
     pub(super) restore: Vec<SnapshotMeta>,
 }
 
+impl Persisted {
+    /// Adds what a later write made durable.
+    pub(super) fn extend(&mut self, later: Persisted) {
+        self.acknowledged.extend(later.acknowledged);
+        self.restore.extend(later.restore);
+    }
+}
+
 /// What the apply task did.
 pub(super) enum Applied {
     /// Entries up to this index are applied (or a snapshot up to it restored).
