@@ -842,3 +842,45 @@ async fn the_client_api_speaks_http2_and_http1_and_forked_clients_share_a_connec
         assert_eq!(read.value.as_deref(), Some("4"), "fork {n}'s last write");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_on_one_worker_thread_each_commit_fail_over_and_stop_cleanly() {
+    // `--worker-threads 1` puts each server's event loop, persist queue, apply task, QUIC, HTTP
+    // and RocksDB completions on one thread: nothing may wait on another worker.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 3);
+    for id in cluster.ids() {
+        cluster.start(id, &["--worker-threads", "1"]).expect("start");
+    }
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids, TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[], ClientOptions::default()).expect("client");
+    for i in 0..20 {
+        client.put(&format!("k{i}"), &format!("v{i}")).await.expect("put");
+    }
+
+    cluster.kill(leader).expect("SIGKILL");
+    let survivors: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+    let new_leader = cluster
+        .wait_for_leader(&survivors, TIMEOUT)
+        .await
+        .expect("a new leader among the survivors");
+    assert_ne!(new_leader, leader);
+    for i in 20..40 {
+        client
+            .put(&format!("k{i}"), &format!("v{i}"))
+            .await
+            .expect("put after the kill");
+    }
+    for i in 0..40 {
+        let read = client
+            .get(&format!("k{i}"), Consistency::Linearizable)
+            .await
+            .expect("get");
+        assert_eq!(read.value, Some(format!("v{i}")), "k{i}");
+    }
+    for id in survivors {
+        let status = cluster.stop(id, Duration::from_secs(15)).await.expect("SIGTERM");
+        assert!(status.success(), "node {id} exited with {status}");
+    }
+}
