@@ -48,7 +48,7 @@ pub(super) struct EventLoop<S: LogStorage, T, I> {
     /// The writes to storage, driven by this loop.
     pub(super) persist: PersistQueue<S, T>,
     /// Failures the snapshot sender task reports (a snapshot found corrupt).
-    pub(super) snapshot_failures: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
+    pub(super) snapshot_failures: mpsc::UnboundedReceiver<StorageError>,
     pub(super) apply_jobs: mpsc::UnboundedSender<ApplyJob>,
     pub(super) applied: mpsc::UnboundedReceiver<Result<Applied, StateMachineError>>,
     pub(super) status: watch::Sender<NodeStatus>,
@@ -100,7 +100,7 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
                 done = std::future::poll_fn(|cx| self.persist.poll_written(cx)), if self.persist.is_writing() => {
                     Event::Persisted(done)
                 }
-                Some(failed) = self.snapshot_failures.recv() => Event::Persisted(failed),
+                Some(failure) = self.snapshot_failures.recv() => Event::Persisted(Err(failure)),
                 Some(done) = self.applied.recv() => Event::Applied(done),
                 request = self.requests.recv() => request.map_or(Event::Shutdown, Event::Request),
                 Some(message) = self.inbox.recv() => Event::Message(message),
@@ -154,8 +154,8 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
         let mut budget = MAX_INPUTS_PER_ROUND;
         while budget > 0 {
             budget -= 1;
-            let event = if let Ok(failed) = self.snapshot_failures.try_recv() {
-                Event::Persisted(failed)
+            let event = if let Ok(failure) = self.snapshot_failures.try_recv() {
+                Event::Persisted(Err(failure))
             } else if let Ok(done) = self.applied.try_recv() {
                 Event::Applied(done)
             } else if self.take_ready_requests(budget + 1) {

@@ -15,7 +15,7 @@ use tracing::{debug, error, info};
 use crate::metrics::MessageMeter;
 
 use super::snapshot_check::verify_snapshot;
-use super::types::{send, Persisted};
+use super::types::send;
 
 /// Snapshots whose bytes were checked, remembered so that each is read in full once.
 const VERIFIED_KEPT: usize = 8;
@@ -25,7 +25,7 @@ pub(super) async fn send_snapshot_chunks<St: SnapshotStore, T: Transport>(
     snapshots: St,
     transport: Arc<T>,
     mut requests: mpsc::UnboundedReceiver<SnapshotChunkRequest>,
-    failures: mpsc::UnboundedSender<Result<Persisted, StorageError>>,
+    failures: mpsc::UnboundedSender<StorageError>,
     mut meter: MessageMeter,
 ) {
     let mut verified: BTreeSet<Index> = BTreeSet::new();
@@ -41,7 +41,7 @@ pub(super) async fn send_snapshot_chunks<St: SnapshotStore, T: Transport>(
                 }
                 Err(failure @ StorageError::Corrupt(_)) => {
                     error!(snapshot = index, error = %failure, "a snapshot to send is damaged; stopping");
-                    let _ = failures.send(Err(failure));
+                    let _ = failures.send(failure);
                     return;
                 }
                 // Superseded and deleted meanwhile: the core moves on to a newer one.
