@@ -491,19 +491,28 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
 
     /// Publishes the status when it changed. Runs every loop turn: compare first, clone the
     /// configurations only when something differs.
+    ///
+    /// Receivers are notified only while someone besides the node itself holds one (a task that
+    /// called [`RaftNode::watch_status`](super::RaftNode::watch_status)); otherwise the value
+    /// changes silently, which [`RaftNode::status`](super::RaftNode::status) still reads, and
+    /// the per-turn cost of waking nobody (a watch notifies through eight locked lists) is
+    /// saved. The count is read under the watch's write lock, so a receiver cloned meanwhile
+    /// either reads the new value or is notified of it.
     fn publish_status(&mut self, state: RunState) {
         let raft = self.core.status();
         let core = &self.core;
+        let status = &self.status;
         let mut raft_changed = false;
         let mut membership_changed = false;
-        self.status.send_if_modified(|current| {
+        status.send_if_modified(|current| {
+            let watched = status.receiver_count() > OWN_STATUS_RECEIVERS;
             raft_changed = current.raft != raft;
             let same_membership = current.membership == *core.membership()
                 && current.committed_membership == *core.committed_membership();
             if !same_membership {
                 membership_changed = true;
                 *current = NodeStatus::of(core, state);
-                return true;
+                return watched;
             }
             // Under load only the indexes move: copy those, not the configurations.
             let changed = current.raft != raft || current.state != state;
@@ -511,7 +520,7 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
                 current.raft = raft;
                 current.state = state;
             }
-            changed
+            changed && watched
         });
         if membership_changed {
             self.membership.send_replace(NodeMembership::of(core));
@@ -522,6 +531,10 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
         }
     }
 }
+
+/// The status receivers the node holds itself: the one [`RaftNode::status`](super::RaftNode::status)
+/// reads. More than these means a watcher, to be notified of each change.
+const OWN_STATUS_RECEIVERS: usize = 1;
 
 /// The `outcome` label of a refused proposal.
 fn refusal_reason(error: &ProposeError) -> &'static str {
