@@ -1,6 +1,8 @@
 //! `RaftNode::status` and `RaftNode::watch_status`: the status reads every commit whether or not
 //! anyone watches it, and a watcher is woken by each change made after it subscribed (the node
-//! notifies receivers only while one besides its own exists).
+//! notifies receivers only while one besides its own exists). The event loop learns how far the
+//! state machine applied at its next round rather than being woken for it; what a caller asks
+//! after an answer still sees that entry applied.
 
 mod common;
 
@@ -46,10 +48,20 @@ async fn status_reads_each_commit_unwatched_and_a_watcher_is_woken_by_each_later
         .expect("a follower")
         .clone();
 
-    // Nobody watches: the status still reads every commit, on the leader and on a follower.
+    // Nobody watches: the status still reads every commit, on the leader and on a follower, and
+    // the leader's reads each entry applied as soon as its proposal returns.
     let mut last = 0;
     for i in 0..10 {
         last = commit(&leader, format!("unwatched {i}")).await;
+        let applied = leader.status().raft.applied_index;
+        assert!(
+            applied >= last,
+            "applied {applied} right after {last} was answered"
+        );
+        assert!(
+            applied <= leader.status().raft.commit_index,
+            "applied within the commit index"
+        );
     }
     assert!(
         status_reaches(&leader, last).await,
@@ -113,5 +125,24 @@ async fn status_reads_each_commit_unwatched_and_a_watcher_is_woken_by_each_later
         RunState::Stopped,
         "the status reads the node stopped"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_asked_for_right_after_a_proposal_returns_covers_that_entry() {
+    let cluster = Cluster::start(43, Membership::voters([1, 2, 3]).expect("membership"), config).await;
+    let leader = cluster.leader.clone();
+    for round in 0..5 {
+        let index = commit(&leader, format!("before snapshot {round}")).await;
+        let snapshot = tokio::time::timeout(Duration::from_secs(10), leader.snapshot())
+            .await
+            .expect("the snapshot is built within 10 s")
+            .expect("a snapshot");
+        assert!(
+            snapshot.index >= index,
+            "round {round}: the snapshot at {} covers the entry {index} answered before it was asked for",
+            snapshot.index
+        );
+    }
     cluster.shutdown().await;
 }

@@ -3,6 +3,7 @@
 //! is applied.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use crate::error::{ProposeError, ReadError};
 use crate::metrics::ApplyMetrics;
 
 use super::snapshot_check::verify_snapshot;
-use super::types::{Applied, ApplyJob, PendingQuery, ReplyTo, Waiter};
+use super::types::{Applied, AppliedIndex, ApplyJob, PendingQuery, ReplyTo, Waiter};
 
 /// A snapshot being built: the bytes go to the store, their checksum is kept on the way.
 struct ChecksummedSink {
@@ -175,6 +176,10 @@ async fn off_the_workers<F: std::future::Future>(work: F) -> F::Output {
 
 /// Applies committed entries in order and answers the proposals waiting for them (or, past
 /// `propose_timeout`, answers them with a timeout); builds and restores snapshots.
+///
+/// How far it has applied goes into `applied_index`, which the event loop reads each round; a
+/// batch applied is reported on `done` as well only while the status is watched (a restored
+/// snapshot, a built one and a failure always are).
 pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
     mut state_machine: M,
     snapshots: St,
@@ -182,6 +187,7 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
     metrics: ApplyMetrics,
     mut jobs: mpsc::UnboundedReceiver<ApplyJob>,
     done: mpsc::UnboundedSender<Result<Applied, StateMachineError>>,
+    applied_index: Arc<AppliedIndex>,
 ) {
     let mut waiters = Waiters {
         waiting: VecDeque::new(),
@@ -240,6 +246,7 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                     return;
                 }
                 applied = snapshot.index;
+                applied_index.advance(applied);
                 waiters.supersede(applied);
                 if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
                     return;
@@ -266,14 +273,16 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                     }
                 },
             };
+            // Before the proposer hears of it (see `AppliedIndex::advance`).
+            applied = applied.max(entry.index);
+            applied_index.advance(applied);
             waiters.decide(entry.index, entry.term, &response, &mut answered_at);
             last = entry.index;
         }
-        applied = applied.max(last);
         if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
             return;
         }
-        if done.send(Ok(Applied::UpTo(last))).is_err() {
+        if applied_index.is_watched() && done.send(Ok(Applied::UpTo(last))).is_err() {
             return;
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Inbox, LogStorage, Message, NodeId, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest,
+    Inbox, Index, LogStorage, Message, NodeId, ProposeError, RaftCore, Ready, Role, SnapshotChunkRequest,
     SnapshotMeta, StateMachineError, Status, StorageError, Transport,
 };
 use tokio::sync::{mpsc, watch};
@@ -22,7 +22,7 @@ use crate::metrics::{CoreMetrics, Direction, MessageMeter};
 use super::persist::PersistQueue;
 use super::tick_clock::TickClock;
 use super::types::{
-    send, Applied, ApplyJob, NodeMembership, NodeStatus, PendingQuery, PersistJob, Persisted,
+    send, Applied, AppliedIndex, ApplyJob, NodeMembership, NodeStatus, PendingQuery, PersistJob, Persisted,
     ReadConsistency, ReplyTo, Request, RunState, Waiter,
 };
 
@@ -51,6 +51,10 @@ pub(super) struct EventLoop<S: LogStorage, T, I> {
     pub(super) snapshot_failures: mpsc::UnboundedReceiver<StorageError>,
     pub(super) apply_jobs: mpsc::UnboundedSender<ApplyJob>,
     pub(super) applied: mpsc::UnboundedReceiver<Result<Applied, StateMachineError>>,
+    /// How far the apply task has applied, read each round (see [`AppliedIndex`]).
+    pub(super) applied_index: Arc<AppliedIndex>,
+    /// The applied index last given to the core.
+    pub(super) applied_seen: Index,
     pub(super) status: watch::Sender<NodeStatus>,
     /// The configurations alone, published only when they change.
     pub(super) membership: watch::Sender<NodeMembership>,
@@ -109,6 +113,9 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
             // Once a round, whatever woke the loop: under a steady stream of proposals the timer
             // branch is never reached, and the core must still see time pass.
             self.catch_up_ticks();
+            self.note_applied(self.applied_index.get());
+            self.applied_index
+                .set_watched(self.status.receiver_count() > OWN_STATUS_RECEIVERS);
             if let Some(stop) = self.handle(event) {
                 break stop;
             }
@@ -136,6 +143,14 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
         }
         for _ in 0..due {
             self.core.tick();
+        }
+    }
+
+    /// Tells the core the state machine has applied the entries up to `index`, unless it knew.
+    fn note_applied(&mut self, index: Index) {
+        if index > self.applied_seen {
+            self.applied_seen = index;
+            self.core.on_applied(index);
         }
     }
 
@@ -304,7 +319,7 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
                 error!(node = self.core.id(), %error, "storage failed; stopping without acknowledging");
                 return Some(RunState::Failed(format!("storage failed: {error}")));
             }
-            Event::Applied(Ok(Applied::UpTo(index))) => self.core.on_applied(index),
+            Event::Applied(Ok(Applied::UpTo(index))) => self.note_applied(index),
             Event::Applied(Ok(Applied::SnapshotBuilt {
                 index,
                 size,

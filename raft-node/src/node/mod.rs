@@ -16,7 +16,9 @@
 //!                 └─────────────┘                    └──────────────┘
 //! ```
 //!
-//! A third task reads the chunks of a snapshot the leader sends to a lagging follower from the
+//! The apply task reports how far it has applied through an index it shares with the loop,
+//! which reads it each round rather than being woken for each batch (it is woken only while
+//! someone watches the status). A third task reads the chunks of a snapshot the leader sends to a lagging follower from the
 //! snapshot store, so that a large transfer never delays heartbeats. Snapshots are built and
 //! restored on the apply task, which owns the state machine.
 //!
@@ -69,7 +71,7 @@ use self::persist::PersistQueue;
 use self::snapshot_check::verify_snapshot;
 use self::snapshot_sender::send_snapshot_chunks;
 use self::tick_clock::TickClock;
-use self::types::Request;
+use self::types::{AppliedIndex, Request};
 pub use self::types::{NodeMembership, NodeStatus, ReadConsistency, RunState};
 
 /// A running Raft node: the protocol core driven by a tick timer, wired to a storage, a transport
@@ -81,6 +83,9 @@ pub struct RaftNode {
     id: NodeId,
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<NodeStatus>,
+    /// How far the apply task has applied: [`Self::status`] reads it current (the event loop
+    /// learns it at its next round).
+    applied_index: Arc<AppliedIndex>,
     membership: watch::Receiver<NodeMembership>,
     propose_timeout: Duration,
     transfer_timeout: Duration,
@@ -143,6 +148,7 @@ impl RaftNode {
         let (snapshot_failures_tx, snapshot_failures_rx) = mpsc::unbounded_channel();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+        let applied_index = Arc::new(AppliedIndex::new(core.status().applied_index));
         let (request_tx, request_rx) = mpsc::channel(config.request_queue.max(1));
         let (status_tx, status_rx) = watch::channel(NodeStatus::of(&core, RunState::Running));
         let (membership_tx, membership_rx) = watch::channel(NodeMembership::of(&core));
@@ -162,6 +168,7 @@ impl RaftNode {
             ApplyMetrics::new(id, on),
             apply_rx,
             applied_tx,
+            applied_index.clone(),
         ));
         // A snapshot found corrupt when it is about to be sent stops the node like a failed write.
         let sender_task = tokio::spawn(send_snapshot_chunks(
@@ -184,6 +191,8 @@ impl RaftNode {
             snapshot_failures: snapshot_failures_rx,
             apply_jobs: apply_tx,
             applied: applied_rx,
+            applied_seen: applied_index.get(),
+            applied_index: applied_index.clone(),
             status: status_tx,
             membership: membership_tx,
             tick_interval: config.tick_interval,
@@ -209,6 +218,7 @@ impl RaftNode {
             id,
             requests: request_tx,
             status: status_rx,
+            applied_index,
             membership: membership_rx,
             propose_timeout: config.propose_timeout,
             transfer_timeout: config.election_timeout() * 2,
@@ -454,14 +464,21 @@ impl RaftNode {
         result.await.unwrap_or(Err(SnapshotError::Stopped))
     }
 
-    /// The node's current status.
+    /// The node's current status. Its `applied_index` is the state machine's, read as this is
+    /// called.
     pub fn status(&self) -> NodeStatus {
-        self.status.borrow().clone()
+        let mut status = self.status.borrow().clone();
+        // The published status may trail the apply task by a round (on an idle node, by up to
+        // a tick), and what is applied was committed, so the index stays within the commit index.
+        status.raft.applied_index = status.raft.applied_index.max(self.applied_index.get());
+        status
     }
 
     /// A receiver that sees every status change. The status changes on every commit: a task
     /// that cares only about the configurations should use [`Self::watch_membership`], which
-    /// does not wake it for each one.
+    /// does not wake it for each one. While a receiver is out, the node also publishes each
+    /// batch the state machine applies at once (otherwise its event loop notes them at its next
+    /// round); a receiver taken now sees that from the node's next round on.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
     }
