@@ -209,9 +209,13 @@ impl AppliedIndex {
     }
 
     /// Whether someone watches the status, so the apply task should wake the loop when it has
-    /// applied a batch (the loop updates this once a round).
+    /// applied a batch (the loop updates this once a round). Written only when it changes: the
+    /// apply task writes the index beside it, and a write each round would pull the line back
+    /// and forth between their threads.
     pub(super) fn set_watched(&self, watched: bool) {
-        self.watched.store(watched, Ordering::Relaxed);
+        if self.watched.load(Ordering::Relaxed) != watched {
+            self.watched.store(watched, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn is_watched(&self) -> bool {
