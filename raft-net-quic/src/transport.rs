@@ -244,11 +244,10 @@ fn quic_configs(config: &QuicConfig) -> Result<(quinn::ServerConfig, quinn::Clie
     transport.max_concurrent_uni_streams(4u32.into());
     transport.max_concurrent_bidi_streams(0u32.into());
     // Ask the peer to acknowledge after more than ACK_ELICITING_THRESHOLD packets (or its ack
-    // delay) instead of every other one. Raft's traffic is request and answer: an answer
-    // carries the acknowledgement of its request, and the leader's next message that of the
-    // answer. By default the second packet in a row made the peer send a packet of its own that
-    // carried nothing else, which woke the other process for nothing (2.2 such packets per
-    // write at one client through the service). A packet that arrives out of order is still
+    // delay) instead of every other one. A connection carries one node's messages one way (the
+    // peer answers on its own connection), so each acknowledgement is a datagram of its own
+    // that wakes the sender's process for nothing: with QUIC's default, 2.2 of them per write
+    // at one client through the service. A packet that arrives out of order is still
     // acknowledged at once, so loss is detected as quickly as before.
     let mut acks = quinn::AckFrequencyConfig::default();
     acks.ack_eliciting_threshold(ACK_ELICITING_THRESHOLD.into());

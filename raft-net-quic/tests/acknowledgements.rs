@@ -11,18 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::{Heartbeat, Inbox, Message, MessageBody, Transport};
-use support::Cluster;
+use raft_core::{Inbox, Transport};
+use support::{heartbeat, Cluster};
 use tokio::net::UdpSocket;
-
-fn heartbeat(round: u64) -> Message {
-    Message {
-        from: 1,
-        to: 2,
-        term: 1,
-        body: MessageBody::Heartbeat(Heartbeat { commit: 0, round }),
-    }
-}
 
 /// Datagrams a relay passed on, each way.
 #[derive(Default)]

@@ -9,19 +9,8 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::{
-    Heartbeat, Inbox, InstallSnapshot, Membership, Message, MessageBody, SnapshotMeta, Transport,
-};
-use support::Cluster;
-
-fn heartbeat(round: u64) -> Message {
-    Message {
-        from: 1,
-        to: 2,
-        term: 1,
-        body: MessageBody::Heartbeat(Heartbeat { commit: 0, round }),
-    }
-}
+use raft_core::{Inbox, InstallSnapshot, Membership, Message, MessageBody, SnapshotMeta, Transport};
+use support::{heartbeat, Cluster};
 
 fn snapshot_chunk() -> Message {
     let membership = Membership::voters([1, 2]).expect("membership");

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 
-use raft_core::NodeId;
+use raft_core::{Heartbeat, Message, MessageBody, NodeId};
 use raft_net_quic::{ClusterCa, NodeTls, QuicConfig, QuicInbox, QuicTransport};
 
 /// The cluster id the tests use.
@@ -20,6 +20,16 @@ pub struct Cluster {
     sockets: BTreeMap<NodeId, UdpSocket>,
     /// The transports started and not shut down.
     pub running: BTreeMap<NodeId, QuicTransport>,
+}
+
+/// A heartbeat from node 1 to node 2 in term 1: the smallest message there is.
+pub fn heartbeat(round: u64) -> Message {
+    Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::Heartbeat(Heartbeat { commit: 0, round }),
+    }
 }
 
 /// A socket on a free loopback port.

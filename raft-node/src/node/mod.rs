@@ -18,9 +18,9 @@
 //!
 //! The apply task reports how far it has applied through an index it shares with the loop,
 //! which reads it each round rather than being woken for each batch (it is woken only while
-//! someone watches the status). A third task reads the chunks of a snapshot the leader sends to a lagging follower from the
-//! snapshot store, so that a large transfer never delays heartbeats. Snapshots are built and
-//! restored on the apply task, which owns the state machine.
+//! someone watches the status). A third task reads the chunks of a snapshot the leader sends to
+//! a lagging follower from the snapshot store, so that a large transfer never delays
+//! heartbeats. Snapshots are built and restored on the apply task, which owns the state machine.
 //!
 //! The event loop never waits for storage or the state machine: while one write is being made
 //! durable it keeps accepting messages and proposals, and the next write takes everything queued
