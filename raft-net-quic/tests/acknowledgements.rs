@@ -57,15 +57,10 @@ async fn a_receiver_acknowledges_a_stream_of_single_messages_every_few_packets_n
     let (t1, _i1) = cluster.start_with(c1);
     let (_t2, mut i2) = cluster.start(2);
 
-    let mut connected = false;
-    for round in 0..100 {
-        let _ = t1.send(heartbeat(round));
-        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), i2.recv()).await {
-            connected = true;
-            break;
-        }
-    }
-    assert!(connected, "node 1 never reached node 2 through the relay");
+    assert!(
+        support::connected(&t1, &mut i2).await,
+        "node 1 never reached node 2 through the relay"
+    );
     while i2.try_recv().is_some() {}
     let before = counts.to_sender.load(Ordering::Relaxed);
     let sent_before = counts.to_receiver.load(Ordering::Relaxed);

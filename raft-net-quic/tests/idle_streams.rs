@@ -45,16 +45,7 @@ async fn chunk_arrives_after_the_chunk_stream_sat_idle() -> Result<(), String> {
     let (t1, _i1) = cluster.start_with(c1);
     let (_t2, mut i2) = cluster.start_with(c2);
 
-    // Connected once a heartbeat arrives (the first few may go before the connection is up).
-    let mut connected = false;
-    for round in 0..100 {
-        let _ = t1.send(heartbeat(round));
-        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), i2.recv()).await {
-            connected = true;
-            break;
-        }
-    }
-    if !connected {
+    if !support::connected(&t1, &mut i2).await {
         return Err("never connected".into());
     }
     // The message stream stays busy; the chunk stream has nothing to carry.

@@ -32,6 +32,20 @@ pub fn heartbeat(round: u64) -> Message {
     }
 }
 
+/// Sends heartbeats from node 1's `transport` until one reaches node 2's `inbox` (the first few
+/// may go before the connection is up): at most 100, each given 100 ms. Whether one arrived.
+pub async fn connected(transport: &QuicTransport, inbox: &mut QuicInbox) -> bool {
+    use raft_core::{Inbox, Transport};
+    for round in 0..100 {
+        let _ = transport.send(heartbeat(round));
+        let arrived = tokio::time::timeout(std::time::Duration::from_millis(100), inbox.recv()).await;
+        if let Ok(Some(_)) = arrived {
+            return true;
+        }
+    }
+    false
+}
+
 /// A socket on a free loopback port.
 pub fn bind_loopback() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").expect("bind a loopback port")
