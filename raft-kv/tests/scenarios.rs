@@ -538,8 +538,22 @@ async fn learner_is_added_catches_up_and_is_promoted() {
         .change_membership(ids(&[1, 2, 3, 4]), ids(&[]))
         .await
         .unwrap();
-    let status = cluster.node(4).unwrap().status();
-    assert_eq!(status.membership.voters, ids(&[1, 2, 3, 4]));
+    // The change returns once the leader has committed the final configuration, which three of
+    // the four may do without node 4: node 4 learns it when its copy of the entry arrives.
+    let mut configurations = cluster.node(4).unwrap().watch_membership();
+    let promoted = tokio::time::timeout(
+        LEADER_TIMEOUT,
+        configurations.wait_for(|now| !now.membership.is_joint() && now.membership.is_voter(4)),
+    )
+    .await
+    .expect("node 4 learns of its promotion within the timeout")
+    .expect("node 4 runs")
+    .clone();
+    assert_eq!(promoted.membership.voters, ids(&[1, 2, 3, 4]));
+    assert_eq!(
+        cluster.node(4).unwrap().status().membership.voters,
+        ids(&[1, 2, 3, 4])
+    );
     cluster.kv(put("after", "promotion")).await.unwrap();
     cluster.shutdown().await;
 }
