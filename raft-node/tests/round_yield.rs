@@ -7,12 +7,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Echo;
-use raft_node::mem::{MemNetwork, MemStorage};
+use common::Cluster;
+use raft_node::mem::MemStorage;
 use raft_node::raft_core::{
     Inbox, Index, Membership, Message, MessageBody, NodeId, Transport, TransportError,
 };
-use raft_node::{NodeConfig, RaftNode};
+use raft_node::NodeConfig;
 
 /// An AppendEntries that carried entries, as the leader sent it or a follower took it in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,45 +66,33 @@ impl<I: Inbox> Inbox for Recorded<I> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn under_a_backlog_the_followers_take_in_a_round_before_the_leader_sends_the_next() {
-    const BACKLOG: usize = 3000;
+    const BACKLOG: u32 = 3000;
     let membership = Membership::voters([1, 2, 3]).expect("membership");
-    let network = MemNetwork::new(29);
     let log = Log::default();
-    let mut nodes = Vec::new();
-    for id in [1, 2, 3] {
-        let (transport, inbox) = network.register(id);
-        let mut config = NodeConfig::new(id).with_tick_interval(Duration::from_millis(5));
-        // Room for the whole backlog: every proposal is queued before the leader's loop runs.
-        config.request_queue = BACKLOG + 1;
-        let transport = Recorded {
-            inner: transport,
-            log: log.clone(),
-        };
-        let inbox = Recorded {
-            inner: inbox,
-            log: log.clone(),
-        };
-        let node = RaftNode::start(
-            config,
-            membership.clone(),
-            MemStorage::new(),
-            transport,
-            inbox,
-            Echo::default(),
-        )
-        .await
-        .expect("starts");
-        nodes.push(Arc::new(node));
-    }
-    let leader_id = nodes[0]
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("a leader");
-    let leader = nodes
-        .iter()
-        .find(|n| n.id() == leader_id)
-        .expect("the leader")
-        .clone();
+    let cluster = Cluster::start_wrapped(
+        29,
+        membership,
+        |id| {
+            let mut config = NodeConfig::new(id).with_tick_interval(Duration::from_millis(5));
+            // Room for the whole backlog: every proposal is queued before the leader's loop runs.
+            config.request_queue = BACKLOG as usize + 1;
+            config
+        },
+        |_| MemStorage::new(),
+        |transport, inbox| {
+            let log = log.clone();
+            (
+                Recorded {
+                    inner: transport,
+                    log: log.clone(),
+                },
+                Recorded { inner: inbox, log },
+            )
+        },
+    )
+    .await;
+    let leader = cluster.leader.clone();
+    let leader_id = leader.id();
     // The leader's first entry, committed: nothing else is in flight.
     leader
         .propose(b"first".to_vec())
@@ -114,19 +102,9 @@ async fn under_a_backlog_the_followers_take_in_a_round_before_the_leader_sends_t
     log.lock().expect("log").clear();
 
     // On this one thread the spawned proposals all run, and queue, before the leader's loop.
-    let proposals: Vec<_> = (0..BACKLOG)
-        .map(|n| {
-            let leader = leader.clone();
-            tokio::spawn(async move { leader.propose(n.to_le_bytes().to_vec()).await })
-        })
-        .collect();
-    for proposal in proposals {
-        let answer = tokio::time::timeout(Duration::from_secs(20), proposal)
-            .await
-            .expect("answered within 20 s")
-            .expect("the task ran");
-        assert!(answer.is_ok(), "a proposal failed: {answer:?}");
-    }
+    cluster
+        .propose_all_at_once(BACKLOG, Duration::from_secs(20))
+        .await;
 
     let seen = log.lock().expect("log").clone();
     for follower in [1, 2, 3].into_iter().filter(|id| *id != leader_id) {
@@ -151,7 +129,5 @@ async fn under_a_backlog_the_followers_take_in_a_round_before_the_leader_sends_t
              (the backlog started after {before}): {sent_before:?}"
         );
     }
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    cluster.shutdown().await;
 }

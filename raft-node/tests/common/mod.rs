@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_node::mem::{MemNetwork, MemStorage};
+use raft_node::mem::{MemInbox, MemNetwork, MemStorage, MemTransport};
 use raft_node::raft_core::{
-    Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine, StateMachineError,
+    Inbox, Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine,
+    StateMachineError, Transport,
 };
 use raft_node::{NodeConfig, RaftNode};
 
@@ -32,12 +33,28 @@ impl Cluster {
         seed: u64,
         membership: Membership,
         config: impl Fn(NodeId) -> NodeConfig,
+        storage: impl FnMut(NodeId) -> S,
+    ) -> Cluster {
+        Self::start_wrapped(seed, membership, config, storage, |transport, inbox| {
+            (transport, inbox)
+        })
+        .await
+    }
+
+    /// [`start_on`](Self::start_on) with each node's transport and inbox passed through
+    /// `wrap` (to record or alter what they carry).
+    pub async fn start_wrapped<S: LogStorage + Sync, T: Transport, I: Inbox>(
+        seed: u64,
+        membership: Membership,
+        config: impl Fn(NodeId) -> NodeConfig,
         mut storage: impl FnMut(NodeId) -> S,
+        wrap: impl Fn(MemTransport, MemInbox) -> (T, I),
     ) -> Cluster {
         let network = MemNetwork::new(seed);
         let mut nodes = Vec::new();
         for id in membership.members().collect::<Vec<_>>() {
             let (transport, inbox) = network.register(id);
+            let (transport, inbox) = wrap(transport, inbox);
             let node = RaftNode::start(
                 config(id),
                 membership.clone(),
@@ -63,6 +80,24 @@ impl Cluster {
             network,
             nodes,
             leader,
+        }
+    }
+
+    /// Proposes `count` commands to the leader at once, each from a task of its own, and
+    /// asserts that every one is answered with success within `within`.
+    pub async fn propose_all_at_once(&self, count: u32, within: Duration) {
+        let proposals: Vec<_> = (0..count)
+            .map(|n| {
+                let leader = self.leader.clone();
+                tokio::spawn(async move { leader.propose(n.to_le_bytes().to_vec()).await })
+            })
+            .collect();
+        for proposal in proposals {
+            let answer = tokio::time::timeout(within, proposal)
+                .await
+                .expect("answered in time")
+                .expect("the task ran");
+            assert!(answer.is_ok(), "a proposal failed: {answer:?}");
         }
     }
 
