@@ -42,6 +42,10 @@ impl<T: Transport> Transport for Recorded<T> {
         record(&self.log, &message, |last| Seen::Sent { to: message.to, last });
         self.inner.send(message)
     }
+
+    fn max_message_bytes(&self) -> Option<usize> {
+        self.inner.max_message_bytes()
+    }
 }
 
 impl<I: Inbox> Inbox for Recorded<I> {
