@@ -196,6 +196,8 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
     };
     let mut reads: BTreeMap<Index, Vec<PendingQuery>> = BTreeMap::new();
     let mut applied = state_machine.applied_index();
+    // One batch's answers, between applying it and answering its proposers (kept for its capacity).
+    let mut responses: Vec<(Index, Term, Bytes)> = Vec::new();
     while let Some(job) = jobs.recv().await {
         let entries = match job {
             ApplyJob::Await(accepted) => {
@@ -259,8 +261,11 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
             ApplyJob::Apply(entries) => entries,
         };
         metrics.batch_entries.record(entries.len() as f64);
-        let mut answered_at = None;
-        let mut last = 0;
+        // The whole batch is applied first, then the applied index goes out once and the
+        // proposers are answered in one run: each answer wakes a client task (often on another
+        // runtime), and answers interleaved with applying spread those wake-ups, and the index's
+        // cache line, over the whole batch.
+        let mut failure = None;
         for entry in entries {
             let response = match entry.payload {
                 // Configuration changes are Raft's own business, not the state machine's.
@@ -268,16 +273,24 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
                 EntryPayload::Command(command) => match state_machine.apply(entry.index, command).await {
                     Ok(response) => response,
                     Err(error) => {
-                        let _ = done.send(Err(error));
-                        return;
+                        failure = Some(error);
+                        break;
                     }
                 },
             };
-            // Before the proposer hears of it (see `AppliedIndex::advance`).
-            applied = applied.max(entry.index);
-            applied_index.advance(applied);
-            waiters.decide(entry.index, entry.term, &response, &mut answered_at);
-            last = entry.index;
+            responses.push((entry.index, entry.term, response));
+        }
+        let last = responses.last().map_or(0, |&(index, _, _)| index);
+        // Before the proposers hear of it (see `AppliedIndex::advance`).
+        applied = applied.max(last);
+        applied_index.advance(applied);
+        let mut answered_at = None;
+        for (index, term, response) in responses.drain(..) {
+            waiters.decide(index, term, &response, &mut answered_at);
+        }
+        if let Some(error) = failure {
+            let _ = done.send(Err(error));
+            return;
         }
         if !serve_reads_up_to(&mut state_machine, &mut reads, applied, &done).await {
             return;
