@@ -460,4 +460,102 @@ mod tests {
         ));
         assert!(all.waiting.is_empty());
     }
+
+    /// Answers each command with its index, and fails at `fail_at`.
+    #[cfg(feature = "mem")]
+    struct FailsAt {
+        fail_at: Index,
+        applied: Index,
+    }
+
+    #[cfg(feature = "mem")]
+    impl StateMachine for FailsAt {
+        async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+            if index == self.fail_at {
+                return Err(StateMachineError {
+                    index,
+                    source: "refused".into(),
+                });
+            }
+            self.applied = index;
+            Ok(Bytes::from(index.to_string()))
+        }
+
+        async fn query(&mut self, _query: Bytes) -> Result<Bytes, StateMachineError> {
+            Ok(Bytes::new())
+        }
+
+        async fn snapshot(
+            &mut self,
+            _snapshot: &mut dyn raft_core::SnapshotWrite,
+        ) -> Result<(), StateMachineError> {
+            Ok(())
+        }
+
+        async fn restore(
+            &mut self,
+            _index: Index,
+            _snapshot: &mut dyn raft_core::SnapshotRead,
+        ) -> Result<(), StateMachineError> {
+            Ok(())
+        }
+
+        fn applied_index(&self) -> Index {
+            self.applied
+        }
+    }
+
+    /// The apply task answers a batch's proposers after applying it. When the state machine fails
+    /// in the middle, the entries applied before the failure are still answered, the applied index
+    /// stops at the last of them, the failure is reported, and the rest are never answered (their
+    /// proposers see the node stop).
+    #[cfg(feature = "mem")]
+    #[tokio::test]
+    async fn a_failure_in_the_middle_of_a_batch_answers_the_entries_applied_before_it() {
+        let (jobs, job_queue) = mpsc::unbounded_channel();
+        let (done, mut reported) = mpsc::unbounded_channel();
+        let applied_index = Arc::new(AppliedIndex::new(0));
+        let machine = FailsAt {
+            fail_at: 3,
+            applied: 0,
+        };
+        let task = tokio::spawn(apply_loop(
+            machine,
+            raft_core::LogStorage::snapshot_store(&raft_storage_mem::MemStorage::new()),
+            Duration::from_secs(60),
+            ApplyMetrics::new(1, false),
+            job_queue,
+            done,
+            applied_index.clone(),
+        ));
+        let mut answers = Vec::new();
+        let mut accepted = Vec::new();
+        for index in 1..=4 {
+            let (waiter, answer) = waiter(index, 1);
+            accepted.push(waiter);
+            answers.push(answer);
+        }
+        jobs.send(ApplyJob::Await(accepted)).unwrap();
+        let entries = (1..=4)
+            .map(|index| raft_core::Entry::command(1, index, "x"))
+            .collect();
+        jobs.send(ApplyJob::Apply(entries)).unwrap();
+        task.await.unwrap();
+        let failure = reported.recv().await.unwrap().err().unwrap();
+        assert_eq!(failure.index, 3);
+        assert_eq!(applied_index.get(), 2);
+        let results: Vec<_> = answers.iter_mut().map(|answer| answer.try_recv()).collect();
+        assert_eq!(
+            results[0].as_ref().ok().and_then(|r| r.as_ref().ok()),
+            Some(&Bytes::from("1"))
+        );
+        assert_eq!(
+            results[1].as_ref().ok().and_then(|r| r.as_ref().ok()),
+            Some(&Bytes::from("2"))
+        );
+        assert!(
+            results[2].is_err() && results[3].is_err(),
+            "never answered: {results:?}"
+        );
+    }
 }
