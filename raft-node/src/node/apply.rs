@@ -461,22 +461,51 @@ mod tests {
         assert!(all.waiting.is_empty());
     }
 
-    /// Answers each command with its index, and fails at `fail_at`.
+    /// Answers each command with its index and fails at `fail_at`; records, at each entry it
+    /// applies, how many of the proposers in `answers` have been answered and the applied index
+    /// the event loop would read.
     #[cfg(feature = "mem")]
-    struct FailsAt {
-        fail_at: Index,
+    struct Recording {
+        fail_at: Option<Index>,
+        answers: Arc<std::sync::Mutex<Vec<Answer>>>,
+        applied_index: Arc<AppliedIndex>,
+        /// Per applied entry: (its index, proposers already answered, applied index published).
+        seen: Arc<std::sync::Mutex<Vec<(Index, usize, Index)>>>,
         applied: Index,
     }
 
     #[cfg(feature = "mem")]
-    impl StateMachine for FailsAt {
+    impl Recording {
+        fn new(fail_at: Option<Index>, applied_index: &Arc<AppliedIndex>) -> Self {
+            Recording {
+                fail_at,
+                answers: Arc::default(),
+                applied_index: applied_index.clone(),
+                seen: Arc::default(),
+                applied: 0,
+            }
+        }
+    }
+
+    #[cfg(feature = "mem")]
+    impl StateMachine for Recording {
         async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
-            if index == self.fail_at {
+            if Some(index) == self.fail_at {
                 return Err(StateMachineError {
                     index,
                     source: "refused".into(),
                 });
             }
+            let answered = (self.answers.lock())
+                .expect("the test holds no lock across a panic")
+                .iter()
+                .filter(|answer| !answer.is_empty())
+                .count();
+            let published = self.applied_index.get();
+            self.seen
+                .lock()
+                .expect("the test holds no lock across a panic")
+                .push((index, answered, published));
             self.applied = index;
             Ok(Bytes::from(index.to_string()))
         }
@@ -505,20 +534,17 @@ mod tests {
         }
     }
 
-    /// The apply task answers a batch's proposers after applying it. When the state machine fails
-    /// in the middle, the entries applied before the failure are still answered, the applied index
-    /// stops at the last of them, the failure is reported, and the rest are never answered (their
-    /// proposers see the node stop).
+    /// Starts an apply task over `machine`, hands it proposals for the entries 1 to 4 of term 1
+    /// (their answers go into `machine.answers`) and then those entries in one batch, and waits
+    /// for the task to end; returns what it reported.
     #[cfg(feature = "mem")]
-    #[tokio::test]
-    async fn a_failure_in_the_middle_of_a_batch_answers_the_entries_applied_before_it() {
+    async fn apply_one_batch_of_four(
+        machine: Recording,
+    ) -> mpsc::UnboundedReceiver<Result<Applied, StateMachineError>> {
         let (jobs, job_queue) = mpsc::unbounded_channel();
-        let (done, mut reported) = mpsc::unbounded_channel();
-        let applied_index = Arc::new(AppliedIndex::new(0));
-        let machine = FailsAt {
-            fail_at: 3,
-            applied: 0,
-        };
+        let (done, reported) = mpsc::unbounded_channel();
+        let answers = machine.answers.clone();
+        let applied_index = machine.applied_index.clone();
         let task = tokio::spawn(apply_loop(
             machine,
             raft_core::LogStorage::snapshot_store(&raft_storage_mem::MemStorage::new()),
@@ -526,36 +552,72 @@ mod tests {
             ApplyMetrics::new(1, false),
             job_queue,
             done,
-            applied_index.clone(),
+            applied_index,
         ));
-        let mut answers = Vec::new();
         let mut accepted = Vec::new();
         for index in 1..=4 {
             let (waiter, answer) = waiter(index, 1);
             accepted.push(waiter);
-            answers.push(answer);
+            answers.lock().unwrap().push(answer);
         }
         jobs.send(ApplyJob::Await(accepted)).unwrap();
         let entries = (1..=4)
             .map(|index| raft_core::Entry::command(1, index, "x"))
             .collect();
         jobs.send(ApplyJob::Apply(entries)).unwrap();
+        drop(jobs);
         task.await.unwrap();
+        reported
+    }
+
+    /// What each proposer of `answers` was answered, `None` for one not answered.
+    #[cfg(feature = "mem")]
+    fn responses(answers: &std::sync::Mutex<Vec<Answer>>) -> Vec<Option<Result<Bytes, ProposeError>>> {
+        answers.lock().unwrap().iter_mut().map(answer).collect()
+    }
+
+    /// The apply task applies a whole batch before it answers any of its proposers, and publishes
+    /// the applied index once, after the batch and before the answers: no proposer hears of its
+    /// entry while the rest of the batch is still being applied, and none hears before the index
+    /// covering its entry is out (a read after a write must see the write applied).
+    #[cfg(feature = "mem")]
+    #[tokio::test]
+    async fn a_batch_is_applied_whole_before_its_proposers_are_answered() {
+        let applied_index = Arc::new(AppliedIndex::new(0));
+        let machine = Recording::new(None, &applied_index);
+        let (answers, seen) = (machine.answers.clone(), machine.seen.clone());
+        apply_one_batch_of_four(machine).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(1, 0, 0), (2, 0, 0), (3, 0, 0), (4, 0, 0)],
+            "(entry, proposers answered, applied index) at each apply"
+        );
+        assert_eq!(applied_index.get(), 4);
+        let expected: Vec<_> = (1..=4u64)
+            .map(|index| Some(Ok(Bytes::from(index.to_string()))))
+            .collect();
+        assert_eq!(
+            responses(&answers),
+            expected,
+            "every proposer answered after the batch"
+        );
+    }
+
+    /// The apply task answers a batch's proposers after applying it. When the state machine fails
+    /// in the middle, the entries applied before the failure are still answered, the applied index
+    /// stops at the last of them, the failure is reported, and the rest are never answered (their
+    /// proposers see the node stop).
+    #[cfg(feature = "mem")]
+    #[tokio::test]
+    async fn a_failure_in_the_middle_of_a_batch_answers_the_entries_applied_before_it() {
+        let applied_index = Arc::new(AppliedIndex::new(0));
+        let machine = Recording::new(Some(3), &applied_index);
+        let answers = machine.answers.clone();
+        let mut reported = apply_one_batch_of_four(machine).await;
         let failure = reported.recv().await.unwrap().err().unwrap();
         assert_eq!(failure.index, 3);
         assert_eq!(applied_index.get(), 2);
-        let results: Vec<_> = answers.iter_mut().map(|answer| answer.try_recv()).collect();
-        assert_eq!(
-            results[0].as_ref().ok().and_then(|r| r.as_ref().ok()),
-            Some(&Bytes::from("1"))
-        );
-        assert_eq!(
-            results[1].as_ref().ok().and_then(|r| r.as_ref().ok()),
-            Some(&Bytes::from("2"))
-        );
-        assert!(
-            results[2].is_err() && results[3].is_err(),
-            "never answered: {results:?}"
-        );
+        let expected = vec![Some(Ok(Bytes::from("1"))), Some(Ok(Bytes::from("2"))), None, None];
+        assert_eq!(responses(&answers), expected, "3 and 4 are never answered");
     }
 }
