@@ -244,20 +244,12 @@ impl RaftNode {
             reply,
             span: span.clone(),
         };
-        self.submit_proposal(request, result).instrument(span).await
-    }
-
-    async fn submit_proposal(
-        &self,
-        request: Request,
-        result: oneshot::Receiver<Result<Bytes, ProposeError>>,
-    ) -> Result<Bytes, ProposeError> {
-        // A free slot first, without building the wait for one (a semaphore acquisition that
-        // is polled and moved): the queue nearly always has room, and the try costs less.
-        let queued = match self.requests.try_send(request) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(request)) => self.requests.send(request).await.map_err(drop),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        // The wait for a slot, if the queue is full, is boxed (see `enqueue`), so that nothing
+        // but it and the span lives across this await.
+        let queued = match self.enqueue(request) {
+            Enqueued::Queued => Ok(()),
+            Enqueued::Waiting(wait) => wait.instrument(span.clone()).await,
+            Enqueued::Closed => Err(()),
         };
         if queued.is_err() {
             // The loop is gone: the request was never seen, so nothing was proposed, but callers
@@ -267,7 +259,25 @@ impl RaftNode {
         // No timer here: the apply task answers a proposal that waited past the propose timeout
         // (it checks on every tick), and a node that stops drops the reply, which reads as
         // `Stopped`. A timer per proposal cost more than the rest of the caller's side.
-        result.await.unwrap_or(Err(ProposeError::Stopped))
+        result
+            .instrument(span)
+            .await
+            .unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Puts a request in the event loop's queue if it has a free slot, or builds the wait for
+    /// one. The try comes first because the queue nearly always has room and costs less than
+    /// the wait (a semaphore acquisition, polled and moved). The wait is boxed: every proposal's
+    /// future would otherwise hold room for it and the request, a few hundred bytes that each
+    /// proposal builds and moves, and that a thousand waiting callers spread over the cache.
+    fn enqueue(&self, request: Request) -> Enqueued<'_> {
+        match self.requests.try_send(request) {
+            Ok(()) => Enqueued::Queued,
+            Err(mpsc::error::TrySendError::Full(request)) => Enqueued::Waiting(Box::pin(async move {
+                self.requests.send(request).await.map_err(drop)
+            })),
+            Err(mpsc::error::TrySendError::Closed(_)) => Enqueued::Closed,
+        }
     }
 
     /// Runs a read-only `query` against the state machine at the given consistency level, without
@@ -531,4 +541,14 @@ impl Drop for RaftNode {
     fn drop(&mut self) {
         self.abort();
     }
+}
+
+/// What [`RaftNode::enqueue`] did with a request.
+enum Enqueued<'a> {
+    /// It is in the queue.
+    Queued,
+    /// The queue is full: this future puts it in once a slot frees, or fails if the loop is gone.
+    Waiting(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ()>> + Send + 'a>>),
+    /// The event loop is gone.
+    Closed,
 }
