@@ -179,7 +179,7 @@ pub async fn large_messages_arrive_intact<H: TransportHarness>(mut harness: H) {
         body: MessageBody::AppendEntries(AppendEntries {
             prev_log_index: 0,
             prev_log_term: 0,
-            entries,
+            entries: entries.into(),
             leader_commit: 0,
         }),
     };

@@ -36,6 +36,7 @@
 //! | `membership` | voters, learners and quorums | values |
 //! | `message` | the messages between nodes | values |
 //! | `entry` | log entries | values |
+//! | `entries` | a shared run of consecutive entries, handed out without copying | values |
 //! | `types` | ids, terms, indexes, hard and soft state, roles, `Status` | values |
 //! | `snapshot_types` | snapshot metadata, checksum, chunks | values |
 //! | `ready` | the batch of work handed to the caller | values |
@@ -71,6 +72,7 @@ mod config_history;
 mod core;
 mod describe;
 mod election;
+mod entries;
 mod entry;
 mod error;
 mod inbound;
@@ -96,6 +98,7 @@ mod types;
 pub use crate::config::Config;
 pub use crate::core::{FollowerProgress, RaftCore, RestoredState};
 pub use crate::describe::MessageSummary;
+pub use crate::entries::Entries;
 pub use crate::entry::{Entry, EntryPayload};
 pub use crate::error::{
     ConfigError, InitError, MembershipChangeError, MembershipError, ProposeError, ReadError,

@@ -1,7 +1,10 @@
 //! The node's view of the replicated log, and the indexes that move along it.
 //!
 //! The core keeps the uncompacted log in memory (entries hold `Bytes`, so handing them to storage,
-//! to peers and to the state machine copies no payload). Along the log move four indexes, always in
+//! to peers and to the state machine copies no payload). It keeps the entries as shared runs
+//! ([`Entries`]): each round's proposals become one run when first read out, and a follower
+//! keeps each run it received, so an AppendEntries carries a part of a run, not copies of its
+//! entries. Along the log move four indexes, always in
 //! this order: `applied <= applying <= committed`, and `persisted <= last_index`:
 //!
 //! * `persisted`: entries up to here are durable on this node (acknowledged by the caller);
@@ -17,14 +20,26 @@
 //! known while its entry is held, and at `snapshot_index`.
 
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 
+use crate::entries::Entries;
 use crate::entry::Entry;
 use crate::types::{Index, Term};
 
-#[derive(Clone, Debug, Hash)]
+/// A run shorter than this share of `max_entries` is not sent on its own to a follower that
+/// needs more (a lagging one): its entries are copied into one message with the next runs'.
+const SHARE_RUNS_FROM_ONE_IN: usize = 4;
+
+#[derive(Clone, Debug)]
 pub(crate) struct RaftLog {
-    /// Entries after `base_index`, consecutive.
-    entries: VecDeque<Entry>,
+    /// The entries after `base_index`, consecutive, that were read out: each run is non-empty
+    /// and follows the one before it.
+    runs: VecDeque<Entries>,
+    /// The entries after the runs, appended since the log was last read out (this round's
+    /// proposals); they become one run when first read out.
+    open: Vec<Entry>,
+    /// How many entries the runs and `open` hold together.
+    len: Index,
     /// The index just before the first entry held (0 for a log that starts at 1).
     base_index: Index,
     /// The last index the latest snapshot covers (0 without a snapshot).
@@ -55,13 +70,21 @@ impl RaftLog {
             entries.clear();
         }
         let base_index = entries.first().map_or(snapshot_index, |e| e.index - 1);
-        let last = base_index + entries.len() as Index;
+        let len = entries.len() as Index;
+        let last = base_index + len;
         // Whatever the state machine applied was committed, even if the commit index saved with it
         // was not made durable yet (storage may save a commit-only change lazily).
         let committed = committed.max(snapshot_index).max(applied).min(last);
         let applied = applied.clamp(snapshot_index, committed);
+        let runs = if entries.is_empty() {
+            VecDeque::new()
+        } else {
+            VecDeque::from([Entries::from(entries)])
+        };
         RaftLog {
-            entries: entries.into(),
+            runs,
+            open: Vec::new(),
+            len,
             base_index,
             snapshot_index,
             snapshot_term,
@@ -79,11 +102,14 @@ impl RaftLog {
     }
 
     pub(crate) fn last_index(&self) -> Index {
-        self.base_index + self.entries.len() as Index
+        self.base_index + self.len
     }
 
     pub(crate) fn last_term(&self) -> Term {
-        self.entries.back().map_or(self.snapshot_term, |e| e.term)
+        self.open
+            .last()
+            .or_else(|| self.runs.back().and_then(|run| run.last()))
+            .map_or(self.snapshot_term, |e| e.term)
     }
 
     /// The term of the entry at `index`, or `None` when the log does not hold it (compacted away,
@@ -122,7 +148,9 @@ impl RaftLog {
             self.persisted = self.persisted.max(index);
             self.unstable_from = self.unstable_from.max(index + 1);
         } else {
-            self.entries.clear();
+            self.runs.clear();
+            self.open.clear();
+            self.len = 0;
             self.base_index = index;
             self.persisted = index;
             self.unstable_from = index + 1;
@@ -135,20 +163,76 @@ impl RaftLog {
     /// Drops the entries up to `index` (never past the snapshot).
     fn purge_to(&mut self, index: Index) {
         let index = index.min(self.snapshot_index);
-        while self.base_index < index && !self.entries.is_empty() {
-            self.entries.pop_front();
-            self.base_index += 1;
+        while self.base_index < index && self.len > 0 {
+            // How many of the first run's (or the open entries') entries go.
+            let (held, first) = match self.runs.front() {
+                Some(run) => (run.len(), run.first().map_or(self.base_index + 1, |e| e.index)),
+                None => (
+                    self.open.len(),
+                    self.open.first().map_or(self.base_index + 1, |e| e.index),
+                ),
+            };
+            let cut = usize::try_from(index + 1 - first).map_or(held, |cut| cut.min(held));
+            match self.runs.front_mut() {
+                Some(_) if cut == held => {
+                    self.runs.pop_front();
+                }
+                Some(run) => *run = run.slice(cut..),
+                None => {
+                    self.open.drain(..cut);
+                }
+            }
+            self.len -= cut as Index;
+            self.base_index += cut as Index;
         }
-        if self.entries.is_empty() {
+        if self.len == 0 {
             self.base_index = self.snapshot_index.max(self.base_index);
         }
     }
 
+    /// Where in `runs` the run holding `index` is: the first run whose last entry is at or after
+    /// `index` (`runs.len()` when `index` is past the runs).
+    fn run_position(&self, index: Index) -> usize {
+        self.runs
+            .partition_point(|run| run.last().is_some_and(|e| e.index < index))
+    }
+
     pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
-        if index <= self.base_index {
+        if index <= self.base_index || index > self.last_index() {
             return None;
         }
-        self.entries.get((index - self.base_index - 1) as usize)
+        if let Some(first) = self.open.first().filter(|first| index >= first.index) {
+            return self.open.get((index - first.index) as usize);
+        }
+        let run = self.runs.get(self.run_position(index))?;
+        let first = run.first()?.index;
+        run.get(usize::try_from(index.checked_sub(first)?).ok()?)
+    }
+
+    /// The entries from `from` on, across runs and the open entries. It starts at `from` inside
+    /// its run (a restored log is one long run: no walk over the entries before `from`).
+    fn iter_from(&self, from: Index) -> impl Iterator<Item = &Entry> {
+        // The entries of `entries` from `from` on; all of them when `entries` starts after it.
+        fn from_on(entries: &[Entry], from: Index) -> &[Entry] {
+            let Some(first) = entries.first() else {
+                return entries;
+            };
+            let skip = usize::try_from(from.saturating_sub(first.index)).unwrap_or(usize::MAX);
+            entries.get(skip..).unwrap_or_default()
+        }
+        self.runs
+            .range(self.run_position(from)..)
+            .flat_map(move |run| from_on(run, from).iter())
+            .chain(from_on(&self.open, from).iter())
+    }
+
+    /// Makes the open entries a run, so that they can be handed out shared.
+    fn seal(&mut self) {
+        if !self.open.is_empty() {
+            let next_round = Vec::with_capacity(self.open.len());
+            let run = std::mem::replace(&mut self.open, next_round);
+            self.runs.push_back(Entries::from(run));
+        }
     }
 
     /// Whether a log ending at (`last_term`, `last_index`) is at least as up to date as this one
@@ -158,23 +242,33 @@ impl RaftLog {
     }
 
     /// Entries from `from` on, at most `max_entries` and about `max_bytes` (at least one entry).
-    pub(crate) fn entries_from(&self, from: Index, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
-        if from <= self.base_index {
-            return Vec::new();
+    /// They share the buffer of the run that holds `from` when that run supplies all of them,
+    /// or a good part of a full message (a follower that lags gets a message per large run);
+    /// entries from several small runs are copied into one message instead.
+    pub(crate) fn entries_from(&mut self, from: Index, max_entries: usize, max_bytes: usize) -> Entries {
+        if from <= self.base_index || from > self.last_index() {
+            return Entries::new();
         }
-        let start = ((from - self.base_index - 1) as usize).min(self.entries.len());
-        let held = self.entries.range(start..);
-        let mut batch = Vec::with_capacity(held.len().min(max_entries));
+        self.seal();
+        let mut count = 0;
         let mut bytes = 0;
-        for entry in held {
+        for entry in self.iter_from(from) {
             let size = entry.size_bytes();
-            if batch.len() >= max_entries || (!batch.is_empty() && bytes + size > max_bytes) {
+            if count >= max_entries || (count > 0 && bytes + size > max_bytes) {
                 break;
             }
             bytes += size;
-            batch.push(entry.clone());
+            count += 1;
         }
-        batch
+        let Some(run) = self.runs.get(self.run_position(from)) else {
+            return Entries::new();
+        };
+        let offset = run.first().map_or(0, |first| (from - first.index) as usize);
+        let in_run = run.len() - offset.min(run.len());
+        if count <= in_run || in_run.saturating_mul(SHARE_RUNS_FROM_ONE_IN) >= max_entries {
+            return run.slice(offset..offset + count.min(in_run));
+        }
+        self.iter_from(from).take(count).cloned().collect()
     }
 
     /// The first index of the run of entries that share the term of the entry at `index`.
@@ -204,21 +298,18 @@ impl RaftLog {
 
     /// Appends entries that follow the leader's log, keeping those already present and truncating
     /// from the first conflicting one. Returns the index of the last entry of `entries` (or `after`
-    /// when empty). The caller has checked that the entry at `after` matches the leader's.
-    pub(crate) fn append_after(&mut self, after: Index, entries: Vec<Entry>) -> Index {
+    /// when empty). The caller has checked that the entry at `after` matches the leader's. The
+    /// new entries are kept as the run they came in, sharing its buffer.
+    pub(crate) fn append_after(&mut self, after: Index, entries: Entries) -> Index {
         let last_new = after + entries.len() as Index;
-        let mut new_entries = entries.into_iter().peekable();
         // Skip entries already present with the same term (log matching: same index and term
         // means same entry and same prefix).
-        while let Some(entry) = new_entries.peek() {
-            match self.term(entry.index) {
-                Some(term) if term == entry.term => {
-                    new_entries.next();
-                }
-                _ => break,
-            }
-        }
-        let Some(first_new) = new_entries.peek().map(|e| e.index) else {
+        let present = entries
+            .iter()
+            .take_while(|entry| self.term(entry.index) == Some(entry.term))
+            .count();
+        let new_entries = entries.slice(present..);
+        let Some(first_new) = new_entries.first().map(|e| e.index) else {
             return last_new;
         };
         if first_new <= self.last_index() {
@@ -228,19 +319,40 @@ impl RaftLog {
             );
             self.truncate_from(first_new);
         }
-        self.entries.extend(new_entries);
+        debug_assert_eq!(first_new, self.last_index() + 1);
+        self.seal();
+        self.len += new_entries.len() as Index;
+        self.runs.push_back(new_entries);
         last_new
     }
 
     /// Appends one entry at the end (the leader's own proposals).
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index() + 1);
-        self.entries.push_back(entry);
+        self.open.push(entry);
+        self.len += 1;
     }
 
     fn truncate_from(&mut self, index: Index) {
-        let keep = (index - self.base_index - 1) as usize;
-        self.entries.truncate(keep);
+        let keep = index - self.base_index - 1;
+        if let Some(first) = self.open.first().map(|e| e.index).filter(|first| index >= *first) {
+            self.open.truncate((index - first) as usize);
+        } else {
+            self.open.clear();
+            let position = self.run_position(index);
+            self.runs.truncate(position + 1);
+            if let Some(run) = self.runs.back_mut() {
+                let cut = run
+                    .first()
+                    .map_or(0, |first| index.saturating_sub(first.index) as usize);
+                if cut == 0 {
+                    self.runs.pop_back();
+                } else {
+                    *run = run.slice(..cut);
+                }
+            }
+        }
+        self.len = keep;
         self.unstable_from = self.unstable_from.min(index);
         self.persisted = self.persisted.min(index - 1);
     }
@@ -253,8 +365,8 @@ impl RaftLog {
 
     /// Entries not yet handed out for persistence; marks them handed out.
     pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
-        let from = self.unstable_from;
-        let batch: Vec<Entry> = self.entries_from(from, usize::MAX, usize::MAX);
+        self.seal();
+        let batch: Vec<Entry> = self.iter_from(self.unstable_from).cloned().collect();
         self.unstable_from = self.last_index() + 1;
         batch
     }
@@ -279,7 +391,7 @@ impl RaftLog {
             return Vec::new();
         }
         let count = (upto - self.applying) as usize;
-        let batch = self.entries_from(self.applying + 1, count, usize::MAX);
+        let batch = self.iter_from(self.applying + 1).take(count).cloned().collect();
         self.applying = upto;
         batch
     }
@@ -291,6 +403,25 @@ impl RaftLog {
                 self.restoring = None;
             }
         }
+    }
+}
+
+impl Hash for RaftLog {
+    /// The entries, whichever runs hold them, and every index.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.len.hash(state);
+        for entry in self.iter_from(self.base_index + 1) {
+            entry.hash(state);
+        }
+        self.base_index.hash(state);
+        self.snapshot_index.hash(state);
+        self.snapshot_term.hash(state);
+        self.restoring.hash(state);
+        self.committed.hash(state);
+        self.persisted.hash(state);
+        self.applying.hash(state);
+        self.applied.hash(state);
+        self.unstable_from.hash(state);
     }
 }
 
@@ -311,8 +442,8 @@ mod tests {
     fn entries_from_stops_at_the_count_the_byte_budget_and_the_log_bounds() {
         // Entries 3..=7 after a snapshot at 2, each a 10-byte command.
         let entries = (3..=7).map(|i| Entry::command(1, i, vec![0u8; 10])).collect();
-        let log = RaftLog::restore((2, 1), entries, 0, 0);
-        let indexes = |batch: Vec<Entry>| batch.iter().map(|e| e.index).collect::<Vec<_>>();
+        let mut log = RaftLog::restore((2, 1), entries, 0, 0);
+        let indexes = |batch: Entries| batch.iter().map(|e| e.index).collect::<Vec<_>>();
         let one = Entry::command(1, 3, vec![0u8; 10]).size_bytes();
         assert_eq!(
             indexes(log.entries_from(4, usize::MAX, usize::MAX)),
@@ -350,7 +481,7 @@ mod tests {
         let mut log = log_of(&[1, 1, 2, 2]);
         let last = log.append_after(
             2,
-            vec![Entry::blank(2, 3), Entry::blank(3, 4), Entry::blank(3, 5)],
+            vec![Entry::blank(2, 3), Entry::blank(3, 4), Entry::blank(3, 5)].into(),
         );
         assert_eq!(last, 5);
         assert_eq!(log.term(3), Some(2));
@@ -362,7 +493,7 @@ mod tests {
     #[test]
     fn stale_append_does_not_truncate() {
         let mut log = log_of(&[1, 1, 2, 2]);
-        assert_eq!(log.append_after(1, vec![Entry::blank(1, 2)]), 2);
+        assert_eq!(log.append_after(1, vec![Entry::blank(1, 2)].into()), 2);
         assert_eq!(log.last_index(), 4);
     }
 
@@ -421,10 +552,143 @@ mod tests {
         let mut log = log_of(&[1]);
         log.push(Entry::blank(1, 2));
         assert_eq!(log.take_unstable().len(), 1);
-        log.append_after(1, vec![Entry::blank(2, 2)]);
+        log.append_after(1, vec![Entry::blank(2, 2)].into());
         assert!(!log.on_persisted(2, 1));
         assert_eq!(log.take_unstable().len(), 1);
         assert!(log.on_persisted(2, 2));
         assert_eq!(log.persisted, 2);
+    }
+
+    /// A leader with `rounds` rounds of proposals, each read out (sealed into a run) before the
+    /// next; every entry a 10-byte command of term 1.
+    fn log_of_rounds(rounds: &[usize]) -> RaftLog {
+        let mut log = RaftLog::restore((0, 0), Vec::new(), 0, 0);
+        for &round in rounds {
+            for _ in 0..round {
+                let index = log.last_index() + 1;
+                log.push(Entry::command(1, index, vec![0u8; 10]));
+            }
+            log.take_unstable();
+        }
+        log
+    }
+
+    fn indexes_of(entries: &Entries) -> Vec<Index> {
+        entries.iter().map(|e| e.index).collect()
+    }
+
+    #[test]
+    fn entries_for_two_followers_share_one_run_and_copy_no_entry() {
+        let mut log = log_of_rounds(&[3, 5]);
+        let first = log.entries_from(4, 256, usize::MAX);
+        let second = log.entries_from(4, 256, usize::MAX);
+        assert_eq!(indexes_of(&first), vec![4, 5, 6, 7, 8]);
+        assert!(first.shares_buffer_with(&second), "one run, handed to both");
+        let part = log.entries_from(5, 2, usize::MAX);
+        assert_eq!(indexes_of(&part), vec![5, 6]);
+        assert!(
+            part.shares_buffer_with(&first),
+            "a budget inside the run still shares it"
+        );
+    }
+
+    #[test]
+    fn proposals_not_yet_read_out_become_one_run_when_first_sent() {
+        let mut log = log_of_rounds(&[2]);
+        log.push(Entry::blank(1, 3));
+        log.push(Entry::blank(1, 4));
+        assert_eq!(
+            log.term(4),
+            Some(1),
+            "open entries are looked up before they are sealed"
+        );
+        let sent = log.entries_from(3, 256, usize::MAX);
+        assert_eq!(indexes_of(&sent), vec![3, 4]);
+        assert!(sent.shares_buffer_with(&log.entries_from(3, 256, usize::MAX)));
+        assert_eq!(
+            log.take_unstable().len(),
+            2,
+            "sending does not mark entries persisted"
+        );
+    }
+
+    #[test]
+    fn entries_across_small_runs_are_copied_into_one_message() {
+        // Five rounds of one proposal each: a follower that lags gets them in one message.
+        let mut log = log_of_rounds(&[1, 1, 1, 1, 1]);
+        let batch = log.entries_from(2, 256, usize::MAX);
+        assert_eq!(indexes_of(&batch), vec![2, 3, 4, 5]);
+        // A run holding a quarter of a message or more goes alone, shared.
+        let mut log = log_of_rounds(&[64, 64]);
+        let batch = log.entries_from(1, 256, usize::MAX);
+        assert_eq!(batch.len(), 64);
+        assert!(batch.shares_buffer_with(&log.entries_from(1, 64, usize::MAX)));
+        assert_eq!(indexes_of(&log.entries_from(65, 256, usize::MAX)).len(), 64);
+        // The budget counts across runs when they are copied.
+        let mut log = log_of_rounds(&[1, 1, 1, 1, 1]);
+        let one = Entry::command(1, 1, vec![0u8; 10]).size_bytes();
+        assert_eq!(indexes_of(&log.entries_from(1, 8, 3 * one)), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_follower_keeps_the_run_it_received_and_truncates_inside_it() {
+        let mut log = log_of(&[1, 1]);
+        let received: Entries = (3..=8).map(|i| Entry::blank(2, i)).collect();
+        assert_eq!(log.append_after(2, received.clone()), 8);
+        assert_eq!(log.take_unstable().len(), 6);
+        assert!(log.on_persisted(8, 2));
+        assert_eq!(log.term(8), Some(2));
+        // A later leader replaces 6..; the run is cut at 5 and the new entries follow it.
+        let replacement: Entries = (6..=7).map(|i| Entry::blank(3, i)).collect();
+        assert_eq!(log.append_after(5, replacement), 7);
+        assert_eq!(log.last_index(), 7);
+        assert_eq!((log.term(5), log.term(6), log.term(8)), (Some(2), Some(3), None));
+        assert_eq!(log.persisted, 5);
+        assert_eq!(
+            log.take_unstable()
+                .iter()
+                .map(|e| (e.index, e.term))
+                .collect::<Vec<_>>(),
+            vec![(6, 3), (7, 3)]
+        );
+        // What the follower sends on (as a leader later) is the received run, shared, cut where
+        // it was truncated.
+        let sent = log.entries_from(3, 8, usize::MAX);
+        assert_eq!(indexes_of(&sent), vec![3, 4, 5]);
+        assert!(sent.shares_buffer_with(&received));
+    }
+
+    #[test]
+    fn compaction_cuts_runs_and_open_entries_at_any_index() {
+        let mut log = log_of_rounds(&[3, 3]);
+        log.push(Entry::blank(1, 7));
+        log.push(Entry::blank(1, 8));
+        log.committed = 8;
+        log.compact(2, 1, 2);
+        assert_eq!((log.first_index(), log.last_index()), (3, 8));
+        assert_eq!(log.entry(3).map(|e| e.index), Some(3));
+        log.compact(7, 1, 7);
+        assert_eq!((log.first_index(), log.last_index()), (8, 8));
+        assert_eq!(log.entry(7), None);
+        assert_eq!(log.entry(8).map(|e| e.index), Some(8));
+        assert_eq!(log.term(7), Some(1), "the snapshot's term");
+        log.compact(8, 1, 8);
+        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (9, 8, 1));
+        log.push(Entry::blank(2, 9));
+        assert_eq!(indexes_of(&log.entries_from(9, 256, usize::MAX)), vec![9]);
+    }
+
+    #[test]
+    fn a_log_hashes_the_same_whichever_runs_hold_its_entries() {
+        use std::hash::DefaultHasher;
+        let hash = |log: &RaftLog| {
+            let mut hasher = DefaultHasher::new();
+            log.hash(&mut hasher);
+            hasher.finish()
+        };
+        let one = log_of_rounds(&[4]);
+        let two = log_of_rounds(&[1, 3]);
+        assert_eq!(hash(&one), hash(&two));
+        assert_ne!(hash(&one), hash(&log_of_rounds(&[1, 2])));
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use bytes::Bytes;
 
-use crate::entry::Entry;
+use crate::entries::Entries;
 use crate::snapshot_types::{SnapshotChunkRequest, SnapshotMeta};
 use crate::types::{Index, NodeId, Term};
 
@@ -101,8 +101,10 @@ pub struct AppendEntries {
     pub prev_log_index: Index,
     /// The term of the entry at `prev_log_index`.
     pub prev_log_term: Term,
-    /// The entries to append, consecutive from `prev_log_index + 1`; empty for a probe.
-    pub entries: Vec<Entry>,
+    /// The entries to append, consecutive from `prev_log_index + 1`; empty for a probe. A part
+    /// of a run of the leader's log, shared rather than copied (build one from a `Vec<Entry>`
+    /// with `.into()`).
+    pub entries: Entries,
     /// The leader's commit index.
     pub leader_commit: Index,
 }

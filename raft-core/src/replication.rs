@@ -11,6 +11,7 @@
 use tracing::{debug, warn};
 
 use crate::core::RaftCore;
+use crate::entries::Entries;
 use crate::entry::{Entry, EntryPayload};
 use crate::message::{AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody};
 use crate::progress::ReplicationState;
@@ -243,7 +244,7 @@ impl RaftCore {
         let probe = AppendEntries {
             prev_log_index,
             prev_log_term,
-            entries: Vec::new(),
+            entries: Entries::new(),
             leader_commit: self.log.committed.min(progress.match_index),
         };
         self.send(follower, MessageBody::AppendEntries(probe));
@@ -289,7 +290,7 @@ impl RaftCore {
                 );
                 return;
             }
-            request.entries.drain(..skip);
+            request.entries = request.entries.slice(skip..);
             request.prev_log_index = committed;
             request.prev_log_term = self.log.term(committed).unwrap_or_default();
         }

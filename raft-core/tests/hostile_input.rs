@@ -29,7 +29,7 @@ fn append(term: u64, prev: (u64, u64), entries: Vec<Entry>) -> Message {
         body: MessageBody::AppendEntries(AppendEntries {
             prev_log_index: prev.0,
             prev_log_term: prev.1,
-            entries,
+            entries: entries.into(),
             leader_commit: 0,
         }),
     }

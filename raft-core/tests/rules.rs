@@ -46,7 +46,7 @@ fn append(
     let body = MessageBody::AppendEntries(AppendEntries {
         prev_log_index: prev.0,
         prev_log_term: prev.1,
-        entries,
+        entries: entries.into(),
         leader_commit: commit,
     });
     message(from, to, term, body)

@@ -57,7 +57,7 @@ fn body() -> impl Strategy<Value = MessageBody> {
                 MessageBody::AppendEntries(AppendEntries {
                     prev_log_index: i,
                     prev_log_term: t,
-                    entries,
+                    entries: entries.into(),
                     leader_commit: c,
                 })
             }),

@@ -192,7 +192,7 @@ fn append(payload: &Bytes, index: u64) -> Message {
         body: MessageBody::AppendEntries(AppendEntries {
             prev_log_index: index - 1,
             prev_log_term: 1,
-            entries: vec![Entry::command(1, index, payload.clone())],
+            entries: vec![Entry::command(1, index, payload.clone())].into(),
             leader_commit: 0,
         }),
     }

@@ -52,7 +52,8 @@ pub(crate) fn refused_message(rng: &mut SeededRng, from: NodeId, to: NodeId, ter
                 entries: vec![
                     Entry::command(term, prev + 1, Bytes::from_static(b"hostile")),
                     Entry::command(term, prev + 3, Bytes::from_static(b"hostile")),
-                ],
+                ]
+                .into(),
                 leader_commit: prev + 3,
             }))
         }
@@ -62,7 +63,7 @@ pub(crate) fn refused_message(rng: &mut SeededRng, from: NodeId, to: NodeId, ter
             at(MessageBody::AppendEntries(AppendEntries {
                 prev_log_index: prev,
                 prev_log_term: 0,
-                entries: vec![Entry::command(term + 1 + rng.below(5), prev + 1, Bytes::new())],
+                entries: vec![Entry::command(term + 1 + rng.below(5), prev + 1, Bytes::new())].into(),
                 leader_commit: 0,
             }))
         }
