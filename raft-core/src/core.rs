@@ -365,14 +365,19 @@ impl RaftCore {
         let tally = &mut self.uncommitted_tally;
         let mut recount = tally.term != self.term || tally.committed > committed || tally.last > last;
         if !recount {
-            for index in tally.committed + 1..=committed.min(tally.last) {
-                match self.log.entry(index) {
-                    Some(entry) => tally.bytes = tally.bytes.saturating_sub(entry.size_bytes()),
-                    None => {
-                        recount = true;
-                        break;
-                    }
-                }
+            // The entries committed since the last count leave it; one compacted away (the
+            // log holds fewer than expected) means counting again.
+            let upto = committed.min(tally.last);
+            let (held, bytes) = self
+                .log
+                .entries_between(tally.committed, upto)
+                .fold((0, 0usize), |(held, bytes), e| {
+                    (held + 1, bytes.saturating_add(e.size_bytes()))
+                });
+            if held == upto.saturating_sub(tally.committed) {
+                tally.bytes = tally.bytes.saturating_sub(bytes);
+            } else {
+                recount = true;
             }
         }
         let counted_to = if recount {
@@ -381,10 +386,8 @@ impl RaftCore {
         } else {
             tally.last.max(committed)
         };
-        for index in counted_to + 1..=last {
-            if let Some(entry) = self.log.entry(index) {
-                tally.bytes = tally.bytes.saturating_add(entry.size_bytes());
-            }
+        for entry in self.log.entries_between(counted_to, last) {
+            tally.bytes = tally.bytes.saturating_add(entry.size_bytes());
         }
         *tally = UncommittedTally {
             term: self.term,

@@ -30,11 +30,33 @@ use crate::types::{Index, Term};
 /// needs more (a lagging one): its entries are copied into one message with the next runs'.
 const SHARE_RUNS_FROM_ONE_IN: usize = 4;
 
+/// One run of the log: a non-empty [`Entries`] and the index of its first entry, kept beside it
+/// so that finding the run that holds an index reads no entry (each run's entries are on the
+/// heap, behind a reference count that other threads touch).
+#[derive(Clone, Debug)]
+struct Run {
+    first: Index,
+    entries: Entries,
+}
+
+impl Run {
+    /// The index just after the run's last entry.
+    fn end(&self) -> Index {
+        self.first + self.entries.len() as Index
+    }
+
+    /// The run's entries from `from` on (all of them when the run starts after `from`).
+    fn tail_from(&self, from: Index) -> &[Entry] {
+        let skip = usize::try_from(from.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        self.entries.get(skip..).unwrap_or_default()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct RaftLog {
     /// The entries after `base_index`, consecutive, that were read out: each run is non-empty
     /// and follows the one before it.
-    runs: VecDeque<Entries>,
+    runs: VecDeque<Run>,
     /// The entries after the runs, appended since the log was last read out (this round's
     /// proposals); they become one run when first read out.
     open: Vec<Entry>,
@@ -79,7 +101,10 @@ impl RaftLog {
         let runs = if entries.is_empty() {
             VecDeque::new()
         } else {
-            VecDeque::from([Entries::from(entries)])
+            VecDeque::from([Run {
+                first: base_index + 1,
+                entries: Entries::from(entries),
+            }])
         };
         RaftLog {
             runs,
@@ -108,7 +133,7 @@ impl RaftLog {
     pub(crate) fn last_term(&self) -> Term {
         self.open
             .last()
-            .or_else(|| self.runs.back().and_then(|run| run.last()))
+            .or_else(|| self.runs.back().and_then(|run| run.entries.last()))
             .map_or(self.snapshot_term, |e| e.term)
     }
 
@@ -123,10 +148,16 @@ impl RaftLog {
 
     /// The total size of the entries in `(after, upto]` that the log holds.
     pub(crate) fn bytes_between(&self, after: Index, upto: Index) -> u64 {
-        ((after + 1)..=upto)
-            .filter_map(|index| self.entry(index))
+        self.entries_between(after, upto)
             .map(|e| e.size_bytes() as u64)
             .sum()
+    }
+
+    /// The entries in `(after, upto]` that the log holds, in order. One walk along the runs, not
+    /// a lookup per index.
+    pub(crate) fn entries_between(&self, after: Index, upto: Index) -> impl Iterator<Item = &Entry> {
+        self.iter_from(after.saturating_add(1))
+            .take_while(move |e| e.index <= upto)
     }
 
     /// Records a snapshot built here at (`index`, `term`) and drops the entries up to `purge_to`.
@@ -165,19 +196,17 @@ impl RaftLog {
         let index = index.min(self.snapshot_index);
         while self.base_index < index && self.len > 0 {
             // How many of the first run's (or the open entries') entries go.
-            let (held, first) = match self.runs.front() {
-                Some(run) => (run.len(), run.first().map_or(self.base_index + 1, |e| e.index)),
-                None => (
-                    self.open.len(),
-                    self.open.first().map_or(self.base_index + 1, |e| e.index),
-                ),
-            };
-            let cut = usize::try_from(index + 1 - first).map_or(held, |cut| cut.min(held));
+            let held = self.runs.front().map_or(self.open.len(), |run| run.entries.len());
+            // The first entry held is at `base_index + 1`, so `index - base_index` of them go.
+            let cut = usize::try_from(index - self.base_index).map_or(held, |cut| cut.min(held));
             match self.runs.front_mut() {
                 Some(_) if cut == held => {
                     self.runs.pop_front();
                 }
-                Some(run) => *run = run.slice(cut..),
+                Some(run) => {
+                    run.entries = run.entries.slice(cut..);
+                    run.first += cut as Index;
+                }
                 None => {
                     self.open.drain(..cut);
                 }
@@ -193,45 +222,54 @@ impl RaftLog {
     /// Where in `runs` the run holding `index` is: the first run whose last entry is at or after
     /// `index` (`runs.len()` when `index` is past the runs).
     fn run_position(&self, index: Index) -> usize {
-        self.runs
-            .partition_point(|run| run.last().is_some_and(|e| e.index < index))
+        self.runs.partition_point(|run| run.end() <= index)
+    }
+
+    /// The index of the first open entry (the one after the runs' last).
+    fn open_first(&self) -> Index {
+        self.last_index() + 1 - self.open.len() as Index
     }
 
     pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
         if index <= self.base_index || index > self.last_index() {
             return None;
         }
-        if let Some(first) = self.open.first().filter(|first| index >= first.index) {
-            return self.open.get((index - first.index) as usize);
+        let open_first = self.open_first();
+        if index >= open_first {
+            return self.open.get(usize::try_from(index - open_first).ok()?);
         }
         let run = self.runs.get(self.run_position(index))?;
-        let first = run.first()?.index;
-        run.get(usize::try_from(index.checked_sub(first)?).ok()?)
+        run.entries
+            .get(usize::try_from(index.checked_sub(run.first)?).ok()?)
     }
 
     /// The entries from `from` on, across runs and the open entries. It starts at `from` inside
     /// its run (a restored log is one long run: no walk over the entries before `from`).
     fn iter_from(&self, from: Index) -> impl Iterator<Item = &Entry> {
-        // The entries of `entries` from `from` on; all of them when `entries` starts after it.
-        fn from_on(entries: &[Entry], from: Index) -> &[Entry] {
-            let Some(first) = entries.first() else {
-                return entries;
-            };
-            let skip = usize::try_from(from.saturating_sub(first.index)).unwrap_or(usize::MAX);
-            entries.get(skip..).unwrap_or_default()
-        }
+        let open_first = self.open_first();
+        // Entries among the open ones (this round's proposals, the common case) need no search.
+        let position = if from >= open_first {
+            self.runs.len()
+        } else {
+            self.run_position(from)
+        };
+        let skip = usize::try_from(from.saturating_sub(open_first)).unwrap_or(usize::MAX);
         self.runs
-            .range(self.run_position(from)..)
-            .flat_map(move |run| from_on(run, from).iter())
-            .chain(from_on(&self.open, from).iter())
+            .range(position..)
+            .flat_map(move |run| run.tail_from(from).iter())
+            .chain(self.open.get(skip..).unwrap_or_default().iter())
     }
 
     /// Makes the open entries a run, so that they can be handed out shared.
     fn seal(&mut self) {
         if !self.open.is_empty() {
+            let first = self.open_first();
             let next_round = Vec::with_capacity(self.open.len());
             let run = std::mem::replace(&mut self.open, next_round);
-            self.runs.push_back(Entries::from(run));
+            self.runs.push_back(Run {
+                first,
+                entries: Entries::from(run),
+            });
         }
     }
 
@@ -263,10 +301,12 @@ impl RaftLog {
         let Some(run) = self.runs.get(self.run_position(from)) else {
             return Entries::new();
         };
-        let offset = run.first().map_or(0, |first| (from - first.index) as usize);
-        let in_run = run.len() - offset.min(run.len());
+        let offset = usize::try_from(from.saturating_sub(run.first)).unwrap_or(usize::MAX);
+        let in_run = run.entries.len().saturating_sub(offset);
         if count <= in_run || in_run.saturating_mul(SHARE_RUNS_FROM_ONE_IN) >= max_entries {
-            return run.slice(offset..offset + count.min(in_run));
+            return run
+                .entries
+                .slice(offset..offset.saturating_add(count.min(in_run)));
         }
         self.iter_from(from).take(count).cloned().collect()
     }
@@ -322,7 +362,10 @@ impl RaftLog {
         debug_assert_eq!(first_new, self.last_index() + 1);
         self.seal();
         self.len += new_entries.len() as Index;
-        self.runs.push_back(new_entries);
+        self.runs.push_back(Run {
+            first: first_new,
+            entries: new_entries,
+        });
         last_new
     }
 
@@ -335,20 +378,19 @@ impl RaftLog {
 
     fn truncate_from(&mut self, index: Index) {
         let keep = index - self.base_index - 1;
-        if let Some(first) = self.open.first().map(|e| e.index).filter(|first| index >= *first) {
-            self.open.truncate((index - first) as usize);
+        let open_first = self.open_first();
+        if index >= open_first {
+            self.open.truncate((index - open_first) as usize);
         } else {
             self.open.clear();
             let position = self.run_position(index);
             self.runs.truncate(position + 1);
             if let Some(run) = self.runs.back_mut() {
-                let cut = run
-                    .first()
-                    .map_or(0, |first| index.saturating_sub(first.index) as usize);
+                let cut = index.saturating_sub(run.first) as usize;
                 if cut == 0 {
                     self.runs.pop_back();
                 } else {
-                    *run = run.slice(..cut);
+                    run.entries = run.entries.slice(..cut);
                 }
             }
         }
