@@ -50,7 +50,7 @@ fn fsync(c: &mut Criterion) {
         b.iter(|| {
             index += 1;
             let write = LogWrite {
-                entries: vec![Entry::command(1, index, vec![7u8; 128])],
+                entries: vec![Entry::command(1, index, vec![7u8; 128])].into(),
                 ..LogWrite::default()
             };
             rt.block_on(storage.persist(write)).expect("persist");

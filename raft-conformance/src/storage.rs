@@ -67,7 +67,7 @@ fn entries(range: std::ops::RangeInclusive<Index>, term: Term) -> Vec<Entry> {
 
 fn append(entries: Vec<Entry>) -> LogWrite {
     LogWrite {
-        entries,
+        entries: entries.into(),
         ..LogWrite::default()
     }
 }
@@ -270,7 +270,7 @@ pub async fn append_that_leaves_a_gap_is_refused_and_changes_nothing<H: StorageH
     persist(&mut storage, append(entries(1..=3, 1))).await;
     let refused = storage
         .persist(LogWrite {
-            entries: entries(5..=6, 1),
+            entries: entries(5..=6, 1).into(),
             hard_state: Some(HardState {
                 term: 9,
                 voted_for: Some(2),
@@ -469,7 +469,7 @@ pub async fn every_part_of_one_write_survives_reopen<H: StorageHarness>(mut harn
         LogWrite {
             discard_log: false,
             purge_to: 3,
-            entries: entries(4..=6, 2),
+            entries: entries(4..=6, 2).into(),
             snapshot: Some(snapshot.clone()),
             hard_state: Some(hard_state),
         },
@@ -652,12 +652,12 @@ pub async fn reopen_after_many_writes_loads_the_same_log<H: StorageHarness>(mut 
         let mut write = LogWrite::default();
         if choice < 6 || last == purged_to {
             let n = 1 + next() % 8;
-            write.entries = entries(last + 1..=last + n, term);
+            write.entries = entries(last + 1..=last + n, term).into();
         } else if choice < 8 {
             // Truncate a conflicting suffix with entries of a newer term.
             term += 1;
             let from = purged_to + 1 + next() % (last - purged_to);
-            write.entries = entries(from..=from + next() % 4, term);
+            write.entries = entries(from..=from + next() % 4, term).into();
         } else {
             let to = purged_to + 1 + next() % (last - purged_to);
             write.purge_to = to;

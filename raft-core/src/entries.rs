@@ -146,6 +146,17 @@ impl FromIterator<Entry> for Entries {
     }
 }
 
+impl IntoIterator for Entries {
+    type Item = Entry;
+    type IntoIter = std::vec::IntoIter<Entry>;
+
+    /// The entries by value: moved out of the buffer when this run is its only user and covers
+    /// all of it, cloned otherwise (see [`Entries::into_vec`]).
+    fn into_iter(self) -> Self::IntoIter {
+        self.into_vec().into_iter()
+    }
+}
+
 impl<'a> IntoIterator for &'a Entries {
     type Item = &'a Entry;
     type IntoIter = std::slice::Iter<'a, Entry>;

@@ -87,6 +87,7 @@ mod ready;
 mod reconfiguration;
 mod replication;
 mod rng;
+mod runs;
 mod snapshot;
 mod snapshot_transfer;
 mod snapshot_types;
@@ -116,6 +117,7 @@ pub use crate::progress::ReplicationState;
 pub use crate::read_tracker::{ReadId, ReadState};
 pub use crate::ready::Ready;
 pub use crate::rng::SeededRng;
+pub use crate::runs::EntryRuns;
 pub use crate::snapshot_types::{
     ReceivedChunk, SnapshotChecksum, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate,
 };

@@ -19,49 +19,25 @@
 //! entries between them are a tail kept for followers that lag a little). The term of an index is
 //! known while its entry is held, and at `snapshot_index`.
 
-use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
 use crate::entries::Entries;
 use crate::entry::Entry;
+use crate::runs::EntryRuns;
 use crate::types::{Index, Term};
 
 /// A run shorter than this share of `max_entries` is not sent on its own to a follower that
 /// needs more (a lagging one): its entries are copied into one message with the next runs'.
 const SHARE_RUNS_FROM_ONE_IN: usize = 4;
 
-/// One run of the log: a non-empty [`Entries`] and the index of its first entry, kept beside it
-/// so that finding the run that holds an index reads no entry (each run's entries are on the
-/// heap, behind a reference count that other threads touch).
-#[derive(Clone, Debug)]
-struct Run {
-    first: Index,
-    entries: Entries,
-}
-
-impl Run {
-    /// The index just after the run's last entry.
-    fn end(&self) -> Index {
-        self.first + self.entries.len() as Index
-    }
-
-    /// The run's entries from `from` on (all of them when the run starts after `from`).
-    fn tail_from(&self, from: Index) -> &[Entry] {
-        let skip = usize::try_from(from.saturating_sub(self.first)).unwrap_or(usize::MAX);
-        self.entries.get(skip..).unwrap_or_default()
-    }
-}
-
 #[derive(Clone, Debug)]
 pub(crate) struct RaftLog {
-    /// The entries after `base_index`, consecutive, that were read out: each run is non-empty
-    /// and follows the one before it.
-    runs: VecDeque<Run>,
+    /// The entries after `base_index` that were read out, as the runs they were read out (or
+    /// received) in.
+    runs: EntryRuns,
     /// The entries after the runs, appended since the log was last read out (this round's
     /// proposals); they become one run when first read out.
     open: Vec<Entry>,
-    /// How many entries the runs and `open` hold together.
-    len: Index,
     /// The index just before the first entry held (0 for a log that starts at 1).
     base_index: Index,
     /// The last index the latest snapshot covers (0 without a snapshot).
@@ -92,24 +68,14 @@ impl RaftLog {
             entries.clear();
         }
         let base_index = entries.first().map_or(snapshot_index, |e| e.index - 1);
-        let len = entries.len() as Index;
-        let last = base_index + len;
+        let last = base_index + entries.len() as Index;
         // Whatever the state machine applied was committed, even if the commit index saved with it
         // was not made durable yet (storage may save a commit-only change lazily).
         let committed = committed.max(snapshot_index).max(applied).min(last);
         let applied = applied.clamp(snapshot_index, committed);
-        let runs = if entries.is_empty() {
-            VecDeque::new()
-        } else {
-            VecDeque::from([Run {
-                first: base_index + 1,
-                entries: Entries::from(entries),
-            }])
-        };
         RaftLog {
-            runs,
+            runs: EntryRuns::from(entries),
             open: Vec::new(),
-            len,
             base_index,
             snapshot_index,
             snapshot_term,
@@ -126,14 +92,19 @@ impl RaftLog {
         self.base_index + 1
     }
 
+    /// How many entries the log holds (the runs and the open entries together).
+    fn len(&self) -> Index {
+        (self.runs.len() + self.open.len()) as Index
+    }
+
     pub(crate) fn last_index(&self) -> Index {
-        self.base_index + self.len
+        self.base_index + self.len()
     }
 
     pub(crate) fn last_term(&self) -> Term {
         self.open
             .last()
-            .or_else(|| self.runs.back().and_then(|run| run.entries.last()))
+            .or_else(|| self.runs.last())
             .map_or(self.snapshot_term, |e| e.term)
     }
 
@@ -181,7 +152,6 @@ impl RaftLog {
         } else {
             self.runs.clear();
             self.open.clear();
-            self.len = 0;
             self.base_index = index;
             self.persisted = index;
             self.unstable_from = index + 1;
@@ -193,41 +163,26 @@ impl RaftLog {
 
     /// Drops the entries up to `index` (never past the snapshot).
     fn purge_to(&mut self, index: Index) {
-        let index = index.min(self.snapshot_index);
-        while self.base_index < index && self.len > 0 {
-            // How many of the first run's (or the open entries') entries go.
-            let held = self.runs.front().map_or(self.open.len(), |run| run.entries.len());
-            // The first entry held is at `base_index + 1`, so `index - base_index` of them go.
-            let cut = usize::try_from(index - self.base_index).map_or(held, |cut| cut.min(held));
-            match self.runs.front_mut() {
-                Some(_) if cut == held => {
-                    self.runs.pop_front();
-                }
-                Some(run) => {
-                    run.entries = run.entries.slice(cut..);
-                    run.first += cut as Index;
-                }
-                None => {
-                    self.open.drain(..cut);
-                }
+        let upto = index.min(self.snapshot_index).min(self.last_index());
+        if upto > self.base_index {
+            let open_first = self.open_first();
+            if upto >= open_first {
+                self.runs.clear();
+                self.open
+                    .drain(..usize::try_from(upto - open_first + 1).unwrap_or(usize::MAX));
+            } else {
+                self.runs.purge_to(upto);
             }
-            self.len -= cut as Index;
-            self.base_index += cut as Index;
+            self.base_index = upto;
         }
-        if self.len == 0 {
+        if self.len() == 0 {
             self.base_index = self.snapshot_index.max(self.base_index);
         }
     }
 
-    /// Where in `runs` the run holding `index` is: the first run whose last entry is at or after
-    /// `index` (`runs.len()` when `index` is past the runs).
-    fn run_position(&self, index: Index) -> usize {
-        self.runs.partition_point(|run| run.end() <= index)
-    }
-
     /// The index of the first open entry (the one after the runs' last).
     fn open_first(&self) -> Index {
-        self.last_index() + 1 - self.open.len() as Index
+        self.base_index + self.runs.len() as Index + 1
     }
 
     pub(crate) fn entry(&self, index: Index) -> Option<&Entry> {
@@ -238,9 +193,7 @@ impl RaftLog {
         if index >= open_first {
             return self.open.get(usize::try_from(index - open_first).ok()?);
         }
-        let run = self.runs.get(self.run_position(index))?;
-        run.entries
-            .get(usize::try_from(index.checked_sub(run.first)?).ok()?)
+        self.runs.get(index)
     }
 
     /// The entries from `from` on, across runs and the open entries. It starts at `from` inside
@@ -248,28 +201,21 @@ impl RaftLog {
     fn iter_from(&self, from: Index) -> impl Iterator<Item = &Entry> {
         let open_first = self.open_first();
         // Entries among the open ones (this round's proposals, the common case) need no search.
-        let position = if from >= open_first {
-            self.runs.len()
-        } else {
-            self.run_position(from)
-        };
+        let in_runs = (from < open_first).then(|| self.runs.iter_from(from));
         let skip = usize::try_from(from.saturating_sub(open_first)).unwrap_or(usize::MAX);
-        self.runs
-            .range(position..)
-            .flat_map(move |run| run.tail_from(from).iter())
+        in_runs
+            .into_iter()
+            .flatten()
             .chain(self.open.get(skip..).unwrap_or_default().iter())
     }
 
     /// Makes the open entries a run, so that they can be handed out shared.
     fn seal(&mut self) {
         if !self.open.is_empty() {
-            let first = self.open_first();
             let next_round = Vec::with_capacity(self.open.len());
             let run = std::mem::replace(&mut self.open, next_round);
-            self.runs.push_back(Run {
-                first,
-                entries: Entries::from(run),
-            });
+            let appended = self.runs.append(Entries::from(run));
+            debug_assert!(appended.is_ok(), "the open entries follow the runs");
         }
     }
 
@@ -298,17 +244,11 @@ impl RaftLog {
             bytes += size;
             count += 1;
         }
-        let Some(run) = self.runs.get(self.run_position(from)) else {
-            return Entries::new();
-        };
-        let offset = usize::try_from(from.saturating_sub(run.first)).unwrap_or(usize::MAX);
-        let in_run = run.entries.len().saturating_sub(offset);
-        if count <= in_run || in_run.saturating_mul(SHARE_RUNS_FROM_ONE_IN) >= max_entries {
-            return run
-                .entries
-                .slice(offset..offset.saturating_add(count.min(in_run)));
+        let run = self.runs.run_tail(from);
+        if count <= run.len() || run.len().saturating_mul(SHARE_RUNS_FROM_ONE_IN) >= max_entries {
+            return run.slice(..count);
         }
-        self.iter_from(from).take(count).cloned().collect()
+        self.runs.range(from, count)
     }
 
     /// The first index of the run of entries that share the term of the entry at `index`.
@@ -361,11 +301,11 @@ impl RaftLog {
         }
         debug_assert_eq!(first_new, self.last_index() + 1);
         self.seal();
-        self.len += new_entries.len() as Index;
-        self.runs.push_back(Run {
-            first: first_new,
-            entries: new_entries,
-        });
+        let appended = self.runs.append(new_entries);
+        debug_assert!(
+            appended.is_ok(),
+            "the caller checked that the entries follow the log"
+        );
         last_new
     }
 
@@ -373,28 +313,17 @@ impl RaftLog {
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index() + 1);
         self.open.push(entry);
-        self.len += 1;
     }
 
     fn truncate_from(&mut self, index: Index) {
-        let keep = index - self.base_index - 1;
         let open_first = self.open_first();
         if index >= open_first {
-            self.open.truncate((index - open_first) as usize);
+            self.open
+                .truncate(usize::try_from(index - open_first).unwrap_or(usize::MAX));
         } else {
             self.open.clear();
-            let position = self.run_position(index);
-            self.runs.truncate(position + 1);
-            if let Some(run) = self.runs.back_mut() {
-                let cut = index.saturating_sub(run.first) as usize;
-                if cut == 0 {
-                    self.runs.pop_back();
-                } else {
-                    run.entries = run.entries.slice(..cut);
-                }
-            }
+            self.runs.truncate_from(index);
         }
-        self.len = keep;
         self.unstable_from = self.unstable_from.min(index);
         self.persisted = self.persisted.min(index - 1);
     }
@@ -406,9 +335,13 @@ impl RaftLog {
     }
 
     /// Entries not yet handed out for persistence; marks them handed out.
-    pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
+    /// They share the buffer of their run (each round's proposals, or the run a follower
+    /// received), unless they span several runs.
+    pub(crate) fn take_unstable(&mut self) -> Entries {
         self.seal();
-        let batch: Vec<Entry> = self.iter_from(self.unstable_from).cloned().collect();
+        let count =
+            usize::try_from((self.last_index() + 1).saturating_sub(self.unstable_from)).unwrap_or(usize::MAX);
+        let batch = self.runs.range(self.unstable_from, count);
         self.unstable_from = self.last_index() + 1;
         batch
     }
@@ -423,17 +356,19 @@ impl RaftLog {
         true
     }
 
-    /// Committed, durable entries not yet handed out for applying; marks them handed out.
-    pub(crate) fn take_committed(&mut self) -> Vec<Entry> {
+    /// Committed, durable entries not yet handed out for applying; marks them handed out. They
+    /// share the buffer of their run unless they span several runs.
+    pub(crate) fn take_committed(&mut self) -> Entries {
         if self.restoring.is_some() {
-            return Vec::new();
+            return Entries::new();
         }
         let upto = self.committed.min(self.persisted);
         if upto <= self.applying {
-            return Vec::new();
+            return Entries::new();
         }
-        let count = (upto - self.applying) as usize;
-        let batch = self.iter_from(self.applying + 1).take(count).cloned().collect();
+        // Durable entries were handed out for persistence, so they are in the runs.
+        let count = usize::try_from(upto - self.applying).unwrap_or(usize::MAX);
+        let batch = self.runs.range(self.applying + 1, count);
         self.applying = upto;
         batch
     }
@@ -451,7 +386,7 @@ impl RaftLog {
 impl Hash for RaftLog {
     /// The entries, whichever runs hold them, and every index.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.len.hash(state);
+        self.len().hash(state);
         for entry in self.iter_from(self.base_index + 1) {
             entry.hash(state);
         }
@@ -652,6 +587,51 @@ mod tests {
             2,
             "sending does not mark entries persisted"
         );
+    }
+
+    #[test]
+    fn storage_and_the_state_machine_get_the_run_the_followers_get() {
+        let mut log = log_of_rounds(&[2]);
+        assert!(log.on_persisted(2, 1));
+        for index in 3..=6 {
+            log.push(Entry::command(1, index, vec![0u8; 10]));
+        }
+        let sent = log.entries_from(3, 256, usize::MAX);
+        let unstable = log.take_unstable();
+        assert_eq!(indexes_of(&unstable), vec![3, 4, 5, 6]);
+        assert!(
+            unstable.shares_buffer_with(&sent),
+            "the write shares the round's run"
+        );
+        assert!(log.on_persisted(6, 1));
+        log.committed = 5;
+        let committed = log.take_committed();
+        assert_eq!(indexes_of(&committed), vec![1, 2, 3, 4, 5]);
+        assert!(
+            !committed.shares_buffer_with(&sent),
+            "entries across two runs are copied into one batch"
+        );
+        log.committed = 6;
+        let next = log.take_committed();
+        assert_eq!(indexes_of(&next), vec![6]);
+        assert!(next.shares_buffer_with(&sent), "inside one run, shared");
+        assert!(log.take_committed().is_empty());
+    }
+
+    #[test]
+    fn a_follower_hands_the_run_it_received_to_storage() {
+        let mut log = log_of(&[1]);
+        let received: Entries = (2..=5).map(|i| Entry::blank(1, i)).collect();
+        log.append_after(1, received.clone());
+        let unstable = log.take_unstable();
+        assert_eq!(indexes_of(&unstable), vec![2, 3, 4, 5]);
+        assert!(unstable.shares_buffer_with(&received));
+        // Two runs received in one round are written as one copied batch, in order.
+        let first: Entries = (6..=7).map(|i| Entry::blank(1, i)).collect();
+        let second: Entries = (8..=9).map(|i| Entry::blank(1, i)).collect();
+        log.append_after(5, first);
+        log.append_after(7, second);
+        assert_eq!(indexes_of(&log.take_unstable()), vec![6, 7, 8, 9]);
     }
 
     #[test]

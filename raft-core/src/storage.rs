@@ -1,16 +1,17 @@
 //! The traits backends implement: log storage with its snapshot store, the user's state machine,
 //! and the transport.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::entries::Entries;
 use crate::entry::Entry;
 use crate::error::{StateMachineError, StorageError, TransportError};
 use crate::message::Message;
+use crate::runs::EntryRuns;
 use crate::snapshot_types::SnapshotMeta;
 use crate::types::{HardState, Index};
 
@@ -35,8 +36,10 @@ pub struct LogWrite {
     /// Drop the stored entries up to this index (0: none). The log then continues after it even
     /// when no entry is left: the next append may start at `purge_to + 1`.
     pub purge_to: Index,
-    /// Entries to append. They replace every stored entry from `entries[0].index` on.
-    pub entries: Vec<Entry>,
+    /// Entries to append. They replace every stored entry from `entries[0].index` on. They
+    /// share the core's buffer: a store that keeps them in memory keeps the run, copying no
+    /// entry (build one from a `Vec<Entry>` with `.into()`).
+    pub entries: Entries,
     /// A snapshot, already complete in the snapshot store, that becomes the latest. Older ones may
     /// be deleted once this write is durable.
     pub snapshot: Option<SnapshotMeta>,
@@ -59,17 +62,24 @@ impl LogWrite {
     pub fn merge(&mut self, later: LogWrite) {
         if later.discard_log {
             self.discard_log = true;
-            self.entries.clear();
+            self.entries = Entries::new();
         }
         if later.purge_to > self.purge_to {
             self.purge_to = later.purge_to;
-            let purge_to = later.purge_to;
-            self.entries.retain(|e| e.index > purge_to);
+            let kept = self.entries.partition_point(|e| e.index <= later.purge_to);
+            self.entries = self.entries.slice(kept..);
         }
         if let Some(first) = later.entries.first() {
-            let first = first.index;
-            self.entries.retain(|e| e.index < first);
-            self.entries.extend(later.entries);
+            let kept = self.entries.partition_point(|e| e.index < first.index);
+            self.entries = if kept == 0 {
+                later.entries
+            } else {
+                // Both writes keep entries: one buffer of the earlier ones and the later ones.
+                let mut joined = Vec::with_capacity(kept + later.entries.len());
+                joined.extend_from_slice(&self.entries[..kept]);
+                joined.extend_from_slice(&later.entries);
+                Entries::from(joined)
+            };
         }
         if later.snapshot.is_some() {
             self.snapshot = later.snapshot;
@@ -87,10 +97,10 @@ impl LogWrite {
 /// ```
 /// use raft_core::{Entry, LogImage, LogWrite};
 /// let mut image = LogImage::default();
-/// let entries = vec![Entry::command(1, 1, "a"), Entry::command(1, 2, "b")];
+/// let entries = vec![Entry::command(1, 1, "a"), Entry::command(1, 2, "b")].into();
 /// image.apply(&LogWrite { entries, ..LogWrite::default() })?;
-/// image.apply(&LogWrite { entries: vec![Entry::command(2, 2, "c")], ..LogWrite::default() })?;
-/// assert_eq!((image.last_index(), image.entries[1].term), (2, 2));
+/// image.apply(&LogWrite { entries: vec![Entry::command(2, 2, "c")].into(), ..LogWrite::default() })?;
+/// assert_eq!((image.last_index(), image.entries.get(2).map(|e| e.term)), (2, Some(2)));
 /// image.apply(&LogWrite { purge_to: 2, ..LogWrite::default() })?;
 /// assert!(image.entries.is_empty());
 /// assert_eq!(image.last_index(), 2, "the log continues after the purge");
@@ -102,9 +112,10 @@ pub struct LogImage {
     pub hard_state: HardState,
     /// The entries up to here were purged; `entries` starts right after.
     pub purged_to: Index,
-    /// The stored entries, consecutive from `purged_to + 1`. A deque, so that a purge drops
-    /// from the front without moving what is left.
-    pub entries: VecDeque<Entry>,
+    /// The stored entries, consecutive from `purged_to + 1`, as the runs they were written in:
+    /// a write's entries are kept as its buffer, not copied, and a purge drops from the front
+    /// without moving what is left.
+    pub entries: EntryRuns,
     /// The latest recorded snapshot.
     pub snapshot: Option<SnapshotMeta>,
 }
@@ -119,11 +130,12 @@ impl LogImage {
     /// `entries`, `snapshot`, `hard_state`), or, when its entries would leave a gap, not at all.
     pub fn apply(&mut self, write: &LogWrite) -> Result<(), StorageError> {
         self.check(write)?;
-        self.apply_checked(write, write.entries.iter().cloned());
+        self.apply_checked(write, write.entries.clone());
         Ok(())
     }
 
-    /// [`apply`](Self::apply), moving the entries of `write` in rather than copying them.
+    /// [`apply`](Self::apply), taking `write` (its entries' buffer is kept either way; this
+    /// saves counting one more reference to it).
     pub fn apply_owned(&mut self, mut write: LogWrite) -> Result<(), StorageError> {
         self.check(&write)?;
         let entries = std::mem::take(&mut write.entries);
@@ -157,20 +169,16 @@ impl LogImage {
 
     /// Applies a checked write whose entries are `entries` (`write.entries` itself may have been
     /// moved out).
-    fn apply_checked(&mut self, write: &LogWrite, entries: impl IntoIterator<Item = Entry>) {
+    fn apply_checked(&mut self, write: &LogWrite, entries: Entries) {
         if write.discard_log {
             self.entries.clear();
         }
         if write.purge_to > self.purged_to {
-            let drop = ((write.purge_to - self.purged_to) as usize).min(self.entries.len());
-            self.entries.drain(..drop);
+            self.entries.purge_to(write.purge_to);
             self.purged_to = write.purge_to;
         }
-        let mut entries = entries.into_iter().peekable();
-        if let Some(first) = entries.peek() {
-            self.entries.truncate((first.index - self.purged_to - 1) as usize);
-            self.entries.extend(entries);
-        }
+        let appended = self.entries.append(entries);
+        debug_assert!(appended.is_ok(), "checked: no gap");
         if let Some(snapshot) = &write.snapshot {
             self.snapshot = Some(snapshot.clone());
         }

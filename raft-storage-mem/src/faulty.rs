@@ -10,7 +10,7 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let (mut storage, faults) = FaultyStorage::new(MemStorage::new());
 //! faults.fail_writes(WriteFault::DiskFull);
-//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")], ..LogWrite::default() };
+//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")].into(), ..LogWrite::default() };
 //! assert!(storage.persist(write).await.is_err());
 //! assert_eq!(faults.writes_failed(), 1);
 //! # });
@@ -221,7 +221,7 @@ mod tests {
         faults.stall_writes();
         let reader = storage.clone();
         let write = LogWrite {
-            entries: vec![Entry::command(1, 1, "x")],
+            entries: vec![Entry::command(1, 1, "x")].into(),
             ..LogWrite::default()
         };
         let writing = tokio::spawn(async move { storage.persist(write).await });

@@ -18,7 +18,7 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let mut storage = MemStorage::new();
-//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")], ..LogWrite::default() };
+//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")].into(), ..LogWrite::default() };
 //! storage.persist(write).await?;
 //! assert_eq!(storage.last_index().await?, 1);
 //! # Ok::<(), raft_core::StorageError>(())
@@ -256,9 +256,12 @@ impl LogStorage for MemStorage {
         if first > last {
             return Ok(Vec::new());
         }
-        let start = (first - image.purged_to - 1) as usize;
-        let end = (last - image.purged_to) as usize;
-        Ok(image.entries.range(start..end).cloned().collect())
+        Ok(image
+            .entries
+            .iter_from(first)
+            .take_while(|entry| entry.index <= last)
+            .cloned()
+            .collect())
     }
 
     async fn last_index(&self) -> Result<Index, StorageError> {
@@ -365,13 +368,13 @@ mod tests {
     async fn append_replaces_the_suffix_from_the_first_new_index() {
         let mut s = MemStorage::new();
         s.persist(LogWrite {
-            entries: entries(1..=5, 1),
+            entries: entries(1..=5, 1).into(),
             ..LogWrite::default()
         })
         .await
         .unwrap();
         s.persist(LogWrite {
-            entries: entries(3..=3, 2),
+            entries: entries(3..=3, 2).into(),
             ..LogWrite::default()
         })
         .await
@@ -386,7 +389,7 @@ mod tests {
         let mut s = MemStorage::new();
         let err = s
             .persist(LogWrite {
-                entries: entries(3..=3, 1),
+                entries: entries(3..=3, 1).into(),
                 ..LogWrite::default()
             })
             .await
@@ -398,7 +401,7 @@ mod tests {
     async fn crash_loses_only_writes_not_reported_durable() {
         let mut s = MemStorage::new();
         s.persist(LogWrite {
-            entries: entries(1..=2, 1),
+            entries: entries(1..=2, 1).into(),
             hard_state: Some(HardState {
                 term: 1,
                 voted_for: Some(1),
@@ -413,7 +416,7 @@ mod tests {
         let pending = tokio::spawn(async move {
             writer
                 .persist(LogWrite {
-                    entries: entries(3..=4, 1),
+                    entries: entries(3..=4, 1).into(),
                     hard_state: Some(HardState {
                         term: 2,
                         voted_for: None,
@@ -440,7 +443,7 @@ mod tests {
         let pending = tokio::spawn(async move {
             writer
                 .persist(LogWrite {
-                    entries: entries(1..=1, 1),
+                    entries: entries(1..=1, 1).into(),
                     ..LogWrite::default()
                 })
                 .await
@@ -471,7 +474,7 @@ mod tests {
     async fn purge_keeps_the_log_after_it_and_the_snapshot_survives_a_reload() {
         let mut s = MemStorage::new();
         s.persist(LogWrite {
-            entries: entries(1..=6, 1),
+            entries: entries(1..=6, 1).into(),
             ..LogWrite::default()
         })
         .await
@@ -497,7 +500,7 @@ mod tests {
     async fn discarded_log_continues_after_the_snapshot() {
         let mut s = MemStorage::new();
         s.persist(LogWrite {
-            entries: entries(1..=3, 1),
+            entries: entries(1..=3, 1).into(),
             ..LogWrite::default()
         })
         .await
@@ -507,7 +510,7 @@ mod tests {
             discard_log: true,
             purge_to: 10,
             snapshot: Some(meta(10, 0)),
-            entries: entries(11..=11, 2),
+            entries: entries(11..=11, 2).into(),
             ..LogWrite::default()
         })
         .await

@@ -29,7 +29,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let identity = StoreIdentity { cluster_id: 7, node_id: 1 };
 //! let mut storage = RocksStorage::open(dir.path(), identity).await?;
-//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")], ..LogWrite::default() };
+//! let write = LogWrite { entries: vec![Entry::command(1, 1, "x")].into(), ..LogWrite::default() };
 //! storage.persist(write).await?;
 //! drop(storage);
 //!

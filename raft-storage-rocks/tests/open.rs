@@ -187,7 +187,7 @@ async fn create_with_votes(dir: &std::path::Path) {
     for term in 1..=20u64 {
         storage
             .persist(LogWrite {
-                entries: vec![Entry::command(term, term, vec![term as u8; 200])],
+                entries: vec![Entry::command(term, term, vec![term as u8; 200])].into(),
                 hard_state: Some(raft_core::HardState {
                     term,
                     voted_for: Some(1),

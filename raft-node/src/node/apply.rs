@@ -266,17 +266,19 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
         // runtime), and answers interleaved with applying spread those wake-ups, and the index's
         // cache line, over the whole batch.
         let mut failure = None;
-        for entry in entries {
-            let response = match entry.payload {
+        for entry in entries.iter() {
+            let response = match &entry.payload {
                 // Configuration changes are Raft's own business, not the state machine's.
                 EntryPayload::Blank | EntryPayload::Membership(_) => Bytes::new(),
-                EntryPayload::Command(command) => match state_machine.apply(entry.index, command).await {
-                    Ok(response) => response,
-                    Err(error) => {
-                        failure = Some(error);
-                        break;
+                EntryPayload::Command(command) => {
+                    match state_machine.apply(entry.index, command.clone()).await {
+                        Ok(response) => response,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
                     }
-                },
+                }
             };
             responses.push((entry.index, entry.term, response));
         }

@@ -399,7 +399,7 @@ mod tests {
     fn job(entries: Vec<Entry>, term: Option<Term>) -> PersistJob {
         PersistJob {
             write: LogWrite {
-                entries,
+                entries: entries.into(),
                 hard_state: term.map(|term| raft_core::HardState {
                     term,
                     voted_for: None,
