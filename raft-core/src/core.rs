@@ -353,6 +353,10 @@ impl RaftCore {
             });
         }
         let index = entry.index;
+        // The tally was just brought up to `index - 1`: the new entry extends it, so the next
+        // proposal of the round finds it current and walks no entry.
+        self.uncommitted_tally.last = index;
+        self.uncommitted_tally.bytes = bytes.saturating_add(entry.size_bytes());
         self.log.push(entry);
         Ok(index)
     }
@@ -363,6 +367,9 @@ impl RaftCore {
     fn uncommitted_bytes(&mut self) -> usize {
         let (committed, last) = (self.log.committed, self.log.last_index());
         let tally = &mut self.uncommitted_tally;
+        if tally.term == self.term && tally.committed == committed && tally.last == last {
+            return tally.bytes;
+        }
         let mut recount = tally.term != self.term || tally.committed > committed || tally.last > last;
         if !recount {
             // The entries committed since the last count leave it; one compacted away (the

@@ -50,6 +50,18 @@ impl Entries {
         }
     }
 
+    /// How many entries the run holds. Read from the run itself, not its buffer (which is on
+    /// the heap, behind a count other threads touch): the log's index search calls it at every
+    /// step.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether the run holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
     /// The entries as a slice.
     pub fn as_slice(&self) -> &[Entry] {
         match &self.buffer {

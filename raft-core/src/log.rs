@@ -127,8 +127,14 @@ impl RaftLog {
     /// The entries in `(after, upto]` that the log holds, in order. One walk along the runs, not
     /// a lookup per index.
     pub(crate) fn entries_between(&self, after: Index, upto: Index) -> impl Iterator<Item = &Entry> {
-        self.iter_from(after.saturating_add(1))
-            .take_while(move |e| e.index <= upto)
+        // An empty range (the common case: a proposal asks what was committed since the last
+        // one) starts past the end, so it searches no run and reads no entry.
+        let from = if upto > after {
+            after.saturating_add(1)
+        } else {
+            self.last_index().saturating_add(1)
+        };
+        self.iter_from(from).take_while(move |e| e.index <= upto)
     }
 
     /// Records a snapshot built here at (`index`, `term`) and drops the entries up to `purge_to`.

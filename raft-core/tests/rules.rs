@@ -1339,6 +1339,34 @@ fn same_inputs_give_same_outputs() {
 }
 
 #[test]
+fn the_uncommitted_byte_budget_counts_each_proposal_once_across_commits() {
+    let mut net = Net::with_config(3, |id| {
+        let mut c = config(id);
+        c.max_uncommitted_bytes = 10_000;
+        c
+    });
+    net.elect(1);
+    net.settle();
+    let entry = |i: u32| bytes::Bytes::from(vec![i as u8; 2_000]);
+    // Two rounds that commit: their bytes leave the budget.
+    for round in 0..2 {
+        net.node(1).propose(entry(round)).expect("within the budget");
+        net.node(1).propose(entry(round)).expect("within the budget");
+        net.settle();
+        let status = net.node(1).status();
+        assert_eq!(status.commit_index, status.last_log_index);
+    }
+    // Then, cut off, exactly four more fit, whatever was proposed and committed before.
+    net.isolated.extend([2, 3]);
+    let mut accepted = 0;
+    while net.node(1).propose(entry(accepted)).is_ok() {
+        accepted += 1;
+        assert!(accepted < 100, "the byte budget never refused");
+    }
+    assert_eq!(accepted, 4);
+}
+
+#[test]
 fn leader_refuses_proposals_while_uncommitted_entries_hold_max_uncommitted_bytes() {
     let mut net = Net::with_config(3, |id| {
         let mut c = config(id);
