@@ -84,7 +84,7 @@ pub struct NoopStateMachine {
 }
 
 impl StateMachine for NoopStateMachine {
-    async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+    async fn apply(&mut self, index: Index, _command: &Bytes) -> Result<Bytes, StateMachineError> {
         self.applied = index;
         Ok(Bytes::new())
     }

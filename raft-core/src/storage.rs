@@ -298,7 +298,7 @@ pub trait SnapshotSink: SnapshotWrite {
 /// }
 ///
 /// impl StateMachine for Counter {
-///     async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+///     async fn apply(&mut self, index: Index, _command: &Bytes) -> Result<Bytes, StateMachineError> {
 ///         self.count += 1;
 ///         self.applied = index;
 ///         Ok(Bytes::copy_from_slice(&self.count.to_be_bytes()))
@@ -338,10 +338,15 @@ pub trait SnapshotSink: SnapshotWrite {
 /// ```
 pub trait StateMachine: Send + 'static {
     /// Applies the committed command at `index` and returns the response for its proposer.
+    ///
+    /// The command is lent, not given: it stays in the log's shared run, which every node's
+    /// storage and peers share too. A state machine that keeps it (or a part of it, with
+    /// [`Bytes::slice`]) clones it, which counts a reference and copies nothing; one that only
+    /// reads it costs no reference count per entry.
     fn apply(
         &mut self,
         index: Index,
-        command: Bytes,
+        command: &Bytes,
     ) -> impl Future<Output = Result<Bytes, StateMachineError>> + Send;
 
     /// Answers a read-only query against the current state. It must not change the state: the

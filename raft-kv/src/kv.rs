@@ -170,7 +170,7 @@ struct KvState {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let mut kv = KvStateMachine::new();
 /// let put = KvCommand::Put { key: "a".into(), value: "1".into() };
-/// kv.apply(1, put.encode()).await?;
+/// kv.apply(1, &put.encode()).await?;
 /// assert_eq!(kv.get("a"), Some("1".to_string()));
 /// # Ok::<(), raft_core::StateMachineError>(())
 /// # }).unwrap();
@@ -249,9 +249,9 @@ impl KvStateMachine {
 }
 
 impl StateMachine for KvStateMachine {
-    async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
+    async fn apply(&mut self, index: Index, command: &Bytes) -> Result<Bytes, StateMachineError> {
         let mut state = self.lock();
-        let response = match KvCommand::decode(&command) {
+        let response = match KvCommand::decode(command) {
             Ok(command) => Self::execute(&mut state.data, command),
             Err(error) => KvResponse::Invalid(error.to_string()),
         };
@@ -431,7 +431,7 @@ mod tests {
                 key: key.into(),
                 value: index.to_string(),
             };
-            kv.apply(index as u64 + 1, put.encode()).await.unwrap();
+            kv.apply(index as u64 + 1, &put.encode()).await.unwrap();
         }
         let scan = |prefix: &str, limit| KvCommand::Scan {
             prefix: prefix.into(),
@@ -474,7 +474,7 @@ mod tests {
     async fn malformed_command_changes_nothing_and_says_so() {
         let mut kv = KvStateMachine::new();
         let reply = kv
-            .apply(1, Bytes::from_static(&[0xff, 0xff, 0xff]))
+            .apply(1, &Bytes::from_static(&[0xff, 0xff, 0xff]))
             .await
             .unwrap();
         let reply = KvReply::decode(&reply).unwrap();

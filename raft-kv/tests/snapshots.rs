@@ -164,7 +164,7 @@ async fn kv_snapshot(index: u64, pairs: &[(&str, &str)]) -> (bytes::Bytes, raft_
             key: key.to_string(),
             value: value.to_string(),
         };
-        kv.apply(i as u64 + 1, put.encode()).await.unwrap();
+        kv.apply(i as u64 + 1, &put.encode()).await.unwrap();
     }
     let mut buffer = Buffer(Vec::new());
     kv.snapshot(&mut buffer).await.unwrap();

@@ -99,7 +99,7 @@ struct Echo {
 }
 
 impl StateMachine for Echo {
-    async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+    async fn apply(&mut self, index: Index, _command: &Bytes) -> Result<Bytes, StateMachineError> {
         self.applied = index;
         Ok(Bytes::from(index.to_string()))
     }

@@ -27,8 +27,8 @@ struct LastWrite {
 }
 
 impl StateMachine for LastWrite {
-    async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
-        (self.last, self.applied) = (command, index);
+    async fn apply(&mut self, index: Index, command: &Bytes) -> Result<Bytes, StateMachineError> {
+        (self.last, self.applied) = (command.clone(), index);
         Ok(Bytes::from(index.to_string()))
     }
 

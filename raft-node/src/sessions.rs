@@ -195,7 +195,7 @@ impl<M: StateMachine> Sessions<M> {
     /// use raft_node::{SessionCommand, SessionLimits, Sessions};
     /// # #[derive(Default)] struct Counter;
     /// # impl raft_core::StateMachine for Counter {
-    /// #     async fn apply(&mut self, _: u64, _: bytes::Bytes) -> Result<bytes::Bytes, raft_core::StateMachineError> { Ok(bytes::Bytes::new()) }
+    /// #     async fn apply(&mut self, _: u64, _: &bytes::Bytes) -> Result<bytes::Bytes, raft_core::StateMachineError> { Ok(bytes::Bytes::new()) }
     /// #     async fn query(&mut self, _: bytes::Bytes) -> Result<bytes::Bytes, raft_core::StateMachineError> { Ok(bytes::Bytes::new()) }
     /// #     async fn snapshot(&mut self, _: &mut dyn raft_core::SnapshotWrite) -> Result<(), raft_core::StateMachineError> { Ok(()) }
     /// #     async fn restore(&mut self, _: u64, _: &mut dyn raft_core::SnapshotRead) -> Result<(), raft_core::StateMachineError> { Ok(()) }
@@ -317,7 +317,7 @@ impl<M: StateMachine> Sessions<M> {
                         last_sequence: record.last_sequence,
                     });
                 }
-                let response = self.inner.apply(index, command).await?;
+                let response = self.inner.apply(index, &command).await?;
                 if let Some(record) = self.table.get_mut(&session) {
                     record.last_sequence = sequence;
                     record.response = response.clone();
@@ -330,10 +330,10 @@ impl<M: StateMachine> Sessions<M> {
 }
 
 impl<M: StateMachine> StateMachine for Sessions<M> {
-    async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
+    async fn apply(&mut self, index: Index, command: &Bytes) -> Result<Bytes, StateMachineError> {
         self.expire(index);
         self.applied = index;
-        match SessionCommand::decode(&command) {
+        match SessionCommand::decode(command) {
             None => self.inner.apply(index, command).await,
             Some(Err(error)) => Ok(SessionResponse::Invalid(error.to_string()).encode()),
             Some(Ok(command)) => Ok(self.apply_session(index, command).await?.encode()),
@@ -415,9 +415,9 @@ mod tests {
     }
 
     impl StateMachine for Appender {
-        async fn apply(&mut self, index: Index, command: Bytes) -> Result<Bytes, StateMachineError> {
+        async fn apply(&mut self, index: Index, command: &Bytes) -> Result<Bytes, StateMachineError> {
             let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
-            text.push_str(&String::from_utf8_lossy(&command));
+            text.push_str(&String::from_utf8_lossy(command));
             self.applied = index;
             Ok(Bytes::from(text.clone()))
         }
@@ -461,7 +461,7 @@ mod tests {
     }
 
     async fn apply(machine: &mut Sessions<Appender>, index: Index, command: Bytes) -> SessionResponse {
-        SessionResponse::decode(&machine.apply(index, command).await.unwrap()).unwrap()
+        SessionResponse::decode(&machine.apply(index, &command).await.unwrap()).unwrap()
     }
 
     #[tokio::test]
@@ -494,7 +494,7 @@ mod tests {
         apply(&mut machine, 1, SessionCommand::Register.encode()).await;
         apply(&mut machine, 5, request(1, 1, "x")).await;
         // Used at 5: still open at 14, gone at 15, on every replica alike.
-        machine.apply(14, append("-")).await.unwrap();
+        machine.apply(14, &append("-")).await.unwrap();
         assert_eq!(machine.open_sessions(), 1);
         assert_eq!(
             apply(&mut machine, 15, request(1, 2, "y")).await,
@@ -507,7 +507,7 @@ mod tests {
     async fn plain_commands_pass_through_untouched() {
         let inner = Appender::default();
         let mut machine = Sessions::new(inner);
-        let reply = machine.apply(1, append("p")).await.unwrap();
+        let reply = machine.apply(1, &append("p")).await.unwrap();
         assert_eq!(&reply[..], b"p");
     }
 
@@ -557,7 +557,7 @@ mod tests {
         );
         // The new expiry holds from this entry on: session 3 (used at 3) is gone at 6, 4 at 7.
         assert_eq!(machine.open_sessions(), 1);
-        machine.apply(7, append("-")).await.unwrap();
+        machine.apply(7, &append("-")).await.unwrap();
         assert_eq!(machine.open_sessions(), 0);
     }
 

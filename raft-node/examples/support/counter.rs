@@ -12,7 +12,7 @@ pub struct Counter {
 }
 
 impl StateMachine for Counter {
-    async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+    async fn apply(&mut self, index: Index, _command: &Bytes) -> Result<Bytes, StateMachineError> {
         self.count += 1;
         self.applied = index;
         Ok(Bytes::from(self.count.to_string()))

@@ -270,15 +270,13 @@ pub(super) async fn apply_loop<M: StateMachine, St: SnapshotStore>(
             let response = match &entry.payload {
                 // Configuration changes are Raft's own business, not the state machine's.
                 EntryPayload::Blank | EntryPayload::Membership(_) => Bytes::new(),
-                EntryPayload::Command(command) => {
-                    match state_machine.apply(entry.index, command.clone()).await {
-                        Ok(response) => response,
-                        Err(error) => {
-                            failure = Some(error);
-                            break;
-                        }
+                EntryPayload::Command(command) => match state_machine.apply(entry.index, command).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
                     }
-                }
+                },
             };
             responses.push((entry.index, entry.term, response));
         }
@@ -491,7 +489,7 @@ mod tests {
 
     #[cfg(feature = "mem")]
     impl StateMachine for Recording {
-        async fn apply(&mut self, index: Index, _command: Bytes) -> Result<Bytes, StateMachineError> {
+        async fn apply(&mut self, index: Index, _command: &Bytes) -> Result<Bytes, StateMachineError> {
             if Some(index) == self.fail_at {
                 return Err(StateMachineError {
                     index,
