@@ -1338,8 +1338,8 @@ fn same_inputs_give_same_outputs() {
     assert_eq!(run(), run());
 }
 
-#[test]
-fn the_uncommitted_byte_budget_counts_each_proposal_once_across_commits() {
+/// Three nodes, node 1 elected, each admitting at most 10,000 bytes of uncommitted entries.
+fn leader_with_a_byte_budget_of_10_000() -> Net {
     let mut net = Net::with_config(3, |id| {
         let mut c = config(id);
         c.max_uncommitted_bytes = 10_000;
@@ -1347,7 +1347,18 @@ fn the_uncommitted_byte_budget_counts_each_proposal_once_across_commits() {
     });
     net.elect(1);
     net.settle();
-    let entry = |i: u32| bytes::Bytes::from(vec![i as u8; 2_000]);
+    net
+}
+
+/// A 2,000-byte command: four of them (with their overhead) fit in a 10,000-byte budget.
+fn command_of_2_000_bytes(i: u32) -> bytes::Bytes {
+    bytes::Bytes::from(vec![i as u8; 2_000])
+}
+
+#[test]
+fn the_uncommitted_byte_budget_counts_each_proposal_once_across_commits() {
+    let mut net = leader_with_a_byte_budget_of_10_000();
+    let entry = command_of_2_000_bytes;
     // Two rounds that commit: their bytes leave the budget.
     for round in 0..2 {
         net.node(1).propose(entry(round)).expect("within the budget");
@@ -1368,15 +1379,9 @@ fn the_uncommitted_byte_budget_counts_each_proposal_once_across_commits() {
 
 #[test]
 fn leader_refuses_proposals_while_uncommitted_entries_hold_max_uncommitted_bytes() {
-    let mut net = Net::with_config(3, |id| {
-        let mut c = config(id);
-        c.max_uncommitted_bytes = 10_000;
-        c
-    });
-    net.elect(1);
-    net.settle();
+    let mut net = leader_with_a_byte_budget_of_10_000();
     net.isolated.extend([2, 3]);
-    let entry = |i: u32| bytes::Bytes::from(vec![i as u8; 2_000]);
+    let entry = command_of_2_000_bytes;
     let mut accepted = 0;
     let refusal = loop {
         match net.node(1).propose(entry(accepted)) {
