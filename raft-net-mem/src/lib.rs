@@ -186,10 +186,10 @@ impl MemNetwork {
         self.lock().stats
     }
 
-    /// Puts `message` in `inbox` after the network's delay.
-    fn deliver(router: &mut Router, inbox: &mpsc::UnboundedSender<Message>, message: Message) {
-        let delay = router.delay();
-        router.stats.delivered += 1;
+    /// Puts `message` in `inbox` after `delay`. Called with the router unlocked: a send wakes the
+    /// recipient's task, which may mean waking a parked worker thread (a system call), and
+    /// another node's send must not wait for that on the router's lock.
+    fn deliver(inbox: &mpsc::UnboundedSender<Message>, message: Message, delay: Duration) {
         if delay.is_zero() {
             // A closed inbox belongs to a stopped node: the message is lost, as on a network.
             let _ = inbox.send(message);
@@ -203,30 +203,41 @@ impl MemNetwork {
     }
 
     fn route(&self, message: Message) -> Result<(), TransportError> {
-        let mut router = self.lock();
-        let (from, to) = (message.from, message.to);
-        let Some(inbox) = router.inboxes.get(&to).cloned() else {
-            return Err(TransportError::UnknownPeer(to));
+        // The decisions (and the draws of the seeded generator) are made under the lock, in the
+        // order of the sends; the deliveries after it.
+        let (inbox, duplicate_delay, delay) = {
+            let mut router = self.lock();
+            let (from, to) = (message.from, message.to);
+            let Some(inbox) = router.inboxes.get(&to).cloned() else {
+                return Err(TransportError::UnknownPeer(to));
+            };
+            if router.blocked(from, to) {
+                router.stats.blocked += 1;
+                trace!(from, to, kind = message.body.kind(), "blocked");
+                return Ok(());
+            }
+            let drop_probability = router.faults.drop_probability;
+            if router.chance(drop_probability) {
+                router.stats.dropped += 1;
+                trace!(from, to, kind = message.body.kind(), "dropped");
+                return Ok(());
+            }
+            let duplicate_probability = router.faults.duplicate_probability;
+            let duplicate_delay = if router.chance(duplicate_probability) {
+                router.stats.duplicated += 1;
+                router.stats.delivered += 1;
+                Some(router.delay())
+            } else {
+                None
+            };
+            router.stats.delivered += 1;
+            (inbox, duplicate_delay, router.delay())
         };
-        if router.blocked(from, to) {
-            router.stats.blocked += 1;
-            trace!(from, to, kind = message.body.kind(), "blocked");
-            return Ok(());
-        }
-        let drop_probability = router.faults.drop_probability;
-        if router.chance(drop_probability) {
-            router.stats.dropped += 1;
-            trace!(from, to, kind = message.body.kind(), "dropped");
-            return Ok(());
-        }
-        let duplicate_probability = router.faults.duplicate_probability;
-        if router.chance(duplicate_probability) {
-            router.stats.duplicated += 1;
-            let copy = message.clone();
-            Self::deliver(&mut router, &inbox, copy);
+        if let Some(duplicate_delay) = duplicate_delay {
+            Self::deliver(&inbox, message.clone(), duplicate_delay);
         }
         // The message itself, not a copy of its entries, on the usual path.
-        Self::deliver(&mut router, &inbox, message);
+        Self::deliver(&inbox, message, delay);
         Ok(())
     }
 }
