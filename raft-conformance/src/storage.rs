@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{
-    Entry, EntryPayload, HardState, Index, LogStorage, LogWrite, Membership, SnapshotChecksum, SnapshotMeta,
-    SnapshotStore, StorageError, StoredLog, Term,
+    Entry, EntryPayload, EntryRuns, HardState, Index, LogStorage, LogWrite, Membership, SnapshotChecksum,
+    SnapshotMeta, SnapshotStore, StorageError, StoredLog, Term,
 };
 
 /// Opens one node's store, again and again, as a process restarting would.
@@ -35,6 +35,7 @@ macro_rules! storage_suite {
             term_lookup_reads_one_entry,
             out_of_range_reads_return_only_stored_entries,
             append_replaces_the_conflicting_suffix,
+            one_write_of_several_runs_appends_them_in_order,
             append_that_leaves_a_gap_is_refused_and_changes_nothing,
             hard_state_is_saved_and_survives_reopen,
             purge_drops_the_prefix_and_the_log_continues,
@@ -261,6 +262,33 @@ pub async fn append_replaces_the_conflicting_suffix<H: StorageHarness>(mut harne
     // Appending right after the new end continues the log.
     persist(&mut storage, append(entries(8..=8, 2))).await;
     assert_eq!(last_index(&storage).await, 8);
+}
+
+/// One write whose entries come as several runs (a follower's two appends in one round, or
+/// writes merged by group commit) stores them in order, replacing the stored suffix from its
+/// first index, as one run would; and so it reads back, before and after a reopen.
+pub async fn one_write_of_several_runs_appends_them_in_order<H: StorageHarness>(mut harness: H) {
+    let mut storage = harness.open().await;
+    persist(&mut storage, append(entries(1..=6, 1))).await;
+    let mut runs = EntryRuns::new();
+    for part in [entries(4..=5, 2), entries(6..=6, 2), entries(7..=9, 3)] {
+        runs.append(part.into()).expect("consecutive runs");
+    }
+    assert_eq!(runs.run_count(), 3);
+    persist(
+        &mut storage,
+        LogWrite {
+            entries: runs,
+            ..LogWrite::default()
+        },
+    )
+    .await;
+    let expected = [entries(1..=3, 1), entries(4..=6, 2), entries(7..=9, 3)].concat();
+    assert_eq!(last_index(&storage).await, 9);
+    assert_eq!(read(&storage, 1..=9).await, expected);
+    drop(storage);
+    let mut storage = harness.open().await;
+    assert_eq!(load(&mut storage).await.entries, expected, "the runs are durable");
 }
 
 /// An append that starts past the end would leave a hole; it is refused with `LogGap` and the

@@ -375,7 +375,7 @@ impl Ready {
         for message in &self.messages_after_persist {
             line(format_args!("send after persist: {message}"));
         }
-        for entry in &self.committed_entries {
+        for entry in self.committed_entries.iter() {
             line(format_args!("apply: {entry}"));
         }
         for read in &self.read_states {

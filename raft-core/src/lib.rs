@@ -117,7 +117,7 @@ pub use crate::progress::ReplicationState;
 pub use crate::read_tracker::{ReadId, ReadState};
 pub use crate::ready::Ready;
 pub use crate::rng::SeededRng;
-pub use crate::runs::EntryRuns;
+pub use crate::runs::{EntryRuns, EntryRunsIter};
 pub use crate::snapshot_types::{
     ReceivedChunk, SnapshotChecksum, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate,
 };

@@ -341,13 +341,14 @@ impl RaftLog {
     }
 
     /// Entries not yet handed out for persistence; marks them handed out.
-    /// They share the buffer of their run (each round's proposals, or the run a follower
-    /// received), unless they span several runs.
-    pub(crate) fn take_unstable(&mut self) -> Entries {
+    /// They share the buffers of the runs that hold them (each round's proposals, or each run a
+    /// follower received).
+    pub(crate) fn take_unstable(&mut self) -> EntryRuns {
         self.seal();
         let count =
             usize::try_from((self.last_index() + 1).saturating_sub(self.unstable_from)).unwrap_or(usize::MAX);
-        let batch = self.runs.range(self.unstable_from, count);
+        // As the runs hold them: a follower that took two appends in one round copies no entry.
+        let batch = self.runs.share(self.unstable_from, count);
         self.unstable_from = self.last_index() + 1;
         batch
     }
@@ -363,18 +364,19 @@ impl RaftLog {
     }
 
     /// Committed, durable entries not yet handed out for applying; marks them handed out. They
-    /// share the buffer of their run unless they span several runs.
-    pub(crate) fn take_committed(&mut self) -> Entries {
+    /// share the buffers of the runs that hold them.
+    pub(crate) fn take_committed(&mut self) -> EntryRuns {
         if self.restoring.is_some() {
-            return Entries::new();
+            return EntryRuns::new();
         }
         let upto = self.committed.min(self.persisted);
         if upto <= self.applying {
-            return Entries::new();
+            return EntryRuns::new();
         }
         // Durable entries were handed out for persistence, so they are in the runs.
         let count = usize::try_from(upto - self.applying).unwrap_or(usize::MAX);
-        let batch = self.runs.range(self.applying + 1, count);
+        // As the runs hold them: a commit that covers several rounds copies no entry.
+        let batch = self.runs.share(self.applying + 1, count);
         self.applying = upto;
         batch
     }
@@ -556,8 +558,8 @@ mod tests {
         log
     }
 
-    fn indexes_of(entries: &Entries) -> Vec<Index> {
-        entries.iter().map(|e| e.index).collect()
+    fn indexes_of<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<Index> {
+        entries.into_iter().map(|e| e.index).collect()
     }
 
     #[test]
@@ -606,21 +608,27 @@ mod tests {
         let unstable = log.take_unstable();
         assert_eq!(indexes_of(&unstable), vec![3, 4, 5, 6]);
         assert!(
-            unstable.shares_buffer_with(&sent),
+            unstable.run_count() == 1 && unstable.parts().all(|part| part.shares_buffer_with(&sent)),
             "the write shares the round's run"
         );
         assert!(log.on_persisted(6, 1));
         log.committed = 5;
         let committed = log.take_committed();
         assert_eq!(indexes_of(&committed), vec![1, 2, 3, 4, 5]);
+        let parts: Vec<_> = committed.parts().collect();
+        assert_eq!(parts.len(), 2, "a commit across two rounds keeps their two runs");
         assert!(
-            !committed.shares_buffer_with(&sent),
-            "entries across two runs are copied into one batch"
+            parts[1].shares_buffer_with(&sent),
+            "the second round's part shares the round's run, copied nowhere"
         );
         log.committed = 6;
         let next = log.take_committed();
         assert_eq!(indexes_of(&next), vec![6]);
-        assert!(next.shares_buffer_with(&sent), "inside one run, shared");
+        let parts: Vec<_> = next.parts().collect();
+        assert!(
+            parts.len() == 1 && parts[0].shares_buffer_with(&sent),
+            "inside one run, shared"
+        );
         assert!(log.take_committed().is_empty());
     }
 
@@ -631,13 +639,18 @@ mod tests {
         log.append_after(1, received.clone());
         let unstable = log.take_unstable();
         assert_eq!(indexes_of(&unstable), vec![2, 3, 4, 5]);
-        assert!(unstable.shares_buffer_with(&received));
-        // Two runs received in one round are written as one copied batch, in order.
+        assert!(unstable.run_count() == 1 && unstable.parts().all(|part| part.shares_buffer_with(&received)));
+        // Two runs received in one round are written in order, as those two runs, copied nowhere.
         let first: Entries = (6..=7).map(|i| Entry::blank(1, i)).collect();
         let second: Entries = (8..=9).map(|i| Entry::blank(1, i)).collect();
-        log.append_after(5, first);
-        log.append_after(7, second);
-        assert_eq!(indexes_of(&log.take_unstable()), vec![6, 7, 8, 9]);
+        log.append_after(5, first.clone());
+        log.append_after(7, second.clone());
+        let unstable = log.take_unstable();
+        assert_eq!(indexes_of(&unstable), vec![6, 7, 8, 9]);
+        let parts: Vec<_> = unstable.parts().collect();
+        assert!(
+            parts.len() == 2 && parts[0].shares_buffer_with(&first) && parts[1].shares_buffer_with(&second)
+        );
     }
 
     #[test]

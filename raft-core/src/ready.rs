@@ -1,9 +1,9 @@
 //! The batch of work the core hands to its caller.
 
-use crate::entries::Entries;
 use crate::error::ReadError;
 use crate::message::Message;
 use crate::read_tracker::{ReadId, ReadState};
+use crate::runs::EntryRuns;
 use crate::snapshot_types::{ReceivedChunk, SnapshotChunkRequest, SnapshotMeta, SnapshotUpdate};
 use crate::storage::LogWrite;
 use crate::types::{HardState, Index, SoftState, Term};
@@ -40,16 +40,17 @@ pub struct Ready {
     /// Messages that may be sent now.
     pub messages: Vec<Message>,
     /// Entries to append durably; they replace stored entries from their first index on. They
-    /// share the log's own buffer (cloning them copies no entry).
-    pub entries: Entries,
+    /// are the runs the log holds them in, sharing its buffers (cloning them copies no entry).
+    pub entries: EntryRuns,
     /// Hard state to save durably, when it changed. A new term or vote comes at once; a commit
     /// index that moved alone comes with the next batch that writes anything else, or after a
     /// tick (the stored commit index is only a hint for a restart).
     pub hard_state: Option<HardState>,
     /// Messages to send once `entries` and `hard_state` (and those of earlier batches) are durable.
     pub messages_after_persist: Vec<Message>,
-    /// Committed entries to apply, in order, sharing the log's buffer.
-    pub committed_entries: Entries,
+    /// Committed entries to apply, in order, as the runs the log holds them in (sharing its
+    /// buffers: a commit that covers several rounds of appends copies no entry).
+    pub committed_entries: EntryRuns,
     /// Reads that may be served once their index is applied.
     pub read_states: Vec<ReadState>,
     /// Reads that failed (leadership changed); the caller should retry them.

@@ -13,7 +13,7 @@ use crate::types::Index;
 /// One run: a non-empty [`Entries`] and the index of its first entry, kept beside it so that
 /// finding the run that holds an index reads no entry (a run's entries are on the heap, behind
 /// a reference count that other threads touch).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Run {
     first: Index,
     entries: Entries,
@@ -108,8 +108,11 @@ impl EntryRuns {
     }
 
     /// Every entry held, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.runs.iter().flat_map(|run| run.entries.iter())
+    pub fn iter(&self) -> EntryRunsIter<'_> {
+        EntryRunsIter {
+            runs: self.runs.iter(),
+            run: [].iter(),
+        }
     }
 
     /// The entries from `from` on, in order. It starts inside the run holding `from`, with no
@@ -139,6 +142,36 @@ impl EntryRuns {
         self.iter_from(from).take(count).cloned().collect()
     }
 
+    /// At most `count` entries from `from` on, as runs that share the buffers of the runs
+    /// holding them: nothing is copied, however many runs they span (unlike
+    /// [`range`](Self::range), which hands out one buffer).
+    pub fn share(&self, from: Index, count: usize) -> EntryRuns {
+        let mut shared = EntryRuns::new();
+        let mut left = count;
+        for run in self.runs.range(self.run_position(from)..) {
+            if left == 0 {
+                break;
+            }
+            let skip = run.offset_of(from);
+            let take = run.entries.len().saturating_sub(skip).min(left);
+            if take == 0 {
+                break;
+            }
+            left -= take;
+            shared.runs.push_back(Run {
+                first: run.first.max(from),
+                entries: run.entries.slice(skip..skip + take),
+            });
+        }
+        shared
+    }
+
+    /// The runs, in order (for tests of the sharing).
+    #[cfg(test)]
+    pub(crate) fn parts(&self) -> impl Iterator<Item = &Entries> {
+        self.runs.iter().map(|run| &run.entries)
+    }
+
     /// Appends `entries` (consecutive), replacing every entry held from the first of them on.
     /// Refused, changing nothing, when they would start after the entry following the last one
     /// held (a gap); with nothing held they may start at any index.
@@ -153,6 +186,20 @@ impl EntryRuns {
             self.truncate_from(first);
         }
         self.runs.push_back(Run { first, entries });
+        Ok(())
+    }
+
+    /// Appends the runs of `entries`, sharing their buffers, as [`append`](Self::append) does
+    /// with one run: they replace every entry held from their first index on, and a gap is
+    /// refused, changing nothing.
+    pub fn append_runs(&mut self, entries: EntryRuns) -> Result<(), StorageError> {
+        let mut runs = entries.runs.into_iter();
+        let Some(first) = runs.next() else {
+            return Ok(());
+        };
+        self.append(first.entries)?;
+        // The rest follow the first without a gap: an `EntryRuns` holds consecutive entries.
+        self.runs.extend(runs);
         Ok(())
     }
 
@@ -200,6 +247,61 @@ impl From<Vec<Entry>> for EntryRuns {
     }
 }
 
+impl FromIterator<Entry> for EntryRuns {
+    /// One run of the entries, which must be consecutive.
+    fn from_iter<I: IntoIterator<Item = Entry>>(iter: I) -> Self {
+        EntryRuns::from(iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+/// The entries of an [`EntryRuns`], in order, by reference ([`EntryRuns::iter`]).
+#[derive(Clone, Debug)]
+pub struct EntryRunsIter<'a> {
+    runs: std::collections::vec_deque::Iter<'a, Run>,
+    run: std::slice::Iter<'a, Entry>,
+}
+
+impl<'a> Iterator for EntryRunsIter<'a> {
+    type Item = &'a Entry;
+
+    fn next(&mut self) -> Option<&'a Entry> {
+        loop {
+            if let Some(entry) = self.run.next() {
+                return Some(entry);
+            }
+            self.run = self.runs.next()?.entries.iter();
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a EntryRuns {
+    type Item = &'a Entry;
+    type IntoIter = EntryRunsIter<'a>;
+
+    fn into_iter(self) -> EntryRunsIter<'a> {
+        self.iter()
+    }
+}
+
+impl IntoIterator for EntryRuns {
+    type Item = Entry;
+    type IntoIter = std::vec::IntoIter<Entry>;
+
+    /// The entries by value, in order: each run's moved out of its buffer when the run is that
+    /// buffer's only user and covers all of it, cloned otherwise (see [`Entries::into_vec`]).
+    fn into_iter(self) -> Self::IntoIter {
+        let mut all = Vec::new();
+        for run in self.runs {
+            if all.is_empty() {
+                all = run.entries.into_vec();
+            } else {
+                all.extend(run.entries);
+            }
+        }
+        all.into_iter()
+    }
+}
+
 impl PartialEq for EntryRuns {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().eq(other.iter())
@@ -207,6 +309,18 @@ impl PartialEq for EntryRuns {
 }
 
 impl Eq for EntryRuns {}
+
+impl PartialEq<Vec<Entry>> for EntryRuns {
+    fn eq(&self, other: &Vec<Entry>) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl PartialEq<[Entry]> for EntryRuns {
+    fn eq(&self, other: &[Entry]) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
 
 impl Hash for EntryRuns {
     /// The entries, whichever runs hold them.
@@ -278,6 +392,32 @@ mod tests {
         assert_eq!(log.range(6, 100).len(), 2, "clamped to what is held");
         assert!(log.range(8, 1).is_empty());
         assert_eq!(log.run_tail(3).len(), 3);
+    }
+
+    #[test]
+    fn a_shared_range_keeps_every_run_it_spans_without_copying() {
+        let log = three_runs();
+        let buffers: Vec<Entries> = log.parts().cloned().collect();
+        let shared = log.share(2, 5);
+        assert_eq!(indexes(&shared), [2, 3, 4, 5, 6]);
+        let parts: Vec<&Entries> = shared.parts().collect();
+        assert_eq!(parts.len(), 3, "one part for each run spanned");
+        for (part, buffer) in parts.iter().zip(&buffers) {
+            assert!(part.shares_buffer_with(buffer), "no entry copied");
+        }
+        assert_eq!(
+            (shared.first().map(|e| e.index), shared.last().map(|e| e.index)),
+            (Some(2), Some(6))
+        );
+        assert_eq!(
+            shared.get(4).map(|e| e.index),
+            Some(4),
+            "found by index as any EntryRuns"
+        );
+        assert_eq!(indexes(&log.share(7, 100)), [7, 8], "clamped to what is held");
+        assert!(log.share(9, 1).is_empty() && log.share(3, 0).is_empty());
+        let by_value: Vec<u64> = shared.into_iter().map(|e| e.index).collect();
+        assert_eq!(by_value, [2, 3, 4, 5, 6]);
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::ops::RangeInclusive;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::entries::Entries;
 use crate::entry::Entry;
 use crate::error::{StateMachineError, StorageError, TransportError};
 use crate::message::Message;
@@ -36,10 +35,11 @@ pub struct LogWrite {
     /// Drop the stored entries up to this index (0: none). The log then continues after it even
     /// when no entry is left: the next append may start at `purge_to + 1`.
     pub purge_to: Index,
-    /// Entries to append. They replace every stored entry from `entries[0].index` on. They
-    /// share the core's buffer: a store that keeps them in memory keeps the run, copying no
-    /// entry (build one from a `Vec<Entry>` with `.into()`).
-    pub entries: Entries,
+    /// Entries to append, consecutive. They replace every stored entry from the first one's
+    /// index on. They are the runs the core's log holds them in, sharing its buffers: a store
+    /// that keeps them in memory keeps the runs, copying no entry (build them from a
+    /// `Vec<Entry>` with `.into()`).
+    pub entries: EntryRuns,
     /// A snapshot, already complete in the snapshot store, that becomes the latest. Older ones may
     /// be deleted once this write is durable.
     pub snapshot: Option<SnapshotMeta>,
@@ -58,35 +58,43 @@ impl LogWrite {
     }
 
     /// Folds a later write into this one, so that writing the result equals writing both in turn
-    /// (group commit).
-    pub fn merge(&mut self, later: LogWrite) {
+    /// (group commit). The entries of both stay the runs they were: nothing is copied.
+    ///
+    /// Refused, changing nothing, when the later write's entries would start after the entry
+    /// following this one's last (a gap that storage would refuse of the later write).
+    pub fn merge(&mut self, later: LogWrite) -> Result<(), StorageError> {
+        // The entries this write keeps once the later one's discard and purge are done end at
+        // `last`: the later entries must start no further than just after it.
+        if let (Some(first), false) = (later.entries.first(), later.discard_log) {
+            let kept_last = self
+                .entries
+                .last()
+                .map(|e| e.index)
+                .filter(|&last| last > later.purge_to);
+            if let Some(last) = kept_last.filter(|&last| first.index > last.saturating_add(1)) {
+                return Err(StorageError::LogGap {
+                    first: first.index,
+                    last,
+                });
+            }
+        }
         if later.discard_log {
             self.discard_log = true;
-            self.entries = Entries::new();
+            self.entries.clear();
         }
         if later.purge_to > self.purge_to {
             self.purge_to = later.purge_to;
-            let kept = self.entries.partition_point(|e| e.index <= later.purge_to);
-            self.entries = self.entries.slice(kept..);
+            self.entries.purge_to(later.purge_to);
         }
-        if let Some(first) = later.entries.first() {
-            let kept = self.entries.partition_point(|e| e.index < first.index);
-            self.entries = if kept == 0 {
-                later.entries
-            } else {
-                // Both writes keep entries: one buffer of the earlier ones and the later ones.
-                let mut joined = Vec::with_capacity(kept + later.entries.len());
-                joined.extend_from_slice(&self.entries[..kept]);
-                joined.extend_from_slice(&later.entries);
-                Entries::from(joined)
-            };
-        }
+        // Cannot leave a gap (checked above).
+        self.entries.append_runs(later.entries)?;
         if later.snapshot.is_some() {
             self.snapshot = later.snapshot;
         }
         if later.hard_state.is_some() {
             self.hard_state = later.hard_state;
         }
+        Ok(())
     }
 }
 
@@ -169,7 +177,7 @@ impl LogImage {
 
     /// Applies a checked write whose entries are `entries` (`write.entries` itself may have been
     /// moved out).
-    fn apply_checked(&mut self, write: &LogWrite, entries: Entries) {
+    fn apply_checked(&mut self, write: &LogWrite, entries: EntryRuns) {
         if write.discard_log {
             self.entries.clear();
         }
@@ -177,7 +185,7 @@ impl LogImage {
             self.entries.purge_to(write.purge_to);
             self.purged_to = write.purge_to;
         }
-        let appended = self.entries.append(entries);
+        let appended = self.entries.append_runs(entries);
         debug_assert!(appended.is_ok(), "checked: no gap");
         if let Some(snapshot) = &write.snapshot {
             self.snapshot = Some(snapshot.clone());
@@ -404,5 +412,89 @@ pub trait Inbox: Send + 'static {
     /// default never has one ready.
     fn try_recv(&mut self) -> Option<Message> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRng;
+
+    /// A write a core could hand out after `image`'s writes: sometimes a discard or a purge, and
+    /// entries of one to three runs that start anywhere from the first kept index to just after
+    /// the last.
+    fn next_write(rng: &mut SeededRng, purged_to: Index, last: Index, term: u64) -> LogWrite {
+        let mut write = LogWrite::default();
+        if rng.chance(0.1) {
+            write.discard_log = true;
+        } else if rng.chance(0.2) {
+            write.purge_to = purged_to + rng.below(last - purged_to + 3);
+        }
+        let (floor, end) = if write.discard_log {
+            (purged_to + 1, purged_to + 1)
+        } else {
+            let floor = write.purge_to.max(purged_to) + 1;
+            (floor, (last + 1).max(floor))
+        };
+        if rng.chance(0.8) {
+            let mut next = floor + rng.below(end - floor + 1);
+            for _ in 0..=rng.below(3) {
+                let run: Vec<Entry> = (0..1 + rng.below(3))
+                    .map(|i| Entry::command(term, next + i, "x"))
+                    .collect();
+                next += run.len() as Index;
+                write.entries.append(run.into()).expect("consecutive");
+            }
+        }
+        write
+    }
+
+    #[test]
+    fn merged_writes_store_what_the_writes_store_in_turn() {
+        for seed in 0..300 {
+            let mut rng = SeededRng::new(seed);
+            let mut in_turn = LogImage::default();
+            let mut merged = LogWrite::default();
+            for term in 1..=1 + rng.below(6) {
+                let last = in_turn.last_index();
+                let write = next_write(&mut rng, in_turn.purged_to, last, term);
+                in_turn.apply(&write).expect("a write the core could make");
+                merged.merge(write).expect("no gap");
+            }
+            let mut at_once = LogImage::default();
+            at_once.apply(&merged).expect("the merged write");
+            assert_eq!(at_once.entries, in_turn.entries, "seed {seed}");
+            assert_eq!(
+                (at_once.purged_to, at_once.last_index()),
+                (in_turn.purged_to, in_turn.last_index()),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_merge_that_would_leave_a_gap_changes_nothing() {
+        let mut write = LogWrite {
+            entries: vec![Entry::blank(1, 1), Entry::blank(1, 2)].into(),
+            ..LogWrite::default()
+        };
+        let before = write.clone();
+        let gap = LogWrite {
+            entries: vec![Entry::blank(1, 4)].into(),
+            ..LogWrite::default()
+        };
+        assert!(matches!(
+            write.merge(gap),
+            Err(StorageError::LogGap { first: 4, last: 2 })
+        ));
+        assert_eq!(write, before);
+        // After a purge past its entries, a write may continue anywhere after the purge.
+        let purged = LogWrite {
+            purge_to: 5,
+            entries: vec![Entry::blank(1, 6)].into(),
+            ..LogWrite::default()
+        };
+        write.merge(purged).expect("continues after the purge");
+        assert_eq!(write.entries.first().map(|e| e.index), Some(6));
     }
 }

@@ -400,7 +400,7 @@ impl Cluster {
             self.reads.remove(read);
         }
         let mut last_applied = None;
-        for entry in &ready.committed_entries {
+        for entry in ready.committed_entries.iter() {
             let Some(node) = self.nodes.get_mut(&id) else {
                 break;
             };

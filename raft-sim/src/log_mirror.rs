@@ -1,7 +1,7 @@
 //! A compact copy of a log: each entry's term and a hash chain over the entries, so that "do these
 //! two logs agree up to index i?" is one comparison.
 
-use raft_core::{Entry, EntryPayload, Index, Term};
+use raft_core::{Entry, EntryPayload, EntryRuns, Index, Term};
 
 /// Terms and cumulative hashes of a log from index 1. `chain(i)` covers entries 1..=i, so two logs
 /// with equal chains at `i` hold the same entries up to `i` (up to a 64-bit hash collision).
@@ -16,7 +16,7 @@ pub(crate) struct LogMirror {
 
 impl LogMirror {
     /// Applies a write as storage would: replace from the first entry's index on.
-    pub(crate) fn write(&mut self, entries: &[Entry]) {
+    pub(crate) fn write(&mut self, entries: &EntryRuns) {
         let Some(first) = entries.first() else {
             return;
         };
@@ -138,20 +138,20 @@ mod tests {
     #[test]
     fn chains_agree_exactly_on_identical_prefixes() {
         let mut a = LogMirror::default();
-        a.write(&[
+        a.write(&EntryRuns::from(vec![
             Entry::blank(1, 1),
             Entry::command(1, 2, "x"),
             Entry::command(2, 3, "y"),
-        ]);
+        ]));
         let mut b = LogMirror::default();
-        b.write(&[
+        b.write(&EntryRuns::from(vec![
             Entry::blank(1, 1),
             Entry::command(1, 2, "x"),
             Entry::command(3, 3, "z"),
-        ]);
+        ]));
         assert_eq!(a.chain(2), b.chain(2));
         assert_ne!(a.chain(3), b.chain(3));
-        b.write(&[Entry::command(2, 3, "y")]);
+        b.write(&EntryRuns::from(vec![Entry::command(2, 3, "y")]));
         assert_eq!(a, b);
     }
 }

@@ -153,7 +153,7 @@ impl<S: LogStorage, T: Transport> Writer<S, T> {
                 .store(&self.snapshots, chunks, job.restore.as_ref())
                 .await?;
         }
-        let write = merge_writes(batch);
+        let write = merge_writes(batch)?;
         if !write.is_empty() {
             let measured = self.metrics.enabled.then(|| {
                 let bytes: usize = write.entries.iter().map(|e| e.size_bytes()).sum();
@@ -220,13 +220,13 @@ impl ReceivingSnapshot {
 }
 
 /// Merges consecutive writes into one (group commit), exactly as storage would apply them one
-/// after the other.
-fn merge_writes(batch: &mut [PersistJob]) -> LogWrite {
+/// after the other; refused, as storage would refuse the later write, when one leaves a gap.
+fn merge_writes(batch: &mut [PersistJob]) -> Result<LogWrite, StorageError> {
     let mut merged = LogWrite::default();
     for job in batch.iter_mut() {
-        merged.merge(std::mem::take(&mut job.write));
+        merged.merge(std::mem::take(&mut job.write))?;
     }
-    merged
+    Ok(merged)
 }
 
 #[cfg(test)]
@@ -424,9 +424,21 @@ mod tests {
             job(vec![Entry::blank(2, 2)], Some(2)),
             job(vec![Entry::blank(2, 3)], None),
         ];
-        let merged = merge_writes(&mut batch);
+        let merged = merge_writes(&mut batch).expect("no gap");
         let terms: Vec<(Index, Term)> = merged.entries.iter().map(|e| (e.index, e.term)).collect();
         assert_eq!(terms, vec![(1, 1), (2, 2), (3, 2)]);
         assert_eq!(merged.hard_state.map(|h| h.term), Some(2));
+    }
+
+    #[test]
+    fn a_merged_write_whose_entries_leave_a_gap_is_refused() {
+        let mut batch = vec![
+            job(vec![Entry::blank(1, 1), Entry::blank(1, 2)], None),
+            job(vec![Entry::blank(1, 4)], None),
+        ];
+        assert!(matches!(
+            merge_writes(&mut batch),
+            Err(StorageError::LogGap { first: 4, last: 2 })
+        ));
     }
 }

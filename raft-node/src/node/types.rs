@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use raft_core::{
-    Entries, Index, LogWrite, Membership, MembershipChangeError, Message, MessageSummary, NodeId, RaftCore,
+    EntryRuns, Index, LogWrite, Membership, MembershipChangeError, Message, MessageSummary, NodeId, RaftCore,
     ReceivedChunk, SnapshotMeta, Status, Term, Transport,
 };
 use tokio::sync::oneshot;
@@ -240,8 +240,8 @@ pub(super) enum ApplyJob {
     /// Answer the proposals that have waited longer than the propose timeout (sent on every
     /// tick, so a proposal needs no timer of its own).
     ExpireWaiters,
-    /// Committed entries to apply, in order (the log's own run, shared).
-    Apply(Entries),
+    /// Committed entries to apply, in order (the log's own runs, shared).
+    Apply(EntryRuns),
     /// A read to serve once `index` is applied.
     Read {
         index: Index,
