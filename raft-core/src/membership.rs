@@ -176,18 +176,47 @@ fn majority_vote(voters: &BTreeSet<NodeId>, votes: &BTreeMap<NodeId, bool>) -> V
     }
 }
 
+/// The highest index that a majority of `voters` has matched. The leader asks at every answer
+/// it counts, so a configuration of up to [`INLINE_VOTERS`] voters is sorted on the stack.
 fn majority_index(voters: &BTreeSet<NodeId>, matched: &impl Fn(NodeId) -> Index) -> Index {
     if voters.is_empty() {
         return Index::MAX;
     }
-    let mut indexes: Vec<Index> = voters.iter().map(|id| matched(*id)).collect();
-    indexes.sort_unstable_by(|a, b| b.cmp(a));
-    indexes[voters.len() / 2]
+    let mut inline = [0; INLINE_VOTERS];
+    let mut spilled = Vec::new();
+    let indexes: &mut [Index] = if voters.len() <= INLINE_VOTERS {
+        for (slot, id) in inline.iter_mut().zip(voters) {
+            *slot = matched(*id);
+        }
+        &mut inline[..voters.len()]
+    } else {
+        spilled.extend(voters.iter().map(|id| matched(*id)));
+        &mut spilled
+    };
+    // Highest first: the one at position `len / 2` has `len / 2 + 1` at or above it.
+    let middle = indexes.len() / 2;
+    *indexes.select_nth_unstable_by(middle, |a, b| b.cmp(a)).1
 }
+
+/// Voters whose match indexes [`majority_index`] sorts without allocating.
+const INLINE_VOTERS: usize = 9;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// On the stack (up to nine voters) or not, the majority's index is the one that a
+        /// sort of every voter's match index puts at the majority's position.
+        #[test]
+        fn the_majority_index_is_what_a_sort_finds(matched in proptest::collection::vec(0u64..20, 1..14)) {
+            let voters: BTreeSet<NodeId> = (1..=matched.len() as NodeId).collect();
+            let lookup = |id: NodeId| matched[(id - 1) as usize];
+            let mut sorted = matched.clone();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            proptest::prop_assert_eq!(majority_index(&voters, &lookup), sorted[matched.len() / 2]);
+        }
+    }
 
     #[test]
     fn committed_index_is_the_median_of_match_indexes() {

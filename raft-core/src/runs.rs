@@ -96,7 +96,19 @@ impl EntryRuns {
 
     /// Where in `runs` the run holding `index` is: the first run that ends after `index`
     /// (`runs.len()` when `index` is past them all).
+    ///
+    /// Most lookups are of the newest entries (the next to replicate, the last term, the
+    /// commit), which the last run or the one before it holds: those two are looked at first,
+    /// before a binary search over what may be thousands of runs, each step of it a cache miss.
     fn run_position(&self, index: Index) -> usize {
+        let count = self.runs.len();
+        for position in (count.saturating_sub(2)..count).rev() {
+            let run = &self.runs[position];
+            if run.first <= index {
+                // The runs are consecutive: `index` is in this run or past the last one.
+                return if index < run.end() { position } else { count };
+            }
+        }
         self.runs.partition_point(|run| run.end() <= index)
     }
 
@@ -356,6 +368,31 @@ mod tests {
             log.append(run(1, from..=to)).expect("consecutive");
         }
         log
+    }
+
+    /// The tail's shortcut finds the same run as the binary search, for every index below,
+    /// inside and past logs of one to many runs, purged or not.
+    #[test]
+    fn a_run_is_found_by_index_as_the_binary_search_finds_it() {
+        for runs in 1..=6u64 {
+            for purged in [0, 1, 2, 5] {
+                let mut log = EntryRuns::new();
+                let mut next = 1;
+                for length in (0..runs).map(|r| 1 + (r * 7 + 3) % 4) {
+                    log.append(run(1, next..=next + length - 1)).expect("consecutive");
+                    next += length;
+                }
+                log.purge_to(purged);
+                for index in 0..next + 3 {
+                    let searched = log.runs.partition_point(|run| run.end() <= index);
+                    assert_eq!(
+                        log.run_position(index),
+                        searched,
+                        "runs {runs}, purged {purged}, index {index}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

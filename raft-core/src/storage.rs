@@ -221,8 +221,11 @@ impl LogImage {
 /// so the future must not block its thread: do blocking I/O (a `write` and an `fsync`) on a
 /// blocking thread, as `tokio::task::spawn_blocking` runs it, and await that. A store that keeps
 /// its log in memory completes the write on the first poll, within the loop's turn.
-#[async_trait]
-pub trait LogStorage: Send + 'static {
+///
+/// Implement the methods as `async fn`: each future is the store's own type, not a boxed one
+/// (the node polls one `persist` per group of writes, so a box per call is an allocation on
+/// every round of the hot path).
+pub trait LogStorage: Send + Sync + 'static {
     /// Where snapshots' bytes are kept.
     type Snapshots: SnapshotStore;
 
@@ -231,17 +234,20 @@ pub trait LogStorage: Send + 'static {
     fn snapshot_store(&self) -> Self::Snapshots;
 
     /// Reads everything persisted, to restart from.
-    async fn load(&mut self) -> Result<StoredLog, StorageError>;
+    fn load(&mut self) -> impl Future<Output = Result<StoredLog, StorageError>> + Send;
 
     /// Writes entries and hard state durably and atomically.
-    async fn persist(&mut self, write: LogWrite) -> Result<(), StorageError>;
+    fn persist(&mut self, write: LogWrite) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Reads the stored entries in `range`; indexes past the end are left out.
-    async fn entries(&self, range: RangeInclusive<Index>) -> Result<Vec<Entry>, StorageError>;
+    fn entries(
+        &self,
+        range: RangeInclusive<Index>,
+    ) -> impl Future<Output = Result<Vec<Entry>, StorageError>> + Send;
 
     /// The index of the last stored entry; for an empty log, the index it was purged to (0 when
     /// never purged).
-    async fn last_index(&self) -> Result<Index, StorageError>;
+    fn last_index(&self) -> impl Future<Output = Result<Index, StorageError>> + Send;
 }
 
 /// Stores snapshots' bytes, each known by the index of the last entry it covers. A snapshot being

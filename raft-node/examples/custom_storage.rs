@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{
     Entry, Index, LogStorage, LogWrite, Membership, SnapshotRead, SnapshotWrite, StateMachine,
@@ -35,7 +34,6 @@ impl CountingStorage {
     }
 }
 
-#[async_trait]
 impl LogStorage for CountingStorage {
     type Snapshots = <MemStorage as LogStorage>::Snapshots;
 
@@ -75,7 +73,7 @@ mod conformance {
         store: Option<MemStorage>,
     }
 
-    #[async_trait]
+    #[async_trait::async_trait]
     impl StorageHarness for Harness {
         type Storage = CountingStorage;
 

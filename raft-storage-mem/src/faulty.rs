@@ -20,7 +20,6 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use raft_core::{Entry, Index, LogStorage, LogWrite, StorageError, StoredLog};
 use tokio::sync::watch;
 
@@ -168,7 +167,6 @@ impl<S: LogStorage> FaultyStorage<S> {
     }
 }
 
-#[async_trait]
 impl<S: LogStorage + Sync> LogStorage for FaultyStorage<S> {
     type Snapshots = S::Snapshots;
 

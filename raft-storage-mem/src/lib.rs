@@ -205,7 +205,6 @@ impl MemStorage {
     }
 }
 
-#[async_trait]
 impl LogStorage for MemStorage {
     type Snapshots = MemSnapshots;
 

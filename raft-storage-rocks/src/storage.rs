@@ -4,7 +4,6 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use raft_core::{
     ClusterId, Entry, HardState, Index, LogStorage, LogWrite, NodeId, SnapshotMeta, StorageError, StoredLog,
 };
@@ -353,7 +352,6 @@ fn only_moves_commit(bounds: &LogBounds, write: &LogWrite) -> bool {
         && hard_state.voted_for == bounds.hard_state.voted_for
 }
 
-#[async_trait]
 impl LogStorage for RocksStorage {
     type Snapshots = FileSnapshots;
 
