@@ -4,7 +4,7 @@
 # closed-loop put clients over gRPC (`benches/etcd-anchor`) at each client count. Prints one JSON
 # line per count, with the fields of `raft-kv bench --json`. Run it in turn with service.sh:
 #
-#   apt-get install etcd-server protobuf-compiler      # etcd 3.4 on Debian 12; protoc to build
+#   apt-get install etcd-server etcd-client protobuf-compiler  # etcd 3.4 on Debian 12; protoc to build
 #   (cd benches/etcd-anchor && cargo build --release)  # its own workspace, not the product's
 #   ETCD_ANCHOR=benches/etcd-anchor/target/release/etcd-anchor DURATION=8 bash benches/etcd.sh 1 16 256
 #   CONNS=16 bash benches/etcd.sh 256                  # the clients share 16 gRPC connections
@@ -22,6 +22,7 @@ counts=("$@")
 [ ${#counts[@]} -eq 0 ] && counts=(1 16 256)
 [ -x "$anchor" ] || { echo "no etcd-anchor at $anchor: (cd benches/etcd-anchor && cargo build --release)" >&2; exit 2; }
 command -v "$etcd" >/dev/null || { echo "no etcd: apt-get install etcd-server" >&2; exit 2; }
+command -v etcdctl >/dev/null || { echo "no etcdctl (it tells when etcd is up): apt-get install etcd-client" >&2; exit 2; }
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/etcd-bench.XXXXXX")"
 pids=()
@@ -60,7 +61,7 @@ for _ in $(seq 1 60); do
   if ETCDCTL_API=3 etcdctl --endpoints "$endpoints" put bench-ready yes >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.5
 done
-[ "$ready" = 1 ] || { echo "etcd did not come up; logs in $dir" >&2; tail -5 "$dir"/e*.log >&2; exit 1; }
+[ "$ready" = 1 ] || { echo "etcd did not come up; logs in $dir" >&2; tail -n 5 "$dir"/e*.log >&2; exit 1; }
 for clients in "${counts[@]}"; do
   conns="${CONNS:-$((clients < 64 ? clients : 64))}"
   "$anchor" --endpoints "$endpoints" --clients "$clients" --conns "$conns" \

@@ -75,6 +75,40 @@ pub fn run_seed_list_in(
     threads: usize,
     stop_at_first: bool,
 ) -> (Vec<SimReport>, Vec<SimFailure>) {
+    run_seed_list_observed(family, seeds, bug, threads, stop_at_first, &|_| {})
+}
+
+/// What [`run_seed_list_observed`] reports as each seed finishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedOutcome {
+    /// The seed that finished.
+    pub seed: u64,
+    /// Whether every invariant held.
+    pub passed: bool,
+}
+
+/// [`run_seed_list_in`], calling `observe` (from the thread that ran it) as each seed finishes,
+/// in the order they finish: a long soak can show its progress and name a failing seed at once,
+/// not only at the end.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use raft_sim::{run_seed_list_observed, SeedFamily};
+///
+/// let finished = AtomicUsize::new(0);
+/// let (reports, failures) = run_seed_list_observed(SeedFamily::Mixed, &[1, 2], None, 2, false, &|_| {
+///     finished.fetch_add(1, Ordering::Relaxed);
+/// });
+/// assert_eq!(finished.load(Ordering::Relaxed), reports.len() + failures.len());
+/// ```
+pub fn run_seed_list_observed(
+    family: SeedFamily,
+    seeds: &[u64],
+    bug: Option<PlantedBug>,
+    threads: usize,
+    stop_at_first: bool,
+    observe: &(dyn Fn(SeedOutcome) + Sync),
+) -> (Vec<SimReport>, Vec<SimFailure>) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
     let next = AtomicUsize::new(0);
@@ -90,12 +124,16 @@ pub fn run_seed_list_in(
                     }
                     let options = SimOptions::for_seed_in(family, seed).with_planted_bug(bug);
                     match Simulation::new(seed, options).run() {
-                        Ok(report) => reports.lock().unwrap_or_else(|e| e.into_inner()).push(report),
+                        Ok(report) => {
+                            reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+                            observe(SeedOutcome { seed, passed: true });
+                        }
                         Err(failure) => {
                             failures.lock().unwrap_or_else(|e| e.into_inner()).push(*failure);
                             if stop_at_first {
                                 stop.store(true, Ordering::Relaxed);
                             }
+                            observe(SeedOutcome { seed, passed: false });
                         }
                     }
                 }

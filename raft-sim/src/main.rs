@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use raft_sim::checker::{self, CheckOptions, ReplayEnd};
-use raft_sim::{run_seed_list_in, PlantedBug, SeedFamily, SimOptions, Simulation};
+use raft_sim::{run_seed_list_observed, PlantedBug, SeedFamily, SeedOutcome, SimOptions, Simulation};
 
 /// Prints a line, ignoring a closed pipe (as when the output goes to `head`).
 macro_rules! say {
@@ -336,8 +336,16 @@ fn main() -> ExitCode {
     let seeds = cli.seeds.unwrap_or(0..1000);
     let started = Instant::now();
     let seed_list: Vec<u64> = seeds.clone().collect();
-    let (reports, failures) =
-        run_seed_list_in(cli.family, &seed_list, cli.bug, cli.threads, cli.stop_at_first);
+    let progress = SoakProgress::new(seed_list.len() as u64, cli.family.replay_flags());
+    let (reports, failures) = run_seed_list_observed(
+        cli.family,
+        &seed_list,
+        cli.bug,
+        cli.threads,
+        cli.stop_at_first,
+        &|outcome| progress.seed_finished(outcome),
+    );
+    progress.finish();
     let elapsed = started.elapsed();
     let steps: u64 = reports.iter().map(|r| r.stats.steps).sum();
     say!(
@@ -374,4 +382,78 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// A soak's progress on stderr, while it runs: a bar on a terminal, otherwise a line at every
+/// tenth of the seeds (a log of a long soak shows it is alive). A failing seed is named as it
+/// fails, not only in the summary at the end.
+struct SoakProgress {
+    bar: indicatif::ProgressBar,
+    total: u64,
+    /// Seeds between two plain lines (no terminal).
+    step: u64,
+    terminal: bool,
+    replay_flags: String,
+    started: Instant,
+    done: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl SoakProgress {
+    fn new(total: u64, replay_flags: impl Into<String>) -> Self {
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal();
+        let bar = if terminal {
+            let bar = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} seeds {per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        SoakProgress {
+            bar,
+            total,
+            step: (total / 10).max(1),
+            terminal,
+            replay_flags: replay_flags.into(),
+            started: Instant::now(),
+            done: Default::default(),
+            failed: Default::default(),
+        }
+    }
+
+    fn seed_finished(&self, outcome: SeedOutcome) {
+        use std::sync::atomic::Ordering;
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed = if outcome.passed {
+            self.failed.load(Ordering::Relaxed)
+        } else {
+            let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+            self.bar.suspend(|| {
+                eprintln!(
+                    "seed {} failed (replay it with --seed {}{})",
+                    outcome.seed, outcome.seed, self.replay_flags
+                )
+            });
+            self.bar.set_message(format!("{failed} failed"));
+            failed
+        };
+        if self.terminal {
+            self.bar.inc(1);
+        } else if done % self.step == 0 || done == self.total {
+            eprintln!(
+                "{done}/{} seeds in {:.1?}, {failed} failed",
+                self.total,
+                self.started.elapsed()
+            );
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

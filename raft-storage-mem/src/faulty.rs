@@ -167,7 +167,7 @@ impl<S: LogStorage> FaultyStorage<S> {
     }
 }
 
-impl<S: LogStorage + Sync> LogStorage for FaultyStorage<S> {
+impl<S: LogStorage> LogStorage for FaultyStorage<S> {
     type Snapshots = S::Snapshots;
 
     fn snapshot_store(&self) -> Self::Snapshots {
