@@ -384,6 +384,9 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How many failing seeds a soak names as they fail.
+const NAMED_FAILURES: u64 = 20;
+
 /// A soak's progress on stderr, while it runs: a bar on a terminal, otherwise a line at every
 /// tenth of the seeds (a log of a long soak shows it is alive). A failing seed is named as it
 /// fails, not only in the summary at the end.
@@ -433,12 +436,22 @@ impl SoakProgress {
             self.failed.load(Ordering::Relaxed)
         } else {
             let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-            self.bar.suspend(|| {
-                eprintln!(
-                    "seed {} failed (replay it with --seed {}{})",
-                    outcome.seed, outcome.seed, self.replay_flags
-                )
-            });
+            // A planted bug fails most seeds: name the first few, count the rest.
+            if failed <= NAMED_FAILURES {
+                self.bar.suspend(|| {
+                    eprintln!(
+                        "seed {} failed (replay it with --seed {}{}){}",
+                        outcome.seed,
+                        outcome.seed,
+                        self.replay_flags,
+                        if failed == NAMED_FAILURES {
+                            "; later failures are counted, and named at the end"
+                        } else {
+                            ""
+                        }
+                    )
+                });
+            }
             self.bar.set_message(format!("{failed} failed"));
             failed
         };
