@@ -177,7 +177,8 @@ fn majority_vote(voters: &BTreeSet<NodeId>, votes: &BTreeMap<NodeId, bool>) -> V
 }
 
 /// The highest index that a majority of `voters` has matched. The leader asks at every answer
-/// it counts, so a configuration of up to [`INLINE_VOTERS`] voters is sorted on the stack.
+/// it counts, so for a configuration of up to [`INLINE_VOTERS`] voters the match indexes are
+/// gathered on the stack and the median is selected there, with no allocation.
 fn majority_index(voters: &BTreeSet<NodeId>, matched: &impl Fn(NodeId) -> Index) -> Index {
     if voters.is_empty() {
         return Index::MAX;
@@ -198,7 +199,7 @@ fn majority_index(voters: &BTreeSet<NodeId>, matched: &impl Fn(NodeId) -> Index)
     *indexes.select_nth_unstable_by(middle, |a, b| b.cmp(a)).1
 }
 
-/// Voters whose match indexes [`majority_index`] sorts without allocating.
+/// Voters whose match indexes [`majority_index`] gathers on the stack.
 const INLINE_VOTERS: usize = 9;
 
 #[cfg(test)]
