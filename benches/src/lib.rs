@@ -2,9 +2,11 @@
 //! RocksDB storage; in-memory or QUIC transport) and workloads against its leader.
 
 mod floor;
+mod handoff;
 pub mod plot;
 
 pub use floor::ChannelFloor;
+pub use handoff::handoff_round_trip;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -44,6 +44,13 @@ pub struct BenchRecord {
     pub rss_mib: f64,
     /// When the run ended, seconds since the Unix epoch.
     pub unix_time: u64,
+    /// The host's cross-CPU hand-off round trip just before the run, nanoseconds
+    /// ([`crate::handoff_round_trip`]); 0 when not measured.
+    #[serde(default)]
+    pub handoff_before_ns: u64,
+    /// The same, just after the run.
+    #[serde(default)]
+    pub handoff_after_ns: u64,
 }
 
 impl BenchRecord {
@@ -166,10 +173,80 @@ fn draw(
     Ok(())
 }
 
+/// A run's hand-off round trip, when it was measured and the host stayed in one mode through it
+/// (the measurements before and after the run within 1.5× of each other): their mean, ns.
+fn steady_handoff_ns(record: &BenchRecord) -> Option<f64> {
+    let (before, after) = (record.handoff_before_ns as f64, record.handoff_after_ns as f64);
+    let steady = before > 0.0 && after > 0.0 && before.max(after) <= 1.5 * before.min(after);
+    steady.then_some((before + after) / 2.0)
+}
+
+/// Draws a scatter of writes/s (log) against the host's hand-off round trip (linear), a colour
+/// per series and client count, into `path`. `None` when no run has a steady hand-off.
+fn draw_by_handoff(path: &Path, records: &[BenchRecord]) -> Result<Option<()>, String> {
+    let failed = |error: &dyn std::fmt::Display| format!("cannot draw {}: {error}", path.display());
+    let mut groups: BTreeMap<(String, u64), Vec<(f64, f64)>> = BTreeMap::new();
+    for record in records {
+        if let Some(handoff) = steady_handoff_ns(record) {
+            groups
+                .entry((record.series(), record.clients))
+                .or_default()
+                .push((handoff, record.per_second));
+        }
+    }
+    let points = groups.values().flatten();
+    let (x_max, y_min, y_max) = points.fold((0.0f64, f64::MAX, 0.0f64), |(x_hi, y_lo, y_hi), (x, y)| {
+        (x_hi.max(*x), y_lo.min(*y), y_hi.max(*y))
+    });
+    if groups.is_empty() || y_max <= 0.0 {
+        return Ok(None);
+    }
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Closed-loop writes/s against the host's hand-off round trip",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        // Room on the right for the legend, past the slowest hand-off.
+        .build_cartesian_2d(0.0..x_max * 1.6, (y_min.max(1e-3) / 1.5..y_max * 1.5).log_scale())
+        .map_err(|e| failed(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("cache line to the other CPU and back, ns (mean of before and after the run)")
+        .y_desc("writes/s")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| failed(&e))?;
+    for (n, ((series, clients), points)) in groups.iter().enumerate() {
+        let color = Palette99::pick(n).to_rgba();
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+            .map_err(|e| failed(&e))?
+            .label(format!("{series}, {clients} clients"))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| failed(&e))?;
+    root.present().map_err(|e| failed(&e))?;
+    Ok(Some(()))
+}
+
 /// Draws the plots the records allow into `out_dir`, named after the input file (`runs.jsonl`
 /// gives `runs-throughput-by-clients.svg` and so on): with several client counts, throughput
 /// and p99 against clients at the most common command size; with several sizes, throughput
-/// and payload bytes per second against size. Returns the files written.
+/// and payload bytes per second against size; with runs that measured the host's hand-off round
+/// trip ([`crate::handoff_round_trip`]) and stayed in one mode, writes/s against it. Returns the
+/// files written.
 pub fn plot_results(input: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let records = read_records(input)?;
     std::fs::create_dir_all(out_dir)
@@ -260,6 +337,10 @@ pub fn plot_results(input: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String
         )?;
         written.push(path);
     }
+    let path = named("throughput-by-handoff");
+    if draw_by_handoff(&path, &records)?.is_some() {
+        written.push(path);
+    }
     if written.is_empty() {
         return Err(format!(
             "{}: nothing to plot: the runs need several client counts or several command sizes",
@@ -290,6 +371,8 @@ mod tests {
             max_us: 40,
             rss_mib: 30.0,
             unix_time: 0,
+            handoff_before_ns: 0,
+            handoff_after_ns: 0,
         }
     }
 
@@ -405,6 +488,49 @@ mod tests {
             .iter()
             .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
             .collect()
+    }
+
+    fn timed(clients: u64, per_second: f64, before_ns: u64, after_ns: u64) -> BenchRecord {
+        BenchRecord {
+            handoff_before_ns: before_ns,
+            handoff_after_ns: after_ns,
+            ..record(clients, 128, per_second)
+        }
+    }
+
+    #[test]
+    fn runs_in_one_mode_are_drawn_against_the_hand_off_and_a_switching_run_is_left_out() {
+        let steady = [timed(64, 700_000.0, 96, 104), timed(64, 420_000.0, 450, 470)];
+        assert_eq!(steady_handoff_ns(&steady[0]), Some(100.0));
+        assert_eq!(steady_handoff_ns(&steady[1]), Some(460.0));
+        let switched = timed(1024, 900_000.0, 100, 480);
+        assert_eq!(
+            steady_handoff_ns(&switched),
+            None,
+            "the mode switched during the run"
+        );
+        assert_eq!(steady_handoff_ns(&record(64, 128, 1.0)), None, "not measured");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("modes.jsonl");
+        write_records(&input, &[steady[0].clone(), steady[1].clone(), switched]);
+        let names = written_names(&input, dir.path());
+        assert!(
+            names.contains(&"modes-throughput-by-handoff.svg".to_string()),
+            "{names:?}"
+        );
+        let svg = std::fs::read_to_string(dir.path().join("modes-throughput-by-handoff.svg")).expect("svg");
+        assert!(
+            svg.contains("mem-mem noop, 64 clients"),
+            "the steady runs are a series"
+        );
+        assert!(!svg.contains("1024 clients"), "the switching run is not drawn");
+
+        // Runs that never measured the hand-off get no such plot.
+        let input = dir.path().join("unmeasured.jsonl");
+        write_records(&input, &[record(1, 128, 20_000.0), record(64, 128, 500_000.0)]);
+        let names = written_names(&input, dir.path());
+        assert!(!names.iter().any(|n| n.contains("handoff")), "{names:?}");
     }
 
     #[test]

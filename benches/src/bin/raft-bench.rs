@@ -16,8 +16,13 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 use comfy_table::Table;
 use raft_benches::plot::{plot_results, BenchRecord};
-use raft_benches::{closed_loop, start_with, ChannelFloor, MachineKind, NodeSettings, BACKENDS};
+use raft_benches::{
+    closed_loop, handoff_round_trip, start_with, ChannelFloor, MachineKind, NodeSettings, BACKENDS,
+};
 use raft_node::NodeConfig;
+
+/// Round trips of each hand-off measurement around a closed-loop run.
+const PROBE_ROUND_TRIPS: u32 = 50_000;
 
 /// The `--backend` that runs the clients against [`ChannelFloor`] instead of a cluster.
 const FLOOR: &str = "floor";
@@ -34,6 +39,17 @@ enum Command {
     /// Closed-loop writers against the leader: each waits for its write to be applied before it
     /// sends the next. Prints throughput and latency percentiles per client count.
     ClosedLoop(ClosedLoopArgs),
+    /// Measures the host's cross-CPU hand-off round trip (a cache line to another thread and
+    /// back) and prints it in nanoseconds, one line per measurement. `closed-loop` measures it
+    /// before and after every run; this is for runs of other programs (an anchor) beside them.
+    Handoff {
+        /// Round trips per measurement.
+        #[arg(long, default_value_t = 50_000)]
+        round_trips: u32,
+        /// Measurements, one after the other.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+    },
     /// Draws SVG plots from the JSON lines `closed-loop --out` wrote.
     Plot {
         /// The JSON lines file.
@@ -116,6 +132,15 @@ fn resident_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// The host's cross-CPU hand-off round trip now, in nanoseconds (0 if it could not be measured):
+/// 50,000 round trips, 5–25 ms on the hosts of `docs/benchmarks.md`. It says which of a virtual
+/// machine's modes a run met (see `raft_benches::handoff_round_trip`).
+fn probe_handoff() -> u64 {
+    handoff_round_trip(PROBE_ROUND_TRIPS).map_or(0, |round_trip| {
+        u64::try_from(round_trip.as_nanos()).unwrap_or(u64::MAX)
+    })
+}
+
 fn runtime(workers: usize, name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -185,6 +210,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
         "p99.9 µs",
         "max µs",
         "resident MiB",
+        "hand-off ns",
     ]);
     let on_disk = backend.starts_with("rocks");
     for &value_size in &args.value_size {
@@ -200,6 +226,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                 let operations = args
                     .operations
                     .unwrap_or_else(|| default_operations(clients, on_disk));
+                let handoff_before = probe_handoff();
                 let run = match &bench {
                     Some(bench) => client.block_on(closed_loop(
                         bench.nodes.clone(),
@@ -218,6 +245,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                         value_size,
                     )),
                 };
+                let handoff_after = probe_handoff();
                 let record = BenchRecord {
                     label: args.label.clone(),
                     backend: backend.to_string(),
@@ -237,10 +265,13 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .map(|d| d.as_secs())
                         .unwrap_or(0),
+                    handoff_before_ns: handoff_before,
+                    handoff_after_ns: handoff_after,
                 };
                 println!(
-                    "{backend} {} {value_size} B, {clients} clients: {:.0} writes/s, p50 {} µs, p99 {} µs, p99.9 {} µs, resident {:.1} MiB, {} failed",
-                    args.machine, record.per_second, record.p50_us, record.p99_us, record.p999_us, record.rss_mib, record.errors
+                    "{backend} {} {value_size} B, {clients} clients: {:.0} writes/s, p50 {} µs, p99 {} µs, p99.9 {} µs, resident {:.1} MiB, {} failed, hand-off {} → {} ns",
+                    args.machine, record.per_second, record.p50_us, record.p99_us, record.p999_us, record.rss_mib, record.errors,
+                    record.handoff_before_ns, record.handoff_after_ns
                 );
                 if let Some(file) = out.as_mut() {
                     let line = serde_json::to_string(&record).map_err(|error| error.to_string())?;
@@ -259,6 +290,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
                     record.p999_us.to_string(),
                     record.max_us.to_string(),
                     format!("{:.1}", record.rss_mib),
+                    format!("{} → {}", record.handoff_before_ns, record.handoff_after_ns),
                 ]);
             }
         }
@@ -281,6 +313,12 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ClosedLoop(args) => closed_loop_command(args),
+        Command::Handoff { round_trips, repeat } => (0..repeat.max(1)).try_for_each(|_| {
+            let round_trip = handoff_round_trip(round_trips)
+                .ok_or("the hand-off did not complete within 2 s: is a second CPU free?")?;
+            println!("{}", round_trip.as_nanos());
+            Ok(())
+        }),
         Command::Plot { input, out_dir } => plot_results(&input, &out_dir).map(|written| {
             for path in written {
                 println!("wrote {}", path.display());
