@@ -4,7 +4,9 @@
 //! position is unknown is *probed*: one AppendEntries at a time, and each rejection carries a
 //! conflict hint so the leader backs up a whole term per round trip instead of one entry. Once a
 //! probe succeeds the follower is *replicated to*: AppendEntries are pipelined up to a window of
-//! messages and bytes. A heartbeat carries no entries and never fails a log check, so it cannot
+//! messages and bytes; with [`Config::hold_partial_appends`](crate::Config::hold_partial_appends)
+//! (Nagle's rule) one that reaches the log's end waits while another is in flight, so that
+//! entries proposed one by one travel together. A heartbeat carries no entries and never fails a log check, so it cannot
 //! knock a pipelining follower back into probing; it spreads the commit index and, with its
 //! answer, keeps check-quorum informed.
 
@@ -41,6 +43,12 @@ impl RaftCore {
         }
         let prev_log_index = progress.next_index - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            if progress.inflight_messages() > 0 {
+                // The answers to what is in flight come first (or, if it was lost, the probe that
+                // finds the gap): a follower may be a round trip from needing no snapshot at all,
+                // and one that is unreachable would have its chunks sent into the void.
+                return false;
+            }
             // The entries the follower needs were compacted away: it gets the snapshot instead.
             self.start_snapshot_transfer(follower);
             return false;
@@ -54,8 +62,17 @@ impl RaftCore {
         if entries.is_empty() && !probing {
             return false;
         }
-        let bytes = entries.iter().map(|e| e.size_bytes()).sum();
         let last_index = prev_log_index + entries.len() as Index;
+        if config.hold_partial_appends
+            && !probing
+            && progress.inflight_messages() > 0
+            && last_index == self.log.last_index()
+        {
+            // Nagle's rule: a message that reaches the log's end waits for the one in flight to
+            // be answered, gathering what is proposed meanwhile.
+            return false;
+        }
+        let bytes = entries.iter().map(|e| e.size_bytes()).sum();
         progress.on_sent(last_index, entries.len(), bytes);
         let more = progress.state == ReplicationState::Replicate && !entries.is_empty();
         let request = AppendEntries {

@@ -11,7 +11,7 @@
 //!
 //! | command | does |
 //! |---|---|
-//! | `cluster voters=(1,2,3) [learners=(4)] [pre-vote=false] [check-quorum=false] [max-entries=N] [snapshot-after=N keep=N chunk=N]` | a new cluster |
+//! | `cluster voters=(1,2,3) [learners=(4)] [pre-vote=false] [check-quorum=false] [max-entries=N] [hold-partial-appends=true] [snapshot-after=N keep=N chunk=N]` | a new cluster |
 //! | `campaign N` | ticks node N alone until it campaigns (in a new term, if it was campaigning) |
 //! | `tick N [count=K]` | ticks node N (once, or K times) |
 //! | `propose N text` | proposes a command on node N |
@@ -137,6 +137,7 @@ struct Settings {
     keep: u64,
     chunk: usize,
     max_entries: usize,
+    hold_partial_appends: bool,
 }
 
 impl Settings {
@@ -147,6 +148,7 @@ impl Settings {
             .with_snapshot_policy(self.snapshot_after, 0, self.keep);
         config.snapshot_chunk_bytes = self.chunk;
         config.max_entries_per_message = self.max_entries;
+        config.hold_partial_appends = self.hold_partial_appends;
         config
     }
 }
@@ -185,6 +187,10 @@ impl Script {
             keep: case.try_take_arg("keep").unwrap().unwrap_or(0),
             chunk: case.try_take_arg("chunk").unwrap().unwrap_or(64),
             max_entries: case.try_take_arg("max-entries").unwrap().unwrap_or(256),
+            hold_partial_appends: case
+                .try_take_arg("hold-partial-appends")
+                .unwrap()
+                .unwrap_or(false),
         };
         let mut membership = Membership::voters(voters.clone()).unwrap();
         membership.learners = learners.iter().copied().collect();

@@ -5,7 +5,7 @@
 mod support;
 
 use raft_core::{
-    AppendEntries, AppendEntriesResponse, Config, ConfigError, Entry, Heartbeat, HeartbeatResponse,
+    AppendEntries, AppendEntriesResponse, Config, ConfigError, Entry, Heartbeat, HeartbeatResponse, Index,
     Membership, Message, MessageBody, NodeId, ProposeError, RaftCore, ReplicationState, RequestVote,
     RequestVoteResponse, RestoredState, Role, StepError,
 };
@@ -933,6 +933,135 @@ fn leader_pipelines_up_to_max_inflight_messages() {
     assert_eq!(net.node(1).follower_progress(2).unwrap().inflight_messages, 3);
 }
 
+/// Three nodes, node 1 leading and replicating to both followers with the default window (32),
+/// at most `max_entries` entries a message, Nagle's rule on or off.
+fn nagle_net(hold_partial_appends: bool, max_entries: usize) -> Net {
+    let mut net = Net::with_config(3, |id| {
+        let mut c = config(id);
+        c.max_entries_per_message = max_entries;
+        c.hold_partial_appends = hold_partial_appends;
+        c
+    });
+    net.elect(1);
+    net.tick_all(1);
+    net.settle();
+    net
+}
+
+/// Steps every queued message addressed to `to` into it (the rest stay queued), without taking
+/// its ready.
+fn step_queued_into(net: &mut Net, to: NodeId) {
+    let (mine, rest): (Vec<Message>, Vec<Message>) = net.queue.drain(..).partition(|m| m.to == to);
+    net.queue.extend(rest);
+    for message in mine {
+        net.node(to).step(message).unwrap();
+    }
+}
+
+fn appended_indexes(append: &AppendEntries) -> Vec<Index> {
+    append.entries.iter().map(|e| e.index).collect()
+}
+
+#[test]
+fn a_partial_append_waits_while_another_is_in_flight() {
+    let mut net = nagle_net(true, 256);
+    assert_eq!(
+        net.node(1).follower_progress(2).unwrap().state,
+        ReplicationState::Replicate
+    );
+    let first = net.node(1).propose("a".into()).unwrap();
+    let ready = net.process(1);
+    assert_eq!(
+        appends_to(&ready, 2).len(),
+        1,
+        "nothing in flight: it goes at once"
+    );
+    let second = net.node(1).propose("b".into()).unwrap();
+    let third = net.node(1).propose("c".into()).unwrap();
+    let ready = net.process(1);
+    assert!(
+        appends_to(&ready, 2).is_empty() && appends_to(&ready, 3).is_empty(),
+        "b and c reach the log's end and wait for the answer to a"
+    );
+    assert_eq!(net.node(1).follower_progress(2).unwrap().inflight_messages, 1);
+
+    // The followers take a and answer; the answers free the window, and b and c leave together.
+    for follower in [2, 3] {
+        step_queued_into(&mut net, follower);
+        net.process(follower);
+    }
+    step_queued_into(&mut net, 1);
+    let ready = net.node(1).ready();
+    for follower in [2, 3] {
+        let appends = appends_to(&ready, follower);
+        assert_eq!(appends.len(), 1, "one message to {follower}");
+        assert_eq!(appended_indexes(&appends[0]), vec![second, third]);
+        assert_eq!(appends[0].prev_log_index, first);
+    }
+}
+
+#[test]
+fn a_full_append_is_pipelined_while_another_is_in_flight() {
+    let mut net = nagle_net(true, 2);
+    let first = net.node(1).propose("a".into()).unwrap();
+    net.process(1);
+    let proposed: Vec<Index> = ["b", "c", "d", "e", "f"]
+        .into_iter()
+        .map(|command| net.node(1).propose(command.into()).unwrap())
+        .collect();
+    let ready = net.process(1);
+    let appends = appends_to(&ready, 2);
+    let sent: Vec<Vec<Index>> = appends.iter().map(appended_indexes).collect();
+    assert_eq!(
+        sent,
+        vec![proposed[0..2].to_vec(), proposed[2..4].to_vec()],
+        "two full messages go behind the one in flight; f, which would reach the log's end, waits"
+    );
+    assert_eq!(appends[0].prev_log_index, first);
+    assert_eq!(net.node(1).follower_progress(2).unwrap().inflight_messages, 3);
+    net.settle();
+    let last = *proposed.last().unwrap();
+    assert_eq!(net.node(1).follower_progress(2).unwrap().match_index, last);
+    assert_eq!(
+        net.node(1).status().commit_index,
+        last,
+        "f follows once the window drains"
+    );
+}
+
+#[test]
+fn without_hold_partial_appends_every_round_of_proposals_goes_at_once() {
+    let mut net = nagle_net(false, 256);
+    net.node(1).propose("a".into()).unwrap();
+    net.process(1);
+    let second = net.node(1).propose("b".into()).unwrap();
+    let ready = net.process(1);
+    let appends = appends_to(&ready, 2);
+    assert_eq!(appends.len(), 1, "b is pipelined behind a");
+    assert_eq!(appended_indexes(&appends[0]), vec![second]);
+    assert_eq!(net.node(1).follower_progress(2).unwrap().inflight_messages, 2);
+}
+
+#[test]
+fn a_held_append_is_sent_after_a_lost_one_is_found_missing() {
+    // The message in flight is lost: the follower's answer to the next heartbeat shows it
+    // behind, the leader probes the gap, and everything held goes out.
+    let mut net = nagle_net(true, 256);
+    net.node(1).propose("a".into()).unwrap();
+    net.process(1);
+    net.queue.retain(|m| m.to != 2);
+    let held = net.node(1).propose("b".into()).unwrap();
+    let ready = net.process(1);
+    assert!(appends_to(&ready, 2).is_empty(), "b waits behind the lost a");
+    for _ in 0..6 {
+        net.tick(1, 1);
+        net.settle();
+    }
+    let progress = net.node(1).follower_progress(2).unwrap();
+    assert_eq!(progress.match_index, held, "node 2 has a and b");
+    assert_eq!(net.node(1).status().commit_index, held);
+}
+
 #[test]
 fn leader_counts_inflight_bytes_until_acknowledged() {
     let mut net = pipelining_net();
@@ -998,6 +1127,8 @@ fn append_entries_respects_max_bytes_per_message() {
     let mut net = Net::with_config(3, |id| {
         let mut c = config(id);
         c.max_bytes_per_message = 1000;
+        // Every message in the one ready below, the last (short of full) too.
+        c.hold_partial_appends = false;
         c
     });
     net.elect(1);

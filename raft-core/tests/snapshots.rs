@@ -211,6 +211,37 @@ fn snapshot_install_truncates_a_conflicting_log() {
 }
 
 #[test]
+fn a_snapshot_waits_for_the_appends_in_flight_to_be_answered() {
+    // Node 3 is cut off with an AppendEntries in flight; the leader compacts past what node 3
+    // lacks, yet sends no chunk into the void while that message is unanswered.
+    let mut net = compacting_net(3);
+    net.elect(1);
+    net.isolated.insert(3);
+    propose_many(&mut net, 1, 40);
+    assert!(
+        net.node(1).status().first_log_index > 3,
+        "compacted past node 3's log"
+    );
+    let progress = net.node(1).follower_progress(3).unwrap();
+    assert_eq!(progress.state, ReplicationState::Replicate);
+    assert!(progress.inflight_messages > 0);
+    assert_eq!(
+        net.chunks_sent, 0,
+        "no snapshot while the append in flight is unanswered"
+    );
+    // Once node 3 answers again, the gap is found and the snapshot follows, once.
+    let chunks = net.node(1).snapshot_meta().unwrap().size.div_ceil(64) as usize;
+    net.isolated.clear();
+    net.tick_all(10);
+    assert_eq!(commands(&net, 3), commands(&net, 1));
+    assert!(
+        net.chunks_sent >= chunks && net.chunks_sent < 2 * chunks,
+        "{} chunks",
+        net.chunks_sent
+    );
+}
+
+#[test]
 fn lost_snapshot_chunk_resumes_from_the_gap_not_from_the_start() {
     let mut net = compacting_net(3);
     net.elect(1);

@@ -119,6 +119,11 @@ pub struct Tuning {
     /// entries into each message under load (the next message waits for an acknowledgement and
     /// takes everything proposed meanwhile); a large one suits long round trips.
     pub max_inflight_messages: usize,
+    /// Nagle's rule for AppendEntries (on by default): while one is in flight to a follower, the
+    /// next goes only once it is full, so the writes proposed meanwhile travel, sync and are
+    /// answered together. Off, each round of writes goes at once (up to `max_inflight_messages`),
+    /// which saves waiting up to a round trip when the peers are far apart.
+    pub hold_partial_appends: bool,
 }
 
 impl Default for Tuning {
@@ -138,6 +143,7 @@ impl Default for Tuning {
             peer_idle_timeout_ms: 5_000,
             peer_initial_rtt_ms: 10,
             max_inflight_messages: 32,
+            hold_partial_appends: true,
         }
     }
 }
@@ -321,6 +327,19 @@ mod tests {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains("max_inflight_messages"), "{error}");
         }
+    }
+
+    #[test]
+    fn hold_partial_appends_is_on_unless_the_file_turns_it_off() {
+        let config: ServerConfig = toml::from_str(MINIMAL).unwrap();
+        assert!(config.tuning.hold_partial_appends);
+        let text = format!("{MINIMAL}\n[tuning]\nhold_partial_appends = false\n");
+        let config: ServerConfig = toml::from_str(&text).unwrap();
+        assert!(!config.tuning.hold_partial_appends);
+        assert!(config.validate().is_ok());
+        let text = format!("{MINIMAL}\n[tuning]\nhold_partial_appends = 1\n");
+        let error = toml::from_str::<ServerConfig>(&text).unwrap_err().to_string();
+        assert!(error.contains("hold_partial_appends"), "{error}");
     }
 
     #[test]

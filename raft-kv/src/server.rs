@@ -283,6 +283,7 @@ impl Server {
         node_config.core.snapshot_after_entries = t.snapshot_after_entries;
         node_config.core.snapshot_min_log_percent = t.snapshot_min_log_percent;
         node_config.core.max_inflight_messages = t.max_inflight_messages;
+        node_config.core.hold_partial_appends = t.hold_partial_appends;
         node_config.core.seed = rand_seed(id);
         let state_machine = Sessions::new(KvStateMachine::new());
         let node = match RaftNode::start(

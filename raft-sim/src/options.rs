@@ -87,6 +87,9 @@ pub struct SimOptions {
     /// A due snapshot waits until the log since the last one holds this percentage of that
     /// snapshot's bytes (`Config::snapshot_min_log_percent`; `raft-kv` runs with 100).
     pub snapshot_min_log_percent: u64,
+    /// Nagle's rule for AppendEntries (`Config::hold_partial_appends`; `raft-kv` runs with it):
+    /// a message short of full waits while another is in flight.
+    pub hold_partial_appends: bool,
     /// A deliberate bug to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
 }
@@ -180,6 +183,7 @@ impl SimOptions {
             disk_failure_probability: pick(&mut rng, &[0.0, 0.0005, 0.002]),
             hostile_probability: pick(&mut rng, &[0.0, 0.002, 0.02]),
             snapshot_min_log_percent: pick(&mut rng, &[0.0, 0.0, 100.0, 400.0]) as u64,
+            hold_partial_appends: rng.chance(0.5),
             planted_bug: None,
         }
     }

@@ -225,6 +225,7 @@ impl Simulation {
                 .with_seed(rng.next_u64());
             config.max_entries_per_message = options.max_entries_per_message;
             config.max_inflight_messages = options.max_inflight_messages;
+            config.hold_partial_appends = options.hold_partial_appends;
             config.max_uncommitted_entries = options.max_uncommitted_entries;
             config.snapshot_after_entries = options.snapshot_after_entries;
             config.snapshot_after_log_bytes = 0;

@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// At most this many AppendEntries in flight to one follower (default 32).
     #[arg(long)]
     max_inflight_messages: Option<usize>,
+    /// Whether an AppendEntries short of a message waits while another is in flight (Nagle's
+    /// rule; default true; false suits peers far apart).
+    #[arg(long)]
+    hold_partial_appends: Option<bool>,
 }
 
 fn parse_member(text: &str) -> Result<InitialMember, String> {
@@ -183,7 +187,8 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
         max_scan_limit,
         peer_idle_timeout_ms,
         peer_initial_rtt_ms,
-        max_inflight_messages
+        max_inflight_messages,
+        hold_partial_appends
     );
     if let Some(v) = args.heartbeat_ticks {
         t.heartbeat_ticks = v;
