@@ -122,6 +122,8 @@ pub struct NodeSettings {
     pub metrics: bool,
     /// `raft_core::Config::snapshot_min_log_percent` (the library's default: 0).
     pub snapshot_min_log_percent: u64,
+    /// `raft_core::Config::hold_partial_appends`, Nagle's rule (the library's default: off).
+    pub hold_partial_appends: bool,
 }
 
 impl Default for NodeSettings {
@@ -129,6 +131,7 @@ impl Default for NodeSettings {
         NodeSettings {
             metrics: true,
             snapshot_min_log_percent: 0,
+            hold_partial_appends: false,
         }
     }
 }
@@ -146,6 +149,7 @@ async fn start_node<S: LogStorage, T: Transport, I: Inbox>(
         .with_propose_timeout(Duration::from_secs(30))
         .with_metrics(settings.metrics);
     config.core.snapshot_min_log_percent = settings.snapshot_min_log_percent;
+    config.core.hold_partial_appends = settings.hold_partial_appends;
     let node = match machine {
         MachineKind::Kv => {
             RaftNode::start(

@@ -257,6 +257,33 @@ impl RaftLog {
         self.runs.range(from, count)
     }
 
+    /// Whether everything from `from` to the log's end fits in one message of at most
+    /// `max_entries` entries and about `max_bytes` bytes (the budget [`entries_from`] keeps: one
+    /// entry always fits), so that [`entries_from`] would return all of it. Unlike
+    /// [`entries_from`] it leaves this round's open entries open: asking does not cut the round's
+    /// proposals into a run of their own.
+    ///
+    /// [`entries_from`]: RaftLog::entries_from
+    pub(crate) fn fits_one_message(&self, from: Index, max_entries: usize, max_bytes: usize) -> bool {
+        let last = self.last_index();
+        if from > last {
+            return true;
+        }
+        let count = last - from + 1;
+        if count > u64::try_from(max_entries).unwrap_or(u64::MAX) {
+            return false;
+        }
+        let mut bytes = 0usize;
+        for (n, entry) in self.iter_from(from).enumerate() {
+            let size = entry.size_bytes();
+            if n > 0 && bytes.saturating_add(size) > max_bytes {
+                return false;
+            }
+            bytes = bytes.saturating_add(size);
+        }
+        true
+    }
+
     /// The first index of the run of entries that share the term of the entry at `index`.
     pub(crate) fn first_index_of_term_at(&self, index: Index) -> Index {
         let Some(term) = self.term(index) else {
@@ -450,6 +477,49 @@ mod tests {
             "past the end"
         );
         assert!(log.entries_from(u64::MAX, 1, 1).is_empty());
+    }
+
+    #[test]
+    fn the_rest_of_the_log_fits_one_message_as_entries_from_would_send_it_all() {
+        // Entries 3..=7 after a snapshot at 2, each a 10-byte command.
+        let entries = (3..=7).map(|i| Entry::command(1, i, vec![0u8; 10])).collect();
+        let mut log = RaftLog::restore((2, 1), entries, 0, 0);
+        let one = Entry::command(1, 3, vec![0u8; 10]).size_bytes();
+        for (from, max_entries, max_bytes) in [
+            (3, usize::MAX, usize::MAX),
+            (3, 5, usize::MAX),
+            (3, 4, usize::MAX),
+            (4, 4, usize::MAX),
+            (3, usize::MAX, 5 * one),
+            (3, usize::MAX, 5 * one - 1),
+            (7, usize::MAX, 1),
+            (6, usize::MAX, 1),
+        ] {
+            let fits = log.fits_one_message(from, max_entries, max_bytes);
+            let sent = log.entries_from(from, max_entries, max_bytes);
+            assert_eq!(
+                fits,
+                sent.last().map(|e| e.index) == Some(7),
+                "from {from}, {max_entries} entries, {max_bytes} bytes"
+            );
+        }
+        assert!(log.fits_one_message(8, 1, 1), "nothing left to send");
+    }
+
+    #[test]
+    fn asking_whether_the_rest_fits_leaves_the_rounds_proposals_open() {
+        let mut log = log_of(&[1, 1]);
+        log.push(Entry::blank(1, 3));
+        log.push(Entry::blank(1, 4));
+        let runs_before = log.runs.run_count();
+        assert!(log.fits_one_message(3, 256, 1 << 20));
+        assert_eq!(log.runs.run_count(), runs_before, "no run was cut");
+        log.entries_from(3, 256, 1 << 20);
+        assert_eq!(
+            log.runs.run_count(),
+            runs_before + 1,
+            "entries_from seals the open entries"
+        );
     }
 
     #[test]

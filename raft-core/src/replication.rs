@@ -53,6 +53,20 @@ impl RaftCore {
             self.start_snapshot_transfer(follower);
             return false;
         };
+        if config.hold_partial_appends
+            && progress.state == ReplicationState::Replicate
+            && progress.inflight_messages() > 0
+            && self.log.fits_one_message(
+                progress.next_index,
+                config.max_entries_per_message,
+                config.max_bytes_per_message,
+            )
+        {
+            // Nagle's rule: a message that would reach the log's end waits for the one in flight
+            // to be answered, gathering what is proposed meanwhile (asked before the entries are
+            // taken, which would cut this round's proposals into a run of their own).
+            return false;
+        }
         let entries = self.log.entries_from(
             progress.next_index,
             config.max_entries_per_message,
@@ -62,17 +76,8 @@ impl RaftCore {
         if entries.is_empty() && !probing {
             return false;
         }
-        let last_index = prev_log_index + entries.len() as Index;
-        if config.hold_partial_appends
-            && !probing
-            && progress.inflight_messages() > 0
-            && last_index == self.log.last_index()
-        {
-            // Nagle's rule: a message that reaches the log's end waits for the one in flight to
-            // be answered, gathering what is proposed meanwhile.
-            return false;
-        }
         let bytes = entries.iter().map(|e| e.size_bytes()).sum();
+        let last_index = prev_log_index + entries.len() as Index;
         progress.on_sent(last_index, entries.len(), bytes);
         let more = progress.state == ReplicationState::Replicate && !entries.is_empty();
         let request = AppendEntries {

@@ -101,6 +101,10 @@ struct ClosedLoopArgs {
     /// (raft_core's `snapshot_min_log_percent`; 0, the library's default, never waits).
     #[arg(long, default_value_t = 0)]
     snapshot_min_log_percent: u64,
+    /// Nagle's rule for AppendEntries (raft_core's `hold_partial_appends`; off, the library's
+    /// default; `raft-kv` runs with it on).
+    #[arg(long)]
+    hold_partial_appends: bool,
     /// A label for the build measured, written into each JSON line.
     #[arg(long, default_value = "")]
     label: String,
@@ -218,6 +222,7 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
         let settings = NodeSettings {
             metrics: node_metrics,
             snapshot_min_log_percent: args.snapshot_min_log_percent,
+            hold_partial_appends: args.hold_partial_appends,
         };
         let bench =
             cluster.map(|(storage, net)| server.block_on(start_with(storage, net, machine, settings)));
