@@ -6,9 +6,9 @@
 //! probe succeeds the follower is *replicated to*: AppendEntries are pipelined up to a window of
 //! messages and bytes; with [`Config::hold_partial_appends`](crate::Config::hold_partial_appends)
 //! (Nagle's rule) one that reaches the log's end waits while another is in flight, so that
-//! entries proposed one by one travel together. A heartbeat carries no entries and never fails a log check, so it cannot
-//! knock a pipelining follower back into probing; it spreads the commit index and, with its
-//! answer, keeps check-quorum informed.
+//! entries proposed one by one travel together. A heartbeat carries no entries and never fails
+//! a log check, so it cannot knock a pipelining follower back into probing; it spreads the
+//! commit index and, with its answer, keeps check-quorum informed.
 
 use tracing::{debug, warn};
 
