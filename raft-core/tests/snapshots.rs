@@ -213,8 +213,13 @@ fn snapshot_install_truncates_a_conflicting_log() {
 #[test]
 fn a_snapshot_waits_for_the_appends_in_flight_to_be_answered() {
     // Node 3 is cut off with an AppendEntries in flight; the leader compacts past what node 3
-    // lacks, yet sends no chunk into the void while that message is unanswered.
-    let mut net = compacting_net(3);
+    // lacks, yet sends no chunk into the void while that message is unanswered. With Nagle's
+    // rule the leader's window to node 3 stays open (one message in flight, the rest held), so
+    // only the wait keeps the transfer from starting; a full window would hide it.
+    let mut net = Net::with_config(3, |id| Config {
+        hold_partial_appends: true,
+        ..compacting(id)
+    });
     net.elect(1);
     net.isolated.insert(3);
     propose_many(&mut net, 1, 40);
