@@ -14,6 +14,9 @@
 #                                                 # server's config file, `;` between settings
 #   BENCH_ARGS='--read-percent 100 --consistency serializable' bash benches/service.sh 1
 #                                                 # more `raft-kv bench` options
+#   FLOOR=1 bash benches/service.sh 1 16 256      # one `raft-kv serve-floor` in place of the
+#                                                 # three nodes: the same HTTPS and JSON, answered
+#                                                 # at once (the client protocol's ceiling)
 #
 # Builds nothing: it runs $RAFT_KV (default: the release binary in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
@@ -77,10 +80,18 @@ for id in 1 2 3; do
       echo "${TUNING//;/$'\n'}"
     fi
   } > "node-$id.toml"
-  "$bin" serve --config "node-$id.toml" "${workers[@]}" > "node-$id.log" 2>&1 &
-  pids+=($!)
+  if [ -z "${FLOOR:-}" ]; then
+    "$bin" serve --config "node-$id.toml" "${workers[@]}" > "node-$id.log" 2>&1 &
+    pids+=($!)
+  fi
 done
-export RAFT_KV_ENDPOINTS="127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}"
+if [ -n "${FLOOR:-}" ]; then
+  "$bin" serve-floor --config node-1.toml "${workers[@]}" > node-1.log 2>&1 &
+  pids+=($!)
+  export RAFT_KV_ENDPOINTS="127.0.0.1:${ports[3]}"
+else
+  export RAFT_KV_ENDPOINTS="127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}"
+fi
 export RAFT_KV_CA_CERT=certs/ca.pem RAFT_KV_CERT=certs/client-bench.pem RAFT_KV_KEY=certs/client-bench.key
 # Wait (at most 30 s) until a write goes through.
 for _ in $(seq 1 60); do

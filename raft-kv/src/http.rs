@@ -68,15 +68,18 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/cluster/snapshot", post(snapshot))
         .route("/v1/cluster/sessions", post(configure_sessions))
         .route("/metrics", get(prometheus_metrics))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route; see the API table in the docs",
-            )
-        })
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The answer to a route the API does not have.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see the API table in the docs",
+    )
 }
 
 /// A failure, as an HTTP status and an [`ErrorReply`].
@@ -89,7 +92,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             body: ErrorReply {
@@ -161,7 +164,9 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     }
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(body_error)?;
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
 }
@@ -328,53 +333,59 @@ fn check_value(tuning: &Tuning, value: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The proposal a write request becomes: its key and values checked against the limits, the
+/// command encoded, within its session when it names one (the floor server,
+/// [`FloorServer`](crate::FloorServer), does this much for each write too).
+pub(crate) fn write_proposal(tuning: &Tuning, request: WriteRequest) -> Result<Bytes, ApiError> {
+    let command = match request.op {
+        WriteOp::Put { key, value } => {
+            check_key(tuning, &key)?;
+            check_value(tuning, Some(&value))?;
+            KvCommand::Put { key, value }
+        }
+        WriteOp::Delete { key } => {
+            check_key(tuning, &key)?;
+            KvCommand::Delete { key }
+        }
+        WriteOp::Append { key, value } => {
+            check_key(tuning, &key)?;
+            check_value(tuning, Some(&value))?;
+            KvCommand::Append { key, value }
+        }
+        WriteOp::Cas { key, expected, new } => {
+            check_key(tuning, &key)?;
+            check_value(tuning, expected.as_deref())?;
+            check_value(tuning, new.as_deref())?;
+            KvCommand::CompareAndSwap { key, expected, new }
+        }
+    };
+    match (request.session, request.sequence) {
+        (Some(session), Some(sequence)) if sequence > 0 => Ok(SessionCommand::Request {
+            session,
+            sequence,
+            command: command.encode(),
+        }
+        .encode()),
+        (None, None) => Ok(command.encode()),
+        _ => Err(ApiError::bad_request(
+            "give both session and sequence (from 1), or neither",
+        )),
+    }
+}
+
 async fn write(
     State(state): State<Arc<ApiState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WriteReply>, ApiError> {
     let request: WriteRequest = parse_json(body)?;
-    let command = match request.op {
-        WriteOp::Put { key, value } => {
-            check_key(&state.tuning, &key)?;
-            check_value(&state.tuning, Some(&value))?;
-            KvCommand::Put { key, value }
-        }
-        WriteOp::Delete { key } => {
-            check_key(&state.tuning, &key)?;
-            KvCommand::Delete { key }
-        }
-        WriteOp::Append { key, value } => {
-            check_key(&state.tuning, &key)?;
-            check_value(&state.tuning, Some(&value))?;
-            KvCommand::Append { key, value }
-        }
-        WriteOp::Cas { key, expected, new } => {
-            check_key(&state.tuning, &key)?;
-            check_value(&state.tuning, expected.as_deref())?;
-            check_value(&state.tuning, new.as_deref())?;
-            KvCommand::CompareAndSwap { key, expected, new }
-        }
-    };
-    let proposal = match (request.session, request.sequence) {
-        (Some(session), Some(sequence)) if sequence > 0 => SessionCommand::Request {
-            session,
-            sequence,
-            command: command.encode(),
-        }
-        .encode(),
-        (None, None) => command.encode(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "give both session and sequence (from 1), or neither",
-            ))
-        }
-    };
+    let in_session = request.session.is_some();
+    let proposal = write_proposal(&state.tuning, request)?;
     let bytes = state
         .node
         .propose(proposal)
         .await
         .map_err(|e| propose_error(&state, e))?;
-    let reply_bytes = if request.session.is_some() {
+    let reply_bytes = if in_session {
         match SessionResponse::decode(&bytes) {
             Ok(SessionResponse::Applied(reply)) => reply,
             Ok(SessionResponse::UnknownSession) | Ok(SessionResponse::Closed) => {

@@ -7,6 +7,8 @@
 //! - [`Server`]: one node of the service (`raft-kv serve`): RocksDB storage, the QUIC transport
 //!   with mutual TLS, and the client API over HTTPS ([`api`] lists its routes), configured by a
 //!   [`ServerConfig`].
+//! - [`FloorServer`]: the client API answered at once, with nothing behind it: the ceiling of
+//!   the service's benchmark on a machine (`raft-kv serve-floor`).
 //! - [`Client`](client::Client): the client library (sessions for exactly-once writes, following
 //!   the leader), used by the CLI and the load generator.
 //!
@@ -35,6 +37,7 @@ pub mod client;
 mod cluster;
 pub mod cluster_watch;
 mod config;
+mod floor;
 mod http;
 mod kv;
 
@@ -46,6 +49,7 @@ pub mod udp_relay;
 
 pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
 pub use crate::config::{ConfigError, InitialMember, ServerConfig, TlsFiles, Tuning};
+pub use crate::floor::FloorServer;
 pub use crate::kv::{DecodeError, KvCommand, KvReply, KvResponse, KvStateMachine};
 pub use crate::server::{Server, ServerError};
 pub use crate::tls::{TlsError, TlsMaterial};

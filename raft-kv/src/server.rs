@@ -409,7 +409,7 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 
 /// Accepts client connections until told to stop, then lets open connections finish their
 /// current request.
-async fn serve_clients(
+pub(crate) async fn serve_clients(
     id: NodeId,
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,

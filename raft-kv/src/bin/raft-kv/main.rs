@@ -3,7 +3,8 @@
 //! - `raft-kv serve --config node.toml`: runs one node.
 //! - `raft-kv get|put|delete|cas|append|scan`: the key-value API; `raft-kv cluster ...`: status
 //!   and membership; both take `--endpoints` (any nodes) and the client certificate.
-//! - `raft-kv bench`: a closed-loop load generator over the client API.
+//! - `raft-kv bench`: a closed-loop load generator over the client API; `raft-kv serve-floor`
+//!   answers it at once, with no Raft behind, to measure the client protocol's own ceiling.
 //! - `raft-kv certs ca|node|client`: certificates.
 //! - `raft-kv demo`: three server processes on loopback, a leader killed and restarted, every
 //!   acknowledged write checked on every node; `--in-memory` runs the one-process demo.
@@ -53,6 +54,10 @@ enum LogFormat {
 enum Command {
     /// Runs one node of the service.
     Serve(Box<serve::ServeArgs>),
+    /// Answers the client API's sessions and writes at once, with no Raft behind them, on a
+    /// node's client address and TLS (the same flags and config file as `serve`): the most any
+    /// service of this client protocol reaches on the machine, for `raft-kv bench` to measure.
+    ServeFloor(Box<serve::ServeArgs>),
     /// Reads a key.
     Get(ops::GetArgs),
     /// Sets a key.
@@ -112,7 +117,7 @@ impl From<String> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match &cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::ServeFloor(_) => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
     let result: Result<(), Failure> = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
+            Command::ServeFloor(args) => serve::run_floor(*args).await,
             Command::Get(args) => ops::get(args).await,
             Command::Put(args) => ops::put(args, false).await,
             Command::Append(args) => ops::put(args, true).await,

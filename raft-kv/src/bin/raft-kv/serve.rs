@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use raft_kv::{InitialMember, Server, ServerConfig, TlsFiles, Tuning};
+use raft_kv::{FloorServer, InitialMember, Server, ServerConfig, TlsFiles, Tuning};
 use tracing::info;
 
 use crate::Failure;
@@ -222,5 +222,17 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::new(format!("raft-kv serve: {e}")))?;
     terminated().await;
     server.shutdown().await;
+    Ok(())
+}
+
+/// `raft-kv serve-floor`: the client API answered at once, on the node's client address, until
+/// SIGTERM.
+pub async fn run_floor(args: ServeArgs) -> Result<(), Failure> {
+    let (config, _) = merged(args)?;
+    let floor = FloorServer::start(&config)
+        .await
+        .map_err(|e| Failure::new(format!("raft-kv serve-floor: {e}")))?;
+    terminated().await;
+    floor.shutdown().await;
     Ok(())
 }
