@@ -26,7 +26,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
@@ -39,15 +40,16 @@ use crate::api::{
 };
 use crate::tls::{TlsError, TlsMaterial};
 
+mod connection;
+
+use connection::Connections;
+
 /// Why a request has no result.
 #[derive(Debug, Error)]
 pub enum ClientError {
     /// The TLS material is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Build(#[source] reqwest::Error),
     /// No endpoint was given.
     #[error("no endpoints given")]
     NoEndpoints,
@@ -111,8 +113,7 @@ impl Default for ClientOptions {
 /// A client of the key-value service.
 #[derive(Debug)]
 pub struct Client {
-    http: reqwest::Client,
-    scheme: &'static str,
+    http: Connections,
     endpoints: Vec<SocketAddr>,
     /// The endpoint to try first: the leader, once known.
     preferred: SocketAddr,
@@ -140,22 +141,10 @@ impl Client {
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
         let first = *endpoints.first().ok_or(ClientError::NoEndpoints)?;
-        let builder = reqwest::Client::builder()
-            .timeout(options.request_timeout)
-            .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true);
-        let (builder, scheme) = match tls {
-            Some(tls) => (
-                builder.use_preconfigured_tls(tls.client_config(options.http2)?),
-                "https",
-            ),
-            // Plain HTTP (servers started with --insecure) is HTTP/1.1 only.
-            None => (builder, "http"),
-        };
+        // Plain HTTP (servers started with --insecure) is HTTP/1.1 only.
+        let tls = tls.map(|tls| tls.client_config(options.http2)).transpose()?;
         Ok(Client {
-            http: builder.build().map_err(ClientError::Build)?,
-            scheme,
+            http: Connections::new(tls, options.http2, CONNECT_TIMEOUT),
             endpoints,
             preferred: first,
             next_endpoint: 0,
@@ -170,8 +159,7 @@ impl Client {
     /// client's). It starts from the leader this client knows.
     pub fn fork(&self) -> Client {
         Client {
-            http: self.http.clone(),
-            scheme: self.scheme,
+            http: self.http.fork(),
             endpoints: self.endpoints.clone(),
             preferred: self.preferred,
             next_endpoint: self.next_endpoint,
@@ -199,31 +187,37 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<Attempt<T>, ClientError> {
-        let url = format!("{}://{target}{path}", self.scheme);
-        let mut request = self.http.request(method, &url).query(query);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = match request.send().await {
-            Ok(response) => response,
+        let path_and_query = with_query(path, query);
+        let scheme = self.http.scheme();
+        let url = || format!("{scheme}://{target}{path_and_query}");
+        let body = match body.map(serde_json::to_vec).transpose() {
+            Ok(body) => body.map(Bytes::from),
             Err(e) => {
+                return Err(ClientError::BadAnswer {
+                    url: url(),
+                    detail: format!("the request does not encode: {e}"),
+                })
+            }
+        };
+        let timeout = self.options.request_timeout;
+        let answer = match self
+            .http
+            .send(target, method, &path_and_query, body, timeout)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                let url = url();
                 self.rotate();
                 return Ok(Attempt::Retry(format!("{url}: {e}")));
             }
         };
-        let status = response.status();
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.rotate();
-                return Ok(Attempt::Retry(format!("{url}: {e}")));
-            }
-        };
+        let (status, bytes) = (answer.status, answer.body);
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map(Attempt::Done)
                 .map_err(|e| ClientError::BadAnswer {
-                    url,
+                    url: url(),
                     detail: e.to_string(),
                 });
         }
@@ -402,13 +396,21 @@ impl Client {
 
     /// The metrics of the node at `endpoint`, in the Prometheus text format (one attempt).
     pub async fn metrics_of(&mut self, endpoint: SocketAddr) -> Result<String, ClientError> {
-        let url = format!("{}://{endpoint}/metrics", self.scheme);
-        let failed = |e: reqwest::Error| ClientError::Timeout {
-            last: format!("{url}: {e}"),
-        };
-        let response = self.http.get(&url).send().await.map_err(failed)?;
-        let status = response.status();
-        let text = response.text().await.map_err(failed)?;
+        let url = format!("{}://{endpoint}/metrics", self.http.scheme());
+        let answer = self
+            .http
+            .send(
+                endpoint,
+                Method::GET,
+                "/metrics",
+                None,
+                self.options.request_timeout,
+            )
+            .await
+            .map_err(|e| ClientError::Timeout {
+                last: format!("{url}: {e}"),
+            })?;
+        let (status, text) = (answer.status, String::from_utf8_lossy(&answer.body).into_owned());
         if !status.is_success() {
             return Err(ClientError::BadAnswer {
                 url,
@@ -490,10 +492,37 @@ impl Client {
     }
 }
 
+/// How long opening a connection (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `path` with `query` appended, form-encoded.
+fn with_query(path: &str, query: &[(&str, &str)]) -> String {
+    if query.is_empty() {
+        return path.to_string();
+    }
+    let mut encoded = form_urlencoded::Serializer::for_suffix(format!("{path}?"), path.len() + 1);
+    encoded.extend_pairs(query);
+    encoded.finish()
+}
+
 fn consistency_name(consistency: Consistency) -> &'static str {
     match consistency {
         Consistency::Linearizable => "linearizable",
         Consistency::Lease => "lease",
         Consistency::Serializable => "serializable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_query;
+
+    #[test]
+    fn a_query_is_form_encoded_after_the_path() {
+        assert_eq!(with_query("/v1/status", &[]), "/v1/status");
+        assert_eq!(
+            with_query("/v1/kv", &[("key", "a b&c=d/é"), ("consistency", "lease")]),
+            "/v1/kv?key=a+b%26c%3Dd%2F%C3%A9&consistency=lease"
+        );
     }
 }
