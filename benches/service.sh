@@ -17,6 +17,9 @@
 #   FLOOR=1 bash benches/service.sh 1 16 256      # one `raft-kv serve-floor` in place of the
 #                                                 # three nodes: the same HTTPS and JSON, answered
 #                                                 # at once (the client protocol's ceiling)
+#   LABEL=after bash benches/service.sh 1 16 256 >> runs.jsonl   # each line names its run
+#                                                 # (`raft-bench plot --input runs.jsonl` draws
+#                                                 # them beside benches/etcd.sh's lines)
 #
 # Builds nothing: it runs $RAFT_KV (default: the release binary in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
@@ -26,6 +29,8 @@ duration="${DURATION:-10}"
 value_size="${VALUE_SIZE:-128}"
 connections=()
 [ -n "${CONNECTIONS:-}" ] && connections=(--connections "$CONNECTIONS")
+label="${LABEL:-}"
+[ -n "${FLOOR:-}" ] && [ -z "$label" ] && label=floor
 # More `raft-kv bench` options, split on spaces (reads instead of writes, say).
 read -r -a bench_args <<< "${BENCH_ARGS:-}"
 workers=()
@@ -116,5 +121,5 @@ print(next((n["status"]["id"] for n in json.load(sys.stdin) if (n.get("status") 
   exit 0
 fi
 for clients in "${counts[@]}"; do
-  "$bin" bench --clients "$clients" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json "${connections[@]}" "${bench_args[@]}"
+  "$bin" bench --clients "$clients" --duration "$duration" --value-size "$value_size" --keys 10000 --quiet --json --label "$label" "${connections[@]}" "${bench_args[@]}"
 done

@@ -9,14 +9,19 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// One closed-loop run, as `raft-bench closed-loop --out` writes it (one JSON object a line).
+/// The lines of the service's load generators read as records too: `raft-kv bench --json`
+/// (`benches/service.sh`) and `etcd-anchor` (`benches/etcd.sh`) name their `service` and give
+/// `ops_per_second`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchRecord {
     /// Which build or variant was measured (free text, may be empty).
     #[serde(default)]
     pub label: String,
-    /// `storage-transport`, for example `mem-mem`.
+    /// `storage-transport`, for example `mem-mem`; or the service measured (`raft-kv`, `etcd`).
+    #[serde(alias = "service")]
     pub backend: String,
-    /// `noop` or `kv`.
+    /// `noop` or `kv` (empty for a service).
+    #[serde(default)]
     pub machine: String,
     /// Command size in bytes.
     pub value_size: usize,
@@ -30,6 +35,7 @@ pub struct BenchRecord {
     /// Wall time of the run.
     pub seconds: f64,
     /// Writes per second.
+    #[serde(alias = "ops_per_second")]
     pub per_second: f64,
     /// Latency percentiles and maximum, microseconds.
     pub p50_us: u64,
@@ -42,7 +48,8 @@ pub struct BenchRecord {
     /// Resident memory of the process (three nodes and the clients) after the run, MiB.
     #[serde(default)]
     pub rss_mib: f64,
-    /// When the run ended, seconds since the Unix epoch.
+    /// When the run ended, seconds since the Unix epoch (0: not recorded).
+    #[serde(default)]
     pub unix_time: u64,
     /// The host's cross-CPU hand-off round trip just before the run, nanoseconds
     /// ([`crate::handoff_round_trip`]); 0 when not measured.
@@ -55,10 +62,15 @@ pub struct BenchRecord {
 
 impl BenchRecord {
     fn series(&self) -> String {
-        if self.label.is_empty() {
-            format!("{} {}", self.backend, self.machine)
+        let name = if self.machine.is_empty() {
+            self.backend.clone()
         } else {
-            format!("{} {} ({})", self.backend, self.machine, self.label)
+            format!("{} {}", self.backend, self.machine)
+        };
+        if self.label.is_empty() {
+            name
+        } else {
+            format!("{name} ({})", self.label)
         }
     }
 }
@@ -423,6 +435,30 @@ mod tests {
         let refs: Vec<&BenchRecord> = records.iter().filter(|r| r.value_size == 128).collect();
         let curve = &curves(&refs, |r| r.clients, |r| r.per_second)["mem-mem noop"];
         assert_eq!(curve[&64], 410_000.0);
+    }
+
+    #[test]
+    fn the_service_load_generators_lines_are_records_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("service.jsonl");
+        // As `raft-kv bench --json` (with `--label`) and `etcd-anchor` print them.
+        let lines = [
+            r#"{"service":"raft-kv","label":"floor","clients":1,"connections":null,"value_size":128,"read_percent":0,"operations":100,"errors":0,"seconds":1.0,"ops_per_second":15000.0,"p50_us":60,"p90_us":70,"p99_us":90,"p999_us":120,"max_us":500}"#,
+            r#"{"service":"raft-kv","label":"floor","clients":16,"connections":null,"value_size":128,"read_percent":0,"operations":100,"errors":0,"seconds":1.0,"ops_per_second":110000.0,"p50_us":130,"p90_us":200,"p99_us":300,"p999_us":900,"max_us":5000}"#,
+            r#"{"service":"etcd","clients":1,"connections":1,"value_size":128,"operations":100,"errors":0,"seconds":1.0,"ops_per_second":1700.0,"p50_us":570,"p90_us":700,"p99_us":1000,"p999_us":2000,"max_us":9000}"#,
+            r#"{"service":"etcd","clients":16,"connections":16,"value_size":128,"operations":100,"errors":0,"seconds":1.0,"ops_per_second":6500.0,"p50_us":2300,"p90_us":3000,"p99_us":5800,"p999_us":9000,"max_us":20000}"#,
+        ];
+        std::fs::write(&input, lines.join("\n")).expect("write");
+        let records = read_records(&input).expect("records");
+        assert_eq!(records[0].series(), "raft-kv (floor)");
+        assert_eq!(records[2].series(), "etcd");
+        assert_eq!(records[1].per_second, 110_000.0);
+        plot_results(&input, dir.path()).expect("plots");
+        let svg = std::fs::read_to_string(dir.path().join("service-throughput-by-clients.svg")).expect("svg");
+        assert!(
+            svg.contains("raft-kv (floor)") && svg.contains("etcd"),
+            "both are drawn"
+        );
     }
 
     #[test]

@@ -46,13 +46,22 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// A name for this run in the `--json` line (a curve of its own in `raft-bench plot`).
+    #[arg(long, default_value = "")]
+    label: String,
     #[command(flatten)]
     client: ClientArgs,
 }
 
-/// The result, as `--json` prints it.
+/// The result, as `--json` prints it: one line, so that runs append into a file that
+/// `raft-bench plot` draws (beside `etcd-anchor`'s lines, which have the same fields).
 #[derive(Serialize)]
 struct Report {
+    /// What was measured: `raft-kv`.
+    service: &'static str,
+    /// `--label`, if given.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    label: String,
     clients: usize,
     /// Shared HTTP/2 connections (per node), or none: a HTTP/1.1 connection per client.
     connections: Option<usize>,
@@ -193,6 +202,8 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     bar.finish_and_clear();
     let operations = done.load(Ordering::Relaxed);
     let report = Report {
+        service: "raft-kv",
+        label: args.label.clone(),
         clients: args.clients,
         connections: args.connections,
         value_size: args.value_size,
@@ -208,7 +219,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         max_us: histogram.max(),
     };
     if args.client.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Failure::new(e.to_string()))?;
+        let text = serde_json::to_string(&report).map_err(|e| Failure::new(e.to_string()))?;
         println!("{text}");
     } else {
         println!(
