@@ -42,7 +42,7 @@ use crate::tls::{TlsError, TlsMaterial};
 
 mod connection;
 
-use connection::Connections;
+use connection::{ConnectionError, Connections};
 
 /// Why a request has no result.
 #[derive(Debug, Error)]
@@ -68,6 +68,14 @@ pub enum ClientError {
     Timeout {
         /// The last failure seen.
         last: String,
+    },
+    /// The request could not be put into HTTP (nothing was sent).
+    #[error("cannot send {url}: {detail}")]
+    BadRequest {
+        /// The request.
+        url: String,
+        /// Why.
+        detail: String,
     },
     /// The server's answer could not be read.
     #[error("unreadable answer from {url}: {detail}")]
@@ -193,9 +201,9 @@ impl Client {
         let body = match body.map(serde_json::to_vec).transpose() {
             Ok(body) => body.map(Bytes::from),
             Err(e) => {
-                return Err(ClientError::BadAnswer {
+                return Err(ClientError::BadRequest {
                     url: url(),
-                    detail: format!("the request does not encode: {e}"),
+                    detail: format!("the body does not encode: {e}"),
                 })
             }
         };
@@ -206,6 +214,13 @@ impl Client {
             .await
         {
             Ok(answer) => answer,
+            Err(e @ ConnectionError::Path(_)) => {
+                // No endpoint would take it: not worth another try.
+                return Err(ClientError::BadRequest {
+                    url: url(),
+                    detail: e.to_string(),
+                });
+            }
             Err(e) => {
                 let url = url();
                 self.rotate();
