@@ -14,6 +14,8 @@
 #                                                 # server's config file, `;` between settings
 #   BENCH_ARGS='--read-percent 100 --consistency serializable' bash benches/service.sh 1
 #                                                 # more `raft-kv bench` options
+#   STORAGE=journal bash benches/service.sh 1 16  # every server's log in a journal instead of
+#                                                 # RocksDB (`storage` in the config file)
 #   FLOOR=1 bash benches/service.sh 1 16 256      # one `raft-kv serve-floor` in place of the
 #                                                 # three nodes: the same HTTPS and JSON, answered
 #                                                 # at once (the client protocol's ceiling)
@@ -68,6 +70,7 @@ for id in 1 2 3; do
     echo "node_id = $id"
     echo "cluster_id = 7"
     echo "data_dir = \"data/$id\""
+    [ -n "${STORAGE:-}" ] && echo "storage = \"$STORAGE\""
     echo "peer_listen = \"127.0.0.1:${ports[$((id - 1))]}\""
     echo "client_listen = \"127.0.0.1:${ports[$((id + 2))]}\""
     echo "[tls]"

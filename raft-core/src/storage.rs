@@ -151,8 +151,10 @@ impl LogImage {
         Ok(())
     }
 
-    /// Refuses a write whose entries would leave a gap once its discard and purge are done.
-    fn check(&self, write: &LogWrite) -> Result<(), StorageError> {
+    /// Refuses a write whose entries would leave a gap once its discard and purge are done (what
+    /// [`apply`](Self::apply) checks first): a store that must write somewhere else before it
+    /// applies a write to its image checks it here first.
+    pub fn check(&self, write: &LogWrite) -> Result<(), StorageError> {
         if let Some(first) = write.entries.first() {
             // Where the log ends once the discard and the purge are done.
             let mut purged_to = self.purged_to;

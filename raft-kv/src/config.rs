@@ -38,8 +38,13 @@ pub struct ServerConfig {
     pub node_id: NodeId,
     /// The cluster's id: peers and data directories of another cluster are refused.
     pub cluster_id: u64,
-    /// Where the node keeps its log, snapshots and identity (RocksDB).
+    /// Where the node keeps its log, snapshots and identity.
     pub data_dir: PathBuf,
+    /// What keeps the log and hard state in `data_dir`: `rocksdb` (the default) or `journal`
+    /// (one preallocated file synced in place: a quicker sync, the log held in memory). A data
+    /// directory keeps the engine it was created with: one of the other engine is refused.
+    #[serde(default)]
+    pub storage: StorageEngine,
     /// The UDP address of the Raft transport (QUIC with mutual TLS).
     pub peer_listen: SocketAddr,
     /// The TCP address of the client API (HTTPS, client certificates required).
@@ -55,6 +60,36 @@ pub struct ServerConfig {
     /// Protocol and service tuning.
     #[serde(default)]
     pub tuning: Tuning,
+}
+
+/// The storage engine of a node's log and hard state (`storage` in the config file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageEngine {
+    /// RocksDB (`raft_node::rocks::RocksStorage`): the log on disk, read back as needed.
+    #[default]
+    Rocksdb,
+    /// A journal of writes (`raft_node::rocks::JournalStorage`): each write one record synced in
+    /// a preallocated file, the log held in memory up to the last compaction.
+    Journal,
+}
+
+impl StorageEngine {
+    /// The directory under the data directory that holds this engine's store.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            StorageEngine::Rocksdb => "raft",
+            StorageEngine::Journal => "raft-journal",
+        }
+    }
+
+    /// The other engine.
+    pub fn other(self) -> StorageEngine {
+        match self {
+            StorageEngine::Rocksdb => StorageEngine::Journal,
+            StorageEngine::Journal => StorageEngine::Rocksdb,
+        }
+    }
 }
 
 /// Certificate files (PEM), made by `raft-kv certs`.
@@ -311,6 +346,22 @@ mod tests {
         wrong.tuning.snapshot_min_log_percent = 10_001;
         let error = wrong.validate().unwrap_err().to_string();
         assert!(error.contains("snapshot_min_log_percent"), "{error}");
+    }
+
+    #[test]
+    fn storage_is_rocksdb_unless_the_file_names_the_journal() {
+        let config: ServerConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.storage, StorageEngine::Rocksdb);
+        let text = MINIMAL.replace("data_dir = \"d\"", "data_dir = \"d\"\nstorage = \"journal\"");
+        let config: ServerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(config.storage, StorageEngine::Journal);
+        assert_ne!(
+            StorageEngine::Journal.dir_name(),
+            StorageEngine::Rocksdb.dir_name()
+        );
+        let text = MINIMAL.replace("data_dir = \"d\"", "data_dir = \"d\"\nstorage = \"sqlite\"");
+        let error = toml::from_str::<ServerConfig>(&text).unwrap_err();
+        assert!(error.to_string().contains("unknown variant"), "{error}");
     }
 
     #[test]

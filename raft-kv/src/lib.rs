@@ -48,7 +48,7 @@ mod tls;
 pub mod udp_relay;
 
 pub use crate::cluster::{ClusterError, ClusterOptions, MemCluster};
-pub use crate::config::{ConfigError, InitialMember, ServerConfig, TlsFiles, Tuning};
+pub use crate::config::{ConfigError, InitialMember, ServerConfig, StorageEngine, TlsFiles, Tuning};
 pub use crate::floor::FloorServer;
 pub use crate::kv::{DecodeError, KvCommand, KvReply, KvResponse, KvStateMachine};
 pub use crate::server::{Server, ServerError};

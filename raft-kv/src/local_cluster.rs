@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::api::{AddNodeRequest, NodeStatusReply};
 use crate::client::{Client, ClientOptions};
-use crate::config::{InitialMember, ServerConfig, TlsFiles, Tuning};
+use crate::config::{InitialMember, ServerConfig, StorageEngine, TlsFiles, Tuning};
 use crate::tls::TlsMaterial;
 use crate::udp_relay::UdpRelay;
 
@@ -61,6 +61,8 @@ pub struct LocalCluster {
     client_tls: TlsMaterial,
     /// Tuning written into every node's config.
     pub tuning: Tuning,
+    /// The storage engine written into every node's config.
+    pub storage: StorageEngine,
     nodes: BTreeMap<NodeId, LocalNode>,
     /// A relay in front of each node's peer port, when [`add_relays`](Self::add_relays) was called.
     relays: BTreeMap<NodeId, UdpRelay>,
@@ -115,6 +117,7 @@ impl LocalCluster {
             ca,
             client_tls,
             tuning: Tuning::default(),
+            storage: StorageEngine::default(),
             nodes: BTreeMap::new(),
             relays: BTreeMap::new(),
         };
@@ -186,6 +189,7 @@ impl LocalCluster {
             node_id: id,
             cluster_id: self.cluster_id,
             data_dir: self.dir.join(format!("data-{id}")),
+            storage: self.storage,
             peer_listen: node.peer,
             client_listen: node.client,
             tls: TlsFiles {

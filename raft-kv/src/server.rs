@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use raft_core::{Membership, MembershipError, NodeId};
 use raft_node::quic::{NodeTls, QuicConfig, QuicError, QuicTransport};
-use raft_node::rocks::{OpenError, RocksStorage, StoreIdentity};
+use raft_node::rocks::{JournalStorage, OpenError, RocksStorage, StoreIdentity};
 use raft_node::{NodeConfig, RaftNode, Sessions, StartError};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::api::MemberAddress;
-use crate::config::{ConfigError, ServerConfig};
+use crate::config::{ConfigError, ServerConfig, StorageEngine};
 use crate::http::{log_rejected, router, ApiState};
 use crate::kv::KvStateMachine;
 use crate::tls::{TlsError, TlsMaterial};
@@ -252,14 +252,26 @@ impl Server {
         let id = config.node_id;
         let tls = TlsMaterial::from_files(&config.tls.ca_cert, &config.tls.cert, &config.tls.key)?;
         let membership = base_membership(&config, join)?;
-        let storage = RocksStorage::open(
-            config.data_dir.join("raft"),
-            StoreIdentity {
-                cluster_id: config.cluster_id,
-                node_id: id,
-            },
-        )
-        .await?;
+        let identity = StoreIdentity {
+            cluster_id: config.cluster_id,
+            node_id: id,
+        };
+        let engine = config.storage;
+        let other = config.data_dir.join(engine.other().dir_name());
+        if !config.data_dir.join(engine.dir_name()).exists() && other.exists() {
+            // Opening the configured engine would start this node afresh, forgetting its term,
+            // its vote and its log.
+            return Err(data_dir_error(
+                &other,
+                format!(
+                    "holds this node's {:?} store, but the config says storage = {:?}; set it back",
+                    engine.other(),
+                    engine
+                )
+                .to_lowercase(),
+            ));
+        }
+        let store_dir = config.data_dir.join(engine.dir_name());
 
         let seeds: BTreeMap<NodeId, SocketAddr> =
             config.initial_members.iter().map(|m| (m.id, m.peer)).collect();
@@ -286,16 +298,49 @@ impl Server {
         node_config.core.hold_partial_appends = t.hold_partial_appends;
         node_config.core.seed = rand_seed(id);
         let state_machine = Sessions::new(KvStateMachine::new());
-        let node = match RaftNode::start(
-            node_config,
-            membership,
-            storage,
-            transport.clone(),
-            inbox,
-            state_machine,
-        )
-        .await
-        {
+        let started = match engine {
+            StorageEngine::Rocksdb => {
+                let storage = RocksStorage::open(store_dir, identity).await;
+                match storage {
+                    Ok(storage) => {
+                        RaftNode::start(
+                            node_config,
+                            membership,
+                            storage,
+                            transport.clone(),
+                            inbox,
+                            state_machine,
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        transport.shutdown();
+                        return Err(e.into());
+                    }
+                }
+            }
+            StorageEngine::Journal => {
+                let storage = JournalStorage::open(store_dir, identity).await;
+                match storage {
+                    Ok(storage) => {
+                        RaftNode::start(
+                            node_config,
+                            membership,
+                            storage,
+                            transport.clone(),
+                            inbox,
+                            state_machine,
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        transport.shutdown();
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        let node = match started {
             Ok(node) => Arc::new(node),
             Err(e) => {
                 transport.shutdown();

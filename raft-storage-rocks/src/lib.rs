@@ -41,9 +41,12 @@
 
 mod error;
 pub mod format;
+mod journal;
+mod journal_storage;
 mod snapshot_files;
 mod storage;
 
 pub use crate::error::OpenError;
+pub use crate::journal_storage::{JournalStorage, DEFAULT_SEGMENT_BYTES, JOURNAL_FORMAT_VERSION};
 pub use crate::snapshot_files::FileSnapshots;
 pub use crate::storage::{RocksStorage, StoreIdentity};

@@ -68,8 +68,8 @@ fn backend(e: rocksdb::Error) -> StorageError {
     }
 }
 
-/// Runs blocking RocksDB work off the tokio workers.
-async fn blocking<T: Send + 'static>(
+/// Runs blocking RocksDB or file work off the tokio workers.
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(work)
@@ -340,7 +340,9 @@ fn build_batch(
 
 /// Whether `write` only moves the commit index: then it need not be synced (see the
 /// `LogStorage` contract), which spares every node one fsync per commit.
-fn only_moves_commit(bounds: &LogBounds, write: &LogWrite) -> bool {
+/// Whether `write` only moves the commit index of `durable` (the hard state stored now): such a
+/// write may be made durable lazily, with the next one (the `LogStorage` contract).
+pub(crate) fn only_moves_commit(durable: &HardState, write: &LogWrite) -> bool {
     let Some(hard_state) = write.hard_state else {
         return false;
     };
@@ -348,8 +350,8 @@ fn only_moves_commit(bounds: &LogBounds, write: &LogWrite) -> bool {
         && write.purge_to == 0
         && write.entries.is_empty()
         && write.snapshot.is_none()
-        && hard_state.term == bounds.hard_state.term
-        && hard_state.voted_for == bounds.hard_state.voted_for
+        && hard_state.term == durable.term
+        && hard_state.voted_for == durable.voted_for
 }
 
 impl LogStorage for RocksStorage {
@@ -401,7 +403,7 @@ impl LogStorage for RocksStorage {
         let next = blocking(move || {
             let (batch, next) = build_batch(&db, bounds, &write)?;
             let mut options = WriteOptions::default();
-            options.set_sync(!only_moves_commit(&bounds, &write));
+            options.set_sync(!only_moves_commit(&bounds.hard_state, &write));
             db.write_opt(batch, &options).map_err(backend)?;
             if let (Some(latest), true) = (next.snapshot_index, next.snapshot_index != bounds.snapshot_index)
             {

@@ -9,7 +9,11 @@
 //!
 //! `RAFT_CRASH_ITERATIONS` (default 25) sets the number of kills; `RAFT_CRASH_SEED` the seed.
 //! SIGKILL stops the process, not the machine: this proves the write path acknowledges only what
-//! RocksDB has accepted whole; power loss is covered by `sync = true` on every batch.
+//! RocksDB (or the journal) has accepted whole; power loss is covered by `sync = true` on every
+//! batch (a synced record in the journal).
+//!
+//! It runs once for each store: `RocksStorage`, then `JournalStorage` with segments of 64 KiB, so
+//! that kills also land while a new segment and its checkpoint are being written.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -17,12 +21,78 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use raft_core::{Entry, HardState, Index, LogStorage, LogWrite, StoredLog, Term};
-use raft_storage_rocks::{RocksStorage, StoreIdentity};
+use raft_storage_rocks::{JournalStorage, RocksStorage, StoreIdentity};
 
 const IDENTITY: StoreIdentity = StoreIdentity {
     cluster_id: 3,
     node_id: 1,
 };
+
+/// The journal's segments in this test: small, so that they roll over every few dozen writes.
+const JOURNAL_SEGMENT_BYTES: u64 = 64 << 10;
+
+/// The store under test.
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Rocks,
+    Journal,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Rocks => "rocks",
+            Engine::Journal => "journal",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Engine> {
+        [Engine::Rocks, Engine::Journal]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
+}
+
+/// Opens the store in `dir` and runs `work` on it.
+async fn with_store<R>(engine: Engine, dir: &Path, work: impl AsyncFnOnce(&mut dyn StoreOps) -> R) -> R {
+    match engine {
+        Engine::Rocks => {
+            let mut storage = RocksStorage::open(dir, IDENTITY).await.expect("open the store");
+            work(&mut storage).await
+        }
+        Engine::Journal => {
+            let dir = dir.to_path_buf();
+            let mut storage = tokio::task::spawn_blocking(move || {
+                JournalStorage::open_blocking(dir, IDENTITY, JOURNAL_SEGMENT_BYTES)
+            })
+            .await
+            .expect("the open task")
+            .expect("open the store");
+            work(&mut storage).await
+        }
+    }
+}
+
+/// What the test does with a store, whichever it is.
+#[async_trait::async_trait]
+trait StoreOps: Send {
+    async fn load(&mut self) -> StoredLog;
+    async fn persist(&mut self, write: LogWrite);
+    async fn last_index(&mut self) -> Index;
+}
+
+#[async_trait::async_trait]
+impl<S: LogStorage> StoreOps for S {
+    async fn load(&mut self) -> StoredLog {
+        LogStorage::load(self).await.expect("load")
+    }
+    async fn persist(&mut self, write: LogWrite) {
+        LogStorage::persist(self, write).await.expect("persist")
+    }
+    async fn last_index(&mut self) -> Index {
+        LogStorage::last_index(self).await.expect("last index")
+    }
+}
 
 /// What the store must hold after some number of writes.
 #[derive(Clone, Debug, Default)]
@@ -107,12 +177,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The child: resumes after the last durable write and writes until killed.
-fn child(dir: &Path) {
-    runtime().block_on(async {
-        let mut storage = RocksStorage::open(dir, IDENTITY)
-            .await
-            .expect("child opens the store");
-        let stored = storage.load().await.expect("child loads the store");
+fn child(engine: Engine, dir: &Path) {
+    runtime().block_on(with_store(engine, dir, async |storage: &mut dyn StoreOps| {
+        let stored = storage.load().await;
         let mut n = stored.hard_state.commit;
         let mut model = Model::after(n);
         let mut out = std::io::stdout().lock();
@@ -120,12 +187,12 @@ fn child(dir: &Path) {
             n += 1;
             let write = model.write(n);
             model.apply(&write);
-            storage.persist(write).await.expect("persist");
+            storage.persist(write).await;
             // Acknowledged: durable before this line is printed.
             writeln!(out, "ack {n}").expect("stdout");
             out.flush().expect("stdout");
         }
-    });
+    }));
 }
 
 struct Rng(u64);
@@ -139,7 +206,7 @@ impl Rng {
     }
 }
 
-fn parent() {
+fn parent(engine: Engine) {
     let iterations: u32 = std::env::var("RAFT_CRASH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -148,7 +215,8 @@ fn parent() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5EED_CAFE);
-    println!("crash test: {iterations} kills, RAFT_CRASH_SEED={seed}");
+    let name = engine.name();
+    println!("crash test ({name}): {iterations} kills, RAFT_CRASH_SEED={seed}");
     let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("own executable");
@@ -157,6 +225,7 @@ fn parent() {
     for iteration in 0..iterations {
         let mut child = Command::new(&exe)
             .arg("child")
+            .arg(name)
             .arg(dir.path())
             .stdout(Stdio::piped())
             .spawn()
@@ -184,14 +253,15 @@ fn parent() {
             acknowledged = last;
         }
 
-        let stored = runtime().block_on(async {
-            let mut storage = RocksStorage::open(dir.path(), IDENTITY)
-                .await
-                .expect("reopen after the kill");
-            let stored = storage.load().await.expect("load after the kill");
-            let last_index = storage.last_index().await.expect("last index");
-            (stored, last_index)
-        });
+        let stored = runtime().block_on(with_store(
+            engine,
+            dir.path(),
+            async |storage: &mut dyn StoreOps| {
+                let stored = storage.load().await;
+                let last_index = storage.last_index().await;
+                (stored, last_index)
+            },
+        ));
         let (stored, last_index): (StoredLog, Index) = stored;
         let n = stored.hard_state.commit;
         assert!(
@@ -223,15 +293,19 @@ fn parent() {
         "the child made too little progress to test anything ({acknowledged} writes)"
     );
     println!(
-        "crash test: ok, {acknowledged} writes, {ahead} kills landed between a write and its acknowledgement"
+        "crash test ({name}): ok, {acknowledged} writes, {ahead} kills landed between a write and its acknowledgement"
     );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("child") {
-        let dir = args.get(2).expect("child needs the store directory");
-        child(Path::new(dir));
+        let engine = args
+            .get(2)
+            .and_then(|e| Engine::parse(e))
+            .expect("child needs the store's kind");
+        let dir = args.get(3).expect("child needs the store directory");
+        child(engine, Path::new(dir));
         return;
     }
     // `cargo test` passes filters and flags such as `--nocapture`; a filter that names other
@@ -244,5 +318,6 @@ fn main() {
     {
         return;
     }
-    parent();
+    parent(Engine::Rocks);
+    parent(Engine::Journal);
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use raft_kv::{FloorServer, InitialMember, Server, ServerConfig, TlsFiles, Tuning};
+use raft_kv::{FloorServer, InitialMember, Server, ServerConfig, StorageEngine, TlsFiles, Tuning};
 use tracing::info;
 
 use crate::Failure;
@@ -25,9 +25,12 @@ pub struct ServeArgs {
     /// The cluster's id; peers and data directories of another cluster are refused.
     #[arg(long)]
     cluster_id: Option<u64>,
-    /// The data directory (RocksDB log, snapshots, the first configuration).
+    /// The data directory (the log, snapshots, the first configuration).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The storage engine of the log and hard state (default: the file's, else rocksdb).
+    #[arg(long, value_enum)]
+    storage: Option<StorageEngine>,
     /// The UDP address for Raft traffic (QUIC with mutual TLS).
     #[arg(long)]
     peer_listen: Option<SocketAddr>,
@@ -138,6 +141,10 @@ fn merged(args: ServeArgs) -> Result<(ServerConfig, bool), Failure> {
             .data_dir
             .or(file.as_ref().map(|f| f.data_dir.clone()))
             .ok_or_else(|| missing("data_dir"))?,
+        storage: args
+            .storage
+            .or(file.as_ref().map(|f| f.storage))
+            .unwrap_or_default(),
         peer_listen: args
             .peer_listen
             .or(file.as_ref().map(|f| f.peer_listen))
