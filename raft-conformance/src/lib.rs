@@ -8,6 +8,9 @@
 //!   [`Inbox`](raft_core::Inbox) must do: delivery, ordering per link, large messages, a peer
 //!   that restarts, an unknown peer, shutdown.
 //!
+//! * [`crash`]: a child process writes until it is killed with SIGKILL at random moments; every
+//!   write it acknowledged must be there when the store is reopened, and nothing half applied.
+//!
 //! A backend implements a small harness ([`storage::StorageHarness`] or
 //! [`transport::TransportHarness`]) that opens its store or starts its endpoints, and invokes
 //! [`storage_suite!`] or [`transport_suite!`] in a test file; each case becomes its own
@@ -19,5 +22,6 @@
 //! raft_conformance::storage_suite!(my_backend::tests::Harness::new());
 //! ```
 
+pub mod crash;
 pub mod storage;
 pub mod transport;

@@ -57,6 +57,29 @@ impl LogWrite {
             && self.hard_state.is_none()
     }
 
+    /// Whether this write only moves the commit index of `durable` (the hard state stored now):
+    /// the one write [`LogStorage`] lets a store make durable lazily, with the next one.
+    ///
+    /// ```
+    /// use raft_core::{HardState, LogWrite};
+    /// let durable = HardState { term: 2, voted_for: Some(1), commit: 5 };
+    /// let commit = LogWrite { hard_state: Some(HardState { commit: 9, ..durable }), ..LogWrite::default() };
+    /// assert!(commit.only_moves_commit(&durable));
+    /// let vote = LogWrite { hard_state: Some(HardState { term: 3, voted_for: Some(2), commit: 5 }), ..LogWrite::default() };
+    /// assert!(!vote.only_moves_commit(&durable));
+    /// ```
+    pub fn only_moves_commit(&self, durable: &HardState) -> bool {
+        let Some(hard_state) = self.hard_state else {
+            return false;
+        };
+        !self.discard_log
+            && self.purge_to == 0
+            && self.entries.is_empty()
+            && self.snapshot.is_none()
+            && hard_state.term == durable.term
+            && hard_state.voted_for == durable.voted_for
+    }
+
     /// Folds a later write into this one, so that writing the result equals writing both in turn
     /// (group commit). The entries of both stay the runs they were: nothing is copied.
     ///

@@ -69,7 +69,7 @@ pub enum StorageEngine {
     /// RocksDB (`raft_node::rocks::RocksStorage`): the log on disk, read back as needed.
     #[default]
     Rocksdb,
-    /// A journal of writes (`raft_node::rocks::JournalStorage`): each write one record synced in
+    /// A journal of writes (`raft_node::file::JournalStorage`): each write one record synced in
     /// a preallocated file, the log held in memory up to the last compaction.
     Journal,
 }

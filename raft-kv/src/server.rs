@@ -22,8 +22,9 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use raft_core::{Membership, MembershipError, NodeId};
+use raft_node::file::JournalStorage;
 use raft_node::quic::{NodeTls, QuicConfig, QuicError, QuicTransport};
-use raft_node::rocks::{JournalStorage, OpenError, RocksStorage, StoreIdentity};
+use raft_node::rocks::{OpenError, RocksStorage, StoreIdentity};
 use raft_node::{NodeConfig, RaftNode, Sessions, StartError};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -52,9 +53,13 @@ pub enum ServerError {
     /// The QUIC transport did not start.
     #[error("peer transport: {0}")]
     Transport(#[from] QuicError),
-    /// The storage did not open (another node's or cluster's directory, a damaged store).
+    /// The RocksDB storage did not open (another node's or cluster's directory, a damaged store).
     #[error("storage: {0}")]
     Storage(#[from] OpenError),
+    /// The journal storage did not open (another node's or cluster's directory, a damaged
+    /// journal).
+    #[error("storage: {0}")]
+    JournalStorage(#[from] raft_node::file::OpenError),
     /// The node did not start.
     #[error("node: {0}")]
     Start(#[from] StartError),

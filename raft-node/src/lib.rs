@@ -3,9 +3,10 @@
 //! A [`RaftNode`] ticks the protocol core on a timer, persists through a [`LogStorage`], sends
 //! through a [`Transport`], applies committed commands to the user's [`StateMachine`], and answers
 //! proposals with the state machine's response. Backends are chosen with cargo features: `mem`
-//! (default) brings the in-memory storage and transport (`raft_node::mem`); `rocksdb` brings the
-//! `rocks` module (durable storage) and `quic` the `quic` module (a QUIC transport with mutual
-//! TLS), for a cluster of separate processes.
+//! (default) brings the in-memory storage and transport (`raft_node::mem`); `file` brings the
+//! `file` module (durable storage in plain files, nothing to build but Rust); `rocksdb` the
+//! `rocks` module (durable storage on RocksDB) and `quic` the `quic` module (a QUIC transport
+//! with mutual TLS), for a cluster of separate processes.
 //!
 //! The `raft-kv` crate is a replicated key-value service built on it: its state machine, an
 //! in-process cluster (`MemCluster`), a server, a client and a CLI.
@@ -107,6 +108,9 @@ pub mod mem {
 #[cfg(feature = "quic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quic")))]
 pub use raft_net_quic as quic;
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+pub use raft_storage_file as file;
 #[cfg(feature = "rocksdb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocksdb")))]
 pub use raft_storage_rocks as rocks;

@@ -41,20 +41,6 @@ pub enum OpenError {
         #[source]
         source: rocksdb::Error,
     },
-    /// The journal of a [`JournalStorage`](crate::JournalStorage) does not check out: a damaged
-    /// record before its last, bytes after the end of its records, a damaged checkpoint. As with
-    /// [`Self::DatabaseCorrupt`], the node's durable state cannot be trusted.
-    #[error(
-        "journal at {path} is corrupt: {reason}; this node's durable state cannot be trusted: \
-         remove the node from the cluster, move its data directory aside (keep it for diagnosis) \
-         and add it back as a new node"
-    )]
-    JournalCorrupt {
-        /// The journal's directory or segment.
-        path: PathBuf,
-        /// What is wrong, and where.
-        reason: String,
-    },
     /// The store was written in a format this version does not read.
     #[error("storage format version {found} is not supported (this build reads version {supported}); use a matching release")]
     UnsupportedFormat {

@@ -100,22 +100,8 @@ pub fn decode_snapshot_meta(bytes: &[u8]) -> Result<SnapshotMeta, StorageError> 
     decode("snapshot metadata", bytes)
 }
 
-/// The file name of the complete snapshot at `index`.
-pub fn snapshot_file_name(index: Index) -> String {
-    format!("snapshot-{index:020}")
-}
-
-/// The index a complete snapshot's file name names, if it is one.
-pub fn snapshot_index_of_file(name: &str) -> Option<Index> {
-    let digits = name.strip_prefix("snapshot-")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// The prefix of temporary files of snapshots being written.
-pub const SNAPSHOT_TEMP_PREFIX: &str = "partial-";
+// The snapshot files' names (the same for both durable stores).
+pub use raft_storage_file::{snapshot_file_name, snapshot_index_of_file, SNAPSHOT_TEMP_PREFIX};
 
 #[cfg(test)]
 mod tests {
@@ -130,18 +116,6 @@ mod tests {
         keys.sort();
         let indexes: Vec<u64> = keys.iter().map(|k| index_of_key(k).expect("8 bytes")).collect();
         assert_eq!(indexes, [2, 255, 256, 300, 1 << 40]);
-    }
-
-    #[test]
-    fn snapshot_file_names_round_trip_and_reject_others() {
-        assert_eq!(snapshot_index_of_file(&snapshot_file_name(42)), Some(42));
-        assert_eq!(
-            snapshot_index_of_file(&snapshot_file_name(u64::MAX)),
-            Some(u64::MAX)
-        );
-        assert_eq!(snapshot_index_of_file("snapshot-42"), None);
-        assert_eq!(snapshot_index_of_file("partial-00000000000000000042"), None);
-        assert_eq!(snapshot_index_of_file("snapshot-0000000000000000004x"), None);
     }
 
     #[test]

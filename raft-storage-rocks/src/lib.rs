@@ -10,8 +10,9 @@
 //!   next (group commit), so throughput is bounded by fsyncs per second, not entries. Truncating a
 //!   conflicting suffix and purging a prefix are range deletions in the same batch as what
 //!   replaces them.
-//! * **Snapshots** (see [`FileSnapshots`]): written to a temporary file, synced, renamed, and the
-//!   directory synced; a half-written snapshot is never taken for a complete one.
+//! * **Snapshots** (see [`FileSnapshots`], from `raft-storage-file`): written to a temporary file,
+//!   synced, renamed, and the directory synced; a half-written snapshot is never taken for a
+//!   complete one.
 //! * **Validation**: opening checks the format version, the cluster id and the node id, and
 //!   every record read is decoded with typed errors: nothing on disk can make it panic.
 //! * **Corruption refuses, it is never replayed around**: the write-ahead log is recovered with
@@ -41,12 +42,9 @@
 
 mod error;
 pub mod format;
-mod journal;
-mod journal_storage;
-mod snapshot_files;
 mod storage;
 
 pub use crate::error::OpenError;
-pub use crate::journal_storage::{JournalStorage, DEFAULT_SEGMENT_BYTES, JOURNAL_FORMAT_VERSION};
-pub use crate::snapshot_files::FileSnapshots;
-pub use crate::storage::{RocksStorage, StoreIdentity};
+pub use crate::storage::RocksStorage;
+// Shared with `raft-storage-file`: the snapshot files and the store's identity.
+pub use raft_storage_file::{FileSnapshots, StoreIdentity};

@@ -4,9 +4,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use raft_core::{
-    ClusterId, Entry, HardState, Index, LogStorage, LogWrite, NodeId, SnapshotMeta, StorageError, StoredLog,
-};
+use raft_core::{Entry, HardState, Index, LogStorage, LogWrite, SnapshotMeta, StorageError, StoredLog};
 use rocksdb::{
     ColumnFamilyDescriptor, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
     WriteOptions, DB,
@@ -19,17 +17,7 @@ use crate::format::{
     CLUSTER_ID_KEY, FORMAT_VERSION, FORMAT_VERSION_KEY, HARD_STATE_KEY, LOG_CF, META_CF, NODE_ID_KEY,
     PURGED_TO_KEY, SNAPSHOT_KEY,
 };
-use crate::snapshot_files::{sync_dir, FileSnapshots};
-
-/// Which node of which cluster a store belongs to. Recorded when the store is created and checked
-/// at every open, so that a node never starts on another node's data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreIdentity {
-    /// The cluster.
-    pub cluster_id: ClusterId,
-    /// The node.
-    pub node_id: NodeId,
-}
+use raft_storage_file::{sync_dir, FileSnapshots, StoreIdentity};
 
 /// Where the log starts and ends, kept in memory so that `last_index` needs no disk read.
 #[derive(Clone, Copy, Debug, Default)]
@@ -68,8 +56,8 @@ fn backend(e: rocksdb::Error) -> StorageError {
     }
 }
 
-/// Runs blocking RocksDB or file work off the tokio workers.
-pub(crate) async fn blocking<T: Send + 'static>(
+/// Runs blocking RocksDB work off the tokio workers.
+async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(work)
@@ -340,20 +328,6 @@ fn build_batch(
 
 /// Whether `write` only moves the commit index: then it need not be synced (see the
 /// `LogStorage` contract), which spares every node one fsync per commit.
-/// Whether `write` only moves the commit index of `durable` (the hard state stored now): such a
-/// write may be made durable lazily, with the next one (the `LogStorage` contract).
-pub(crate) fn only_moves_commit(durable: &HardState, write: &LogWrite) -> bool {
-    let Some(hard_state) = write.hard_state else {
-        return false;
-    };
-    !write.discard_log
-        && write.purge_to == 0
-        && write.entries.is_empty()
-        && write.snapshot.is_none()
-        && hard_state.term == durable.term
-        && hard_state.voted_for == durable.voted_for
-}
-
 impl LogStorage for RocksStorage {
     type Snapshots = FileSnapshots;
 
@@ -403,7 +377,7 @@ impl LogStorage for RocksStorage {
         let next = blocking(move || {
             let (batch, next) = build_batch(&db, bounds, &write)?;
             let mut options = WriteOptions::default();
-            options.set_sync(!only_moves_commit(&bounds.hard_state, &write));
+            options.set_sync(!write.only_moves_commit(&bounds.hard_state));
             db.write_opt(batch, &options).map_err(backend)?;
             if let (Some(latest), true) = (next.snapshot_index, next.snapshot_index != bounds.snapshot_index)
             {

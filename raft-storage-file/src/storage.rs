@@ -15,7 +15,25 @@ use tracing::{debug, info};
 use crate::error::OpenError;
 use crate::journal::{Journal, JournalError, Recovered};
 use crate::snapshot_files::{sync_dir, FileSnapshots};
-use crate::storage::{blocking, only_moves_commit, StoreIdentity};
+
+/// Which node of which cluster a store belongs to. Recorded when the store is created and checked
+/// at every open, so that a node never starts on another node's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreIdentity {
+    /// The cluster.
+    pub cluster_id: ClusterId,
+    /// The node.
+    pub node_id: NodeId,
+}
+
+/// Runs blocking file work off the tokio workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::Backend(format!("storage task failed: {e}").into()))?
+}
 
 /// The version of the journal's records this build writes and reads.
 pub const JOURNAL_FORMAT_VERSION: u32 = 1;
@@ -202,8 +220,8 @@ fn replay(journal_dir: &Path, identity: StoreIdentity, recovered: Recovered) -> 
 
 /// Durable [`LogStorage`] on a journal of writes: each [`persist`](LogStorage::persist) is one
 /// record appended to a preallocated file and synced, and the log is held in memory (bounded by
-/// the node's compaction, as with [`MemStorage`](https://docs.rs/raft-storage-mem)). Snapshots
-/// are files, as with [`RocksStorage`](crate::RocksStorage).
+/// the node's compaction, as with `raft-storage-mem`'s `MemStorage`). Snapshots are files
+/// ([`FileSnapshots`]), as with `raft-storage-rocks`'s `RocksStorage`.
 ///
 /// Against RocksDB's write-ahead log, a sync writes no file metadata (the journal's file does not
 /// grow), and a write is one `pwrite` and one `fdatasync` with no memtable behind it. The cost is
@@ -212,7 +230,7 @@ fn replay(journal_dir: &Path, identity: StoreIdentity, recovered: Recovered) -> 
 ///
 /// ```
 /// use raft_core::{Entry, LogStorage, LogWrite};
-/// use raft_storage_rocks::{JournalStorage, StoreIdentity};
+/// use raft_storage_file::{JournalStorage, StoreIdentity};
 ///
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// let dir = tempfile::tempdir()?;
@@ -244,7 +262,7 @@ impl JournalStorage {
         let dir = dir.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(dir, identity, DEFAULT_SEGMENT_BYTES))
             .await
-            .map_err(|e| OpenError::Corrupt(format!("open task failed: {e}")))?
+            .map_err(|e| OpenError::Task(e.to_string()))?
     }
 
     /// [`open`](Self::open) with segments of at least `segment_bytes`, for callers outside a
@@ -258,14 +276,20 @@ impl JournalStorage {
         let journal_error = |error: JournalError| match error {
             JournalError::Io { path, source, .. } => OpenError::Io { path, source },
             JournalError::Corrupt { path, reason } => OpenError::JournalCorrupt { path, reason },
-            JournalError::TooLarge(_) | JournalError::Failed(_) => OpenError::Corrupt(error.to_string()),
+            JournalError::TooLarge(_) | JournalError::Failed(_) => OpenError::JournalCorrupt {
+                path: journal_dir.clone(),
+                reason: error.to_string(),
+            },
         };
         let (journal, image) = match Journal::open(&journal_dir, segment_bytes).map_err(journal_error)? {
             Some((journal, recovered)) => (journal, replay(&journal_dir, identity, recovered)?),
             None => {
                 let image = LogImage::default();
                 let checkpoint =
-                    encode_checkpoint(identity, &image).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+                    encode_checkpoint(identity, &image).map_err(|e| OpenError::JournalCorrupt {
+                        path: journal_dir.clone(),
+                        reason: e.to_string(),
+                    })?;
                 let journal =
                     Journal::create(&journal_dir, segment_bytes, &checkpoint).map_err(journal_error)?;
                 info!(
@@ -326,7 +350,7 @@ impl LogStorage for JournalStorage {
         let sync = {
             let image = lock(&self.image);
             image.check(&write)?;
-            !only_moves_commit(&image.hard_state, &write)
+            !write.only_moves_commit(&image.hard_state)
         };
         let payload = encode_write(&write)?;
         let journal = self.journal.clone();

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use raft_conformance::storage::StorageHarness;
-use raft_storage_rocks::{JournalStorage, StoreIdentity, DEFAULT_SEGMENT_BYTES};
+use raft_storage_file::{JournalStorage, StoreIdentity, DEFAULT_SEGMENT_BYTES};
 
 struct Harness {
     dir: tempfile::TempDir,

@@ -14,7 +14,22 @@ use bytes::{Bytes, BytesMut};
 use raft_core::{Index, SnapshotRead, SnapshotSink, SnapshotStore, SnapshotWrite, StorageError};
 use tracing::{debug, warn};
 
-use crate::format::{snapshot_file_name, snapshot_index_of_file, SNAPSHOT_TEMP_PREFIX};
+/// The file name of the complete snapshot at `index`.
+pub fn snapshot_file_name(index: Index) -> String {
+    format!("snapshot-{index:020}")
+}
+
+/// The index a complete snapshot's file name names, if it is one.
+pub fn snapshot_index_of_file(name: &str) -> Option<Index> {
+    let digits = name.strip_prefix("snapshot-")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The prefix of temporary files of snapshots being written.
+pub const SNAPSHOT_TEMP_PREFIX: &str = "partial-";
 
 /// The size of the pieces a snapshot is read back in.
 const READ_PIECE_BYTES: usize = 256 << 10;
@@ -23,8 +38,9 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// A superseded snapshot read in chunks this recently is kept: a transfer is still reading it.
 const IN_TRANSFER_GRACE: Duration = Duration::from_secs(30);
 
-/// The snapshot store of a [`RocksStorage`](crate::RocksStorage): one file per complete snapshot
-/// in a directory. Clones share the directory.
+/// A snapshot store of one file per complete snapshot in a directory (the store of
+/// [`JournalStorage`](crate::JournalStorage), and of `raft-storage-rocks`'s `RocksStorage`).
+/// Clones share the directory.
 #[derive(Clone, Debug)]
 pub struct FileSnapshots {
     dir: Arc<PathBuf>,
@@ -49,7 +65,7 @@ async fn blocking<T: Send + 'static>(
 
 impl FileSnapshots {
     /// The store in `dir`, created if missing. Temporary files left by a crash are removed.
-    pub(crate) fn open(dir: PathBuf) -> std::io::Result<Self> {
+    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
@@ -95,9 +111,9 @@ impl FileSnapshots {
     }
 
     /// Deletes the complete snapshots that `delete` says to (blocking), except those a transfer
-    /// is still reading (read in chunks within the last [`IN_TRANSFER_GRACE`]): a later call
+    /// is still reading (read in chunks within the last 30 s): a later call
     /// deletes them once the transfer is over.
-    pub(crate) fn delete_where(&self, delete: impl Fn(Index) -> bool) -> std::io::Result<()> {
+    pub fn delete_where(&self, delete: impl Fn(Index) -> bool) -> std::io::Result<()> {
         let in_transfer: BTreeSet<Index> = {
             let mut reads = self.chunk_reads();
             let now = Instant::now();
@@ -130,7 +146,7 @@ impl FileSnapshots {
 }
 
 /// Syncs a directory, so that a rename or removal in it survives a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -281,5 +297,22 @@ impl SnapshotRead for FileSnapshotReader {
         }
         self.file = Some(file);
         Ok(Some(Bytes::from(piece)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_file_names_round_trip_and_reject_others() {
+        assert_eq!(snapshot_index_of_file(&snapshot_file_name(42)), Some(42));
+        assert_eq!(
+            snapshot_index_of_file(&snapshot_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
+        assert_eq!(snapshot_index_of_file("snapshot-42"), None);
+        assert_eq!(snapshot_index_of_file("partial-00000000000000000042"), None);
+        assert_eq!(snapshot_index_of_file("snapshot-0000000000000000004x"), None);
     }
 }
