@@ -1,6 +1,6 @@
 //! What the backends cost on their own, on this machine: an fsync (the floor of a durable
-//! commit), one synced RocksDB write of an entry, and a QUIC round trip between two nodes on
-//! loopback (the floor of a replication round).
+//! commit), one synced RocksDB write and one synced journal write of an entry, and a QUIC round
+//! trip between two nodes on loopback (the floor of a replication round).
 //!
 //! Run with `cargo bench -p raft-benches --bench backends`.
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
 use raft_node::raft_core::{Entry, Heartbeat, Inbox, LogStorage, LogWrite, Message, MessageBody, Transport};
+use raft_node::file::JournalStorage;
 use raft_node::rocks::{RocksStorage, StoreIdentity};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -21,8 +22,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// `write` + `fdatasync` of 128 bytes appended to a file, and one synced RocksDB batch of one
-/// 128-byte entry.
+/// `write` + `fdatasync` of 128 bytes appended to a file, and one synced batch of one 128-byte
+/// entry (and of 64) to RocksDB and to the journal.
 fn fsync(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut group = c.benchmark_group("fsync");
@@ -64,6 +65,40 @@ fn fsync(c: &mut Criterion) {
                 .collect();
             batch_start += 64;
             rt.block_on(storage.persist(LogWrite {
+                entries,
+                ..LogWrite::default()
+            }))
+            .expect("persist");
+        })
+    });
+    let mut journal = rt
+        .block_on(JournalStorage::open(
+            dir.path().join("journal"),
+            StoreIdentity {
+                cluster_id: 1,
+                node_id: 1,
+            },
+        ))
+        .expect("open");
+    let mut index = 0u64;
+    group.bench_function("journal_persist_1_entry_128B", |b| {
+        b.iter(|| {
+            index += 1;
+            let write = LogWrite {
+                entries: vec![Entry::command(1, index, vec![7u8; 128])].into(),
+                ..LogWrite::default()
+            };
+            rt.block_on(journal.persist(write)).expect("persist");
+        })
+    });
+    let mut batch_start = index;
+    group.bench_function("journal_persist_64_entries_128B", |b| {
+        b.iter(|| {
+            let entries = (1..=64)
+                .map(|i| Entry::command(1, batch_start + i, vec![7u8; 128]))
+                .collect();
+            batch_start += 64;
+            rt.block_on(journal.persist(LogWrite {
                 entries,
                 ..LogWrite::default()
             }))

@@ -23,6 +23,7 @@ use raft_node::raft_core::{
     Inbox, Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine,
     StateMachineError, Transport,
 };
+use raft_node::file::JournalStorage;
 use raft_node::rocks::{RocksStorage, StoreIdentity};
 use raft_node::{NodeConfig, RaftNode};
 use raft_storage_mem::MemStorage;
@@ -39,6 +40,8 @@ pub enum StorageKind {
     Mem,
     /// `RocksStorage` in a temporary directory: one synced batch per group commit.
     Rocks,
+    /// `JournalStorage` in a temporary directory: one synced journal record per group commit.
+    Journal,
 }
 
 /// How messages travel.
@@ -50,12 +53,14 @@ pub enum NetKind {
     Quic,
 }
 
-/// The four pairs the benchmarks compare, with their names (`storage-transport`).
-pub const BACKENDS: [(StorageKind, NetKind, &str); 4] = [
+/// The pairs the benchmarks compare, with their names (`storage-transport`).
+pub const BACKENDS: [(StorageKind, NetKind, &str); 6] = [
     (StorageKind::Mem, NetKind::Mem, "mem-mem"),
     (StorageKind::Rocks, NetKind::Mem, "rocks-mem"),
+    (StorageKind::Journal, NetKind::Mem, "journal-mem"),
     (StorageKind::Mem, NetKind::Quic, "mem-quic"),
     (StorageKind::Rocks, NetKind::Quic, "rocks-quic"),
+    (StorageKind::Journal, NetKind::Quic, "journal-quic"),
 ];
 
 /// A running 3-node cluster and its leader.
@@ -233,6 +238,18 @@ pub async fn start_with(
                     .expect("RocksDB opens");
                 dirs.push(dir);
                 with_net!(rocks)
+            }
+            StorageKind::Journal => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let identity = StoreIdentity {
+                    cluster_id: CLUSTER_ID,
+                    node_id: id,
+                };
+                let journal = JournalStorage::open(dir.path(), identity)
+                    .await
+                    .expect("the journal opens");
+                dirs.push(dir);
+                with_net!(journal)
             }
         };
         nodes.push(node);

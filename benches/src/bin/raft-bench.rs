@@ -63,7 +63,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ClosedLoopArgs {
-    /// Storage and transport: mem-mem, rocks-mem, mem-quic or rocks-quic; or `floor`, no cluster:
+    /// Storage and transport: mem-mem, rocks-mem, journal-mem, mem-quic, rocks-quic or
+    /// journal-quic; or `floor`, no cluster:
     /// a server task that answers each write at once, so the run measures what the clients' queue,
     /// oneshot answers and cross-runtime wake-ups cost alone (what no cluster can beat).
     #[arg(long, default_value = "mem-mem")]
@@ -163,10 +164,8 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
             .into_iter()
             .find(|(_, _, name)| *name == args.backend)
             .ok_or_else(|| {
-                format!(
-                    "unknown backend {:?}: mem-mem, rocks-mem, mem-quic, rocks-quic or {FLOOR}",
-                    args.backend
-                )
+                let names: Vec<&str> = BACKENDS.iter().map(|(_, _, name)| *name).collect();
+                format!("unknown backend {:?}: {} or {FLOOR}", args.backend, names.join(", "))
             })?;
         (Some((storage, net)), name)
     };
