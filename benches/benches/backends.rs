@@ -10,9 +10,9 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use raft_node::file::JournalStorage;
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
 use raft_node::raft_core::{Entry, Heartbeat, Inbox, LogStorage, LogWrite, Message, MessageBody, Transport};
-use raft_node::file::JournalStorage;
 use raft_node::rocks::{RocksStorage, StoreIdentity};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -37,75 +37,46 @@ fn fsync(c: &mut Criterion) {
         })
     });
     let rt = runtime();
-    let mut storage = rt
-        .block_on(RocksStorage::open(
-            dir.path().join("rocks"),
-            StoreIdentity {
-                cluster_id: 1,
-                node_id: 1,
-            },
-        ))
+    let identity = StoreIdentity {
+        cluster_id: 1,
+        node_id: 1,
+    };
+    let rocks = rt
+        .block_on(RocksStorage::open(dir.path().join("rocks"), identity))
         .expect("open");
-    let mut index = 0u64;
-    group.bench_function("rocks_persist_1_entry_128B", |b| {
-        b.iter(|| {
-            index += 1;
-            let write = LogWrite {
-                entries: vec![Entry::command(1, index, vec![7u8; 128])].into(),
-                ..LogWrite::default()
-            };
-            rt.block_on(storage.persist(write)).expect("persist");
-        })
-    });
-    let mut batch_start = index;
-    group.bench_function("rocks_persist_64_entries_128B", |b| {
-        b.iter(|| {
-            let entries = (1..=64)
-                .map(|i| Entry::command(1, batch_start + i, vec![7u8; 128]))
-                .collect();
-            batch_start += 64;
-            rt.block_on(storage.persist(LogWrite {
-                entries,
-                ..LogWrite::default()
-            }))
-            .expect("persist");
-        })
-    });
-    let mut journal = rt
-        .block_on(JournalStorage::open(
-            dir.path().join("journal"),
-            StoreIdentity {
-                cluster_id: 1,
-                node_id: 1,
-            },
-        ))
+    persist_writes(&mut group, &rt, "rocks", rocks);
+    let journal = rt
+        .block_on(JournalStorage::open(dir.path().join("journal"), identity))
         .expect("open");
-    let mut index = 0u64;
-    group.bench_function("journal_persist_1_entry_128B", |b| {
-        b.iter(|| {
-            index += 1;
-            let write = LogWrite {
-                entries: vec![Entry::command(1, index, vec![7u8; 128])].into(),
-                ..LogWrite::default()
-            };
-            rt.block_on(journal.persist(write)).expect("persist");
-        })
-    });
-    let mut batch_start = index;
-    group.bench_function("journal_persist_64_entries_128B", |b| {
-        b.iter(|| {
-            let entries = (1..=64)
-                .map(|i| Entry::command(1, batch_start + i, vec![7u8; 128]))
-                .collect();
-            batch_start += 64;
-            rt.block_on(journal.persist(LogWrite {
-                entries,
-                ..LogWrite::default()
-            }))
-            .expect("persist");
-        })
-    });
+    persist_writes(&mut group, &rt, "journal", journal);
     group.finish();
+}
+
+/// `<name>_persist_1_entry_128B` and `<name>_persist_64_entries_128B`: synced writes of one and of
+/// 64 entries of 128 bytes, appended one write after another.
+fn persist_writes<S: LogStorage>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    mut storage: S,
+) {
+    let mut last = 0u64;
+    let mut append = |count: u64| {
+        let entries = (last + 1..=last + count)
+            .map(|i| Entry::command(1, i, vec![7u8; 128]))
+            .collect::<Vec<_>>()
+            .into();
+        last += count;
+        rt.block_on(storage.persist(LogWrite {
+            entries,
+            ..LogWrite::default()
+        }))
+        .expect("persist");
+    };
+    group.bench_function(format!("{name}_persist_1_entry_128B"), |b| b.iter(|| append(1)));
+    group.bench_function(format!("{name}_persist_64_entries_128B"), |b| {
+        b.iter(|| append(64))
+    });
 }
 
 /// A heartbeat from node 1 to node 2 and the answer back, over QUIC with mutual TLS on loopback.

@@ -18,12 +18,12 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use raft_kv::{KvCommand, KvStateMachine};
 use raft_net_mem::MemNetwork;
+use raft_node::file::JournalStorage;
 use raft_node::quic::{ClusterCa, QuicConfig, QuicTransport};
 use raft_node::raft_core::{
     Inbox, Index, LogStorage, Membership, NodeId, SnapshotRead, SnapshotWrite, StateMachine,
     StateMachineError, Transport,
 };
-use raft_node::file::JournalStorage;
 use raft_node::rocks::{RocksStorage, StoreIdentity};
 use raft_node::{NodeConfig, RaftNode};
 use raft_storage_mem::MemStorage;

@@ -220,6 +220,21 @@ impl LogImage {
         }
     }
 
+    /// The stored entries in `range`, copied out; indexes purged or past the end are left out
+    /// (what [`LogStorage::entries`] returns for a store that holds this image).
+    pub fn entries_in(&self, range: RangeInclusive<Index>) -> Vec<Entry> {
+        let first = (*range.start()).max(self.purged_to + 1);
+        let last = (*range.end()).min(self.last_index());
+        if first > last {
+            return Vec::new();
+        }
+        self.entries
+            .iter_from(first)
+            .take_while(|entry| entry.index <= last)
+            .cloned()
+            .collect()
+    }
+
     /// What a node restarting from this image reads back.
     pub fn stored_log(&self) -> StoredLog {
         StoredLog {

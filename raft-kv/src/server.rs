@@ -248,6 +248,12 @@ async fn follow_membership(
     }
 }
 
+/// The node's store, opened before anything else starts.
+enum OpenedStorage {
+    Rocksdb(RocksStorage),
+    Journal(JournalStorage),
+}
+
 impl Server {
     /// Starts the node and its client API. `join`: an empty data directory waits to be added.
     pub async fn start(config: ServerConfig, join: bool) -> Result<Server, ServerError> {
@@ -277,6 +283,12 @@ impl Server {
             ));
         }
         let store_dir = config.data_dir.join(engine.dir_name());
+        let storage = match engine {
+            StorageEngine::Rocksdb => OpenedStorage::Rocksdb(RocksStorage::open(store_dir, identity).await?),
+            StorageEngine::Journal => {
+                OpenedStorage::Journal(JournalStorage::open(store_dir, identity).await?)
+            }
+        };
 
         let seeds: BTreeMap<NodeId, SocketAddr> =
             config.initial_members.iter().map(|m| (m.id, m.peer)).collect();
@@ -303,46 +315,28 @@ impl Server {
         node_config.core.hold_partial_appends = t.hold_partial_appends;
         node_config.core.seed = rand_seed(id);
         let state_machine = Sessions::new(KvStateMachine::new());
-        let started = match engine {
-            StorageEngine::Rocksdb => {
-                let storage = RocksStorage::open(store_dir, identity).await;
-                match storage {
-                    Ok(storage) => {
-                        RaftNode::start(
-                            node_config,
-                            membership,
-                            storage,
-                            transport.clone(),
-                            inbox,
-                            state_machine,
-                        )
-                        .await
-                    }
-                    Err(e) => {
-                        transport.shutdown();
-                        return Err(e.into());
-                    }
-                }
+        let started = match storage {
+            OpenedStorage::Rocksdb(storage) => {
+                RaftNode::start(
+                    node_config,
+                    membership,
+                    storage,
+                    transport.clone(),
+                    inbox,
+                    state_machine,
+                )
+                .await
             }
-            StorageEngine::Journal => {
-                let storage = JournalStorage::open(store_dir, identity).await;
-                match storage {
-                    Ok(storage) => {
-                        RaftNode::start(
-                            node_config,
-                            membership,
-                            storage,
-                            transport.clone(),
-                            inbox,
-                            state_machine,
-                        )
-                        .await
-                    }
-                    Err(e) => {
-                        transport.shutdown();
-                        return Err(e.into());
-                    }
-                }
+            OpenedStorage::Journal(storage) => {
+                RaftNode::start(
+                    node_config,
+                    membership,
+                    storage,
+                    transport.clone(),
+                    inbox,
+                    state_machine,
+                )
+                .await
             }
         };
         let node = match started {

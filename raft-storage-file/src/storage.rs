@@ -389,18 +389,7 @@ impl LogStorage for JournalStorage {
     }
 
     async fn entries(&self, range: RangeInclusive<Index>) -> Result<Vec<Entry>, StorageError> {
-        let image = lock(&self.image);
-        let first = (*range.start()).max(image.purged_to + 1);
-        let last = (*range.end()).min(image.last_index());
-        if first > last {
-            return Ok(Vec::new());
-        }
-        Ok(image
-            .entries
-            .iter_from(first)
-            .take_while(|entry| entry.index <= last)
-            .cloned()
-            .collect())
+        Ok(lock(&self.image).entries_in(range))
     }
 
     async fn last_index(&self) -> Result<Index, StorageError> {

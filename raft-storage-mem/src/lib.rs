@@ -248,19 +248,7 @@ impl LogStorage for MemStorage {
     }
 
     async fn entries(&self, range: RangeInclusive<Index>) -> Result<Vec<Entry>, StorageError> {
-        let store = self.lock();
-        let image = store.visible();
-        let first = (*range.start()).max(image.purged_to + 1);
-        let last = (*range.end()).min(image.last_index());
-        if first > last {
-            return Ok(Vec::new());
-        }
-        Ok(image
-            .entries
-            .iter_from(first)
-            .take_while(|entry| entry.index <= last)
-            .cloned()
-            .collect())
+        Ok(self.lock().visible().entries_in(range))
     }
 
     async fn last_index(&self) -> Result<Index, StorageError> {

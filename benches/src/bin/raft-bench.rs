@@ -165,7 +165,11 @@ fn closed_loop_command(args: ClosedLoopArgs) -> Result<(), String> {
             .find(|(_, _, name)| *name == args.backend)
             .ok_or_else(|| {
                 let names: Vec<&str> = BACKENDS.iter().map(|(_, _, name)| *name).collect();
-                format!("unknown backend {:?}: {} or {FLOOR}", args.backend, names.join(", "))
+                format!(
+                    "unknown backend {:?}: {} or {FLOOR}",
+                    args.backend,
+                    names.join(", ")
+                )
             })?;
         (Some((storage, net)), name)
     };
