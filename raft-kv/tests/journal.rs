@@ -127,3 +127,68 @@ async fn a_data_directory_of_one_engine_is_refused_by_a_config_that_names_the_ot
     );
     server.shutdown().await;
 }
+
+fn serve_fails(args: &[&str]) -> String {
+    let output = std::process::Command::new(BINARY)
+        .arg("serve")
+        .args(args)
+        .output()
+        .expect("run raft-kv serve");
+    assert!(!output.status.success(), "serve {args:?} should fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_journal_or_the_other_engine_on_the_command_line_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = LocalCluster::create(Path::new(BINARY), dir.path(), 1).expect("prepare the cluster");
+    cluster.storage = StorageEngine::Journal;
+    cluster.write_config(1, &cluster.members()).expect("config");
+    cluster.start(1, &[]).expect("start");
+    cluster.wait_for_leader(&[1], TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[1], ClientOptions::default()).expect("client");
+    for i in 0..20 {
+        client.put(&format!("k{i}"), "v").await.expect("put");
+    }
+    let status = cluster.stop(1, Duration::from_secs(15)).await.expect("SIGTERM");
+    assert!(status.success(), "node 1 exited with {status}");
+    let config = cluster.node(1).expect("node").config_path.clone();
+    let config = config.to_str().expect("path");
+
+    let stderr = serve_fails(&["--config", config, "--storage", "rocksdb"]);
+    assert!(stderr.contains("storage = rocksdb"), "{stderr}");
+
+    // A byte of the first write after the checkpoint, with more writes after it.
+    let segment = dir
+        .path()
+        .join("data-1/raft-journal/journal")
+        .join(format!("{:020}.journal", 1));
+    let original = std::fs::read(&segment).expect("the journal segment");
+    let checkpoint_len = u32::from_le_bytes(original[0..4].try_into().expect("4 bytes")) as usize;
+    let damaged_at = 8 + checkpoint_len + 8 + 1;
+    let mut damaged = original.clone();
+    damaged[damaged_at] ^= 0x40;
+    std::fs::write(&segment, &damaged).expect("damage the journal");
+    let stderr = serve_fails(&["--config", config]);
+    assert!(
+        stderr.contains("journal at") && stderr.contains("is corrupt"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&segment).expect("the journal"),
+        damaged,
+        "the refusal changed nothing"
+    );
+
+    std::fs::write(&segment, &original).expect("repair the journal");
+    cluster.start(1, &[]).expect("start again");
+    cluster.wait_for_leader(&[1], TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[1], ClientOptions::default()).expect("client");
+    for i in 0..20 {
+        let read = client
+            .get(&format!("k{i}"), Consistency::Linearizable)
+            .await
+            .expect("read");
+        assert_eq!(read.value.as_deref(), Some("v"), "k{i} after the repair");
+    }
+}
