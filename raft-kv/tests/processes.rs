@@ -8,6 +8,7 @@ use std::time::Duration;
 use raft_kv::api::{Consistency, ErrorReply};
 use raft_kv::client::ClientOptions;
 use raft_kv::local_cluster::LocalCluster;
+use raft_kv::StorageEngine;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_raft-kv");
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -585,6 +586,61 @@ async fn a_wrong_config_or_a_data_directory_of_another_node_is_refused_with_a_me
         .wait_for_applied(1, 0, TIMEOUT)
         .await
         .expect("node 1 answers again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_journal_or_the_other_engine_on_the_command_line_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), 1);
+    cluster.storage = StorageEngine::Journal;
+    cluster.write_config(1, &cluster.members()).expect("config");
+    cluster.start(1, &[]).expect("start");
+    cluster.wait_for_leader(&[1], TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[1], ClientOptions::default()).expect("client");
+    for i in 0..20 {
+        client.put(&format!("k{i}"), "v").await.expect("put");
+    }
+    let status = cluster.stop(1, Duration::from_secs(15)).await.expect("SIGTERM");
+    assert!(status.success(), "node 1 exited with {status}");
+    let config = cluster.node(1).expect("node").config_path.clone();
+    let config = config.to_str().expect("path");
+
+    let stderr = serve_fails(&["--config", config, "--storage", "rocksdb"]);
+    assert!(stderr.contains("storage = rocksdb"), "{stderr}");
+
+    // A byte of the first write after the checkpoint, with more writes after it.
+    let segment = dir
+        .path()
+        .join("data-1/raft-journal/journal")
+        .join(format!("{:020}.journal", 1));
+    let original = std::fs::read(&segment).expect("the journal segment");
+    let checkpoint_len = u32::from_le_bytes(original[0..4].try_into().expect("4 bytes")) as usize;
+    let damaged_at = 8 + checkpoint_len + 8 + 1;
+    let mut damaged = original.clone();
+    damaged[damaged_at] ^= 0x40;
+    std::fs::write(&segment, &damaged).expect("damage the journal");
+    let stderr = serve_fails(&["--config", config]);
+    assert!(
+        stderr.contains("journal at") && stderr.contains("is corrupt"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&segment).expect("the journal"),
+        damaged,
+        "the refusal changed nothing"
+    );
+
+    std::fs::write(&segment, &original).expect("repair the journal");
+    cluster.start(1, &[]).expect("start again");
+    cluster.wait_for_leader(&[1], TIMEOUT).await.expect("a leader");
+    let mut client = cluster.client(&[1], ClientOptions::default()).expect("client");
+    for i in 0..20 {
+        let read = client
+            .get(&format!("k{i}"), Consistency::Linearizable)
+            .await
+            .expect("read");
+        assert_eq!(read.value.as_deref(), Some("v"), "k{i} after the repair");
+    }
 }
 
 /// The value of the first sample of `name` whose labels include all of `labels`, in a scrape.
