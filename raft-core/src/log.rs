@@ -147,10 +147,18 @@ impl RaftLog {
 
     /// Replaces the log up to `index` with a snapshot received from the leader. With `keep_rest`
     /// (the log agrees at `index`) the entries after it stay; otherwise the whole log goes.
-    pub(crate) fn install_snapshot(&mut self, index: Index, term: Term, keep_rest: bool) {
+    ///
+    /// Returns whether the stored log must be discarded with the snapshot's write. It must when
+    /// the whole log goes, and also when the entry that agrees at `index` was not handed out for
+    /// persistence yet: the entries not handed out replace a stored suffix that may conflict with
+    /// them (a deposed leader's), and the snapshot purges them, so without the discard that
+    /// stored suffix would outlive them. The entries kept after `index` are then all among those
+    /// not handed out, and the write brings them back after the discard.
+    pub(crate) fn install_snapshot(&mut self, index: Index, term: Term, keep_rest: bool) -> bool {
         debug_assert!(index > self.committed);
         self.snapshot_index = index;
         self.snapshot_term = term;
+        let discards_stored_log = !keep_rest || index >= self.unstable_from;
         if keep_rest {
             self.purge_to(index);
             self.persisted = self.persisted.max(index);
@@ -165,6 +173,7 @@ impl RaftLog {
         self.committed = index;
         self.applying = index;
         self.restoring = Some(index);
+        discards_stored_log
     }
 
     /// Drops the entries up to `index` (never past the snapshot).
@@ -575,6 +584,34 @@ mod tests {
         assert!(log.take_committed().is_empty());
         log.on_applied(3);
         assert_eq!(log.take_committed().len(), 2);
+    }
+
+    #[test]
+    fn installed_snapshot_over_entries_not_yet_handed_out_discards_the_stored_log() {
+        // Stored: 1..=5. A new leader's entries replace 3..=5 with 3..=4 of term 3 (not handed
+        // out yet: they carry the truncation of the stored 5), and its snapshot at 4 agrees.
+        let mut log = log_of(&[1, 1, 2, 2, 2]);
+        log.append_after(2, vec![Entry::blank(3, 3), Entry::blank(3, 4)].into());
+        assert!(
+            log.install_snapshot(4, 3, true),
+            "the stored 5 must go with the write"
+        );
+        assert_eq!((log.first_index(), log.last_index()), (5, 4));
+        assert!(log.take_unstable().is_empty());
+        // Handed out first, the entries make their own truncation: no discard is needed.
+        let mut log = log_of(&[1, 1, 2, 2, 2]);
+        log.append_after(2, vec![Entry::blank(3, 3), Entry::blank(3, 4)].into());
+        assert_eq!(log.take_unstable().len(), 2);
+        assert!(!log.install_snapshot(4, 3, true));
+        // Entries kept after the snapshot come back in the write after the discard.
+        let mut log = log_of(&[1, 1, 2, 2, 2]);
+        log.append_after(2, (3..=6).map(|i| Entry::blank(3, i)).collect::<Vec<_>>().into());
+        assert!(log.install_snapshot(4, 3, true));
+        let rest: Vec<Index> = log.take_unstable().iter().map(|e| e.index).collect();
+        assert_eq!(rest, vec![5, 6]);
+        // A log that disagrees always goes.
+        let mut log = log_of(&[1, 1, 2, 2, 2]);
+        assert!(log.install_snapshot(4, 3, false));
     }
 
     #[test]

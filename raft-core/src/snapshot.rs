@@ -371,7 +371,7 @@ impl RaftCore {
             keeps_log = agrees,
             "installing snapshot from the leader"
         );
-        self.log.install_snapshot(meta.index, meta.term, agrees);
+        let discard_log = self.log.install_snapshot(meta.index, meta.term, agrees);
         self.configs.base = meta.membership.clone();
         self.configs
             .entries
@@ -383,7 +383,7 @@ impl RaftCore {
             purge_to: meta.index,
             meta,
             restore: true,
-            discard_log: !agrees,
+            discard_log,
         });
     }
 }

@@ -106,6 +106,16 @@ impl LogWrite {
             self.entries.clear();
         }
         if later.purge_to > self.purge_to {
+            // This write's entries replace every stored entry from their first on. A purge that
+            // takes all of them must still drop what was stored after them (a conflicting suffix
+            // they replaced): in one write, that is discarding the stored log before the purge.
+            if self
+                .entries
+                .last()
+                .is_some_and(|last| last.index <= later.purge_to)
+            {
+                self.discard_log = true;
+            }
             self.purge_to = later.purge_to;
             self.entries.purge_to(later.purge_to);
         }
@@ -516,6 +526,62 @@ mod tests {
                 "seed {seed}"
             );
         }
+    }
+
+    #[test]
+    fn merged_writes_over_a_stored_log_store_what_the_writes_store_in_turn() {
+        // As above, but onto a log already stored: a merged write must also remove what the
+        // writes in turn would have removed from it.
+        for seed in 0..1000 {
+            let mut rng = SeededRng::new(seed);
+            let mut stored = LogImage::default();
+            for term in 1..=1 + rng.below(3) {
+                let write = next_write(&mut rng, stored.purged_to, stored.last_index(), term);
+                stored.apply(&write).expect("a write the core could make");
+            }
+            let mut in_turn = stored.clone();
+            let mut merged = LogWrite::default();
+            for term in 4..=4 + rng.below(4) {
+                let write = next_write(&mut rng, in_turn.purged_to, in_turn.last_index(), term);
+                in_turn.apply(&write).expect("a write the core could make");
+                merged.merge(write).expect("no gap");
+            }
+            let mut at_once = stored.clone();
+            at_once.apply(&merged).expect("the merged write");
+            assert_eq!(at_once.entries, in_turn.entries, "seed {seed}");
+            assert_eq!(
+                (at_once.purged_to, at_once.last_index()),
+                (in_turn.purged_to, in_turn.last_index()),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_purge_that_takes_a_writes_entries_still_drops_the_suffix_they_replaced() {
+        // Stored 1..=5 of term 1; a write replaces 3.. with 3..=4 of term 2; a later one purges
+        // to 4 (a snapshot). In turn, 5 is gone; merged, it must be too.
+        let mut stored = LogImage::default();
+        let old: Vec<Entry> = (1..=5).map(|i| Entry::blank(1, i)).collect();
+        stored
+            .apply(&LogWrite {
+                entries: old.into(),
+                ..LogWrite::default()
+            })
+            .unwrap();
+        let mut merged = LogWrite {
+            entries: vec![Entry::blank(2, 3), Entry::blank(2, 4)].into(),
+            ..LogWrite::default()
+        };
+        merged
+            .merge(LogWrite {
+                purge_to: 4,
+                ..LogWrite::default()
+            })
+            .unwrap();
+        stored.apply(&merged).unwrap();
+        assert_eq!((stored.purged_to, stored.last_index()), (4, 4));
+        assert!(stored.entries.is_empty());
     }
 
     #[test]
