@@ -105,19 +105,10 @@ async fn a_data_directory_of_one_engine_is_refused_by_a_config_that_names_the_ot
         Ok(_) => panic!("a journal must not start afresh beside this node's RocksDB store"),
     }
 
-    // The stopped server's UDP socket goes when quinn's endpoint driver notices its last handle
-    // is gone, a moment after `shutdown` returns: wait for the port (bounded).
-    let mut attempts = 0;
-    let server = loop {
-        match Server::start(config.clone(), false).await {
-            Err(ServerError::Transport(error)) if attempts < 50 => {
-                attempts += 1;
-                eprintln!("the peer port is not free yet ({error}); retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            started => break started.expect("start on RocksDB again"),
-        }
-    };
+    // `shutdown` returns once the transport's socket is closed: the same ports at once.
+    let server = Server::start(config.clone(), false)
+        .await
+        .expect("start on RocksDB again");
     let mut client = cluster.client(&[1], ClientOptions::default()).expect("client");
     let read = client.get("k", Consistency::Linearizable).await.expect("read");
     assert_eq!(

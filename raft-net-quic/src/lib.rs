@@ -26,6 +26,7 @@
 //! ```
 
 pub mod certs;
+mod socket;
 mod transport;
 pub mod wire;
 

@@ -31,7 +31,9 @@
 //!
 //! **Restarts.** The endpoint's stateless-reset key and its connection-id key are derived from
 //! the node's private key (HKDF, one key per purpose), so a restarted node recognizes the connection ids its earlier self
-//! issued, resets its peers' stale connections at once, and they reconnect.
+//! issued, resets its peers' stale connections at once, and they reconnect. A node restarted
+//! in the same process can bind its address again as soon as [`QuicTransport::close`] returns:
+//! it waits until the endpoint and every connection have let go of the socket.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
@@ -49,6 +51,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::certs::{node_name, NodeTls};
+use crate::socket::Released;
 use crate::wire::{
     check_hello, decode_body, encode_hello, encode_message, frame_length, Frame, Hello, WireError,
     HELLO_FRAME_BYTES, LENGTH_BYTES, PROTOCOL_VERSION,
@@ -178,6 +181,9 @@ struct Shared {
     node_id: NodeId,
     /// Taken out at shutdown, so that the socket is released once the tasks holding clones end.
     endpoint: Mutex<Option<quinn::Endpoint>>,
+    /// Resolves once the endpoint and every connection have let go of the socket; taken by the
+    /// first [`QuicTransport::close`] to wait for it.
+    released: Mutex<Option<Released>>,
     peers: Mutex<BTreeMap<NodeId, PeerQueues>>,
     config: QuicConfig,
     closed: AtomicBool,
@@ -327,8 +333,13 @@ impl QuicTransport {
             source,
         })?;
         let runtime = quinn::default_runtime().ok_or_else(|| QuicError::Config("no tokio runtime".into()))?;
-        let mut endpoint = quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime)
+        let socket = runtime
+            .wrap_udp_socket(socket)
             .map_err(|source| QuicError::Bind { addr, source })?;
+        let (socket, released) = crate::socket::watched(socket);
+        let mut endpoint =
+            quinn::Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
+                .map_err(|source| QuicError::Bind { addr, source })?;
         endpoint.set_default_client_config(client);
         info!(node = config.node_id, %addr, peers = config.peers.len(), "QUIC transport listening");
 
@@ -336,6 +347,7 @@ impl QuicTransport {
         let shared = Arc::new(Shared {
             node_id: config.node_id,
             endpoint: Mutex::new(Some(endpoint.clone())),
+            released: Mutex::new(Some(released)),
             peers: Mutex::new(BTreeMap::new()),
             config: config.clone(),
             closed: AtomicBool::new(false),
@@ -413,7 +425,10 @@ impl QuicTransport {
 
     /// [`shutdown`](Self::shutdown), then waits (at most `bound`) until the close has reached
     /// every peer or timed out, so that they drop this node's connections at once instead of
-    /// after their idle timeout. Returns whether the endpoint went idle within `bound`.
+    /// after their idle timeout, and until the socket is closed, so that the address can be
+    /// bound again at once (a node restarted in the same process). Returns whether both
+    /// happened within `bound`. After a [`shutdown`](Self::shutdown) it still waits for the
+    /// socket.
     ///
     /// ```no_run
     /// # async fn stop(transport: raft_net_quic::QuicTransport) {
@@ -425,27 +440,45 @@ impl QuicTransport {
     /// # }
     /// ```
     pub async fn close(&self, bound: Duration) -> bool {
-        match self.stop() {
-            Some(endpoint) => tokio::time::timeout(bound, endpoint.wait_idle()).await.is_ok(),
-            None => true,
+        let deadline = tokio::time::Instant::now() + bound;
+        let (endpoint, tasks) = self.stop();
+        let mut in_time = true;
+        if let Some(endpoint) = endpoint {
+            in_time &= tokio::time::timeout_at(deadline, endpoint.wait_idle())
+                .await
+                .is_ok();
         }
+        // The aborted tasks hold endpoint and connection handles until they are dropped, which
+        // happens on their next turn on the runtime: wait for that, then for the socket itself.
+        for task in tasks {
+            in_time &= tokio::time::timeout_at(deadline, task).await.is_ok();
+        }
+        let released = self.shared.released_slot().take();
+        if let Some(released) = released {
+            in_time &= tokio::time::timeout_at(deadline, released).await.is_ok();
+        }
+        in_time
     }
 
-    /// Closes the endpoint and ends the tasks; returns the endpoint if this call closed it.
-    fn stop(&self) -> Option<quinn::Endpoint> {
+    /// Closes the endpoint, forgets the connections and aborts the tasks; returns the endpoint
+    /// if this call closed it, and the aborted tasks.
+    fn stop(&self) -> (Option<quinn::Endpoint>, Vec<JoinHandle<()>>) {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
-            return None;
+            return (None, Vec::new());
         }
         self.shared.peers().clear();
         let endpoint = self.shared.endpoint_slot().take();
         if let Some(endpoint) = &endpoint {
             endpoint.close(0u32.into(), b"shutdown");
         }
-        for task in self.shared.tasks().drain(..) {
+        // Each connection holds the socket: none may outlive the close in this map.
+        self.shared.identified().clear();
+        let tasks: Vec<_> = self.shared.tasks().drain(..).collect();
+        for task in &tasks {
             task.abort();
         }
         info!(node = self.shared.node_id, "QUIC transport shut down");
-        endpoint
+        (endpoint, tasks)
     }
 }
 
@@ -456,6 +489,10 @@ impl Shared {
 
     fn endpoint_slot(&self) -> MutexGuard<'_, Option<quinn::Endpoint>> {
         self.endpoint.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn released_slot(&self) -> MutexGuard<'_, Option<Released>> {
+        self.released.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn endpoint(&self) -> Option<quinn::Endpoint> {

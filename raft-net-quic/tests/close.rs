@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{raw_connection, Cluster};
+use support::{raw_connection, reaches, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_tells_connected_peers_at_once_and_returns_within_its_bound() {
@@ -41,4 +41,34 @@ async fn close_tells_connected_peers_at_once_and_returns_within_its_bound() {
     // A second close, or a shutdown after it, has nothing left to do.
     assert!(t1.close(Duration::from_millis(10)).await);
     t1.shutdown();
+}
+
+/// A node restarted in the same process binds its address again the moment `close` returns:
+/// the endpoint's driver and every connection (each holds the socket) have let go of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_returns_once_the_address_can_be_bound_again() {
+    let mut cluster = Cluster::new(2);
+    let (t2, mut i2) = cluster.start(2);
+    let (mut t1, mut i1) = cluster.start(1);
+    for restart in 0..3 {
+        // Connections both ways, so that node 1's socket is held by its accepted connection too.
+        assert!(
+            reaches(&t1, 1, &mut i2, 2).await,
+            "restart {restart}: 1 reaches 2"
+        );
+        assert!(
+            reaches(&t2, 2, &mut i1, 1).await,
+            "restart {restart}: 2 reaches 1"
+        );
+        assert!(
+            t1.close(Duration::from_secs(5)).await,
+            "restart {restart}: closed in time"
+        );
+        let socket = std::net::UdpSocket::bind(cluster.addrs[&1])
+            .unwrap_or_else(|e| panic!("restart {restart}: the address is free once close returns: {e}"));
+        let config = cluster.config(1, cluster.tls(1));
+        (t1, i1) = raft_net_quic::QuicTransport::start_on(config, socket).expect("start again");
+    }
+    assert!(t1.close(Duration::from_secs(5)).await);
+    t2.shutdown();
 }

@@ -35,9 +35,18 @@ pub fn heartbeat(round: u64) -> Message {
 /// Sends heartbeats from node 1's `transport` until one reaches node 2's `inbox` (the first few
 /// may go before the connection is up): at most 100, each given 100 ms. Whether one arrived.
 pub async fn connected(transport: &QuicTransport, inbox: &mut QuicInbox) -> bool {
+    reaches(transport, 1, inbox, 2).await
+}
+
+/// [`connected`] from node `from`'s `transport` to node `to`'s `inbox`.
+pub async fn reaches(transport: &QuicTransport, from: NodeId, inbox: &mut QuicInbox, to: NodeId) -> bool {
     use raft_core::{Inbox, Transport};
     for round in 0..100 {
-        let _ = transport.send(heartbeat(round));
+        let _ = transport.send(Message {
+            from,
+            to,
+            ..heartbeat(round)
+        });
         let arrived = tokio::time::timeout(std::time::Duration::from_millis(100), inbox.recv()).await;
         if let Ok(Some(_)) = arrived {
             return true;
