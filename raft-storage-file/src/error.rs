@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use raft_core::{ClusterId, NodeId};
 use thiserror::Error;
+
+use crate::identity::IdentityMismatch;
 
 /// A [`JournalStorage`](crate::JournalStorage) that cannot be opened.
 #[derive(Debug, Error)]
@@ -39,22 +40,9 @@ pub enum OpenError {
         /// The version this build reads and writes.
         supported: u32,
     },
-    /// The store belongs to another cluster.
-    #[error("store belongs to cluster {found}, not {expected}; point the node at its own data directory")]
-    ClusterMismatch {
-        /// The cluster id on disk.
-        found: ClusterId,
-        /// The cluster id this node was configured with.
-        expected: ClusterId,
-    },
-    /// The store belongs to another node of the cluster.
-    #[error("store belongs to node {found}, not {expected}; point the node at its own data directory")]
-    NodeMismatch {
-        /// The node id on disk.
-        found: NodeId,
-        /// The node id this node was configured with.
-        expected: NodeId,
-    },
+    /// The store belongs to another cluster or another node.
+    #[error(transparent)]
+    Identity(#[from] IdentityMismatch),
     /// The blocking task that opens the store failed.
     #[error("the task opening the store failed: {0}")]
     Task(String),

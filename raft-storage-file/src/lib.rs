@@ -38,12 +38,14 @@
 //! ```
 
 mod error;
+mod identity;
 mod journal;
 mod snapshot_files;
 mod storage;
 
 pub use crate::error::OpenError;
+pub use crate::identity::{IdentityMismatch, StoreIdentity};
 pub use crate::snapshot_files::{
     snapshot_file_name, snapshot_index_of_file, sync_dir, FileSnapshots, SNAPSHOT_TEMP_PREFIX,
 };
-pub use crate::storage::{JournalStorage, StoreIdentity, DEFAULT_SEGMENT_BYTES, JOURNAL_FORMAT_VERSION};
+pub use crate::storage::{JournalStorage, DEFAULT_SEGMENT_BYTES, JOURNAL_FORMAT_VERSION};

@@ -13,18 +13,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use tracing::{debug, info};
 
 use crate::error::OpenError;
+use crate::identity::StoreIdentity;
 use crate::journal::{Journal, JournalError, Recovered};
 use crate::snapshot_files::{sync_dir, FileSnapshots};
-
-/// Which node of which cluster a store belongs to. Recorded when the store is created and checked
-/// at every open, so that a node never starts on another node's data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreIdentity {
-    /// The cluster.
-    pub cluster_id: ClusterId,
-    /// The node.
-    pub node_id: NodeId,
-}
 
 /// Runs blocking file work off the tokio workers.
 async fn blocking<T: Send + 'static>(
@@ -163,18 +154,7 @@ fn replay(journal_dir: &Path, identity: StoreIdentity, recovered: Recovered) -> 
             supported: JOURNAL_FORMAT_VERSION,
         });
     }
-    if cluster_id != identity.cluster_id {
-        return Err(OpenError::ClusterMismatch {
-            found: cluster_id,
-            expected: identity.cluster_id,
-        });
-    }
-    if node_id != identity.node_id {
-        return Err(OpenError::NodeMismatch {
-            found: node_id,
-            expected: identity.node_id,
-        });
-    }
+    identity.check(StoreIdentity { cluster_id, node_id })?;
     if entries.first().is_some_and(|e| e.index != purged_to + 1)
         || entries.windows(2).any(|pair| pair[1].index != pair[0].index + 1)
     {
@@ -252,6 +232,15 @@ pub struct JournalStorage {
     snapshots: FileSnapshots,
     identity: StoreIdentity,
     dir: PathBuf,
+}
+
+impl std::fmt::Debug for JournalStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalStorage")
+            .field("dir", &self.dir)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JournalStorage {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use raft_core::{ClusterId, NodeId};
+use raft_storage_file::IdentityMismatch;
 use thiserror::Error;
 
 /// A store that cannot be opened. Nothing was changed on disk.
@@ -49,22 +49,9 @@ pub enum OpenError {
         /// The version this build reads and writes.
         supported: u32,
     },
-    /// The store belongs to another cluster.
-    #[error("store belongs to cluster {found}, not {expected}; point the node at its own data directory")]
-    ClusterMismatch {
-        /// The cluster id on disk.
-        found: ClusterId,
-        /// The cluster id this node was configured with.
-        expected: ClusterId,
-    },
-    /// The store belongs to another node of the cluster.
-    #[error("store belongs to node {found}, not {expected}; point the node at its own data directory")]
-    NodeMismatch {
-        /// The node id on disk.
-        found: NodeId,
-        /// The node id this node was configured with.
-        expected: NodeId,
-    },
+    /// The store belongs to another cluster or another node.
+    #[error(transparent)]
+    Identity(#[from] IdentityMismatch),
     /// A record is missing or cannot be decoded.
     #[error("store is corrupt: {0}")]
     Corrupt(String),

@@ -47,4 +47,4 @@ mod storage;
 pub use crate::error::OpenError;
 pub use crate::storage::RocksStorage;
 // Shared with `raft-storage-file`: the snapshot files and the store's identity.
-pub use raft_storage_file::{FileSnapshots, StoreIdentity};
+pub use raft_storage_file::{FileSnapshots, IdentityMismatch, StoreIdentity};

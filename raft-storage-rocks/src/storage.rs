@@ -205,19 +205,8 @@ fn check_identity_and_read_bounds(db: &DB, identity: StoreIdentity) -> Result<Lo
         decode_u64(what, &bytes).map_err(corrupt)
     };
     let cluster_id = read_id(CLUSTER_ID_KEY, "cluster id")?;
-    if cluster_id != identity.cluster_id {
-        return Err(OpenError::ClusterMismatch {
-            found: cluster_id,
-            expected: identity.cluster_id,
-        });
-    }
     let node_id = read_id(NODE_ID_KEY, "node id")?;
-    if node_id != identity.node_id {
-        return Err(OpenError::NodeMismatch {
-            found: node_id,
-            expected: identity.node_id,
-        });
-    }
+    identity.check(StoreIdentity { cluster_id, node_id })?;
     read_bounds(db).map_err(corrupt)
 }
 

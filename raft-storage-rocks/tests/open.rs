@@ -3,7 +3,7 @@
 
 use raft_core::{Entry, LogStorage, LogWrite, StorageError};
 use raft_storage_rocks::format::{log_key, FORMAT_VERSION, FORMAT_VERSION_KEY, LOG_CF, META_CF};
-use raft_storage_rocks::{OpenError, RocksStorage, StoreIdentity};
+use raft_storage_rocks::{IdentityMismatch, OpenError, RocksStorage, StoreIdentity};
 
 const NODE_1: StoreIdentity = StoreIdentity {
     cluster_id: 10,
@@ -41,10 +41,10 @@ async fn opening_another_clusters_store_is_refused() {
     assert!(
         matches!(
             refused,
-            Err(OpenError::ClusterMismatch {
+            Err(OpenError::Identity(IdentityMismatch::Cluster {
                 found: 10,
                 expected: 11
-            })
+            }))
         ),
         "{refused:?}"
     );
@@ -65,10 +65,10 @@ async fn opening_another_nodes_store_is_refused() {
     assert!(
         matches!(
             refused,
-            Err(OpenError::NodeMismatch {
+            Err(OpenError::Identity(IdentityMismatch::Node {
                 found: 1,
                 expected: 2
-            })
+            }))
         ),
         "{refused:?}"
     );
