@@ -10,7 +10,9 @@ const NODE_1: StoreIdentity = StoreIdentity {
 };
 
 async fn create_with_entries(dir: &std::path::Path, n: u64) {
-    let mut storage = JournalStorage::open(dir, NODE_1).await.expect("new journal opens");
+    let mut storage = JournalStorage::open(dir, NODE_1)
+        .await
+        .expect("new journal opens");
     let entries = (1..=n).map(|i| Entry::command(1, i, format!("e{i}"))).collect();
     storage
         .persist(LogWrite {
