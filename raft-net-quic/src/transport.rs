@@ -515,6 +515,11 @@ impl Shared {
     /// connections beyond the limit.
     fn identify(&self, peer: NodeId, connection: &quinn::Connection) {
         let mut identified = self.identified();
+        // Checked under the lock: `stop` sets `closed` before it empties the map, so a
+        // connection is either emptied with it or never put back to hold the socket.
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         let connections = identified.entry(peer).or_default();
         if connections
             .iter()
