@@ -153,18 +153,6 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
         for _ in 0..due {
             self.core.tick();
         }
-        if due > 0 {
-            self.on_ticks();
-        }
-    }
-
-    /// What the node does once for the ticks of a round, whatever input woke it: under a steady
-    /// stream of proposals the timer branch never wins, and the waiters' deadlines, the
-    /// metrics' gauges and counters and the followers' lag would otherwise stand still.
-    fn on_ticks(&mut self) {
-        self.send_to_apply(ApplyJob::ExpireWaiters);
-        self.metrics.on_tick(&self.core.status());
-        self.record_followers();
     }
 
     /// Tells the core the state machine has applied the entries up to `index`, unless it knew.
@@ -243,8 +231,11 @@ impl<S: LogStorage, T: Transport, I: Inbox> EventLoop<S, T, I> {
         match event {
             // The ticks themselves were counted by `catch_up_ticks`; the timer wakes the loop, and
             // the apply task answers the proposals that waited too long.
-            // The round's catch-up gave the core the ticks and did their duties.
-            Event::Tick => {}
+            Event::Tick => {
+                self.send_to_apply(ApplyJob::ExpireWaiters);
+                self.metrics.on_tick(&self.core.status());
+                self.record_followers();
+            }
             Event::Message(message) => {
                 self.meter.count(Direction::Received, &message);
                 trace!(
